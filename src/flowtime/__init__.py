@@ -1,0 +1,73 @@
+"""
+FlowTime: deterministic flow models over a time grid.
+
+>>> import flowtime
+>>> m = flowtime.load_model("schemaVersion: 1\\ngrid: {bins: 2, binSize: 1, binUnit: hours}\\n"
+...                         "nodes: [{id: a, values: [1, 2]}, {id: b, kind: expr, expr: a * 2}]")
+>>> flowtime.evaluate(m)["b"].tolist()
+[2.0, 4.0]
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flowtime._version import __version__
+from flowtime.engine.evaluate import Results, evaluate
+from flowtime.engine.graph import Graph, compile_model
+from flowtime.errors import (
+    ArtifactError,
+    EvaluationError,
+    ExpressionError,
+    FlowTimeError,
+    LimitExceeded,
+    ModelError,
+    ModelSyntaxError,
+    ModelValidationError,
+    ParameterError,
+    Problem,
+    RunNotFound,
+    TemplateError,
+    TemplateNotFound,
+)
+from flowtime.model.schema import Model
+
+__all__ = [
+    "ArtifactError",
+    "EvaluationError",
+    "ExpressionError",
+    "FlowTimeError",
+    "Graph",
+    "LimitExceeded",
+    "Model",
+    "ModelError",
+    "ModelSyntaxError",
+    "ModelValidationError",
+    "ParameterError",
+    "Problem",
+    "Results",
+    "RunNotFound",
+    "TemplateError",
+    "TemplateNotFound",
+    "__version__",
+    "compile_model",
+    "evaluate",
+    "load_model",
+]
+
+
+def load_model(source: str | os.PathLike[str]) -> Model:
+    """
+    A validated model from YAML text or from a file path.
+
+    A ``pathlib.Path`` (or a one-line string naming an existing file) is read;
+    any other string is the model text itself.
+    """
+    from flowtime.model.load import load_model as _load
+    from flowtime.sources import read_model_text
+
+    if isinstance(source, os.PathLike) or ("\n" not in source and Path(source).is_file()):
+        text, name = read_model_text(source)
+        return _load(text, name).model
+    return _load(str(source)).model

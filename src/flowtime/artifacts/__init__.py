@@ -1,0 +1,1 @@
+"""Run artifacts: canonical bytes, the run folder layout, the writer and the registry."""

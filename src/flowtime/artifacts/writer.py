@@ -1,0 +1,220 @@
+"""
+Results + model + provenance -> a run folder, written atomically.
+
+Everything is written into a hidden temporary sibling folder and renamed into
+place at the end, so a reader (or a crash) never sees a half-written run: a
+folder named like a run id always has its manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flowtime._version import __version__
+from flowtime.artifacts import layout
+from flowtime.artifacts.canonical import canonical_json, series_csv, sha256_text
+from flowtime.engine.evaluate import Results
+from flowtime.errors import ArtifactError
+from flowtime.model.load import LoadedModel
+from flowtime.model.provenance import Provenance
+from flowtime.model.schema import Model
+
+
+def model_hash(model: Model) -> str:
+    """SHA-256 of the canonical model: formatting, comments, key order and provenance do not count."""
+    return sha256_text(canonical_json(model.canonical()))
+
+
+def scenario_hash(model: Model, seed: int | None, sampled: bool) -> str:
+    """
+    The model plus the run options that change its numbers. The seed counts only
+    when something was sampled, since otherwise it cannot change any value.
+    """
+    if not sampled:
+        return sha256_text(canonical_json({"model": model.canonical()}))
+    return sha256_text(canonical_json({"model": model.canonical(), "seed": seed, "samplePmf": True}))
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    path: Path
+    manifest: dict[str, Any]
+    run: dict[str, Any]
+    reused: bool = False
+
+
+def title_of(model: Model, spec_text: str) -> str:
+    """A human title: metadata.title, the first sentence of the description, a leading comment, or node ids."""
+    md = model.metadata
+    if md.title:
+        return md.title
+    if md.description:
+        d = md.description.strip()
+        return d if len(d) <= 80 else d.split(". ")[0][:80]
+    for line in spec_text.splitlines():
+        s = line.strip()
+        if not s:
+            continue
+        if not s.startswith("#"):
+            break
+        text = s.lstrip("#").strip()
+        if len(text) > 10 and not text.lower().startswith(("generated", "this is", "file:")):
+            return text
+    ids = model.node_ids[:3]
+    return f"Model with {', '.join(ids)}" if ids else "Empty model"
+
+
+def _dump(path: Path, obj: Any) -> bytes:
+    data = (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode()
+    path.write_bytes(data)
+    return data
+
+
+def write_run(
+    loaded: LoadedModel,
+    results: Results,
+    root: Path,
+    *,
+    provenance: Provenance | None = None,
+    deterministic_id: bool = False,
+    timings: dict[str, float] | None = None,
+    now: datetime | None = None,
+) -> RunRecord:
+    """Write one run under ``root`` and return where it went."""
+    model = loaded.model
+    now = now or datetime.now(UTC)
+    created = layout.utc_iso(now)
+    m_hash = model_hash(model)
+    s_hash = scenario_hash(model, results.seed, bool(results.sampled))
+    run_id = layout.deterministic_run_id(s_hash) if deterministic_id else layout.new_run_id(now)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / run_id
+    if deterministic_id and (final / layout.MANIFEST).exists():
+        return _reuse(final, run_id, s_hash)
+
+    tmp = root / f"{layout.TMP_PREFIX}{run_id}-{secrets.token_hex(4)}"
+    try:
+        tmp.mkdir()
+        (tmp / layout.SERIES_DIR).mkdir()
+        spec = loaded.spec_text.replace("\r\n", "\n")
+        (tmp / layout.SPEC).write_text(spec, encoding="utf-8")
+
+        as_names = {o.series: o.as_ for o in model.outputs if o.as_}
+        series_hashes: dict[str, str] = {}
+        index_entries: list[dict[str, Any]] = []
+        run_series: list[dict[str, Any]] = []
+        for node_id in results.output_ids:
+            sid = layout.series_id(node_id)
+            rel = layout.series_file(node_id)
+            data = series_csv(results.series[node_id])
+            (tmp / rel).write_bytes(data)
+            h = sha256_text(data)
+            series_hashes[sid] = h
+            entry = {
+                "id": sid, "nodeId": node_id, "kind": "flow", "path": rel, "unit": "entities/bin",
+                "componentId": node_id.upper(), "class": "DEFAULT", "points": int(results.series[node_id].size),
+                "hash": h, "as": as_names.get(node_id),
+            }
+            index_entries.append(entry)
+            run_series.append({"id": sid, "nodeId": node_id, "path": rel, "unit": "entities/bin",
+                               "as": as_names.get(node_id)})
+
+        grid = {**model.grid.to_json(), "binMinutes": model.grid.bin_minutes, "timezone": "UTC", "align": "left"}
+        warnings = [p.to_dict() for p in (*loaded.warnings, *results.warnings, *results.nonfinite_warnings())]
+        _dump(tmp / layout.SERIES_DIR / layout.INDEX, {"schemaVersion": 1, "grid": grid, "series": index_entries})
+        prov_json: dict[str, Any] | None = None
+        if provenance is not None:
+            prov_json = {**provenance.to_json(), "receivedAt": created}
+            _dump(tmp / layout.PROVENANCE, prov_json)
+        run = {
+            "schemaVersion": 1,
+            "runId": run_id,
+            "engineVersion": __version__,
+            "source": "engine",
+            "title": title_of(model, spec),
+            "tags": list(model.metadata.tags),
+            "grid": grid,
+            "modelHash": m_hash,
+            "scenarioHash": s_hash,
+            "createdUtc": created,
+            "seed": results.seed,
+            "samplePmf": results.sample_pmf,
+            "sampled": results.sampled,
+            "order": results.order,
+            "warnings": warnings,
+            "series": run_series,
+            "timings": timings or {},
+        }
+        _dump(tmp / layout.RUN_JSON, run)
+        manifest = {
+            "schemaVersion": 1,
+            "runId": run_id,
+            "scenarioHash": s_hash,
+            "modelHash": m_hash,
+            "rng": {"kind": "pcg32", "seed": results.seed},
+            "seriesHashes": series_hashes,
+            "eventCount": 0,
+            "createdUtc": created,
+            "provenance": (
+                {"hasProvenance": True, "modelId": prov_json.get("modelId"), "templateId": prov_json.get("templateId")}
+                if prov_json else None
+            ),
+        }
+        _dump(tmp / layout.MANIFEST, manifest)  # written last: a manifest means "complete"
+        _pause_hook("before-rename")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if deterministic_id and (final / layout.MANIFEST).exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+                return _reuse(final, run_id, s_hash)
+            raise
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ArtifactError(f"cannot write run {run_id} under {root}: {exc}") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return RunRecord(run_id, final, manifest, run)
+
+
+def _reuse(final: Path, run_id: str, s_hash: str) -> RunRecord:
+    manifest = json.loads((final / layout.MANIFEST).read_text(encoding="utf-8"))
+    if manifest.get("scenarioHash") != s_hash:
+        raise ArtifactError(
+            f"{run_id} already holds a different scenario ({manifest.get('scenarioHash')}); "
+            "run without --deterministic-run-id"
+        )
+    run = json.loads((final / layout.RUN_JSON).read_text(encoding="utf-8"))
+    return RunRecord(run_id, final, manifest, run, reused=True)
+
+
+def _pause_hook(point: str) -> None:
+    """Test hook: FLOWTIME_TEST_PAUSE_AT=<point> blocks here so a test can kill the process mid-write."""
+    if os.environ.get("FLOWTIME_TEST_PAUSE_AT") == point:
+        import time
+
+        marker = os.environ.get("FLOWTIME_TEST_PAUSE_MARKER")
+        if marker:
+            Path(marker).write_text("paused")
+        time.sleep(3600)
+
+
+def clean_temp_folders(root: Path) -> int:
+    """Remove leftovers of interrupted writes; returns how many were removed."""
+    if not root.is_dir():
+        return 0
+    n = 0
+    for p in root.iterdir():
+        if p.name.startswith(layout.TMP_PREFIX) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            n += 1
+    return n

@@ -1,0 +1,206 @@
+"""
+FlowTime's own exceptions and the located ``Problem`` record.
+
+Every error the core raises is one of these; the CLI and the HTTP services
+translate them once, at their edge, into exit codes and problem+json bodies.
+
+    FlowTimeError
+    ├── ModelError                  the model text is wrong (CLI exit 1, HTTP 400)
+    │   ├── ModelSyntaxError        not YAML, or YAML of the wrong shape
+    │   ├── ModelValidationError    every problem found in one pass, located
+    │   └── ExpressionError         an expression does not parse (with a caret line)
+    ├── LimitExceeded               an input is over a configured limit (HTTP 413/400)
+    ├── EvaluationError             a node failed while being computed (names the node)
+    ├── TemplateError               a Sim template or its parameters are wrong
+    │   ├── TemplateNotFound        (also a LookupError)
+    │   └── ParameterError          parameter overrides rejected, every problem listed
+    ├── ArtifactError               a run folder cannot be written or read
+    │   └── RunNotFound             (also a LookupError)
+    └── ConflictError               a request contradicts stored state (HTTP 409)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=False)
+class Problem:
+    """
+    One thing wrong (or worth a warning) in an input, with where it is.
+
+    ``path`` uses dots and node ids: ``nodes.served.expr``, ``grid.bins``.
+
+    >>> str(Problem("grid.bins", "bins must be between 1 and 1000000", line=3, column=9))
+    'line 3, column 9, grid.bins: bins must be between 1 and 1000000'
+    """
+
+    path: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+    severity: str = "error"
+    source: str | None = None
+
+    def location(self) -> str:
+        parts: list[str] = []
+        if self.source:
+            parts.append(self.source)
+        if self.line is not None:
+            parts.append(f"line {self.line}")
+            if self.column is not None:
+                parts.append(f"column {self.column}")
+        if self.path:
+            parts.append(self.path)
+        return ", ".join(parts)
+
+    def __str__(self) -> str:
+        where = self.location()
+        return f"{where}: {self.message}" if where else self.message
+
+    def sort_key(self) -> tuple[int, int, str, str]:
+        big = 1 << 30
+        return (
+            self.line if self.line is not None else big,
+            self.column if self.column is not None else big,
+            self.path,
+            self.message,
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "message": self.message,
+            "severity": self.severity,
+        }
+
+
+def sorted_problems(problems: Iterable[Problem]) -> list[Problem]:
+    return sorted(problems, key=Problem.sort_key)
+
+
+class FlowTimeError(Exception):
+    """Base of every error FlowTime raises on purpose."""
+
+    title = "FlowTime error"
+
+    @property
+    def problems(self) -> Sequence[Problem]:
+        return ()
+
+
+class ModelError(FlowTimeError):
+    title = "Invalid model"
+
+
+class _ProblemsError(ModelError):
+    """An error carrying a sorted list of located problems."""
+
+    def __init__(self, problems: Iterable[Problem], source: str | None = None) -> None:
+        self._problems = sorted_problems(problems)
+        self.source = source
+        super().__init__(self._render())
+
+    @property
+    def problems(self) -> Sequence[Problem]:
+        return self._problems
+
+    def _render(self) -> str:
+        errors = [p for p in self._problems if p.severity == "error"]
+        n = len(errors) or len(self._problems)
+        warns = len(self._problems) - len(errors)
+        where = f" in {self.source}" if self.source else ""
+        extra = f" (and {warns} warning{'s' if warns != 1 else ''})" if warns and errors else ""
+        head = f"{n} error{'s' if n != 1 else ''}{extra}{where}:"
+        return "\n".join([head, *(f"  - {p}" for p in self._problems)])
+
+
+class ModelSyntaxError(_ProblemsError):
+    title = "Model is not valid YAML"
+
+
+class ModelValidationError(_ProblemsError):
+    title = "Model validation failed"
+
+
+class ExpressionError(ModelError):
+    """
+    An expression that does not parse or refers to something unknown.
+
+    ``str()`` is the message, then the expression, then a caret under ``column``
+    (1-based).
+    """
+
+    title = "Invalid expression"
+
+    def __init__(self, message: str, expression: str, column: int) -> None:
+        self.message = message
+        self.expression = expression
+        self.column = column
+        super().__init__(f"{message}\n    {expression}\n    {' ' * (column - 1)}^")
+
+
+class LimitExceeded(FlowTimeError):
+    title = "Input over a configured limit"
+
+    def __init__(self, message: str, *, limit_name: str = "") -> None:
+        self.limit_name = limit_name
+        super().__init__(message)
+
+
+class EvaluationError(FlowTimeError):
+    title = "Evaluation failed"
+
+    def __init__(self, node_id: str, message: str) -> None:
+        self.node_id = node_id
+        super().__init__(f"node `{node_id}`: {message}")
+
+
+class TemplateError(FlowTimeError):
+    title = "Template error"
+
+
+class TemplateNotFound(TemplateError, LookupError):
+    title = "Template not found"
+
+
+class ParameterError(TemplateError):
+    """Parameter overrides rejected; ``problems`` lists each one."""
+
+    title = "Invalid parameters"
+
+    def __init__(self, problems: Iterable[Problem], template_id: str = "") -> None:
+        self._problems = sorted_problems(problems)
+        self.template_id = template_id
+        lines = [f"{len(self._problems)} parameter problem(s) for template '{template_id}':"]
+        lines += [f"  - {p}" for p in self._problems]
+        super().__init__("\n".join(lines))
+
+    @property
+    def problems(self) -> Sequence[Problem]:
+        return self._problems
+
+
+class ArtifactError(FlowTimeError):
+    title = "Artifact error"
+
+
+class RunNotFound(ArtifactError, LookupError):
+    title = "Run not found"
+
+
+class ConflictError(FlowTimeError):
+    title = "Conflict"
+
+
+@dataclass
+class Warnings:
+    """A collector the loader and evaluator append warnings to."""
+
+    items: list[Problem] = field(default_factory=list)
+
+    def add(self, path: str, message: str, line: int | None = None, column: int | None = None) -> None:
+        self.items.append(Problem(path, message, line, column, severity="warning"))

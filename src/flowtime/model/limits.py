@@ -1,0 +1,27 @@
+"""Input limits, enforced before work starts. One object, passed in explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """
+    Upper bounds on what a model may ask for.
+
+    >>> Limits().max_bins
+    1000000
+    """
+
+    max_bins: int = 1_000_000
+    max_bin_size: int = 1000
+    max_nodes: int = 100_000
+    max_outputs: int = 100_000
+    max_expression_length: int = 10_000
+    max_expression_nesting: int = 200
+    max_model_bytes: int = 64 * 1024 * 1024
+    max_yaml_nodes: int = 20_000_000
+
+
+DEFAULT_LIMITS = Limits()

@@ -1,0 +1,668 @@
+"""
+Model text -> validated ``Model``, collecting every problem with its location.
+
+The loader takes text plus a source name (for messages) and never opens files.
+Checks are hand-written rather than left to pydantic so that each message says
+where (file, line, column, node, field), what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from flowtime.errors import (
+    ExpressionError,
+    LimitExceeded,
+    ModelSyntaxError,
+    ModelValidationError,
+    Problem,
+)
+from flowtime.expr.functions import suggest
+from flowtime.expr.parser import parse_expression
+from flowtime.expr.syntax import Expr
+from flowtime.model.deps import analyse, expression_issues, references_with_lag
+from flowtime.model.limits import DEFAULT_LIMITS, Limits
+from flowtime.model.provenance import Provenance, provenance_from_mapping
+from flowtime.model.schema import (
+    NODE_KINDS,
+    BinUnit,
+    ConstNode,
+    ExprNode,
+    Grid,
+    Metadata,
+    Model,
+    Output,
+    PmfNode,
+    Rng,
+)
+from flowtime.model.yamltext import Path, SourceMap, format_path, parse_yaml, remove_top_level_key
+
+TOP_LEVEL_KEYS = ("schemaVersion", "grid", "nodes", "outputs", "rng", "metadata", "provenance")
+NODE_ID = re.compile(r"^[^\W\d][\w.\-]{0,127}$")
+OUTPUT_NAME = re.compile(r"^[\w][\w.\- ]{0,127}$")
+PMF_TOLERANCE = 1e-6
+# Sums this close to 1 are float noise: used as given, so expected values match
+# the reference bit for bit. Between this and PMF_TOLERANCE: normalised, warned.
+PMF_NOISE = 1e-9
+
+_NODE_FIELDS = {
+    "const": {"id", "kind", "values", "title", "description"},
+    "expr": {"id", "kind", "expr", "title", "description"},
+    "pmf": {"id", "kind", "pmf", "title", "description"},
+}
+
+
+@dataclass
+class LoadedModel:
+    """A validated model plus what the loader learned on the way."""
+
+    model: Model
+    spec_text: str  # the text as given, minus any embedded provenance block
+    provenance: Provenance | None
+    warnings: list[Problem] = field(default_factory=list)
+    source: str = "<string>"
+
+
+@dataclass
+class _Ctx:
+    source: str
+    smap: SourceMap
+    limits: Limits
+    problems: list[Problem] = field(default_factory=list)
+
+    def error(self, path: Path, message: str, *, key: bool = False, column_offset: int = 0) -> None:
+        self._add(path, message, "error", key, column_offset)
+
+    def warn(self, path: Path, message: str, *, key: bool = False) -> None:
+        self._add(path, message, "warning", key, 0)
+
+    def _add(self, path: Path, message: str, severity: str, key: bool, column_offset: int) -> None:
+        line, col = self.smap.find_key(path) if key else self.smap.find(path)
+        if col is not None and column_offset:
+            col += column_offset
+        self.problems.append(
+            Problem(_display_path(path, self), message, line, col, severity=severity, source=self.source)
+        )
+
+    node_names: dict[int, str] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+    def text_line(self, line: int) -> str:
+        return self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+
+
+def _display_path(path: Path, ctx: _Ctx) -> str:
+    """nodes[3].expr -> nodes.served.expr when node 3 has an id."""
+    if len(path) >= 2 and path[0] == "nodes" and isinstance(path[1], int) and path[1] in ctx.node_names:
+        return format_path(("nodes", ctx.node_names[path[1]], *path[2:]))
+    return format_path(path)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _type_name(v: Any) -> str:
+    if v is None:
+        return "nothing (null)"
+    if isinstance(v, bool):
+        return f"a boolean ({str(v).lower()})"
+    if isinstance(v, str):
+        return f"the text {v!r}" if len(v) < 40 else "a text"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "a mapping"
+    return f"{v!r}"
+
+
+def load_model(text: str, source: str = "<string>", *, limits: Limits = DEFAULT_LIMITS) -> LoadedModel:
+    """
+    Parse and validate model YAML. Raises ``ModelSyntaxError`` for text that is
+    not YAML, ``ModelValidationError`` listing every problem otherwise, and
+    ``LimitExceeded`` for inputs over ``limits``.
+
+    >>> lm = load_model("schemaVersion: 1\\ngrid: {bins: 3, binSize: 1, binUnit: hours}\\n"
+    ...                 "nodes:\\n  - {id: a, kind: const, values: [1, 2, 3]}\\n")
+    >>> lm.model.grid.bins, lm.model.node_ids
+    (3, ['a'])
+    """
+    if len(text) > limits.max_model_bytes:
+        raise LimitExceeded(
+            f"{source}: model text is {len(text)} bytes; the limit is {limits.max_model_bytes}",
+            limit_name="max_model_bytes",
+        )
+    data, smap = parse_yaml(text, source, max_nodes=limits.max_yaml_nodes)
+    ctx = _Ctx(source, smap, limits)
+    ctx.lines = text.splitlines()
+    if data is None:
+        ctx.error((), "model is empty; expected a mapping with schemaVersion, grid and nodes")
+        raise ModelValidationError(ctx.problems, source)
+    if not isinstance(data, dict):
+        ctx.error((), f"the top level must be a mapping (schemaVersion, grid, nodes, ...), got {_type_name(data)}")
+        raise ModelValidationError(ctx.problems, source)
+
+    provenance = _provenance(data, ctx)
+    _top_level_keys(data, ctx)
+    _schema_version(data, ctx)
+    grid = _grid(data, ctx)
+    bins = grid.bins if grid else _valid_bins(data, ctx.limits)
+    nodes, asts = _nodes(data, ctx, bins)
+    outputs = _outputs(data, ctx, [n.id for n in nodes])
+    rng = _rng(data, ctx)
+    metadata = _metadata(data, ctx)
+    if nodes:
+        _dependencies(nodes, asts, ctx)
+
+    errors = [p for p in ctx.problems if p.severity == "error"]
+    if errors or grid is None:
+        raise ModelValidationError(ctx.problems, source)
+
+    model = Model(
+        schemaVersion=1, grid=grid, nodes=tuple(nodes), outputs=tuple(outputs), rng=rng, metadata=metadata
+    )
+    spec_text = text
+    if "provenance" in data:
+        stripped = remove_top_level_key(text, "provenance", smap)
+        if stripped is None:
+            import yaml  # re-serialise only for flow-style documents
+
+            rest = {k: v for k, v in data.items() if k != "provenance"}
+            stripped = yaml.safe_dump(rest, sort_keys=False)
+        spec_text = stripped
+    warnings = [p for p in ctx.problems if p.severity == "warning"]
+    return LoadedModel(model, spec_text, provenance, warnings, source)
+
+
+def _provenance(data: dict[Any, Any], ctx: _Ctx) -> Provenance | None:
+    if "provenance" not in data:
+        return None
+    try:
+        return provenance_from_mapping(data["provenance"], "provenance")
+    except ModelValidationError as exc:
+        for p in exc.problems:
+            ctx.error(("provenance",), p.message if p.path == "provenance" else f"{p.path}: {p.message}")
+        return None
+
+
+def _top_level_keys(data: dict[Any, Any], ctx: _Ctx) -> None:
+    for key in data:
+        if key in TOP_LEVEL_KEYS:
+            continue
+        if key in ("arrivals", "route"):
+            ctx.error((key,), f"top-level '{key}' is not supported; define nodes in the 'nodes' list instead", key=True)
+            continue
+        hint = suggest(str(key), TOP_LEVEL_KEYS)
+        ctx.warn((key,), f"unknown top-level key '{key}' is ignored{hint}", key=True)
+
+
+def _schema_version(data: dict[Any, Any], ctx: _Ctx) -> None:
+    if "schemaVersion" not in data:
+        ctx.error((), "schemaVersion is required: add `schemaVersion: 1` at the top")
+        return
+    v = data["schemaVersion"]
+    if isinstance(v, str) and v.strip().isdigit():
+        v = int(v)
+    if not isinstance(v, int) or isinstance(v, bool):
+        ctx.error(("schemaVersion",), f"schemaVersion must be the integer 1, got {_type_name(v)}")
+    elif v != 1:
+        ctx.error(("schemaVersion",), f"schemaVersion must be 1 (the only version this engine reads), got {v}")
+
+
+def _int_field(ctx: _Ctx, grid: dict[Any, Any], key: str, lo: int, hi: int, limit_name: str = "") -> int | None:
+    if key not in grid:
+        ctx.error(("grid",), f"grid.{key} is required")
+        return None
+    v = grid[key]
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if not isinstance(v, int) or isinstance(v, bool):
+        ctx.error(("grid", key), f"{key} must be a whole number between {lo} and {hi}, got {_type_name(v)}")
+        return None
+    if not lo <= v <= hi:
+        extra = f" (limit {limit_name})" if limit_name else ""
+        ctx.error(("grid", key), f"{key} must be between {lo} and {hi}{extra}, got {v}")
+        return None
+    return v
+
+
+def convert_bin_minutes(minutes: int, max_bin_size: int = 1000) -> tuple[int, BinUnit] | None:
+    """
+    The largest unit that divides ``minutes`` evenly, with binSize <= max.
+
+    >>> convert_bin_minutes(1440), convert_bin_minutes(90), convert_bin_minutes(120)
+    ((1, <BinUnit.DAYS: 'days'>), (90, <BinUnit.MINUTES: 'minutes'>), (2, <BinUnit.HOURS: 'hours'>))
+    """
+    for unit in (BinUnit.WEEKS, BinUnit.DAYS, BinUnit.HOURS, BinUnit.MINUTES):
+        if minutes % unit.minutes == 0 and minutes // unit.minutes <= max_bin_size:
+            return minutes // unit.minutes, unit
+    return None
+
+
+def _grid(data: dict[Any, Any], ctx: _Ctx) -> Grid | None:
+    if "grid" not in data:
+        ctx.error((), "grid is required, e.g. `grid: {bins: 24, binSize: 1, binUnit: hours}`")
+        return None
+    g = data["grid"]
+    if not isinstance(g, dict):
+        ctx.error(("grid",), f"grid must be a mapping with bins, binSize and binUnit, got {_type_name(g)}")
+        return None
+    lim = ctx.limits
+    bins = _int_field(ctx, g, "bins", 1, lim.max_bins, "max_bins")
+    if "binMinutes" in g:
+        bm = g["binMinutes"]
+        if not isinstance(bm, int) or isinstance(bm, bool) or bm < 1:
+            ctx.error(("grid", "binMinutes"), f"binMinutes must be a whole number >= 1, got {_type_name(bm)}")
+            return None
+        conv = convert_bin_minutes(bm, lim.max_bin_size)
+        if conv is None:
+            ctx.error(("grid", "binMinutes"), f"binMinutes {bm} cannot be written as binSize <= "
+                      f"{lim.max_bin_size} of minutes, hours, days or weeks")
+            return None
+        size, unit = conv
+        if "binSize" in g or "binUnit" in g:
+            ctx.error(("grid", "binMinutes"), "use either binMinutes (deprecated) or binSize/binUnit, not both",
+                      key=True)
+            return None
+        ctx.warn(("grid", "binMinutes"), f"binMinutes is deprecated; read as binSize: {size}, binUnit: {unit.value}"
+                 f" — write that instead", key=True)
+        return Grid(bins=bins, binSize=size, binUnit=unit) if bins is not None else None
+    size_v = _int_field(ctx, g, "binSize", 1, lim.max_bin_size)
+    unit_v: BinUnit | None = None
+    if "binUnit" not in g:
+        ctx.error(("grid",), "grid.binUnit is required (minutes, hours, days or weeks)")
+    else:
+        raw = g["binUnit"]
+        try:
+            unit_v = BinUnit(str(raw).strip().lower()) if isinstance(raw, str) else None
+        except ValueError:
+            unit_v = None
+        if unit_v is None:
+            hint = suggest(str(raw).lower(), [u.value for u in BinUnit])
+            ctx.error(("grid", "binUnit"), f"binUnit must be one of minutes, hours, days, weeks, got "
+                      f"{_type_name(raw)}{hint}")
+    for key in g:
+        if key not in ("bins", "binSize", "binUnit", "binMinutes", "start"):
+            ctx.warn(("grid", key), f"unknown grid key '{key}' is ignored", key=True)
+    if bins is None or size_v is None or unit_v is None:
+        return None
+    return Grid(bins=bins, binSize=size_v, binUnit=unit_v)
+
+
+def _valid_bins(data: dict[Any, Any], limits: Limits) -> int | None:
+    g = data.get("grid")
+    b = g.get("bins") if isinstance(g, dict) else None
+    return b if isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= limits.max_bins else None
+
+
+def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any], dict[str, Expr]]:
+    raw = data.get("nodes")
+    if raw is None:
+        return [], {}
+    if isinstance(raw, dict):
+        ctx.error(("nodes",), "nodes must be a list of node mappings (`- id: demand` ...), got a mapping")
+        return [], {}
+    if not isinstance(raw, list):
+        ctx.error(("nodes",), f"nodes must be a list of node mappings, got {_type_name(raw)}")
+        return [], {}
+    if len(raw) > ctx.limits.max_nodes:
+        raise LimitExceeded(f"{ctx.source}: model has {len(raw)} nodes; the limit is {ctx.limits.max_nodes}",
+                            limit_name="max_nodes")
+    for i, item in enumerate(raw):
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            ctx.node_names[i] = item["id"]
+    nodes: list[Any] = []
+    asts: dict[str, Expr] = {}
+    first_seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        path: Path = ("nodes", i)
+        if not isinstance(item, dict):
+            ctx.error(path, f"each node must be a mapping with id and kind, got {_type_name(item)}")
+            continue
+        node_id = item.get("id")
+        if not isinstance(node_id, str) or not node_id.strip():
+            ctx.error(path, "node is missing its `id` (a name such as `demand`)")
+            continue
+        if not NODE_ID.match(node_id):
+            ctx.error((*path, "id"), f"node id {node_id!r} must start with a letter or '_' and contain only "
+                      "letters, digits, '_', '.' or '-' (at most 128 characters)")
+            continue
+        if node_id in first_seen:
+            line, _ = ctx.smap.find(("nodes", first_seen[node_id]))
+            ctx.error((*path, "id"), f"duplicate node id '{node_id}' (first defined on line {line})")
+            continue
+        first_seen[node_id] = i
+        kind = item.get("kind", "const")
+        if kind not in NODE_KINDS:
+            hint = suggest(str(kind), NODE_KINDS)
+            ctx.error((*path, "kind"), f"unknown node kind {kind!r}{hint}; expected one of {', '.join(NODE_KINDS)}")
+            continue
+        for key in item:
+            if key not in _NODE_FIELDS[kind] and not (kind == "expr" and key == "expression"):
+                ctx.warn((*path, key), f"field '{key}' is not used by {kind} nodes and is ignored", key=True)
+        title = item.get("title") if isinstance(item.get("title"), str) else None
+        desc = item.get("description") if isinstance(item.get("description"), str) else None
+        if kind == "const":
+            node = _const(item, path, ctx, bins, node_id, title, desc)
+        elif kind == "expr":
+            node, ast = _expr(item, path, ctx, node_id, title, desc)
+            if ast is not None:
+                asts[node_id] = ast
+        else:
+            node = _pmf(item, path, ctx, node_id, title, desc)
+        if node is not None:
+            nodes.append(node)
+    return nodes, asts
+
+
+def _number_array(values: list[Any], path: Path, ctx: _Ctx, what: str) -> np.ndarray | None:
+    try:
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+            raise TypeError
+        arr = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        for j, v in enumerate(values):
+            if not _is_number(v):
+                ctx.error((*path, j), f"{what} must be numbers; item {j} is {_type_name(v)}")
+                return None
+        ctx.error(path, f"{what} must be numbers")
+        return None
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        ctx.error((*path, int(bad[0])), f"{what} must be finite numbers; item {int(bad[0])} is {arr[bad[0]]}")
+        return None
+    arr.flags.writeable = False
+    return arr
+
+
+def _const(item: dict[Any, Any], path: Path, ctx: _Ctx, bins: int | None, node_id: str,
+           title: str | None, desc: str | None) -> ConstNode | None:
+    if "values" not in item:
+        ctx.error(path, f"const node '{node_id}' needs `values`: a list of {bins or 'grid.bins'} numbers")
+        return None
+    raw = item["values"]
+    if _is_number(raw) and bins is not None:
+        raw = [raw] * bins  # a single number means "this value in every bin"
+    if not isinstance(raw, list):
+        ctx.error((*path, "values"), f"values must be a list of numbers, got {_type_name(raw)}")
+        return None
+    arr = _number_array(raw, (*path, "values"), ctx, "values")
+    if arr is None:
+        return None
+    if bins is not None and arr.size != bins:
+        ctx.error((*path, "values"), f"const node '{node_id}' has {arr.size} values but grid.bins is "
+                  f"{bins}; give one value per bin")
+        return None
+    return ConstNode(id=node_id, kind="const", values=arr, title=title, description=desc)
+
+
+def _expr(item: dict[Any, Any], path: Path, ctx: _Ctx, node_id: str, title: str | None,
+          desc: str | None) -> tuple[ExprNode | None, Expr | None]:
+    text = item.get("expr")
+    if text is None and "expression" in item:
+        ctx.error((*path, "expression"), "the field is called `expr`, not `expression`; rename it", key=True)
+        return None, None
+    if text is None:
+        ctx.error(path, f"expr node '{node_id}' needs `expr`, a formula such as `MIN(demand, capacity)`")
+        return None, None
+    if _is_number(text):
+        text = repr(float(text)) if isinstance(text, float) else str(text)
+    if not isinstance(text, str):
+        ctx.error((*path, "expr"), f"expr must be a text formula, got {_type_name(text)}")
+        return None, None
+    try:
+        ast = parse_expression(text, max_nesting=ctx.limits.max_expression_nesting,
+                               max_length=ctx.limits.max_expression_length)
+    except ExpressionError as exc:
+        ctx.error((*path, "expr"), str(exc), column_offset=_quote_offset(ctx, (*path, "expr"), exc.column))
+        return None, None
+    node = ExprNode(id=node_id, kind="expr", expr=text, title=title, description=desc)
+    node._ast = ast
+    return node, ast
+
+
+def _quote_offset(ctx: _Ctx, path: Path, column: int) -> int:
+    """File column offset of expression column ``column`` (1-based) from the value's mark."""
+    line, col = ctx.smap.find(path)
+    if line is None or col is None:
+        return 0
+    quoted = ctx.text_line(line)[col - 1 : col] in ("'", '"')
+    return column if quoted else column - 1
+
+
+def _pmf(item: dict[Any, Any], path: Path, ctx: _Ctx, node_id: str, title: str | None,
+         desc: str | None) -> PmfNode | None:
+    raw = item.get("pmf")
+    ppath = (*path, "pmf")
+    if raw is None:
+        ctx.error(path, f"pmf node '{node_id}' needs `pmf`: either {{values: [...], probabilities: [...]}} "
+                  "or a mapping of value: probability")
+        return None
+    if not isinstance(raw, dict) or not raw:
+        ctx.error(ppath, f"pmf must be a non-empty mapping, got {_type_name(raw)}")
+        return None
+    sample = False
+    if "values" in raw or "probabilities" in raw:
+        for key in raw:
+            if key not in ("values", "probabilities", "sample"):
+                ctx.warn((*ppath, key), f"pmf field '{key}' is ignored", key=True)
+        vals, probs = raw.get("values"), raw.get("probabilities")
+        if not isinstance(vals, list) or not vals:
+            ctx.error((*ppath, "values"), f"pmf.values must be a non-empty list of numbers, got {_type_name(vals)}")
+            return None
+        if not isinstance(probs, list) or not probs:
+            ctx.error((*ppath, "probabilities"),
+                      f"pmf.probabilities must be a non-empty list of numbers, got {_type_name(probs)}")
+            return None
+        if len(vals) != len(probs):
+            ctx.error(ppath, f"pmf has {len(vals)} values but {len(probs)} probabilities; they must pair up")
+            return None
+        v_arr = _number_array(vals, (*ppath, "values"), ctx, "pmf values")
+        p_arr = _number_array(probs, (*ppath, "probabilities"), ctx, "pmf probabilities")
+        s = raw.get("sample", False)
+        if not isinstance(s, bool):
+            ctx.error((*ppath, "sample"), f"pmf.sample must be true or false, got {_type_name(s)}")
+            return None
+        sample = s
+    else:
+        keys: list[float] = []
+        probs_l: list[Any] = []
+        for k, p in raw.items():
+            try:
+                kv = float(k) if not isinstance(k, bool) else math.nan
+            except (TypeError, ValueError):
+                kv = math.nan
+            if not math.isfinite(kv):
+                ctx.error((*ppath, k), f"pmf value {k!r} must be a number", key=True)
+                return None
+            keys.append(kv)
+            probs_l.append(p)
+        v_arr = np.array(keys, dtype=np.float64)
+        p_arr = _number_array(probs_l, ppath, ctx, "pmf probabilities")
+    if v_arr is None or p_arr is None:
+        return None
+    uniq, counts = np.unique(v_arr, return_counts=True)
+    if (counts > 1).any():
+        ctx.error(ppath, f"duplicate pmf value {uniq[counts > 1][0]:g}; list each value once")
+        return None
+    neg = np.flatnonzero(p_arr < 0)
+    if neg.size:
+        j = int(neg[0])
+        ctx.error(ppath, f"pmf probabilities must be >= 0; value {v_arr[j]:g} has {p_arr[j]:g}")
+        return None
+    total = math.fsum(p_arr.tolist())
+    if abs(total - 1.0) > PMF_TOLERANCE:
+        ctx.error(ppath, f"pmf probabilities sum to {total:.9g}, not 1 (tolerance {PMF_TOLERANCE:g}); fix them")
+        return None
+    if abs(total - 1.0) > PMF_NOISE:
+        ctx.warn(ppath, f"pmf probabilities sum to {total:.12g}; normalised to 1")
+        p_arr = p_arr / total
+        p_arr.flags.writeable = False
+    v_arr.flags.writeable = False
+    return PmfNode(id=node_id, kind="pmf", values=v_arr, probabilities=p_arr, sample=sample,
+                   title=title, description=desc)
+
+
+def _outputs(data: dict[Any, Any], ctx: _Ctx, ids: list[str]) -> list[Output]:
+    raw = data.get("outputs")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        ctx.error(("outputs",), f"outputs must be a list of {{series, as}} mappings, got {_type_name(raw)}")
+        return []
+    if len(raw) > ctx.limits.max_outputs:
+        raise LimitExceeded(f"{ctx.source}: {len(raw)} outputs; the limit is {ctx.limits.max_outputs}",
+                            limit_name="max_outputs")
+    known = set(ids)
+    out: list[Output] = []
+    names: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        path: Path = ("outputs", i)
+        if isinstance(item, str):
+            item = {"series": item}
+        if not isinstance(item, dict):
+            ctx.error(path, f"each output must be a mapping with `series`, got {_type_name(item)}")
+            continue
+        series = item.get("series")
+        if not isinstance(series, str) or not series.strip():
+            ctx.error(path, "output needs `series`: a node id, `*` or a prefix such as `queue_*`")
+            continue
+        as_ = item.get("as")
+        if as_ is not None and not isinstance(as_, str):
+            ctx.error((*path, "as"), f"`as` must be a file name, got {_type_name(as_)}")
+            continue
+        for key in item:
+            if key not in ("series", "as", "id", "description"):
+                ctx.warn((*path, key), f"output field '{key}' is ignored", key=True)
+        if "*" in series:
+            if as_ is not None:
+                ctx.error((*path, "as"), "`as` names one file and cannot be used with a wildcard series")
+                continue
+            pattern = re.compile("^" + ".*".join(re.escape(p) for p in series.split("*")) + "$")
+            if not any(pattern.match(n) for n in ids):
+                ctx.warn((*path, "series"), f"output pattern '{series}' matches no node")
+        elif series not in known:
+            hint = suggest(series, ids)
+            ctx.error((*path, "series"), f"output names unknown node '{series}'{hint}")
+            continue
+        if as_ is not None:
+            if not OUTPUT_NAME.match(as_) or ".." in as_:
+                ctx.error((*path, "as"), f"`as` must be a plain file name (letters, digits, '_', '-', '.'), "
+                          f"got {as_!r}")
+                continue
+            if as_ in names:
+                ctx.error((*path, "as"), f"two outputs are both named '{as_}'")
+                continue
+            names[as_] = i
+        out.append(Output(series=series, **{"as": as_}))
+    return out
+
+
+def _rng(data: dict[Any, Any], ctx: _Ctx) -> Rng | None:
+    raw = data.get("rng")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        ctx.error(("rng",), f"rng must be a mapping such as `{{kind: pcg32, seed: 42}}`, got {_type_name(raw)}")
+        return None
+    kind = raw.get("kind", "pcg32")
+    if not isinstance(kind, str) or kind.lower() != "pcg32":
+        ctx.error(("rng", "kind"), f"rng.kind must be pcg32, got {_type_name(kind)}")
+        return None
+    seed = raw.get("seed")
+    if isinstance(seed, str) and re.fullmatch(r"-?\d+", seed.strip()):
+        seed = int(seed)
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        ctx.error(("rng", "seed"), f"rng.seed must be a whole number, got {_type_name(seed)}")
+        return None
+    if isinstance(seed, int) and not -(2**63) <= seed < 2**64:
+        ctx.error(("rng", "seed"), "rng.seed must fit in 64 bits")
+        return None
+    return Rng(kind="pcg32", seed=seed)
+
+
+def _metadata(data: dict[Any, Any], ctx: _Ctx) -> Metadata:
+    raw = data.get("metadata")
+    if raw is None:
+        return Metadata()
+    if not isinstance(raw, dict):
+        ctx.warn(("metadata",), f"metadata must be a mapping; ignored ({_type_name(raw)})")
+        return Metadata()
+    title = raw.get("title")
+    desc = raw.get("description")
+    tags = raw.get("tags", ())
+    if title is not None and not isinstance(title, str):
+        ctx.warn(("metadata", "title"), "metadata.title should be text; converted")
+        title = str(title)
+    if desc is not None and not isinstance(desc, str):
+        desc = str(desc)
+    if isinstance(tags, list):
+        tags = tuple(str(t) for t in tags)
+    elif not isinstance(tags, str):
+        ctx.warn(("metadata", "tags"), "metadata.tags should be a list of text; ignored")
+        tags = ()
+    return Metadata(title=title, description=desc, tags=tags)
+
+
+def _dependencies(nodes: list[Any], asts: dict[str, Expr], ctx: _Ctx) -> None:
+    ids = [n.id for n in nodes]
+    declared = list(dict.fromkeys(ctx.node_names.values()))
+    known = set(declared)
+    raw_index = {name: i for i, name in ctx.node_names.items()}
+    lags: dict[str, dict[str, int]] = {}
+    ok = True
+    for node in nodes:
+        ast = asts.get(node.id)
+        if ast is None:
+            lags[node.id] = {}
+            continue
+        path: Path = ("nodes", raw_index.get(node.id, 0), "expr")
+        for issue in expression_issues(ast):
+            ok = False
+            ctx.error(path, _located(issue.message, node.expr, issue.column),
+                      column_offset=_quote_offset(ctx, path, issue.column))
+        refs = references_with_lag(ast)
+        for name in refs:
+            if name not in known:
+                ok = False
+                hint = suggest(name, declared)
+                col = _ref_column(ast, name)
+                ctx.error(path, _located(f"unknown node '{name}'{hint}", node.expr, col),
+                          column_offset=_quote_offset(ctx, path, col))
+        lags[node.id] = {k: v for k, v in refs.items() if k in lags or k in ids}
+    del ok
+    graph = analyse(ids, lags)
+    for cycle in graph.cycles:
+        first = cycle[0]
+        path = ("nodes", raw_index.get(first, 0))
+        chain = " -> ".join(cycle)
+        ctx.error(path, f"cycle without delay: {chain}; each node reads the next in the same bin. "
+                  "Read the past with SHIFT(x, 1) somewhere on the loop")
+
+
+def _ref_column(ast: Expr, name: str) -> int:
+    from flowtime.expr.syntax import Ref, walk
+
+    for n in walk(ast):
+        if isinstance(n, Ref) and n.name == name:
+            return n.column
+    return 1
+
+
+def _located(message: str, expr: str, column: int) -> str:
+    caret = " " * (column - 1) + "^"
+    if len(expr) > 120:
+        return f"{message} (at column {column})"
+    return f"{message}\n    {expr}\n    {caret}"
+
+
+def load_error_problems(exc: Exception) -> list[Problem]:
+    """Problems of a loader exception, for reports that never raise."""
+    if isinstance(exc, ModelSyntaxError | ModelValidationError):
+        return list(exc.problems)
+    return [Problem("", str(exc))]

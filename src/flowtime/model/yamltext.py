@@ -1,0 +1,252 @@
+"""
+YAML text -> plain Python data plus the source position of every value.
+
+PyYAML composes a node tree that keeps line/column marks; we build the Python
+values ourselves so that (a) every mapping value and sequence item keeps its
+position for error messages, (b) duplicate keys are reported instead of
+silently overwritten, and (c) alias expansion ("billion laughs") is bounded
+before anything downstream walks the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from flowtime.errors import LimitExceeded, ModelSyntaxError, Problem
+
+try:  # libyaml is in the PyYAML wheels; the pure-Python loader is ~10x slower.
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on the PyYAML build
+    _Loader = yaml.SafeLoader
+
+Path = tuple[str | int, ...]
+
+
+@dataclass
+class SourceMap:
+    """Positions (1-based line, column) of values in the YAML text, by data path."""
+
+    source: str
+    marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    # End line (1-based, exclusive) of each top-level key's block, for text surgery.
+    top_level_spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def find(self, path: Path) -> tuple[int | None, int | None]:
+        """Position of ``path`` or of its nearest located ancestor."""
+        p = tuple(path)
+        while True:
+            if p in self.marks:
+                return self.marks[p]
+            if not p:
+                return (None, None)
+            p = p[:-1]
+
+    def find_key(self, path: Path) -> tuple[int | None, int | None]:
+        return self.key_marks.get(tuple(path)) or self.find(path)
+
+
+class _ScalarBuilder(SafeConstructor):
+    """Turns one resolved scalar node into its Python value (YAML 1.1 safe types)."""
+
+
+def _mark(node: Node) -> tuple[int, int]:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _expanded_size(root: Node, cap: int) -> tuple[int, int]:
+    """(unique nodes, nodes after alias expansion), stopping once ``cap`` is passed."""
+    memo: dict[int, int] = {}
+    unique = 0
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if key in memo and not done:
+            continue
+        if isinstance(node, ScalarNode):
+            memo[key] = 1
+            unique += 1
+            continue
+        children: list[Node]
+        if isinstance(node, MappingNode):
+            children = [c for pair in node.value for c in pair]
+        else:
+            children = list(node.value)
+        if not done:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in memo)
+            continue
+        size = 1 + sum(memo.get(id(c), 1) for c in children)
+        memo[key] = size
+        unique += 1
+        if size > cap:
+            return unique, size
+    return unique, memo.get(id(root), 1)
+
+
+def _check_bomb(root: Node, max_nodes: int) -> None:
+    unique, expanded = _expanded_size(root, cap=max_nodes)
+    # Aliases that multiply the document (as in "billion laughs") are refused; a
+    # document that merely reuses an anchor a few times stays well under this.
+    if expanded > max_nodes or expanded > 10 * unique + 10_000:
+        raise LimitExceeded(
+            f"YAML aliases expand to more than {min(max_nodes, 10 * unique + 10_000)} nodes "
+            f"(document has {unique}); refusing to expand (possible YAML bomb)",
+            limit_name="yaml_alias_expansion",
+        )
+
+
+def parse_yaml(text: str, source: str = "<string>", *, max_nodes: int = 20_000_000) -> tuple[Any, SourceMap]:
+    """
+    Parse one YAML document into plain data and a ``SourceMap``.
+
+    Raises ``ModelSyntaxError`` (with line and column) when the text is not YAML,
+    and ``LimitExceeded`` for alias bombs.
+
+    >>> data, sm = parse_yaml("a: 1\\nb: [x, y]\\n")
+    >>> data, sm.find(("b",))
+    ({'a': 1, 'b': ['x', 'y']}, (2, 4))
+    """
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        col = mark.column + 1 if mark is not None else None
+        msg = " ".join(str(x) for x in (exc.context, exc.problem) if x) or "invalid YAML"
+        raise ModelSyntaxError(
+            [Problem("", f"invalid YAML: {msg}", line, col, source=source)], source
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ModelSyntaxError([Problem("", f"invalid YAML: {exc}", source=source)], source) from None
+    smap = SourceMap(source)
+    if root is None:
+        return None, smap
+    _check_bomb(root, max_nodes)
+    problems: list[Problem] = []
+    builder = _ScalarBuilder()
+    data = _build(root, (), smap, builder, problems, depth=0)
+    if isinstance(root, MappingNode):
+        _record_top_level_spans(root, smap, text)
+    if problems:
+        raise ModelSyntaxError(problems, source)
+    return data, smap
+
+
+_MAX_DEPTH = 200
+
+
+def _build(
+    node: Node, path: Path, smap: SourceMap, builder: _ScalarBuilder, problems: list[Problem], depth: int
+) -> Any:
+    if depth > _MAX_DEPTH:
+        line, col = _mark(node)
+        problems.append(Problem(_fmt(path), f"nesting deeper than {_MAX_DEPTH} levels", line, col))
+        return None
+    smap.marks[path] = _mark(node)
+    if isinstance(node, ScalarNode):
+        try:
+            return builder.construct_object(node)
+        except yaml.YAMLError as exc:
+            line, col = _mark(node)
+            problems.append(Problem(_fmt(path), f"bad scalar {node.value!r}: {exc}", line, col))
+            return None
+    if isinstance(node, SequenceNode):
+        items = node.value
+        if items and all(isinstance(i, ScalarNode) for i in items):
+            # Long numeric lists (const values) skip per-item marks: the list's own
+            # position is precise enough and a million dict entries are not free.
+            out: list[Any] = []
+            for i, item in enumerate(items):
+                try:
+                    out.append(builder.construct_object(item))
+                except yaml.YAMLError as exc:
+                    line, col = _mark(item)
+                    problems.append(Problem(_fmt((*path, i)), f"bad scalar: {exc}", line, col))
+                    out.append(None)
+            if len(items) <= 64:
+                for i, item in enumerate(items):
+                    smap.marks[(*path, i)] = _mark(item)
+            return out
+        return [_build(item, (*path, i), smap, builder, problems, depth + 1) for i, item in enumerate(items)]
+    if isinstance(node, MappingNode):
+        result: dict[Any, Any] = {}
+        builder.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        for key_node, value_node in node.value:
+            key = _build(key_node, (*path, "<key>"), smap, builder, problems, depth + 1)
+            smap.marks.pop((*path, "<key>"), None)
+            try:
+                hash(key)
+            except TypeError:
+                line, col = _mark(key_node)
+                problems.append(Problem(_fmt(path), "mapping keys must be plain scalars", line, col))
+                continue
+            if key in result:
+                line, col = _mark(key_node)
+                problems.append(
+                    Problem(_fmt((*path, key)), f"duplicate key {key!r} (a key may appear once)", line, col)
+                )
+            smap.key_marks[(*path, key)] = _mark(key_node)
+            result[key] = _build(value_node, (*path, key), smap, builder, problems, depth + 1)
+        return result
+    line, col = _mark(node)  # pragma: no cover - yaml has no other node kinds
+    problems.append(Problem(_fmt(path), "unsupported YAML node", line, col))
+    return None
+
+
+def _record_top_level_spans(root: MappingNode, smap: SourceMap, text: str) -> None:
+    # Only block-style documents (keys in column 0) support line-level surgery.
+    for key_node, value_node in root.value:
+        if not isinstance(key_node, ScalarNode) or key_node.start_mark.column != 0:
+            continue
+        start = key_node.start_mark.line
+        end_mark = value_node.end_mark
+        end = end_mark.line if end_mark.column == 0 else end_mark.line + 1
+        smap.top_level_spans[str(key_node.value)] = (start, max(end, start + 1))
+
+
+def remove_top_level_key(text: str, key: str, smap: SourceMap) -> str | None:
+    """
+    ``text`` without the block of top-level ``key`` (and comment lines directly
+    above it), keeping every other byte; ``None`` when that cannot be done safely
+    (flow-style document), in which case callers re-serialise.
+    """
+    span = smap.top_level_spans.get(key)
+    if span is None:
+        return None
+    lines = text.splitlines(keepends=True)
+    start, end = span
+    while start > 0 and lines[start - 1].lstrip().startswith("#"):
+        start -= 1
+    # Keep the comment lines that belong to the next key, drop trailing blank lines.
+    while end > start and end - 1 < len(lines) and lines[end - 1].lstrip().startswith("#"):
+        end -= 1
+    kept = lines[:start] + lines[end:]
+    # Collapse the blank line pair left where the block was.
+    if start > 0 and start < len(kept) and not kept[start - 1].strip() and not kept[start].strip():
+        del kept[start]
+    return "".join(kept)
+
+
+def _fmt(path: Path) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+format_path = _fmt
+
+
+def iter_paths(smap: SourceMap) -> Iterator[Path]:
+    return iter(smap.marks)

@@ -1,0 +1,59 @@
+"""
+Process settings, one pydantic-settings class per service (env prefix FLOWTIME_).
+
+Created at the edge (CLI / ``flowtime serve``) and passed into the app factories;
+nothing here is instantiated at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flowtime.model.limits import Limits
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWTIME_", extra="ignore", populate_by_name=True)
+
+    host: str = "127.0.0.1"
+    # Optional bearer token required on write endpoints when set (FLOWTIME_API_TOKEN).
+    api_token: str | None = None
+    # Allowed CORS origin (e.g. the UI's URL); CORS is off when unset.
+    cors_origin: str | None = None
+
+
+class EngineSettings(_Base):
+    port: int = 8080
+    data_dir: Path = Field(default=Path("data"))
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_bins: int = 1_000_000
+    max_nodes: int = 100_000
+
+    def limits(self) -> Limits:
+        return Limits(max_bins=self.max_bins, max_nodes=self.max_nodes, max_model_bytes=self.max_body_bytes)
+
+
+class SimSettings(_Base):
+    model_config = SettingsConfigDict(env_prefix="FLOWTIME_SIM_", extra="ignore", populate_by_name=True)
+
+    port: int = 8090
+    data_dir: Path = Field(default=Path("data/sim"))
+    templates_dir: Path | None = None
+    ttl_days: float = 7.0
+    gc_interval_seconds: float = 3600.0
+    max_body_bytes: int = 1024 * 1024
+    max_array_length: int = 100_000
+    api_token: str | None = Field(default=None, validation_alias="FLOWTIME_API_TOKEN")
+
+
+class UiSettings(_Base):
+    model_config = SettingsConfigDict(env_prefix="FLOWTIME_UI_", extra="ignore", populate_by_name=True)
+
+    port: int = 5219
+    engine_url: str = "http://127.0.0.1:8080"
+    sim_url: str = "http://127.0.0.1:8090"
+    api_token: str | None = Field(default=None, validation_alias="FLOWTIME_API_TOKEN")
+    request_timeout_seconds: float = 30.0

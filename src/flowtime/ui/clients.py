@@ -1,0 +1,306 @@
+"""
+HTTP clients for the two services the UI orchestrates: Engine and Sim.
+
+The UI never imports either service; it speaks their HTTP APIs through these
+two thin classes. Transport failures and error responses are turned into two
+exceptions, once, here:
+
+    ServiceError
+    ├── ServiceUnavailable      connection refused, DNS failure, timeout
+    └── ServiceProblem          the service answered 4xx/5xx (problem+json kept)
+
+The app renders both as pages (a banner for the first, located messages for
+the second); routes only catch ``ServiceProblem`` where a 400 is part of the
+page's flow (a form re-rendered with its messages).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from flowtime.model.provenance import HEADER as PROVENANCE_HEADER
+
+# Ids travel in URL paths: keep them to the characters the services issue.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.@:-]{1,200}$")
+
+
+class InvalidId(ValueError):
+    """An id from a URL that the services could never have issued (rendered as 404)."""
+
+
+class ServiceError(Exception):
+    """Base of the UI's upstream errors; ``service`` is ``"Engine"`` or ``"Sim"``."""
+
+    def __init__(self, service: str, base_url: str, message: str) -> None:
+        super().__init__(message)
+        self.service = service
+        self.base_url = base_url
+
+
+class ServiceUnavailable(ServiceError):
+    """The service could not be reached (not running, wrong URL, timed out)."""
+
+    def __init__(self, service: str, base_url: str, reason: str) -> None:
+        super().__init__(service, base_url, f"{service} is not reachable at {base_url} ({reason})")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class UpstreamProblem:
+    """One located problem reported by a service (``errors[]`` of problem+json)."""
+
+    path: str = ""
+    message: str = ""
+    line: int | None = None
+    column: int | None = None
+    severity: str = "error"
+
+    @classmethod
+    def from_json(cls, data: Any) -> UpstreamProblem:
+        if not isinstance(data, dict):
+            return cls(message=str(data))
+        line = data.get("line")
+        column = data.get("column")
+        return cls(
+            path=str(data.get("path") or ""),
+            message=str(data.get("message") or ""),
+            line=line if isinstance(line, int) else None,
+            column=column if isinstance(column, int) else None,
+            severity=str(data.get("severity") or "error"),
+        )
+
+    @property
+    def location(self) -> str:
+        parts = []
+        if self.line is not None:
+            parts.append(f"line {self.line}")
+            if self.column is not None:
+                parts.append(f"column {self.column}")
+        if self.path:
+            parts.append(self.path)
+        return ", ".join(parts)
+
+
+class ServiceProblem(ServiceError):
+    """The service answered with an error status; its problem+json fields are kept."""
+
+    def __init__(self, service: str, base_url: str, status: int, title: str, detail: str,
+                 errors: list[UpstreamProblem] | None = None) -> None:
+        super().__init__(service, base_url, f"{service} answered {status}: {detail or title}")
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors or []
+
+    @classmethod
+    def from_response(cls, service: str, base_url: str, resp: httpx.Response) -> ServiceProblem:
+        title = resp.reason_phrase or f"HTTP {resp.status_code}"
+        detail = ""
+        errors: list[UpstreamProblem] = []
+        try:
+            body = resp.json()
+        except ValueError:
+            detail = resp.text.strip()[:2000]
+        else:
+            if isinstance(body, dict):
+                title = str(body.get("title") or title)
+                detail = str(body.get("detail") or body.get("error") or "")
+                raw = body.get("errors")
+                if isinstance(raw, list):
+                    errors = [UpstreamProblem.from_json(e) for e in raw]
+            else:
+                detail = str(body)[:2000]
+        return cls(service, base_url, resp.status_code, title, detail, errors)
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file fetched from a service, to be passed through to the browser."""
+
+    content: bytes
+    media_type: str
+    filename: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def path_id(value: str) -> str:
+    """
+    Check an id before it goes into a URL path, and quote it.
+
+    >>> path_id("served@SERVED@DEFAULT")
+    'served@SERVED@DEFAULT'
+    >>> path_id("../etc")
+    Traceback (most recent call last):
+    ...
+    flowtime.ui.clients.InvalidId: not a valid id: '../etc'
+    """
+    if not ID_PATTERN.match(value) or ".." in value:
+        raise InvalidId(f"not a valid id: {value!r}")
+    return quote(value, safe="@:")
+
+
+class ServiceClient:
+    """An ``httpx.AsyncClient`` for one service with the UI's error translation."""
+
+    name = "service"
+
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers,
+                                       timeout=timeout, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            resp = await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise ServiceUnavailable(self.name, self.base_url, "timed out") from None
+        except httpx.TransportError as exc:
+            reason = type(exc).__name__
+            if isinstance(exc, httpx.ConnectError):
+                reason = "connection refused"
+            raise ServiceUnavailable(self.name, self.base_url, reason) from None
+        if resp.status_code >= 400:
+            raise ServiceProblem.from_response(self.name, self.base_url, resp)
+        return resp
+
+    async def get_json(self, path: str, **kwargs: Any) -> Any:
+        resp = await self.request("GET", path, **kwargs)
+        return _json(resp, self)
+
+    async def download(self, path: str, **kwargs: Any) -> Download:
+        resp = await self.request("GET", path, **kwargs)
+        media = resp.headers.get("content-type", "application/octet-stream")
+        disposition = resp.headers.get("content-disposition")
+        filename = None
+        if disposition:
+            m = re.search(r'filename="?([^";]+)"?', disposition)
+            filename = m.group(1) if m else None
+        return Download(resp.content, media, filename)
+
+
+def _json(resp: httpx.Response, client: ServiceClient) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        raise ServiceProblem(client.name, client.base_url, 502, "Bad response",
+                             f"expected JSON from {resp.request.url.path}") from None
+
+
+class EngineClient(ServiceClient):
+    """Engine API (``/v1``): runs, registry, graphs, comparisons."""
+
+    name = "Engine"
+
+    async def health(self) -> dict[str, Any]:
+        data: dict[str, Any] = await self.get_json("/v1/healthz", timeout=5.0)
+        return data
+
+    async def run(self, model_yaml: str, *, provenance: dict[str, Any] | None = None,
+                  seed: int | None = None, sample_pmf: bool = False) -> dict[str, Any]:
+        headers = {}
+        if provenance:
+            headers[PROVENANCE_HEADER] = json.dumps(provenance, separators=(",", ":"),
+                                                    ensure_ascii=True, sort_keys=True)
+        body = {"yaml": model_yaml, "seed": seed, "samplePmf": sample_pmf}
+        resp = await self.request("POST", "/v1/run", json=body, headers=headers)
+        data: dict[str, Any] = _json(resp, self)
+        return data
+
+    async def graph(self, model_yaml: str) -> dict[str, Any]:
+        resp = await self.request("POST", "/v1/graph", content=model_yaml.encode(),
+                                  headers={"Content-Type": "application/x-yaml"})
+        data: dict[str, Any] = _json(resp, self)
+        return data
+
+    async def validate(self, model_yaml: str) -> dict[str, Any]:
+        resp = await self.request("POST", "/v1/validate", content=model_yaml.encode(),
+                                  headers={"Content-Type": "application/x-yaml"})
+        data: dict[str, Any] = _json(resp, self)
+        return data
+
+    async def artifacts(self, params: dict[str, Any]) -> dict[str, Any]:
+        query = {k: v for k, v in params.items() if v not in (None, "")}
+        query.setdefault("type", "run")
+        data: dict[str, Any] = await self.get_json("/v1/artifacts", params=query)
+        return data
+
+    async def run_detail(self, run_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self.get_json(f"/v1/runs/{path_id(run_id)}")
+        return data
+
+    async def run_index(self, run_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self.get_json(f"/v1/runs/{path_id(run_id)}/index")
+        return data
+
+    async def series_values(self, run_id: str, series_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self.get_json(
+            f"/v1/runs/{path_id(run_id)}/series/{path_id(series_id)}",
+            headers={"Accept": "application/json"},
+        )
+        return data
+
+    async def series_csv(self, run_id: str, series_id: str) -> Download:
+        return await self.download(f"/v1/runs/{path_id(run_id)}/series/{path_id(series_id)}",
+                                   headers={"Accept": "text/csv"})
+
+    async def export(self, run_id: str, fmt: str) -> Download:
+        return await self.download(f"/v1/runs/{path_id(run_id)}/export", params={"format": fmt})
+
+    async def file(self, run_id: str, name: str) -> Download:
+        return await self.download(f"/v1/artifacts/{path_id(run_id)}/files/{path_id(name)}")
+
+    async def delete_run(self, run_id: str) -> None:
+        await self.request("DELETE", f"/v1/runs/{path_id(run_id)}")
+
+    async def compare(self, a: str, b: str) -> dict[str, Any]:
+        path_id(a), path_id(b)
+        data: dict[str, Any] = await self.get_json("/v1/runs/compare", params={"a": a, "b": b})
+        return data
+
+
+class SimClient(ServiceClient):
+    """Sim API (``/api/v1``): templates, generation, the temporary model store."""
+
+    name = "Sim"
+
+    async def health(self) -> dict[str, Any]:
+        data: dict[str, Any] = await self.get_json("/api/v1/healthz", timeout=5.0)
+        return data
+
+    async def templates(self) -> list[dict[str, Any]]:
+        data = await self.get_json("/api/v1/templates")
+        if isinstance(data, dict):  # tolerate {"templates": [...]}
+            data = data.get("templates", [])
+        return [t for t in data if isinstance(t, dict)]
+
+    async def template(self, template_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self.get_json(f"/api/v1/templates/{path_id(template_id)}")
+        return data
+
+    async def generate(self, template_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        resp = await self.request("POST", f"/api/v1/templates/{path_id(template_id)}/generate",
+                                  json={"parameters": parameters})
+        data: dict[str, Any] = _json(resp, self)
+        return data
+
+    async def models(self) -> list[dict[str, Any]]:
+        data = await self.get_json("/api/v1/models")
+        models = data.get("models", []) if isinstance(data, dict) else data
+        return [m for m in models if isinstance(m, dict)]
+
+    async def model(self, template_id: str, model_hash: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self.get_json(
+            f"/api/v1/models/{path_id(template_id)}/{path_id(model_hash)}"
+        )
+        return data
