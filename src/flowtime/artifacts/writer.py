@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import secrets
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +73,16 @@ def title_of(model: Model, spec_text: str) -> str:
     return f"Model with {', '.join(ids)}" if ids else "Empty model"
 
 
+def _write_new(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 def _dump(path: Path, obj: Any) -> bytes:
     data = (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode()
     path.write_bytes(data)
@@ -111,12 +122,20 @@ def write_run(
         series_hashes: dict[str, str] = {}
         index_entries: list[dict[str, Any]] = []
         run_series: list[dict[str, Any]] = []
+        # File creation is slow on many file systems and releases the GIL: write
+        # the CSVs from a small pool while this thread formats the next series.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = []
+            for node_id in results.output_ids:
+                data = series_csv(results.series[node_id])
+                futures.append(pool.submit(_write_new, tmp / layout.series_file(node_id), data))
+                series_hashes[layout.series_id(node_id)] = sha256_text(data)
+            for f in futures:
+                f.result()
         for node_id in results.output_ids:
             sid = layout.series_id(node_id)
             rel = layout.series_file(node_id)
-            data = series_csv(results.series[node_id])
-            (tmp / rel).write_bytes(data)
-            h = sha256_text(data)
+            h = series_hashes[sid]
             series_hashes[sid] = h
             entry = {
                 "id": sid, "nodeId": node_id, "kind": "flow", "path": rel, "unit": "entities/bin",

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from flowtime.errors import EvaluationError, Problem
 from flowtime.expr import functions as fx
-from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary, fold
+from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary, fold, walk
 from flowtime.model.schema import ConstNode, ExprNode, Grid, Model, PmfNode
 from flowtime.engine.graph import Graph, compile_model
 from flowtime.engine.pmf import node_seed, sample
@@ -307,11 +307,38 @@ class _Plan:
     steps: list[Callable[[dict[str, Series]], None]]
 
 
-def _compile_plan(graph: Graph, seed: int | None, sample_all: bool) -> tuple[_Plan, list[str]]:
+def _plan_for(graph: Graph) -> _Plan:
+    """The compiled plan of ``graph``, built on first use and kept on the graph."""
+    plan = graph.cache.get("plan")
+    if plan is None:
+        plan = _compile_plan(graph)
+        graph.cache["plan"] = plan
+    assert isinstance(plan, _Plan)
+    return plan
+
+
+def _pmf_series(graph: Graph, seed: int | None, sample_all: bool) -> tuple[dict[str, Series], list[str]]:
+    bins = graph.grid.bins
+    out: dict[str, Series] = {}
+    sampled: list[str] = []
+    for n, node in graph.nodes.items():
+        if not isinstance(node, PmfNode):
+            continue
+        if node.sample or sample_all:
+            assert seed is not None
+            arr = sample(node.values, node.probabilities, node_seed(seed, n), bins)
+            sampled.append(n)
+        else:
+            arr = np.full(bins, node.expected_value, dtype=np.float64)
+        arr.flags.writeable = False
+        out[n] = arr
+    return out, sampled
+
+
+def _compile_plan(graph: Graph) -> _Plan:
     bins = graph.grid.bins
     shape = (bins,)
     env = _make_runtime(shape)
-    sampled: list[str] = []
 
     comp_of = {m: i for i, c in enumerate(graph.components) for m in c}
     # Units: a component or a single node; level = longest path from a source.
@@ -334,20 +361,6 @@ def _compile_plan(graph: Graph, seed: int | None, sample_all: bool) -> tuple[_Pl
             seen.add(u)
             by_level.setdefault(level[u], []).append(u)
 
-    src_lines: list[str] = []
-    node_fns: dict[str, str] = {}
-    for i, n in enumerate(graph.order):
-        node = graph.nodes[n]
-        if isinstance(node, ExprNode) and n not in comp_of:
-            code = _Code()
-            val = _vector_expr(graph.asts[n], lambda name: f"r[{name!r}]", code)
-            fname = f"_n{i}"
-            node_fns[n] = fname
-            src_lines.append(f"def {fname}(r):")
-            src_lines += [f"    {s}" for s in code.lines]
-            src_lines.append(f"    return _full({val})")
-    exec(compile("\n".join(src_lines) or "pass", "<flowtime-model>", "exec"), env)  # noqa: S102
-
     steps: list[Callable[[dict[str, Series]], None]] = []
     kernel_cache: dict[str, Callable[..., Any]] = {}
 
@@ -365,15 +378,36 @@ def _compile_plan(graph: Graph, seed: int | None, sample_all: bool) -> tuple[_Pl
 
         return step
 
-    def expr_step(nid: str, f: Callable[[dict[str, Series]], Series]) -> Callable[[dict[str, Series]], None]:
+    chunk_counter = [0]
+
+    def chunk_step(ids: list[str]) -> Callable[[dict[str, Series]], None]:
+        """Straight-line code for a batch of independent nodes (no call per node)."""
+        lines = ["def _chunk(r):"]
+        owners = [""]
+        for n in ids:
+            code = _Code()
+            val = _vector_expr(graph.asts[n], lambda name: f"r[{name!r}]", code)
+            has_ref = any(isinstance(x, Ref) for x in walk(graph.asts[n]))
+            code.lines.append(f"r[{n!r}] = {val}" if has_ref else f"r[{n!r}] = _full({val})")
+            lines += [f"    {ln}" for ln in code.lines]
+            owners += [n] * len(code.lines)
+        fname = f"<flowtime-model-{chunk_counter[0]}>"
+        chunk_counter[0] += 1
+        cenv = dict(env)
+        exec(compile("\n".join(lines), fname, "exec"), cenv)  # noqa: S102
+        fn = cenv["_chunk"]
+
         def step(r: dict[str, Series]) -> None:
             try:
-                arr = f(r)
+                fn(r)
             except Exception as exc:  # noqa: BLE001 - any failure is reported with its node
-                raise EvaluationError(nid, f"{type(exc).__name__}: {exc}") from exc
-            if arr.flags.writeable and arr.base is None:
-                arr.flags.writeable = False
-            r[nid] = arr
+                tb = exc.__traceback__
+                node = ids[0]
+                while tb is not None:
+                    if tb.tb_frame.f_code.co_filename == fname:
+                        node = owners[tb.tb_lineno - 1] or node
+                    tb = tb.tb_next
+                raise EvaluationError(node, f"{type(exc).__name__}: {exc}") from exc
 
         return step
 
@@ -410,6 +444,7 @@ def _compile_plan(graph: Graph, seed: int | None, sample_all: bool) -> tuple[_Pl
     for lv in sorted(by_level):
         groups: dict[str, list[_Kernel]] = {}
         group_src: dict[str, tuple[str, str]] = {}
+        batch: list[str] = []
         for u in by_level[lv]:
             if isinstance(u, int):
                 members = graph.components[u]
@@ -423,19 +458,17 @@ def _compile_plan(graph: Graph, seed: int | None, sample_all: bool) -> tuple[_Pl
             if isinstance(node, ConstNode):
                 steps.append(const_step(n, node.values))
             elif isinstance(node, PmfNode):
-                if node.sample or sample_all:
-                    assert seed is not None
-                    arr = sample(node.values, node.probabilities, node_seed(seed, n), bins)
-                    sampled.append(n)
-                else:
-                    arr = np.full(bins, node.expected_value, dtype=np.float64)
-                arr.flags.writeable = False
-                steps.append(const_step(n, arr))
+                continue  # filled in per evaluation (depends on seed and sampling)
             else:
-                steps.append(expr_step(n, env[node_fns[n]]))
+                batch.append(n)
+                if len(batch) >= 400:
+                    steps.append(chunk_step(batch))
+                    batch = []
+        if batch:
+            steps.append(chunk_step(batch))
         for src, ks_list in groups.items():
             steps.append(group_step(ks_list, *group_src[src]))
-    return _Plan(steps), sampled
+    return _Plan(steps)
 
 
 def _needs_seed(model: Model, sample_pmf: bool) -> bool:
@@ -462,11 +495,14 @@ def evaluate(model: Model | Graph, seed: int | None = None, *, sample_pmf: bool 
         seed = secrets.randbits(31)
         warnings.append(Problem("rng.seed", f"PMF sampling without a seed: drew seed {seed}; pass --seed "
                                 f"{seed} (or set rng.seed) to reproduce", severity="warning"))
-    plan, sampled = _compile_plan(graph, seed, sample_pmf)
-    r: dict[str, Series] = {}
+    plan = _plan_for(graph)
+    r, sampled = _pmf_series(graph, seed, sample_pmf)
     with np.errstate(all="ignore"):
         for step in plan.steps:
             step(r)
     series = {n: r[n] for n in graph.order}
+    for arr in series.values():
+        if arr.flags.writeable:
+            arr.flags.writeable = False
     return Results(grid=m.grid, order=graph.order, series=series, output_ids=graph.output_ids,
                    seed=seed, sample_pmf=sample_pmf, sampled=sampled, warnings=warnings)

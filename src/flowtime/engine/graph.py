@@ -41,6 +41,8 @@ class Graph:
     lags: dict[str, dict[str, int]]
     components: list[list[str]] = field(default_factory=list)
     output_ids: list[str] = field(default_factory=list)
+    # Compiled evaluation code, built on first evaluation (see engine.evaluate).
+    cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def grid(self) -> Grid:

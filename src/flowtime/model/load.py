@@ -360,7 +360,13 @@ def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any]
     return nodes, asts
 
 
+_YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
+
+
 def _number_array(values: list[Any], path: Path, ctx: _Ctx, what: str) -> np.ndarray | None:
+    # YAML 1.1 reads `3e1` (no dot) as text; YAML 1.2 and every user read a number.
+    if any(isinstance(v, str) for v in values):
+        values = [float(v) if isinstance(v, str) and _YAML11_FLOAT.match(v) else v for v in values]
     try:
         if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
             raise TypeError

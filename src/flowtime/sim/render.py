@@ -1,0 +1,288 @@
+"""
+Template + parameter values -> model YAML, validated ``Model`` and ``Provenance``.
+
+Substitution works on the parsed YAML, never on text: a placeholder that is a
+whole scalar (``values: ${demand}``) takes the parameter's typed value - an
+integer stays an integer, an array becomes a list - while a placeholder inside
+a longer string (``expr: "MIN(a, ${cap} * 0.9)"``) is formatted in. The result
+is dumped as YAML and run through the shared model loader, so a generated
+model is exactly what the engine will read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from flowtime._version import __version__
+from flowtime.errors import ModelError, ParameterError, Problem
+from flowtime.expr.syntax import format_number
+from flowtime.model.load import LoadedModel, load_model
+from flowtime.model.provenance import Provenance
+from flowtime.sim.canonical import model_hash, parameters_hash
+from flowtime.sim.params import check_parameters
+from flowtime.sim.template import PLACEHOLDER, WHOLE_PLACEHOLDER, Template, TemplateValidationError
+
+SOURCE = "flowtime-sim"
+GENERATOR = f"flowtime-sim/{__version__}"
+PROVENANCE_SCHEMA_VERSION = "1"
+HASH_PREFIX_LENGTH = 12
+
+try:  # libyaml's emitter; the representers below are Python either way.
+    _BaseDumper: Any = yaml.CSafeDumper
+except AttributeError:  # pragma: no cover - depends on the PyYAML build
+    _BaseDumper = yaml.SafeDumper
+
+
+class _ModelDumper(_BaseDumper):  # type: ignore[misc]
+    """Block mappings, flow lists of scalars, double-quoted expressions."""
+
+
+class _Quoted(str):
+    """A string always written in double quotes (expressions read better so)."""
+
+
+def _represent_list(dumper: Any, data: list[Any]) -> Any:
+    flat = all(not isinstance(v, dict | list) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
+
+
+def _represent_quoted(dumper: Any, data: _Quoted) -> Any:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(data), style='"')
+
+
+_ModelDumper.add_representer(list, _represent_list)
+_ModelDumper.add_representer(_Quoted, _represent_quoted)
+
+
+def dump_yaml(data: Any) -> str:
+    """
+    Model data as YAML text in the form people write by hand.
+
+    >>> print(dump_yaml({"grid": {"bins": 2}, "nodes": [{"id": "a", "values": [1, 2]}]}), end="")
+    grid:
+      bins: 2
+    <BLANKLINE>
+    nodes:
+    - id: a
+      values: [1, 2]
+    """
+    text: str = yaml.dump(data, Dumper=_ModelDumper, sort_keys=False, allow_unicode=True,
+                          default_flow_style=False, width=100)
+    # A blank line between top-level sections; continuation lines of long
+    # scalars are always indented, so a line at column 0 starts a new key.
+    lines = text.splitlines(keepends=True)
+    out = [lines[0]] if lines else []
+    for line in lines[1:]:
+        if line[:1] not in (" ", "-", "\n", "#", ""):
+            out.append("\n")
+        out.append(line)
+    return "".join(out)
+
+
+def format_in(value: Any) -> str:
+    """
+    How a value reads inside a longer string (an expression, a title).
+
+    >>> format_in(12), format_in(0.1), format_in(2.0), format_in(True), format_in([1, 2.5])
+    ('12', '0.1', '2', 'true', '[1, 2.5]')
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return format_number(float(value)) if isinstance(value, float) else str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(format_in(v) for v in value) + "]"
+    return str(value)
+
+
+def substitute(data: Any, values: Mapping[str, Any]) -> Any:
+    """
+    A copy of ``data`` with placeholders replaced.
+
+    >>> substitute({"a": "${n}", "b": "x * ${n}", "c": ["${n}", 1]}, {"n": 3})
+    {'a': 3, 'b': 'x * 3', 'c': [3, 1]}
+    """
+    if isinstance(data, dict):
+        return {k: substitute(v, values) for k, v in data.items()}
+    if isinstance(data, list):
+        return [substitute(v, values) for v in data]
+    if isinstance(data, str) and "${" in data:
+        whole = WHOLE_PLACEHOLDER.match(data)
+        if whole:
+            value = values[whole.group(1)]
+            return list(value) if isinstance(value, tuple) else value
+        return PLACEHOLDER.sub(lambda m: format_in(values[m.group(1)]), data)
+    return data
+
+
+@dataclass(frozen=True)
+class Generated:
+    """
+    One generation: the model (text and validated form), its provenance and
+    the resolved parameters.
+    """
+
+    template: Template
+    parameters: dict[str, Any]
+    model_data: dict[str, Any]
+    model_text: str  # YAML without a provenance block
+    loaded: LoadedModel
+    provenance: Provenance
+    hash: str  # SHA-256 hex of the canonical model (provenance excluded)
+
+    @property
+    def model_id(self) -> str:
+        return self.provenance.model_id
+
+    @property
+    def hash_prefix(self) -> str:
+        return self.hash[:HASH_PREFIX_LENGTH]
+
+    def text(self, embed_provenance: bool = False) -> str:
+        """The model YAML, optionally with a ``provenance:`` block after ``schemaVersion``."""
+        if not embed_provenance:
+            return self.model_text
+        return embed(self.model_data, self.provenance)
+
+
+def embed(model_data: Mapping[str, Any], provenance: Provenance) -> str:
+    """Model YAML with ``provenance`` placed right after ``schemaVersion``."""
+    data: dict[str, Any] = {"schemaVersion": model_data.get("schemaVersion", 1),
+                            "provenance": provenance.to_json()}
+    data.update((k, v) for k, v in model_data.items() if k not in data)
+    return dump_yaml(_quote_expressions(data))
+
+
+def timestamps(now: datetime | None = None) -> tuple[str, str]:
+    """
+    (``yyyyMMddTHHmmssZ`` for model ids, ISO-8601 UTC with milliseconds).
+
+    >>> timestamps(datetime(2025, 10, 3, 12, 0, 0, 123456, tzinfo=UTC))
+    ('20251003T120000Z', '2025-10-03T12:00:00.123Z')
+    """
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    compact = now.strftime("%Y%m%dT%H%M%SZ")
+    iso = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return compact, iso
+
+
+def make_model_id(template: Template, parameters: Mapping[str, Any], now: datetime | None = None) -> str:
+    """``model_<yyyyMMddTHHmmssZ>_<8 hex of template id, version and parameters>``."""
+    compact, _ = timestamps(now)
+    return f"model_{compact}_{parameters_hash(template.id, template.version, dict(parameters))}"
+
+
+def render_template(
+    template: Template,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    now: datetime | None = None,
+    max_array_length: int | None = None,
+    derived_from: str | None = None,
+) -> Generated:
+    """
+    Generate a model from ``template`` with ``overrides``.
+
+    Raises ``ParameterError`` (every parameter problem at once) or the model
+    loader's ``ModelError`` when the generated model is not valid.
+    """
+    overrides = dict(overrides or {})
+    resolved, problems = check_parameters(template.parameters, overrides,
+                                          max_array_length=max_array_length)
+    problems += _length_problems(template, resolved)
+    if problems:
+        raise ParameterError(problems, template.id)
+
+    body = substitute(template.body, resolved)
+    data: dict[str, Any] = {"schemaVersion": body.get("schemaVersion", 1)}
+    data.update((k, v) for k, v in body.items() if k != "schemaVersion")
+    text = dump_yaml(_quote_expressions(data))
+    loaded = load_model(text, f"{template.id} (generated)")
+
+    compact, iso = timestamps(now)
+    provenance = Provenance(
+        source=SOURCE,
+        model_id=f"model_{compact}_{parameters_hash(template.id, template.version, resolved)}",
+        template_id=template.id,
+        template_version=template.version,
+        template_title=template.title,
+        parameters=resolved,
+        generated_at=iso,
+        generator=GENERATOR,
+        schema_version=PROVENANCE_SCHEMA_VERSION,
+        derived_from=derived_from,
+    )
+    return Generated(template, resolved, data, text, loaded, provenance,
+                     model_hash(loaded.model.canonical()))
+
+
+def _quote_expressions(data: dict[str, Any]) -> dict[str, Any]:
+    nodes = data.get("nodes")
+    if not isinstance(nodes, list):
+        return data
+    quoted = []
+    for n in nodes:
+        if isinstance(n, dict) and isinstance(n.get("expr"), str):
+            n = {**n, "expr": _Quoted(n["expr"])}
+        quoted.append(n)
+    return {**data, "nodes": quoted}
+
+
+def _length_problems(template: Template, resolved: Mapping[str, Any]) -> list[Problem]:
+    """A const node fed by an array parameter needs exactly grid.bins values."""
+    grid = template.body.get("grid")
+    if not isinstance(grid, dict):
+        return []
+    bins = substitute(grid.get("bins"), _Lenient(resolved))
+    if not isinstance(bins, int) or isinstance(bins, bool):
+        return []
+    problems = []
+    for ph in template.placeholders:
+        if not (ph.whole and len(ph.path) == 3 and ph.path[0] == "nodes" and ph.path[2] == "values"):
+            continue
+        node = template.body["nodes"][ph.path[1]]
+        value = resolved.get(ph.name)
+        if node.get("kind", "const") != "const" or not isinstance(value, list) or len(value) == bins:
+            continue
+        problems.append(Problem(
+            f"parameters.{ph.name}",
+            f"`{ph.name}` provides {len(value)} values but grid.bins is {bins}; const node "
+            f"'{node.get('id')}' needs exactly {bins} (give {bins} values or change bins)",
+        ))
+    return problems
+
+
+class _Lenient(dict[str, Any]):
+    """Values for a partial substitution: unresolved names read as the placeholder itself."""
+
+    def __missing__(self, key: str) -> Any:
+        return f"${{{key}}}"
+
+
+def check_template(template: Template, *, max_array_length: int | None = None) -> None:
+    """
+    Render the defaults and validate the model they give; raise
+    ``TemplateValidationError`` naming the template when they do not make a
+    valid model. Templates with required parameters are checked only
+    structurally.
+    """
+    if any(p.required for p in template.parameters):
+        return
+    try:
+        render_template(template, {}, max_array_length=max_array_length)
+    except ParameterError as exc:
+        raise TemplateValidationError(
+            [Problem(p.path, f"with the defaults: {p.message}", source=template.source)
+             for p in exc.problems], template.source) from None
+    except ModelError as exc:
+        problems = list(exc.problems) or [Problem("", str(exc))]
+        raise TemplateValidationError(
+            [Problem(p.path, f"the model generated from the defaults is invalid: {p.message}",
+                     severity=p.severity, source=template.source)
+             for p in problems], template.source) from None
+

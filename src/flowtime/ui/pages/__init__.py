@@ -1,0 +1,1 @@
+"""The UI's pages, one router module per resource (home, templates, runs, compare)."""

@@ -1,0 +1,234 @@
+"""
+Runs: the Engine registry as a table (search, filters, sort, pages), starting a
+run from a generated model or from pasted/uploaded YAML, and deleting a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict, dataclass, replace
+from datetime import date
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import FormData, QueryParams, UploadFile
+
+from flowtime.ui.clients import ServiceProblem, UpstreamProblem, path_id
+from flowtime.ui.deps import Engine, Sim
+from flowtime.ui.pages.home import probe
+from flowtime.ui.render import is_fragment, page
+from flowtime.ui.yamlview import highlight
+
+router = APIRouter()
+
+SORT_KEYS = ("created", "id", "title", "size")
+PAGE_SIZES = (25, 50, 100, 200)
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+
+def _date(text: str) -> str:
+    try:
+        return date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        return ""
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """The runs page's query string, normalised; ``engine_params`` maps it onto /v1/artifacts."""
+
+    q: str = ""
+    template: str = ""
+    model: str = ""
+    tags: str = ""
+    after: str = ""
+    before: str = ""
+    sort: str = "created"
+    order: str = "desc"
+    page: int = 1
+    size: int = 50
+
+    @classmethod
+    def from_params(cls, params: QueryParams) -> RunQuery:
+        def text(name: str) -> str:
+            return (params.get(name) or "").strip()
+
+        def number(name: str, default: int) -> int:
+            try:
+                return int(text(name))
+            except ValueError:
+                return default
+
+        size = number("size", 50)
+        return cls(
+            q=text("q"), template=text("template"), model=text("model"), tags=text("tags"),
+            after=_date(text("after")), before=_date(text("before")),
+            sort=text("sort") if text("sort") in SORT_KEYS else "created",
+            order="asc" if text("order") == "asc" else "desc",
+            page=max(1, number("page", 1)),
+            size=size if size in PAGE_SIZES else 50,
+        )
+
+    def engine_params(self) -> dict[str, Any]:
+        tags = ",".join(t.strip() for t in self.tags.split(",") if t.strip())
+        return {
+            "type": "run", "search": self.q, "templateId": self.template, "modelId": self.model,
+            "tags": tags,
+            "createdAfter": f"{self.after}T00:00:00Z" if self.after else "",
+            "createdBefore": f"{self.before}T23:59:59.999Z" if self.before else "",
+            "sortBy": self.sort, "sortOrder": self.order,
+            "limit": self.size, "skip": (self.page - 1) * self.size,
+        }
+
+    def url(self, **changes: Any) -> str:
+        q = replace(self, **changes)
+        defaults = RunQuery()
+        params = {k: v for k, v in asdict(q).items() if v != getattr(defaults, k)}
+        return "/runs" + (f"?{urlencode(params)}" if params else "")
+
+    def sort_url(self, key: str) -> str:
+        order = "asc" if self.sort == key and self.order == "desc" else "desc"
+        return self.url(sort=key, order=order, page=1)
+
+    @property
+    def filtered(self) -> bool:
+        return any((self.q, self.template, self.model, self.tags, self.after, self.before))
+
+
+@router.get("/runs", response_class=HTMLResponse)
+async def runs_list(request: Request, engine: Engine, sim: Sim) -> HTMLResponse:
+    query = RunQuery.from_params(request.query_params)
+    listing, (templates, _) = await asyncio.gather(
+        engine.artifacts(query.engine_params()), probe(sim.templates()),
+    )
+    total = int(listing.get("total", 0))
+    pages = max(1, -(-total // query.size))
+    template_ids = sorted({str(t.get("id")) for t in templates or []} | (
+        {query.template} if query.template else set()))
+    ctx = {
+        "title": "Runs",
+        "query": query,
+        "runs": listing.get("artifacts", []),
+        "total": total,
+        "pages": pages,
+        "template_ids": template_ids,
+        "template_titles": {str(t.get("id")): t.get("title") for t in templates or []},
+        "deleted": request.query_params.get("deleted", ""),
+        "page_sizes": PAGE_SIZES,
+    }
+    return page(request, "_runs_table.html" if is_fragment(request) else "runs.html", ctx)
+
+
+def _seed(text: Any) -> int | None:
+    raw = str(text or "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"Seed must be a whole number, got '{raw}'.") from None
+
+
+def _flag(form: FormData, name: str) -> bool:
+    values = [v for v in form.getlist(name) if isinstance(v, str)]
+    return bool(values) and values[-1].lower() in ("on", "true", "1", "yes")
+
+
+@router.post("/runs/new")
+async def run_generated(request: Request, engine: Engine, sim: Sim) -> Response:
+    """Run a model from Sim's store: fetch model + provenance, post both to Engine."""
+    form = await request.form()
+    template_id = str(form.get("templateId") or "")
+    model_hash = str(form.get("hash") or "")
+    try:
+        seed = _seed(form.get("seed"))
+    except ValueError as exc:
+        return page(request, "error.html", {"title": "Invalid seed", "message": str(exc)},
+                    status=400)
+    stored = await sim.model(template_id, model_hash)
+    result = await engine.run(str(stored.get("model", "")), provenance=stored.get("provenance"),
+                              seed=seed, sample_pmf=_flag(form, "samplePmf"))
+    return RedirectResponse(f"/runs/{path_id(str(result['runId']))}", status_code=303)
+
+
+def _yaml_page(request: Request, text: str = "", *, problems: list[Any] | None = None,
+               message: str = "", valid: bool | None = None, seed: str = "",
+               sample: bool = False, provenance: str = "", status: int = 200) -> HTMLResponse:
+    problems = problems or []
+    return page(request, "run_yaml.html", {
+        "title": "Run YAML",
+        "yaml_text": text,
+        "problems": problems,
+        "lines": highlight(text, [(p.line, p.message) for p in problems]) if problems else [],
+        "message": message,
+        "valid": valid,
+        "seed": seed,
+        "sample": sample,
+        "provenance_text": provenance,
+    }, status=status)
+
+
+@router.get("/run-yaml", response_class=HTMLResponse)
+async def run_yaml_form(request: Request) -> HTMLResponse:
+    return _yaml_page(request)
+
+
+@router.post("/run-yaml")
+async def run_yaml(request: Request, engine: Engine) -> Response:
+    form = await request.form()
+    text = str(form.get("yaml") or "")
+    upload = form.get("file")
+    if isinstance(upload, UploadFile) and upload.filename:
+        data = await upload.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            return _yaml_page(request, message="The file is larger than 10 MB.", status=413)
+        text = data.decode("utf-8-sig", errors="replace")
+    seed_text = str(form.get("seed") or "")
+    sample = _flag(form, "samplePmf")
+    prov_text = str(form.get("provenance") or "").strip()
+    keep = {"seed": seed_text, "sample": sample, "provenance": prov_text}
+    if not text.strip():
+        return _yaml_page(request, text, message="Paste a model or choose a file.", status=400, **keep)
+    try:
+        seed = _seed(seed_text)
+        provenance = json.loads(prov_text) if prov_text else None
+        if provenance is not None and not isinstance(provenance, dict):
+            raise ValueError("Provenance must be a JSON object.")
+    except json.JSONDecodeError as exc:
+        return _yaml_page(request, text, message=f"Provenance is not valid JSON: {exc.msg}.",
+                          status=400, **keep)
+    except ValueError as exc:
+        return _yaml_page(request, text, message=str(exc), status=400, **keep)
+    try:
+        if form.get("action") == "validate":
+            report = await engine.validate(text)
+            problems = [UpstreamProblem.from_json(p) for p in report.get("problems") or []]
+            valid = bool(report.get("valid"))
+            return _yaml_page(request, text, problems=problems, valid=valid,
+                              message="The model is valid." if valid else "The model has problems.",
+                              status=200, **keep)
+        result = await engine.run(text, provenance=provenance, seed=seed, sample_pmf=sample)
+    except ServiceProblem as exc:
+        # An invalid model is this page's business: show the located problems on the text.
+        if exc.status not in (400, 413, 422):
+            raise
+        return _yaml_page(request, text, problems=exc.errors, valid=False,
+                          message=exc.detail or exc.title, status=400, **keep)
+    return RedirectResponse(f"/runs/{path_id(str(result['runId']))}", status_code=303)
+
+
+@router.get("/runs/{run_id}/delete", response_class=HTMLResponse)
+async def delete_confirm(request: Request, run_id: str, engine: Engine) -> HTMLResponse:
+    detail = await engine.run_detail(run_id)
+    return page(request, "delete.html", {"title": "Delete run", "run_id": run_id,
+                                         "provenance": detail.get("provenance") or {},
+                                         "run": detail.get("run") or {}})
+
+
+@router.post("/runs/{run_id}/delete")
+async def delete(run_id: str, engine: Engine) -> Response:
+    await engine.delete_run(run_id)
+    return RedirectResponse(f"/runs?{urlencode({'deleted': run_id})}", status_code=303)

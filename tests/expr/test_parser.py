@@ -1,0 +1,180 @@
+"""Expression text -> syntax tree: numbers, precedence, names and caret errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowtime.errors import ExpressionError, ModelError
+from flowtime.expr.parser import parse_expression
+from flowtime.expr.syntax import BinOp, Call, Num, Ref, Unary, to_text
+
+
+def a() -> Ref:
+    return Ref("a")
+
+
+def b() -> Ref:
+    return Ref("b")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1e3", 1000.0), ("1E3", 1000.0), (".5", 0.5), ("2.", 2.0), ("2.50", 2.5), ("25e-1", 2.5),
+     ("2e+1", 20.0), ("1.5e2", 150.0), (".25e1", 2.5), ("0", 0.0), ("007", 7.0)],
+)
+def test_number_forms_parse_to_their_value(text: str, value: float) -> None:
+    assert parse_expression(text) == Num(value)
+
+
+def test_a_leading_minus_is_unary_not_part_of_the_number() -> None:
+    assert parse_expression("-5") == Unary("-", Num(5.0))
+
+
+def test_subtraction_groups_to_the_left() -> None:
+    assert parse_expression("8 - 2 - 1") == BinOp("-", BinOp("-", Num(8.0), Num(2.0)), Num(1.0))
+
+
+def test_division_groups_to_the_left() -> None:
+    assert parse_expression("a / b / 2") == BinOp("/", BinOp("/", a(), b()), Num(2.0))
+
+
+def test_multiplication_binds_tighter_than_addition() -> None:
+    assert parse_expression("a + b * 2") == BinOp("+", a(), BinOp("*", b(), Num(2.0)))
+    assert parse_expression("a * b + 2") == BinOp("+", BinOp("*", a(), b()), Num(2.0))
+
+
+def test_parentheses_override_precedence() -> None:
+    assert parse_expression("(a + b) * 2") == BinOp("*", BinOp("+", a(), b()), Num(2.0))
+    assert parse_expression("a - (b - 1)") == BinOp("-", a(), BinOp("-", b(), Num(1.0)))
+    assert parse_expression("((a))") == a()
+
+
+def test_unary_minus_binds_tighter_than_multiplication() -> None:
+    assert parse_expression("-a * b") == BinOp("*", Unary("-", a()), b())
+    assert parse_expression("a - -b") == BinOp("-", a(), Unary("-", b()))
+    assert parse_expression("--a") == Unary("-", Unary("-", a()))
+
+
+def test_comparison_binds_looser_than_arithmetic() -> None:
+    assert parse_expression("a + 1 < b * 2") == BinOp(
+        "<", BinOp("+", a(), Num(1.0)), BinOp("*", b(), Num(2.0))
+    )
+
+
+@pytest.mark.parametrize("op", ["<", "<=", ">", ">=", "==", "!="])
+def test_every_comparison_operator_parses(op: str) -> None:
+    assert parse_expression(f"a {op} b") == BinOp(op, a(), b())
+
+
+def test_comparisons_chain_to_the_left() -> None:
+    assert parse_expression("1 < 2 < 3") == BinOp("<", BinOp("<", Num(1.0), Num(2.0)), Num(3.0))
+
+
+@pytest.mark.parametrize("text", ["min(a, b)", "MIN(a, b)", "Min(a,b)", "mIn( a , b )"])
+def test_function_names_are_case_insensitive(text: str) -> None:
+    assert parse_expression(text) == Call("MIN", (a(), b()))
+
+
+def test_node_references_keep_their_case() -> None:
+    assert parse_expression("Demand") == Ref("Demand")
+    assert parse_expression("Demand") != parse_expression("demand")
+
+
+def test_a_name_followed_by_a_parenthesis_is_a_call() -> None:
+    assert parse_expression("shift (a, 1)") == Call("SHIFT", (a(), Num(1.0)))
+    assert parse_expression("shift") == Ref("shift")
+
+
+def test_calls_take_any_number_of_arguments_at_parse_time() -> None:
+    """Arity is checked by the loader against the function table, not by the grammar."""
+    assert parse_expression("MAX()") == Call("MAX", ())
+    assert parse_expression("MAX(a, b, 1, 2)") == Call("MAX", (a(), b(), Num(1.0), Num(2.0)))
+
+
+def test_nodes_remember_their_columns_but_compare_without_them() -> None:
+    tree = parse_expression("a + MIN(b, 2)")
+    assert isinstance(tree, BinOp)
+    assert (tree.left.column, tree.right.column) == (1, 5)
+    assert isinstance(tree.right, Call)
+    assert tree.right.args[0].column == 9
+    assert tree == BinOp("+", Ref("a", column=40), Call("MIN", (b(), Num(2.0))))
+
+
+def _caret_column(exc: ExpressionError) -> int:
+    """The 1-based column the caret line points at, relative to the expression line."""
+    *_, expr_line, caret_line = str(exc).splitlines()
+    return caret_line.index("^") - expr_line.index(exc.expression) + 1
+
+
+@pytest.mark.parametrize(
+    ("text", "column"),
+    [
+        ("a + @b", 5),
+        ("a + * b", 5),
+        ("a b", 3),
+        ("42 a", 4),
+        ("a + b)", 6),
+        ("MIN(a,)", 7),
+        ("MIN(a b)", 7),
+        ("a ^ 2", 3),
+        ("a + ", 4),
+        ("(a + b", 7),
+        ("MIN(a, 2", 9),
+    ],
+)
+def test_syntax_error_points_a_caret_at_the_column(text: str, column: int) -> None:
+    with pytest.raises(ExpressionError) as info:
+        parse_expression(text)
+    assert info.value.column == column
+    assert info.value.expression == text
+    assert f"column {column}" in info.value.message
+    assert _caret_column(info.value) == column
+    lines = str(info.value).splitlines()
+    assert lines[0] == info.value.message
+    assert lines[1].strip() == text.strip()
+
+
+def test_syntax_error_text_is_message_expression_and_caret() -> None:
+    with pytest.raises(ExpressionError, match=r"unexpected character '@' at column 5\n    a \+ @b\n        \^$"):
+        parse_expression("a + @b")
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_an_empty_expression_is_rejected(text: str) -> None:
+    with pytest.raises(ExpressionError, match="empty expression"):
+        parse_expression(text)
+
+
+def test_expression_errors_are_model_errors() -> None:
+    with pytest.raises(ModelError):
+        parse_expression("a +")
+
+
+def test_nesting_beyond_the_limit_is_rejected() -> None:
+    with pytest.raises(ExpressionError, match="nests 6 levels deep; the limit is 5"):
+        parse_expression("((((((a))))))", max_nesting=5)
+    assert parse_expression("(((((a)))))", max_nesting=5) == a()
+
+
+def test_an_overlong_expression_is_rejected() -> None:
+    with pytest.raises(ExpressionError, match="the limit is 10"):
+        parse_expression("a + b + c + d", max_length=10)
+
+
+@pytest.mark.parametrize(
+    ("text", "printed"),
+    [
+        ("(a - b) - c", "a - b - c"),
+        ("a - (b - c)", "a - (b - c)"),
+        ("(a * b) + c", "a * b + c"),
+        ("a * (b + c)", "a * (b + c)"),
+        ("-(a + b)", "-(a + b)"),
+        ("min(a,b)", "MIN(a, b)"),
+        ("2.50", "2.5"),
+        ("1e3", "1000"),
+        ("(a < b) == 1", "a < b == 1"),
+        ("a < (b == 1)", "a < (b == 1)"),
+    ],
+)
+def test_printing_uses_the_fewest_parentheses(text: str, printed: str) -> None:
+    assert to_text(parse_expression(text)) == printed
