@@ -108,6 +108,7 @@ def export_run(registry: Registry, run_id: str, fmt: str) -> Export:
 
 
 def _bin_minutes(grid: dict[str, object]) -> int:
-    unit = {"minutes": 1, "hours": 60, "days": 1440, "weeks": 10080}.get(str(grid.get("binUnit")), 1)
+    units = {"minutes": 1, "hours": 60, "days": 1440, "weeks": 10080}
+    unit = units.get(str(grid.get("binUnit")), 1)
     size = grid.get("binSize")
     return (size if isinstance(size, int) else 1) * unit

@@ -109,15 +109,18 @@ class Artifact:
     def _row(self) -> tuple[Any, ...]:
         search = _FIELD_SEP.join([self.id, self.title, *self.tags, self.template_id or "",
                                   self.model_id or ""]).lower()
+        # seeds may use the full unsigned 64-bit range; SQLite integers are signed
+        seed = str(self.seed) if self.seed is not None and self.seed >= 2**63 else self.seed
         return (self.id, self.type, self.created, self.title, json.dumps(list(self.tags)),
-                self.template_id, self.model_id, self.scenario_hash, self.seed, self.bins,
+                self.template_id, self.model_id, self.scenario_hash, seed, self.bins,
                 self.bin_size, self.bin_unit, self.series_count, self.total_size, search)
 
     @classmethod
     def _from_row(cls, row: sqlite3.Row) -> Artifact:
         return cls(row["id"], row["type"], row["created"], row["title"],
                    tuple(json.loads(row["tags"])), row["template_id"], row["model_id"],
-                   row["scenario_hash"], row["seed"], row["bins"], row["bin_size"],
+                   row["scenario_hash"], None if row["seed"] is None else int(row["seed"]),
+                   row["bins"], row["bin_size"],
                    row["bin_unit"], row["series_count"], row["total_size"])
 
 
