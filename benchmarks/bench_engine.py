@@ -27,6 +27,7 @@ import numpy as np
 from flowtime.artifacts.writer import write_run
 from flowtime.engine import compile_model, evaluate
 from flowtime.model.load import load_model
+from flowtime.model.schema import ConstNode, ExprNode, Grid, Model
 
 
 def median_time(fn: Callable[[], Any], repeats: int) -> float:
@@ -73,16 +74,18 @@ def chain_floor(bases: list[np.ndarray], n_expr: int) -> Callable[[], Any]:
     return run
 
 
-def queues_model(n_queues: int, bins: int) -> tuple[str, np.ndarray, np.ndarray]:
+def queues_model(n_queues: int, bins: int) -> tuple[Model, np.ndarray, np.ndarray]:
+    """Built in code: the same model as YAML would be ~100 MB of numbers."""
     rng = np.random.default_rng(2)
     arrivals = np.round(rng.uniform(0, 10, (n_queues, bins)), 2)
     capacity = np.round(rng.uniform(3, 7, (n_queues, bins)), 2)
-    lines = ["schemaVersion: 1", f"grid: {{bins: {bins}, binSize: 1, binUnit: minutes}}", "nodes:"]
+    nodes: list[Any] = []
     for q in range(n_queues):
-        lines.append(f"  - {{id: arr_{q}, kind: const, values: {_yaml_list(arrivals[q])}}}")
-        lines.append(f"  - {{id: cap_{q}, kind: const, values: {_yaml_list(capacity[q])}}}")
-        lines.append(f"  - {{id: q_{q}, kind: expr, expr: \"MAX(0, SHIFT(q_{q}, 1) + arr_{q} - cap_{q})\"}}")
-    return "\n".join(lines) + "\n", arrivals, capacity
+        nodes.append(ConstNode(id=f"arr_{q}", values=arrivals[q]))
+        nodes.append(ConstNode(id=f"cap_{q}", values=capacity[q]))
+        nodes.append(ExprNode(id=f"q_{q}", kind="expr", expr=f"MAX(0, SHIFT(q_{q}, 1) + arr_{q} - cap_{q})"))
+    grid = Grid(bins=bins, binSize=1, binUnit="minutes")
+    return Model(grid=grid, nodes=tuple(nodes)), arrivals, capacity
 
 
 def queues_floor_stepped(arrivals: np.ndarray, capacity: np.ndarray) -> Callable[[], Any]:
@@ -146,8 +149,8 @@ def main() -> int:
                      f"compile {compile_s * 1000:.0f} ms"))
 
     n_q, q_bins = (100, 10_000) if q else (100, 100_000)
-    text, arrivals, capacity = queues_model(n_q, q_bins)
-    graph = compile_model(load_model(text).model)
+    qmodel, arrivals, capacity = queues_model(n_q, q_bins)
+    graph = compile_model(qmodel)
     ours = median_time(lambda: evaluate(graph), max(1, repeats // 2))
     stepped = median_time(queues_floor_stepped(arrivals, capacity), max(1, repeats // 2))
     closed = median_time(queues_closed_form(arrivals, capacity), repeats)

@@ -41,8 +41,9 @@ def _fixed_arity(name: str) -> int:
     return fn.min_args if fn.max_args is not None else 0
 
 
-def expressions(*, valid: bool = False, names: tuple[str, ...] = NAMES, max_leaves: int = 20
-                ) -> st.SearchStrategy[Expr]:
+def expressions(
+    *, valid: bool = False, names: tuple[str, ...] = NAMES, max_leaves: int = 20
+) -> st.SearchStrategy[Expr]:
     """
     Random expression trees over ``names``.
 
@@ -50,17 +51,29 @@ def expressions(*, valid: bool = False, names: tuple[str, ...] = NAMES, max_leav
     arguments (the parser accepts both); with ``valid=True`` only built-ins with
     correct arity appear and SHIFT lags are small whole-number literals.
     """
-    leaves: st.SearchStrategy[Expr] = st.one_of(st.builds(Num, numbers()), st.builds(Ref, st.sampled_from(names)))
+    leaves: st.SearchStrategy[Expr] = st.one_of(
+        st.builds(Num, numbers()), st.builds(Ref, st.sampled_from(names))
+    )
 
     def extend(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
         unary = st.builds(Unary, st.sampled_from(["-", "+"]), children)
         binary = st.builds(BinOp, st.sampled_from(BINARY_OPS), children, children)
         if valid:
-            fixed = st.sampled_from([n for n in FUNCTIONS if n != "SHIFT" and FUNCTIONS[n].max_args is not None])
+            fixed = st.sampled_from(
+                [n for n in FUNCTIONS if n != "SHIFT" and FUNCTIONS[n].max_args is not None]
+            )
             calls = st.one_of(
-                fixed.flatmap(lambda n: st.builds(Call, st.just(n), st.tuples(*[children] * _fixed_arity(n)))),
-                st.builds(Call, st.sampled_from(["MIN", "MAX"]), st.lists(children, min_size=1, max_size=4).map(tuple)),
-                st.builds(lambda x, k: Call("SHIFT", (x, Num(float(k)))), children, st.integers(0, 10)),
+                fixed.flatmap(
+                    lambda n: st.builds(Call, st.just(n), st.tuples(*[children] * _fixed_arity(n)))
+                ),
+                st.builds(
+                    Call,
+                    st.sampled_from(["MIN", "MAX"]),
+                    st.lists(children, min_size=1, max_size=4).map(tuple),
+                ),
+                st.builds(
+                    lambda x, k: Call("SHIFT", (x, Num(float(k)))), children, st.integers(0, 10)
+                ),
             )
         else:
             calls = st.builds(
@@ -75,16 +88,20 @@ def expressions(*, valid: bool = False, names: tuple[str, ...] = NAMES, max_leav
 
 def grids(*, max_bins: int = 12) -> st.SearchStrategy[dict[str, Any]]:
     """A model's ``grid`` mapping, as it would appear in YAML."""
-    return st.fixed_dictionaries({
-        "bins": st.integers(min_value=1, max_value=max_bins),
-        "binSize": st.integers(min_value=1, max_value=1000),
-        "binUnit": st.sampled_from(BIN_UNITS),
-    })
+    return st.fixed_dictionaries(
+        {
+            "bins": st.integers(min_value=1, max_value=max_bins),
+            "binSize": st.integers(min_value=1, max_value=1000),
+            "binUnit": st.sampled_from(BIN_UNITS),
+        }
+    )
 
 
 def series(bins: int, *, magnitude: float = 1e6) -> st.SearchStrategy[list[float]]:
     """``bins`` finite values with ``abs(v) <= magnitude``."""
-    value = st.floats(min_value=-magnitude, max_value=magnitude, allow_nan=False, allow_infinity=False)
+    value = st.floats(
+        min_value=-magnitude, max_value=magnitude, allow_nan=False, allow_infinity=False
+    )
     return st.lists(value, min_size=bins, max_size=bins)
 
 
@@ -92,7 +109,9 @@ def series(bins: int, *, magnitude: float = 1e6) -> st.SearchStrategy[list[float
 def pmfs(draw: st.DrawFn) -> dict[str, Any]:
     """A list-form PMF whose probabilities are multiples of 1/16 summing to exactly 1."""
     n = draw(st.integers(min_value=1, max_value=5))
-    values = draw(st.lists(st.integers(-1000, 1000).map(float), min_size=n, max_size=n, unique=True))
+    values = draw(
+        st.lists(st.integers(-1000, 1000).map(float), min_size=n, max_size=n, unique=True)
+    )
     cuts = sorted(draw(st.lists(st.integers(0, 16), min_size=n - 1, max_size=n - 1)))
     weights = [b - a for a, b in zip([0, *cuts], [*cuts, 16], strict=True)]
     return {"values": values, "probabilities": [w / 16 for w in weights], "sample": True}

@@ -19,8 +19,19 @@ def b() -> Ref:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("1e3", 1000.0), ("1E3", 1000.0), (".5", 0.5), ("2.", 2.0), ("2.50", 2.5), ("25e-1", 2.5),
-     ("2e+1", 20.0), ("1.5e2", 150.0), (".25e1", 2.5), ("0", 0.0), ("007", 7.0)],
+    [
+        ("1e3", 1000.0),
+        ("1E3", 1000.0),
+        (".5", 0.5),
+        ("2.", 2.0),
+        ("2.50", 2.5),
+        ("25e-1", 2.5),
+        ("2e+1", 20.0),
+        ("1.5e2", 150.0),
+        (".25e1", 2.5),
+        ("0", 0.0),
+        ("007", 7.0),
+    ],
 )
 def test_number_forms_parse_to_their_value(text: str, value: float) -> None:
     assert parse_expression(text) == Num(value)
@@ -135,7 +146,9 @@ def test_syntax_error_points_a_caret_at_the_column(text: str, column: int) -> No
 
 
 def test_syntax_error_text_is_message_expression_and_caret() -> None:
-    with pytest.raises(ExpressionError, match=r"unexpected character '@' at column 5\n    a \+ @b\n        \^$"):
+    with pytest.raises(
+        ExpressionError, match=r"unexpected character '@' at column 5\n    a \+ @b\n        \^$"
+    ):
         parse_expression("a + @b")
 
 

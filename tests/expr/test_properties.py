@@ -8,17 +8,19 @@ import numpy as np
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.strategies import SERIES_NAMES, expressions, grids, models, series
 
 from flowtime.engine import evaluate
 from flowtime.expr.parser import parse_expression
 from flowtime.expr.syntax import Expr, to_text
 from flowtime.model.load import load_model
-from tests.strategies import SERIES_NAMES, expressions, grids, models, series
 
 PROPERTY = settings(max_examples=150, deadline=None)
 
 
-def _evaluate(bins: int, a: list[float], b: list[float], exprs: dict[str, str]) -> dict[str, np.ndarray]:
+def _evaluate(
+    bins: int, a: list[float], b: list[float], exprs: dict[str, str]
+) -> dict[str, np.ndarray]:
     doc = {
         "schemaVersion": 1,
         "grid": {"bins": bins, "binSize": 1, "binUnit": "hours"},
@@ -52,7 +54,9 @@ def test_printing_a_parsed_expression_is_stable(e: Expr) -> None:
 
 @PROPERTY
 @given(expressions(valid=True, names=SERIES_NAMES, max_leaves=12), _inputs())
-def test_shift_by_zero_is_the_identity(e: Expr, inputs: tuple[int, list[float], list[float]]) -> None:
+def test_shift_by_zero_is_the_identity(
+    e: Expr, inputs: tuple[int, list[float], list[float]]
+) -> None:
     bins, a, b = inputs
     text = to_text(e)
     out = _evaluate(bins, a, b, {"x": text, "shifted": f"SHIFT({text}, 0)"})
@@ -61,7 +65,9 @@ def test_shift_by_zero_is_the_identity(e: Expr, inputs: tuple[int, list[float], 
 
 @PROPERTY
 @given(_inputs(), st.integers(min_value=0, max_value=10))
-def test_shift_reads_k_bins_back_and_fills_with_zero(inputs: tuple[int, list[float], list[float]], k: int) -> None:
+def test_shift_reads_k_bins_back_and_fills_with_zero(
+    inputs: tuple[int, list[float], list[float]], k: int
+) -> None:
     bins, a, b = inputs
     out = _evaluate(bins, a, b, {"shifted": f"SHIFT(a, {k})"})
     expected = ([0.0] * k + a)[:bins]
@@ -79,10 +85,14 @@ def test_min_is_at_most_max_for_finite_series(inputs: tuple[int, list[float], li
 
 
 @PROPERTY
-@given(expressions(valid=True, names=SERIES_NAMES, max_leaves=8),
-       expressions(valid=True, names=SERIES_NAMES, max_leaves=8), _inputs())
-def test_min_is_at_most_max_for_expressions(e1: Expr, e2: Expr,
-                                            inputs: tuple[int, list[float], list[float]]) -> None:
+@given(
+    expressions(valid=True, names=SERIES_NAMES, max_leaves=8),
+    expressions(valid=True, names=SERIES_NAMES, max_leaves=8),
+    _inputs(),
+)
+def test_min_is_at_most_max_for_expressions(
+    e1: Expr, e2: Expr, inputs: tuple[int, list[float], list[float]]
+) -> None:
     bins, a, b = inputs
     args = f"{to_text(e1)}, {to_text(e2)}"
     out = _evaluate(bins, a, b, {"lo": f"MIN({args})", "hi": f"MAX({args})"})

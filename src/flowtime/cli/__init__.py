@@ -49,21 +49,9 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: typer handles usage errors (exit 2); ours are translated here."""
     try:
-        app(standalone_mode=False)
+        app()
     except FlowTimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exit_code_for(exc))
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("Aborted.", err=True)
-        sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 TYPES = ("integer", "number", "boolean", "string", "array")
 _TRUE = {"true", "on", "1", "yes"}
@@ -176,6 +177,17 @@ def to_text(value: Any) -> str:
 def texts_from_values(values: Mapping[str, Any]) -> dict[str, str]:
     """Typed values (e.g. provenance parameters) -> field texts, for pre-filling a form."""
     return {k: to_text(v) for k, v in values.items()}
+
+
+def prefill_url(template_id: str, parameters: Mapping[str, Any], **extra: str) -> str:
+    """
+    The template form pre-filled with ``parameters`` (typed values).
+
+    >>> prefill_url("t", {"bins": 6, "xs": [1, 2]}, _from="run_1")
+    '/templates/t?bins=6&xs=1%2C+2&_from=run_1'
+    """
+    query = urlencode({**texts_from_values(parameters), **extra})
+    return f"/templates/{quote(template_id, safe='')}" + (f"?{query}" if query else "")
 
 
 def build_form(parameters: Sequence[Parameter], texts: Mapping[str, str] | None = None,

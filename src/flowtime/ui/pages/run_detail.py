@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -15,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from flowtime.ui.clients import Download, path_id
 from flowtime.ui.dag import render_svg
 from flowtime.ui.deps import Engine
-from flowtime.ui.forms import texts_from_values
+from flowtime.ui.forms import prefill_url
 from flowtime.ui.pages.home import probe
 from flowtime.ui.render import page
 
@@ -28,17 +27,11 @@ SPEC_FILE = "spec.yaml"
 
 
 def regenerate_url(provenance: dict[str, Any], run_id: str) -> str | None:
-    """
-    The template form pre-filled with the parameters a run's model was made from.
-
-    >>> regenerate_url({"templateId": "t", "parameters": {"bins": 6, "xs": [1, 2]}}, "run_1")
-    '/templates/t?bins=6&xs=1%2C+2&_from=run_1'
-    """
+    """The template form pre-filled with the parameters a run's model was made from."""
     template_id = provenance.get("templateId")
     if not template_id:
         return None
-    params = texts_from_values(provenance.get("parameters") or {})
-    return f"/templates/{path_id(str(template_id))}?" + urlencode({**params, "_from": run_id})
+    return prefill_url(str(template_id), provenance.get("parameters") or {}, _from=run_id)
 
 
 def _label(entry: dict[str, Any]) -> str:

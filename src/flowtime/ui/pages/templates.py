@@ -19,6 +19,7 @@ from flowtime.ui.forms import (
     build_form,
     parameters_from_schema,
     parse_form,
+    prefill_url,
     split_upstream_errors,
 )
 from flowtime.ui.pages.home import probe
@@ -152,6 +153,7 @@ async def _model_page(request: Request, engine: Engine, template_id: str,
         "model_hash": model_hash,
         "model_id": result.get("modelId") or (result.get("provenance") or {}).get("modelId"),
         "model_path": result.get("path"),
+        "edit_url": prefill_url(template_id, (result.get("provenance") or {}).get("parameters") or {}),
         "lines": highlight(model_text, problems),
         "provenance": result.get("provenance") or {},
         "quality": result.get("quality"),

@@ -1,0 +1,5 @@
+"""python -m flowtime"""
+
+from flowtime.cli import main
+
+main()

@@ -1,0 +1,233 @@
+"""
+Routes that take model text: POST /v1/run, /v1/graph and /v1/validate.
+
+The body is model YAML (``application/x-yaml``, ``text/yaml``, ``text/plain``,
+or no content type) or JSON ``{"yaml": ..., "seed": ..., "samplePmf": ...}``.
+Provenance comes from the ``X-Model-Provenance`` header (a JSON object) or an
+embedded top-level ``provenance:`` block; when both are present the header
+wins wholesale - no field merging - and a warning says so. The embedded block
+never reaches the stored spec. CPU work runs in the threadpool.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from flowtime.api.engine_deps import get_registry, get_settings
+from flowtime.artifacts.compare import json_values
+from flowtime.artifacts.registry import Registry
+from flowtime.artifacts.writer import write_run
+from flowtime.engine import compile_model, evaluate
+from flowtime.errors import (
+    LimitExceeded,
+    ModelError,
+    ModelSyntaxError,
+    ModelValidationError,
+    Problem,
+)
+from flowtime.model.load import load_error_problems, load_model
+from flowtime.model.provenance import HEADER, Provenance, provenance_from_header
+from flowtime.settings import EngineSettings
+
+SOURCE = "request body"
+YAML_TYPES = frozenset({"application/x-yaml", "application/yaml", "text/yaml", "text/x-yaml",
+                        "text/plain"})
+JSON_TYPES = frozenset({"application/json"})
+
+HELLO = """schemaVersion: 1
+grid: {bins: 4, binSize: 1, binUnit: hours}
+nodes:
+  - {id: demand, kind: const, values: [10, 20, 30, 40]}
+  - {id: served, kind: expr, expr: "MIN(demand, 25)"}
+"""
+
+
+class ModelEnvelope(BaseModel):
+    """The JSON form of a model body."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    yaml: str = Field(description="The model YAML text.")
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**64, strict=True,
+                             description="RNG seed; overrides rng.seed.")
+    sample_pmf: bool = Field(default=False, alias="samplePmf", strict=True,
+                             description="Draw PMF nodes per bin instead of their expected value.")
+
+
+def _body_doc(with_options: bool) -> dict[str, Any]:
+    schema = ModelEnvelope.model_json_schema(by_alias=True)
+    if not with_options:
+        schema = {"type": "object", "required": ["yaml"],
+                  "properties": {"yaml": {"type": "string"}}}
+    text = {"schema": {"type": "string"}, "example": HELLO}
+    return {"requestBody": {"required": True, "content": {
+        "application/x-yaml": text, "text/yaml": text, "text/plain": text,
+        "application/json": {"schema": schema, "example": {"yaml": HELLO, "seed": 42}},
+    }}}
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    text: str
+    seed: int | None = None
+    sample_pmf: bool = False
+
+
+def parse_model_body(content_type: str | None, body: bytes) -> ModelRequest:
+    """The model text and run options of a request body; 415 for other media types."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    is_json = media in JSON_TYPES or media.endswith("+json")
+    if media and not is_json and media not in YAML_TYPES and not media.endswith("+yaml"):
+        raise HTTPException(415, f"unsupported media type '{media}'; send model YAML as "
+                            "application/x-yaml, text/yaml or text/plain, or JSON "
+                            "{\"yaml\": ...} as application/json (curl: -H 'Content-Type: "
+                            "application/x-yaml' --data-binary @model.yaml)")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ModelSyntaxError([Problem("", f"body is not UTF-8 text (byte {exc.start})")],
+                               SOURCE) from None
+    if not is_json:
+        if not text.strip():
+            raise ModelSyntaxError([Problem("", "request body is empty; send the model YAML")],
+                                   SOURCE)
+        return ModelRequest(text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelSyntaxError([Problem("", f"body is not valid JSON: {exc.msg} at line "
+                                            f"{exc.lineno}, column {exc.colno}")], SOURCE) from None
+    try:
+        envelope = ModelEnvelope.model_validate(data)
+    except ValidationError as exc:
+        raise ModelValidationError(
+            [Problem(".".join(str(p) for p in e["loc"]) or "body",
+                     _envelope_message(e)) for e in exc.errors()], SOURCE) from None
+    return ModelRequest(envelope.yaml, envelope.seed, envelope.sample_pmf)
+
+
+def _envelope_message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field; the JSON body takes yaml, seed and samplePmf"
+    if err["type"] == "model_type":
+        return 'the JSON body must be an object such as {"yaml": "schemaVersion: 1 ..."}'
+    return str(err["msg"])
+
+
+def header_provenance(request: Request) -> Provenance | None:
+    """The ``X-Model-Provenance`` header, parsed; 400 naming the problem when it is malformed."""
+    values = request.headers.getlist(HEADER)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ModelValidationError([Problem(HEADER, f"sent {len(values)} times; send it once")])
+    value = values[0].strip()
+    if not value:
+        raise ModelValidationError([Problem(HEADER, "header is empty; omit it or send a JSON "
+                                                    "object with at least modelId")])
+    return provenance_from_header(value)
+
+
+router = APIRouter(tags=["models"])
+ProvenanceHeader = Annotated[str | None, Header(
+    alias=HEADER, description="Provenance as a JSON object (camelCase or snake_case keys, "
+                              "modelId required); replaces an embedded provenance block.")]
+
+
+@router.post("/v1/run", status_code=201, openapi_extra=_body_doc(True),
+             summary="Evaluate a model and store the run")
+async def post_run(
+    request: Request,
+    provenance_header: ProvenanceHeader = None,
+    series: Annotated[bool, Query(description="Include the series values.")] = True,
+    settings: EngineSettings = Depends(get_settings),
+    registry: Registry = Depends(get_registry),
+) -> JSONResponse:
+    del provenance_header  # documented above; read (with repeats) from the raw headers
+    header = header_provenance(request)
+    req = parse_model_body(request.headers.get("content-type"), await request.body())
+    body = await run_in_threadpool(_run, req, header, settings, registry, series)
+    return JSONResponse(body, status_code=201, headers={"Location": f"/v1/runs/{body['runId']}"})
+
+
+def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
+         registry: Registry, with_series: bool) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    loaded = load_model(req.text, SOURCE, limits=settings.limits())
+    graph = compile_model(loaded.model)
+    t1 = time.perf_counter()
+    results = evaluate(graph, seed=req.seed, sample_pmf=req.sample_pmf)
+    t2 = time.perf_counter()
+    extra: list[dict[str, Any]] = []
+    provenance = loaded.provenance
+    if header is not None:
+        if provenance is not None:
+            extra.append(Problem("provenance", f"the {HEADER} header replaces the embedded "
+                                 "provenance block (no fields are merged)",
+                                 severity="warning").to_dict())
+        provenance = header
+    record = write_run(loaded, results, settings.data_dir, provenance=provenance, timings={
+        "compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)})
+    registry.add(record.run_id)
+    out: dict[str, Any] = {
+        "runId": record.run_id,
+        "grid": loaded.model.grid.to_json(),
+        "order": results.order,
+        "outputs": results.output_ids,
+    }
+    if with_series:
+        out["series"] = {n: json_values(results.series[n]) for n in results.order}
+    out.update({
+        "artifactsPath": str(record.path.resolve()),
+        "provenance": ({**provenance.to_json(), "receivedAt": record.manifest["createdUtc"]}
+                       if provenance is not None else None),
+        "modelHash": record.manifest["modelHash"],
+        "scenarioHash": record.manifest["scenarioHash"],
+        "seed": results.seed,
+        "warnings": [*extra, *record.run.get("warnings", [])],
+    })
+    return out
+
+
+@router.post("/v1/graph", openapi_extra=_body_doc(False),
+             summary="Nodes, edges and evaluation order of a model, without running it")
+async def post_graph(request: Request,
+                     settings: EngineSettings = Depends(get_settings)) -> dict[str, Any]:
+    req = parse_model_body(request.headers.get("content-type"), await request.body())
+    return await run_in_threadpool(_graph, req.text, settings)
+
+
+def _graph(text: str, settings: EngineSettings) -> dict[str, Any]:
+    return compile_model(load_model(text, SOURCE, limits=settings.limits()).model).describe()
+
+
+@router.post("/v1/validate", openapi_extra=_body_doc(False),
+             summary="Every problem of a model, located, without running it")
+async def post_validate(request: Request,
+                        settings: EngineSettings = Depends(get_settings)) -> dict[str, Any]:
+    media = request.headers.get("content-type")
+    body = await request.body()
+    if not body.strip():
+        return {"valid": False, "problems": [
+            Problem("", "request body is empty; send the model YAML").to_dict()]}
+    req = parse_model_body(media, body)
+    return await run_in_threadpool(_validate, req.text, settings)
+
+
+def _validate(text: str, settings: EngineSettings) -> dict[str, Any]:
+    # Reporting problems is this endpoint's answer, so the errors are caught here.
+    try:
+        loaded = load_model(text, SOURCE, limits=settings.limits())
+        compile_model(loaded.model)
+    except (ModelError, LimitExceeded) as exc:
+        return {"valid": False, "problems": [p.to_dict() for p in load_error_problems(exc)]}
+    return {"valid": True, "problems": [p.to_dict() for p in loaded.warnings]}

@@ -1,0 +1,124 @@
+"""
+Routes over stored runs: /v1/runs (list, one run, its series, export, delete, compare).
+
+Handlers are plain ``def`` functions (FastAPI runs them in its threadpool):
+everything here is disk and SQLite work. Unknown runs and series raise
+``RunNotFound``, rendered as 404 by the problem handlers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from flowtime.artifacts.compare import compare_runs, json_values
+from flowtime.artifacts.export import export_run
+from flowtime.artifacts.registry import MAX_LIMIT, ArtifactQuery, Registry
+from flowtime.api.engine_deps import get_registry
+
+router = APIRouter(tags=["runs"])
+RunId = Annotated[str, "run id such as run_20250101T000000Z_ab12cd34"]
+
+
+def artifact_query(
+    type_: Annotated[str | None, Query(alias="type", description="run (or model)")] = None,
+    search: Annotated[str | None, Query(description="Case-insensitive substring of id, title, "
+                                                    "tags, templateId or modelId.")] = None,
+    tags: Annotated[str | None, Query(description="Comma-separated; matches runs with any.")]
+    = None,
+    template_id: Annotated[str | None, Query(alias="templateId", description="Exact.")] = None,
+    model_id: Annotated[str | None, Query(alias="modelId", description="Exact.")] = None,
+    created_after: Annotated[datetime | None, Query(alias="createdAfter",
+                                                    description="Inclusive, ISO 8601.")] = None,
+    created_before: Annotated[datetime | None, Query(alias="createdBefore",
+                                                     description="Inclusive, ISO 8601.")] = None,
+    sort_by: Annotated[Literal["created", "id", "title", "size"], Query(alias="sortBy")]
+    = "created",
+    sort_order: Annotated[Literal["asc", "desc"], Query(alias="sortOrder")] = "desc",
+    limit: Annotated[int, Query(ge=0, description=f"Page size (at most {MAX_LIMIT}).")] = 50,
+    skip: Annotated[int, Query(ge=0)] = 0,
+) -> ArtifactQuery:
+    """The registry query of a request's parameters (shared by /v1/runs and /v1/artifacts)."""
+    return ArtifactQuery(
+        type=type_, search=search or None,
+        tags=tuple(t.strip() for t in (tags or "").split(",") if t.strip()),
+        template_id=template_id, model_id=model_id,
+        created_after=created_after, created_before=created_before,
+        sort_by=sort_by, sort_order=sort_order, limit=min(limit, MAX_LIMIT), skip=skip,
+    )
+
+
+@router.get("/v1/runs", summary="Stored runs, newest first, paged")
+def list_runs(q: ArtifactQuery = Depends(artifact_query),
+              registry: Registry = Depends(get_registry)) -> dict[str, Any]:
+    page = registry.query(ArtifactQuery(**{**q.__dict__, "type": "run"}))
+    return {"runs": [a.to_json() for a in page.artifacts], "total": page.total,
+            "count": page.count, "limit": q.limit, "skip": q.skip}
+
+
+@router.get("/v1/runs/compare", summary="Compare two runs on the same grid, series by series")
+def compare(a: Annotated[str, Query(description="Run A")],
+            b: Annotated[str, Query(description="Run B (deltas are A - B)")],
+            registry: Registry = Depends(get_registry)) -> dict[str, Any]:
+    return compare_runs(registry, a, b).to_json()
+
+
+@router.get("/v1/runs/{run_id}", summary="run.json, manifest and provenance of a run")
+def get_run(run_id: RunId, registry: Registry = Depends(get_registry)) -> dict[str, Any]:
+    return registry.details(run_id)
+
+
+@router.get("/v1/runs/{run_id}/index", summary="The series index of a run")
+def get_index(run_id: RunId, registry: Registry = Depends(get_registry)) -> dict[str, Any]:
+    return registry.series_index(run_id)
+
+
+def _wants_json(request: Request, fmt: str | None) -> bool:
+    if fmt:
+        return fmt == "json"
+    accept = request.headers.get("accept", "").lower()
+    j, c = accept.find("application/json"), accept.find("text/csv")
+    return j >= 0 and (c < 0 or j < c)
+
+
+@router.get("/v1/runs/{run_id}/series/{series_id}",
+            summary="One series: CSV (stored bytes), or JSON with Accept: application/json",
+            responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
+def get_series(run_id: RunId, series_id: str, request: Request,
+               format: Annotated[Literal["csv", "json"] | None, Query(
+                   description="Overrides the Accept header.")] = None,
+               registry: Registry = Depends(get_registry)) -> Response:
+    entry = registry.find_series(run_id, series_id)
+    data = registry.series_bytes(run_id, entry)
+    if _wants_json(request, format):
+        from flowtime.artifacts.registry import parse_series_csv
+
+        values = parse_series_csv(data)
+        node = entry.get("nodeId") or str(entry["id"]).split("@", 1)[0]
+        body = {"id": entry["id"], "nodeId": node, "points": int(values.size),
+                "values": json_values(values)}
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse(body)
+    return Response(data, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'inline; filename="{entry["id"]}.csv"'})
+
+
+@router.get("/v1/runs/{run_id}/export",
+            summary="A whole run as one file (long format: time_bin, offset_minutes, series, "
+                    "value)")
+def export(run_id: RunId,
+           format: Annotated[Literal["csv", "parquet", "ndjson"], Query()] = "csv",
+           registry: Registry = Depends(get_registry)) -> StreamingResponse:
+    out = export_run(registry, run_id, format)
+    return StreamingResponse(out.chunks, media_type=out.media_type, headers={
+        "Content-Disposition": f'attachment; filename="{out.filename}"'})
+
+
+@router.delete("/v1/runs/{run_id}", status_code=204, summary="Delete a run for good")
+def delete_run(run_id: RunId, registry: Registry = Depends(get_registry)) -> Response:
+    registry.delete(run_id)
+    return Response(status_code=204)
