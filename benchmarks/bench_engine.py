@@ -159,7 +159,7 @@ def main() -> int:
     assert all(np.array_equal(res[f"q_{i}"], ref[:, i]) for i in range(n_q)), "queue results differ"
     rows.append((f"{n_q} feedback queues x {q_bins} bins", ours, stepped, "<= 5x",
                  "floor: per-bin NumPy across queues"))
-    rows.append((f"  (same, vs closed-form cumsum)", ours, closed, "info", "not the same arithmetic"))
+    rows.append(("  (same, vs closed-form cumsum)", ours, closed, "info", "not the same arithmetic"))
 
     n_s, s_bins = (200, 1000) if q else (1000, 1000)
     text, _ = chain_model(n_s, s_bins, n_base=10)

@@ -36,11 +36,6 @@ def numbers() -> st.SearchStrategy[float]:
     )
 
 
-def _fixed_arity(name: str) -> int:
-    fn = FUNCTIONS[name]
-    return fn.min_args if fn.max_args is not None else 0
-
-
 def expressions(
     *, valid: bool = False, names: tuple[str, ...] = NAMES, max_leaves: int = 20
 ) -> st.SearchStrategy[Expr]:
@@ -51,29 +46,21 @@ def expressions(
     arguments (the parser accepts both); with ``valid=True`` only built-ins with
     correct arity appear and SHIFT lags are small whole-number literals.
     """
-    leaves: st.SearchStrategy[Expr] = st.one_of(
-        st.builds(Num, numbers()), st.builds(Ref, st.sampled_from(names))
-    )
+    leaves: st.SearchStrategy[Expr] = st.one_of(st.builds(Num, numbers()), st.builds(Ref, st.sampled_from(names)))
 
     def extend(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
         unary = st.builds(Unary, st.sampled_from(["-", "+"]), children)
         binary = st.builds(BinOp, st.sampled_from(BINARY_OPS), children, children)
         if valid:
-            fixed = st.sampled_from(
-                [n for n in FUNCTIONS if n != "SHIFT" and FUNCTIONS[n].max_args is not None]
-            )
+            fixed = st.sampled_from([n for n in FUNCTIONS if n != "SHIFT" and FUNCTIONS[n].max_args is not None])
             calls = st.one_of(
-                fixed.flatmap(
-                    lambda n: st.builds(Call, st.just(n), st.tuples(*[children] * _fixed_arity(n)))
-                ),
+                fixed.flatmap(lambda n: st.builds(Call, st.just(n), st.tuples(*[children] * FUNCTIONS[n].min_args))),
                 st.builds(
                     Call,
                     st.sampled_from(["MIN", "MAX"]),
                     st.lists(children, min_size=1, max_size=4).map(tuple),
                 ),
-                st.builds(
-                    lambda x, k: Call("SHIFT", (x, Num(float(k)))), children, st.integers(0, 10)
-                ),
+                st.builds(lambda x, k: Call("SHIFT", (x, Num(float(k)))), children, st.integers(0, 10)),
             )
         else:
             calls = st.builds(
@@ -99,22 +86,21 @@ def grids(*, max_bins: int = 12) -> st.SearchStrategy[dict[str, Any]]:
 
 def series(bins: int, *, magnitude: float = 1e6) -> st.SearchStrategy[list[float]]:
     """``bins`` finite values with ``abs(v) <= magnitude``."""
-    value = st.floats(
-        min_value=-magnitude, max_value=magnitude, allow_nan=False, allow_infinity=False
-    )
+    value = st.floats(min_value=-magnitude, max_value=magnitude, allow_nan=False, allow_infinity=False)
     return st.lists(value, min_size=bins, max_size=bins)
 
 
 @st.composite
-def pmfs(draw: st.DrawFn) -> dict[str, Any]:
-    """A list-form PMF whose probabilities are multiples of 1/16 summing to exactly 1."""
+def pmfs(draw: st.DrawFn, *, sample: bool = True) -> dict[str, Any]:
+    """
+    A list-form PMF over distinct whole numbers whose probabilities are
+    multiples of 1/16 summing to exactly 1 (so expected values are exact).
+    """
     n = draw(st.integers(min_value=1, max_value=5))
-    values = draw(
-        st.lists(st.integers(-1000, 1000).map(float), min_size=n, max_size=n, unique=True)
-    )
+    values = draw(st.lists(st.integers(-1000, 1000).map(float), min_size=n, max_size=n, unique=True))
     cuts = sorted(draw(st.lists(st.integers(0, 16), min_size=n - 1, max_size=n - 1)))
     weights = [b - a for a, b in zip([0, *cuts], [*cuts, 16], strict=True)]
-    return {"values": values, "probabilities": [w / 16 for w in weights], "sample": True}
+    return {"values": values, "probabilities": [w / 16 for w in weights], "sample": sample}
 
 
 @st.composite

@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.strategies import SERIES_NAMES, expressions, grids, models, series
+from tests.strategies import SERIES_NAMES, expressions, grids, models, pmfs, series
 
 from flowtime.engine import evaluate
 from flowtime.expr.parser import parse_expression
@@ -18,9 +18,7 @@ from flowtime.model.load import load_model
 PROPERTY = settings(max_examples=150, deadline=None)
 
 
-def _evaluate(
-    bins: int, a: list[float], b: list[float], exprs: dict[str, str]
-) -> dict[str, np.ndarray]:
+def _evaluate(bins: int, a: list[float], b: list[float], exprs: dict[str, str]) -> dict[str, np.ndarray]:
     doc = {
         "schemaVersion": 1,
         "grid": {"bins": bins, "binSize": 1, "binUnit": "hours"},
@@ -54,9 +52,7 @@ def test_printing_a_parsed_expression_is_stable(e: Expr) -> None:
 
 @PROPERTY
 @given(expressions(valid=True, names=SERIES_NAMES, max_leaves=12), _inputs())
-def test_shift_by_zero_is_the_identity(
-    e: Expr, inputs: tuple[int, list[float], list[float]]
-) -> None:
+def test_shift_by_zero_is_the_identity(e: Expr, inputs: tuple[int, list[float], list[float]]) -> None:
     bins, a, b = inputs
     text = to_text(e)
     out = _evaluate(bins, a, b, {"x": text, "shifted": f"SHIFT({text}, 0)"})
@@ -65,9 +61,7 @@ def test_shift_by_zero_is_the_identity(
 
 @PROPERTY
 @given(_inputs(), st.integers(min_value=0, max_value=10))
-def test_shift_reads_k_bins_back_and_fills_with_zero(
-    inputs: tuple[int, list[float], list[float]], k: int
-) -> None:
+def test_shift_reads_k_bins_back_and_fills_with_zero(inputs: tuple[int, list[float], list[float]], k: int) -> None:
     bins, a, b = inputs
     out = _evaluate(bins, a, b, {"shifted": f"SHIFT(a, {k})"})
     expected = ([0.0] * k + a)[:bins]
@@ -90,9 +84,7 @@ def test_min_is_at_most_max_for_finite_series(inputs: tuple[int, list[float], li
     expressions(valid=True, names=SERIES_NAMES, max_leaves=8),
     _inputs(),
 )
-def test_min_is_at_most_max_for_expressions(
-    e1: Expr, e2: Expr, inputs: tuple[int, list[float], list[float]]
-) -> None:
+def test_min_is_at_most_max_for_expressions(e1: Expr, e2: Expr, inputs: tuple[int, list[float], list[float]]) -> None:
     bins, a, b = inputs
     args = f"{to_text(e1)}, {to_text(e2)}"
     out = _evaluate(bins, a, b, {"lo": f"MIN({args})", "hi": f"MAX({args})"})
@@ -111,6 +103,20 @@ def test_same_model_and_seed_give_identical_series(text: str, seed: int) -> None
     for node_id, values in first.series.items():
         assert values.tobytes() == second.series[node_id].tobytes(), node_id
         assert not values.flags.writeable
+
+
+@PROPERTY
+@given(pmfs(sample=False), st.integers(min_value=1, max_value=8))
+def test_unsampled_pmf_is_its_expected_value_in_every_bin(pmf: dict[str, Any], bins: int) -> None:
+    doc = {
+        "schemaVersion": 1,
+        "grid": {"bins": bins, "binSize": 1, "binUnit": "hours"},
+        "nodes": [{"id": "p", "kind": "pmf", "pmf": pmf}],
+    }
+    loaded = load_model(yaml.safe_dump(doc))
+    assert loaded.warnings == [], "probabilities summing to exactly 1 are not normalised"
+    expected = sum(v * q for v, q in zip(pmf["values"], pmf["probabilities"], strict=True))
+    assert evaluate(loaded.model).series["p"].tolist() == [expected] * bins
 
 
 @PROPERTY

@@ -12,12 +12,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
+from flowtime.api.engine_deps import get_registry
 from flowtime.artifacts.compare import compare_runs, json_values
 from flowtime.artifacts.export import export_run
-from flowtime.artifacts.registry import MAX_LIMIT, ArtifactQuery, Registry
-from flowtime.api.engine_deps import get_registry
+from flowtime.artifacts.registry import MAX_LIMIT, ArtifactQuery, Registry, parse_series_csv
 
 router = APIRouter(tags=["runs"])
 RunId = Annotated[str, "run id such as run_20250101T000000Z_ab12cd34"]
@@ -94,14 +94,10 @@ def get_series(run_id: RunId, series_id: str, request: Request,
     entry = registry.find_series(run_id, series_id)
     data = registry.series_bytes(run_id, entry)
     if _wants_json(request, format):
-        from flowtime.artifacts.registry import parse_series_csv
-
         values = parse_series_csv(data)
         node = entry.get("nodeId") or str(entry["id"]).split("@", 1)[0]
         body = {"id": entry["id"], "nodeId": node, "points": int(values.size),
                 "values": json_values(values)}
-        from fastapi.responses import JSONResponse
-
         return JSONResponse(body)
     return Response(data, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'inline; filename="{entry["id"]}.csv"'})

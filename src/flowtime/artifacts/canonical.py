@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import operator
 import re
 from functools import lru_cache
 from typing import Any
@@ -118,5 +117,5 @@ def series_csv(arr: npt.NDArray[np.float64]) -> bytes:
     b't,value\\n0,1\\n1,0.5\\n2,-0\\n'
     """
     vals = format_values(arr)
-    body = "\n".join(map(operator.concat, _row_prefixes(len(vals)), vals))
+    body = "\n".join(map(str.__add__, _row_prefixes(len(vals)), vals))
     return (CSV_HEADER + body + ("\n" if vals else "")).encode()

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from flowtime.engine.graph import Graph, compile_model
+from flowtime.engine.pmf import node_seed, sample
 from flowtime.errors import EvaluationError, Problem
 from flowtime.expr import functions as fx
 from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary, fold, walk
-from flowtime.model.schema import ConstNode, ExprNode, Grid, Model, PmfNode
-from flowtime.engine.graph import Graph, compile_model
-from flowtime.engine.pmf import node_seed, sample
+from flowtime.model.schema import ConstNode, Grid, Model, PmfNode
 
 Series = npt.NDArray[np.float64]
 
@@ -74,7 +74,7 @@ class Results:
     def to_pandas(self) -> Any:
         """A DataFrame of the output series, indexed by each bin's start offset."""
         try:
-            import pandas as pd
+            import pandas as pd  # type: ignore[import-untyped,unused-ignore]
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("to_pandas() needs pandas: pip install 'flowtime[pandas]'") from exc
         index = pd.to_timedelta(self.bin_offsets_minutes(), unit="m")
@@ -106,11 +106,11 @@ def _make_runtime(shape: tuple[int, ...]) -> dict[str, Any]:
         return x
 
     env: dict[str, Any] = {"np": np, "_shift": _shift, "_full": _full, "_div": fx.v_div}
-    for name, f in fx.FUNCTIONS.items():
-        if f.vector is not None:
-            env[f"_f_{name}"] = f.vector
-    for op, f in fx.VECTOR_COMPARE.items():
-        env[f"_c_{_CMP_NAMES[op]}"] = f
+    for name, fn in fx.FUNCTIONS.items():
+        if fn.vector is not None:
+            env[f"_f_{name}"] = fn.vector
+    for op, cmp in fx.VECTOR_COMPARE.items():
+        env[f"_c_{_CMP_NAMES[op]}"] = cmp
     return env
 
 
@@ -133,13 +133,13 @@ def _kernel_runtime(scalar: bool) -> dict[str, Any]:
     """Names for kernels: ``_f_``/``_c_``/``_div`` work on whole series (hoisted
     code); ``_p_``/``_q_``/``_pdiv`` work per bin, on floats or on vectors."""
     env: dict[str, Any] = {"np": np, "_div": fx.v_div, "_shift_s": _shift_s, "_full_s": _full_s}
-    for name, f in fx.FUNCTIONS.items():
-        if f.vector is not None:
-            env[f"_f_{name}"] = f.vector
-            env[f"_p_{name}"] = f.scalar if scalar else f.vector
-    for op, f in fx.VECTOR_COMPARE.items():
-        env[f"_c_{_CMP_NAMES[op]}"] = f
-        env[f"_q_{_CMP_NAMES[op]}"] = fx.SCALAR_COMPARE[op] if scalar else f
+    for name, fn in fx.FUNCTIONS.items():
+        if fn.vector is not None:
+            env[f"_f_{name}"] = fn.vector
+            env[f"_p_{name}"] = fn.scalar if scalar else fn.vector
+    for op, cmp in fx.VECTOR_COMPARE.items():
+        env[f"_c_{_CMP_NAMES[op]}"] = cmp
+        env[f"_q_{_CMP_NAMES[op]}"] = fx.SCALAR_COMPARE[op] if scalar else cmp
     env["_pdiv"] = fx.s_div if scalar else fx.v_div
     return env
 
@@ -368,7 +368,7 @@ def _compile_plan(graph: Graph) -> _Plan:
         key = ("s" if scalar else "v") + source
         if key not in kernel_cache:
             kenv = _kernel_runtime(scalar)
-            exec(compile(source, "<flowtime-feedback>", "exec"), kenv)  # noqa: S102
+            exec(compile(source, "<flowtime-feedback>", "exec"), kenv)
             kernel_cache[key] = kenv["_k"]
         return kernel_cache[key]
 
@@ -394,13 +394,13 @@ def _compile_plan(graph: Graph) -> _Plan:
         fname = f"<flowtime-model-{chunk_counter[0]}>"
         chunk_counter[0] += 1
         cenv = dict(env)
-        exec(compile("\n".join(lines), fname, "exec"), cenv)  # noqa: S102
+        exec(compile("\n".join(lines), fname, "exec"), cenv)
         fn = cenv["_chunk"]
 
         def step(r: dict[str, Series]) -> None:
             try:
                 fn(r)
-            except Exception as exc:  # noqa: BLE001 - any failure is reported with its node
+            except Exception as exc:
                 tb = exc.__traceback__
                 node = ids[0]
                 while tb is not None:
@@ -436,15 +436,17 @@ def _compile_plan(graph: Graph) -> _Plan:
                         r[m] = arr
             except EvaluationError:
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise EvaluationError(kernels[0].members[0], f"{type(exc).__name__}: {exc}") from exc
 
         return step
 
+    # Acyclic nodes accumulate across levels into one straight-line chunk; a chunk
+    # is closed only where a feedback group must run, or when it is long.
+    batch: list[str] = []
     for lv in sorted(by_level):
         groups: dict[str, list[_Kernel]] = {}
         group_src: dict[str, tuple[str, str]] = {}
-        batch: list[str] = []
         for u in by_level[lv]:
             if isinstance(u, int):
                 members = graph.components[u]
@@ -461,13 +463,16 @@ def _compile_plan(graph: Graph) -> _Plan:
                 continue  # filled in per evaluation (depends on seed and sampling)
             else:
                 batch.append(n)
-                if len(batch) >= 400:
+                if len(batch) >= 2000:
                     steps.append(chunk_step(batch))
                     batch = []
-        if batch:
+        if groups and batch:
             steps.append(chunk_step(batch))
+            batch = []
         for src, ks_list in groups.items():
             steps.append(group_step(ks_list, *group_src[src]))
+    if batch:
+        steps.append(chunk_step(batch))
     return _Plan(steps)
 
 

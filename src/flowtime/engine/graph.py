@@ -57,7 +57,7 @@ class Graph:
         return {
             "nodes": [
                 {"id": n, "kind": self.nodes[n].kind, "inputs": self.inputs[n],
-                 **({"expr": self.nodes[n].expr} if isinstance(self.nodes[n], ExprNode) else {}),
+                 **({"expr": node.expr} if isinstance(node := self.nodes[n], ExprNode) else {}),
                  **({"feedback": comp[n]} if n in comp else {})}
                 for n in self.model.node_ids
             ],

@@ -46,8 +46,8 @@ def references_with_lag(e: Expr) -> dict[str, int]:
         stack.extend((c, lag) for c in reversed(children(node)))
     # Keep first-occurrence order for stable edges.
     order: dict[str, int] = {}
-    for node in _walk_refs(e):
-        order.setdefault(node, out[node])
+    for name in _walk_refs(e):
+        order.setdefault(name, out[name])
     return order
 
 

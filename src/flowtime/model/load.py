@@ -271,7 +271,7 @@ def _grid(data: dict[Any, Any], ctx: _Ctx) -> Grid | None:
             return None
         ctx.warn(("grid", "binMinutes"), f"binMinutes is deprecated; read as binSize: {size}, binUnit: {unit.value}"
                  f" — write that instead", key=True)
-        return Grid(bins=bins, binSize=size, binUnit=unit) if bins is not None else None
+        return Grid(bins=bins, bin_size=size, bin_unit=unit) if bins is not None else None
     size_v = _int_field(ctx, g, "binSize", 1, lim.max_bin_size)
     unit_v: BinUnit | None = None
     if "binUnit" not in g:
@@ -291,7 +291,7 @@ def _grid(data: dict[Any, Any], ctx: _Ctx) -> Grid | None:
             ctx.warn(("grid", key), f"unknown grid key '{key}' is ignored", key=True)
     if bins is None or size_v is None or unit_v is None:
         return None
-    return Grid(bins=bins, binSize=size_v, binUnit=unit_v)
+    return Grid(bins=bins, bin_size=size_v, bin_unit=unit_v)
 
 
 def _valid_bins(data: dict[Any, Any], limits: Limits) -> int | None:
@@ -345,6 +345,7 @@ def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any]
         for key in item:
             if key not in _NODE_FIELDS[kind] and not (kind == "expr" and key == "expression"):
                 ctx.warn((*path, key), f"field '{key}' is not used by {kind} nodes and is ignored", key=True)
+        node: ConstNode | ExprNode | PmfNode | None
         title = item.get("title") if isinstance(item.get("title"), str) else None
         desc = item.get("description") if isinstance(item.get("description"), str) else None
         if kind == "const":

@@ -1,0 +1,265 @@
+"""
+Sim's operations over a catalog and a data directory: generate, export a
+named model, derive a variation, validate, look up, collect garbage.
+
+The CLI and the HTTP service both call these; neither executes a model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flowtime.errors import ModelError
+from flowtime.model.load import load_model
+from flowtime.sim.catalog import Catalog
+from flowtime.sim.preview import render_svg
+from flowtime.sim.quality import ValidationReport, validate_loaded, validate_text
+from flowtime.sim.render import Generated, render_template
+from flowtime.sim.store import (
+    MODEL_FILE,
+    PREVIEW_FILE,
+    PROVENANCE_FILE,
+    STALE_TEMP_SECONDS,
+    VALIDATION_FILE,
+    ModelNotFound,
+    ModelStore,
+    NamedStore,
+    StoredModel,
+    json_text,
+)
+from flowtime.sim.template import TEMPLATE_ID
+
+MODEL_ID = re.compile(r"^model_\d{8}T\d{6}Z_[0-9a-f]{8}$")
+DAY_SECONDS = 86_400.0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A generated model, its validation report and where it was stored."""
+
+    generated: Generated
+    report: ValidationReport
+    stored: StoredModel | None
+    created: bool
+
+    def text(self, embed_provenance: bool = False) -> str:
+        return self.generated.text(embed_provenance)
+
+    def response(self, embed_provenance: bool = False) -> dict[str, Any]:
+        """The body of ``POST /api/v1/templates/{id}/generate``."""
+        return {
+            "model": self.text(embed_provenance),
+            "provenance": self.generated.provenance.to_json(),
+            "modelId": self.generated.model_id,
+            "templateId": self.generated.template.id,
+            "path": str(self.stored.path / MODEL_FILE) if self.stored else None,
+            "hash": self.generated.hash_prefix,
+            "modelHash": f"sha256:{self.generated.hash}",
+            "quality": self.report.quality.to_json(),
+            "validation": {
+                "valid": self.report.valid,
+                "problems": [p.to_dict() for p in self.report.problems],
+                "warnings": [p.to_dict() for p in self.report.warnings],
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A model found by reference: its text, provenance (if any) and origin."""
+
+    text: str
+    provenance: dict[str, Any] | None
+    source: str
+    stored: StoredModel | None = None
+
+
+class Workspace:
+    """Catalog + temporary store + named models, with the settings that bound them."""
+
+    def __init__(self, catalog: Catalog, data_dir: Path, *, max_array_length: int | None = None,
+                 ttl_days: float = 7.0, stale_after: float = STALE_TEMP_SECONDS) -> None:
+        self.catalog = catalog
+        self.data_dir = data_dir
+        self.max_array_length = max_array_length
+        self.ttl_seconds = ttl_days * DAY_SECONDS
+        self.store = ModelStore(data_dir, stale_after=stale_after)
+        self.named = NamedStore(data_dir, stale_after=stale_after)
+
+    # -- generation ---------------------------------------------------------
+
+    def render(self, template_id: str, overrides: Mapping[str, Any] | None = None, *,
+               now: datetime | None = None, derived_from: str | None = None) -> Generated:
+        template = self.catalog.get(template_id)
+        return render_template(template, overrides, now=now, max_array_length=self.max_array_length,
+                               derived_from=derived_from)
+
+    def generate(self, template_id: str, overrides: Mapping[str, Any] | None = None, *,
+                 persist: bool = True, now: datetime | None = None,
+                 derived_from: str | None = None) -> Generation:
+        """Render, validate and (unless ``persist`` is false) store in the temporary store."""
+        generated = self.render(template_id, overrides, now=now, derived_from=derived_from)
+        report = self._report(generated)
+        if not persist:
+            return Generation(generated, report, None, False)
+        stored, created = self.store.save(
+            generated.template.id, generated.hash_prefix, self._files(generated, report),
+            self._metadata(generated, report), now=now)
+        return Generation(generated, report, stored, created)
+
+    def export_named(self, template_id: str, name: str, overrides: Mapping[str, Any] | None = None,
+                     *, title: str | None = None, description: str | None = None,
+                     tags: Sequence[str] = (), now: datetime | None = None,
+                     derived_from: str | None = None, root: Path | None = None) -> Generation:
+        """
+        Generate and store as the next version of named model ``name``
+        (unchanged content keeps the current version). ``root`` replaces
+        ``<data>`` as the parent of ``named/``.
+        """
+        generated = self.render(template_id, overrides, now=now, derived_from=derived_from)
+        report = self._report(generated)
+        meta = self._metadata(generated, report)
+        meta["title"] = title or meta["title"]
+        meta["description"] = description if description is not None else meta["description"]
+        meta["tags"] = list(dict.fromkeys([*meta["tags"], *tags]))
+        named = self.named if root is None else NamedStore(root)
+        stored, created = named.save(name, f"sha256:{generated.hash}",
+                                     self._files(generated, report), meta, now=now)
+        return Generation(generated, report, stored, created)
+
+    def derive(self, ref: str, changes: Mapping[str, Any], *, name: str | None = None,
+               now: datetime | None = None) -> Generation:
+        """
+        Re-generate the model ``ref`` points at from its recorded template and
+        parameters with ``changes`` applied; the new provenance names the
+        parent in ``derivedFrom``. A named parent (or ``name``) gives a new
+        named version, otherwise the result goes to the temporary store.
+        """
+        parent = self.resolve(ref)
+        prov = parent.provenance
+        if not prov or not prov.get("templateId"):
+            raise ModelError(f"{parent.source} has no provenance naming its template; derive needs "
+                             "a model generated by flowtime sim (stored, or with embedded provenance)")
+        params = dict(prov.get("parameters") or {})
+        params.update(changes)
+        parent_id = str(prov.get("modelId", "")) or None
+        if name is None and parent.stored is not None:
+            name = parent.stored.metadata.get("name")
+        if name:
+            meta = parent.stored.metadata if parent.stored is not None else {}
+            return self.export_named(str(prov["templateId"]), name, params, now=now,
+                                     derived_from=parent_id, tags=meta.get("tags", ()))
+        return self.generate(str(prov["templateId"]), params, now=now, derived_from=parent_id)
+
+    # -- lookup and validation ---------------------------------------------
+
+    def resolve(self, ref: str) -> Resolved:
+        """
+        A model by reference: a file or folder path, a model id
+        (``model_<time>_<hex>``), ``<templateId>/<hash>``, or a named model
+        (``<name>_<hex>[/v<n>]`` or its plain name).
+        """
+        path = Path(ref)
+        if ("/" in ref or ref.endswith((".yaml", ".yml")) or path.is_dir()) and path.exists():
+            return _resolve_path(path)
+        if MODEL_ID.match(ref):
+            for stored in (*self.store.list(), *self._all_named()):
+                if stored.model_id == ref:
+                    return _resolved(stored)
+            raise ModelNotFound(f"no stored model with id {ref} (models expire after "
+                                f"{self.ttl_seconds / DAY_SECONDS:g} days)")
+        head, _, tail = ref.partition("/")
+        if tail and TEMPLATE_ID.match(head) and re.fullmatch(r"[0-9a-f]{12}", tail):
+            return _resolved(self.store.get(head, tail))
+        return _resolved(self.named.get(ref))
+
+    def _all_named(self) -> list[StoredModel]:
+        return [v for latest in self.named.list() for v in self.named.versions(latest.path.parent.name)]
+
+    def validate(self, text: str, source: str = "<string>",
+                 provenance: Mapping[str, Any] | None = None) -> ValidationReport:
+        """Structure validation plus the quality report; the template check when known."""
+        unused = None
+        tid = (provenance or {}).get("templateId")
+        if tid is None:
+            try:
+                embedded = load_model(text, source).provenance
+            except ModelError:
+                embedded = None
+            tid = embedded.template_id if embedded is not None else None
+        if isinstance(tid, str) and tid in self.catalog.templates:
+            unused = self.catalog.templates[tid].unused_parameters
+        return validate_text(text, source, unused_parameters=unused)
+
+    def gc(self, *, ttl_seconds: float | None = None, now: datetime | None = None) -> list[Path]:
+        ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
+        return [*self.store.gc(ttl, now=now), *self.named.gc(ttl, now=now)]
+
+    # -- files --------------------------------------------------------------
+
+    def _report(self, generated: Generated) -> ValidationReport:
+        return validate_loaded(generated.loaded,
+                               unused_parameters=generated.template.unused_parameters)
+
+    @staticmethod
+    def _files(generated: Generated, report: ValidationReport) -> dict[str, str]:
+        template = generated.template
+        return {
+            MODEL_FILE: generated.model_text,
+            PROVENANCE_FILE: json_text(generated.provenance.to_json()),
+            VALIDATION_FILE: json_text(report.to_json()),
+            PREVIEW_FILE: render_svg(generated.loaded.model, title=f"{template.title} ({template.id})"),
+        }
+
+    @staticmethod
+    def _metadata(generated: Generated, report: ValidationReport) -> dict[str, Any]:
+        t = generated.template
+        meta: dict[str, Any] = {
+            "modelId": generated.model_id,
+            "title": t.title,
+            "description": t.description,
+            "tags": list(t.tags),
+            "template": {"id": t.id, "version": t.version, "title": t.title},
+            "templateId": t.id,
+            "parameters": generated.parameters,
+            "modelHash": f"sha256:{generated.hash}",
+            "validation": report.summary(),
+        }
+        if generated.provenance.derived_from:
+            meta["derivedFrom"] = generated.provenance.derived_from
+        return meta
+
+
+def _resolved(stored: StoredModel) -> Resolved:
+    return Resolved(stored.model_text(), stored.provenance(), str(stored.path), stored)
+
+
+def _resolve_path(path: Path) -> Resolved:
+    folder = path if path.is_dir() else path.parent
+    model_path = path / MODEL_FILE if path.is_dir() else path
+    try:
+        text = model_path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ModelNotFound(f"cannot read {model_path}: {exc.strerror}") from None
+    provenance: dict[str, Any] | None = None
+    sidecar = folder / PROVENANCE_FILE
+    if sidecar.is_file() and (path.is_dir() or path.name == MODEL_FILE):
+        import json
+
+        provenance = json.loads(sidecar.read_text(encoding="utf-8"))
+    else:
+        try:
+            embedded = load_model(text, str(model_path)).provenance
+        except ModelError:
+            embedded = None
+        provenance = embedded.to_json() if embedded is not None else None
+    return Resolved(text, provenance, str(model_path))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
