@@ -35,16 +35,7 @@ ERROR_CLASSES: dict[str, type[ModelError]] = {
 
 # Cases whose expected values follow the spec but the engine disagrees; each is
 # an open bug (see the reason). strict: the mark must go once the bug is fixed.
-KNOWN_ENGINE_BUGS: dict[str, str] = {
-    "shift_non_literal_lag": (
-        "engine bug: references_with_lag() raises KeyError for SHIFT(a, k) with a "
-        "node reference as lag, instead of a located validation error"
-    ),
-    "expression_parse_error_block_scalar": (
-        "engine bug: an error in a block-scalar (`expr: |`) expression is reported on the "
-        "`expr:` line, not the line holding the expression text"
-    ),
-}
+KNOWN_ENGINE_BUGS: dict[str, str] = {}
 
 
 def _case_dirs() -> list[Path]:

@@ -52,12 +52,16 @@ def references_with_lag(e: Expr) -> dict[str, int]:
 
 
 def _walk_refs(e: Expr) -> list[str]:
+    """Referenced names in source order, skipping SHIFT lags (a lag is a literal, never a series)."""
     names: list[str] = []
     stack = [e]
     while stack:
         node = stack.pop()
         if isinstance(node, Ref):
             names.append(node.name)
+        elif isinstance(node, Call) and node.name == "SHIFT" and len(node.args) == 2:
+            stack.append(node.args[0])
+            continue
         stack.extend(reversed(children(node)))
     return names
 

@@ -78,6 +78,9 @@ class _Ctx:
     def error(self, path: Path, message: str, *, key: bool = False, column_offset: int = 0) -> None:
         self._add(path, message, "error", key, column_offset)
 
+    def error_at(self, path: Path, message: str, line: int | None, column: int | None) -> None:
+        self.problems.append(Problem(_display_path(path, self), message, line, column, source=self.source))
+
     def warn(self, path: Path, message: str, *, key: bool = False) -> None:
         self._add(path, message, "warning", key, 0)
 
@@ -422,15 +425,29 @@ def _expr(item: dict[Any, Any], path: Path, ctx: _Ctx, node_id: str, title: str 
     if not isinstance(text, str):
         ctx.error((*path, "expr"), f"expr must be a text formula, got {_type_name(text)}")
         return None, None
+    text = text.rstrip("\n")  # block scalars (`expr: |`) end with a newline
     try:
         ast = parse_expression(text, max_nesting=ctx.limits.max_expression_nesting,
                                max_length=ctx.limits.max_expression_length)
     except ExpressionError as exc:
-        ctx.error((*path, "expr"), str(exc), column_offset=_quote_offset(ctx, (*path, "expr"), exc.column))
+        block = _block_scalar_start(ctx, (*path, "expr"))
+        if block is not None:
+            ctx.error_at((*path, "expr"), str(exc), block[0], block[1] + exc.column - 1)
+        else:
+            ctx.error((*path, "expr"), str(exc), column_offset=_quote_offset(ctx, (*path, "expr"), exc.column))
         return None, None
     node = ExprNode(id=node_id, kind="expr", expr=text, title=title, description=desc)
     node._ast = ast
     return node, ast
+
+
+def _block_scalar_start(ctx: _Ctx, path: Path) -> tuple[int, int] | None:
+    """(line, column) where a block scalar's text starts, or None for other styles."""
+    line, col = ctx.smap.find(path)
+    if line is None or col is None or ctx.text_line(line)[col - 1 : col] not in ("|", ">"):
+        return None
+    nxt = ctx.text_line(line + 1)
+    return line + 1, len(nxt) - len(nxt.lstrip()) + 1
 
 
 def _quote_offset(ctx: _Ctx, path: Path, column: int) -> int:

@@ -10,6 +10,7 @@ before anything downstream walks the data.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,7 +137,7 @@ def parse_yaml(text: str, source: str = "<string>", *, max_nodes: int = 20_000_0
     if isinstance(root, MappingNode):
         _record_top_level_spans(root, smap, text)
     if problems:
-        raise ModelSyntaxError(problems, source)
+        raise ModelSyntaxError([dataclasses.replace(p, source=source) for p in problems], source)
     return data, smap
 
 
