@@ -18,14 +18,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from flowtime._version import __version__
 from flowtime.artifacts import layout
-from flowtime.artifacts.canonical import canonical_json, series_csv, sha256_text
+from flowtime.artifacts.canonical import CSV_HEADER, canonical_json, format_rows, sha256_text
 from flowtime.engine.evaluate import Results
 from flowtime.errors import ArtifactError
 from flowtime.model.load import LoadedModel
 from flowtime.model.provenance import Provenance
 from flowtime.model.schema import Model
+
+_BLOCK = 256  # series formatted together (bounds the temporary memory of a block)
 
 
 def model_hash(model: Model) -> str:
@@ -73,7 +77,8 @@ def title_of(model: Model, spec_text: str) -> str:
     return f"Model with {', '.join(ids)}" if ids else "Empty model"
 
 
-def _write_new(path: Path, data: bytes) -> None:
+def _write_new(path: Path, data: bytes) -> str:
+    """Create ``path`` with ``data``; returns its hash (computed here: hashlib releases the GIL)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
@@ -81,6 +86,7 @@ def _write_new(path: Path, data: bytes) -> None:
             view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
+    return sha256_text(data)
 
 
 def _dump(path: Path, obj: Any) -> bytes:
@@ -126,12 +132,16 @@ def write_run(
         # the CSVs from a small pool while this thread formats the next series.
         with ThreadPoolExecutor(max_workers=4) as pool:
             futures = []
-            for node_id in results.output_ids:
-                data = series_csv(results.series[node_id])
-                futures.append(pool.submit(_write_new, tmp / layout.series_file(node_id), data))
-                series_hashes[layout.series_id(node_id)] = sha256_text(data)
-            for f in futures:
-                f.result()
+            ids = results.output_ids
+            header = CSV_HEADER.encode()
+            for start in range(0, len(ids), _BLOCK):
+                chunk = ids[start : start + _BLOCK]
+                block = np.stack([results.series[n] for n in chunk]) if chunk else np.zeros((0, 0))
+                for node_id, body in zip(chunk, format_rows(block), strict=True):
+                    path = tmp / layout.series_file(node_id)
+                    futures.append((node_id, pool.submit(_write_new, path, header + body)))
+            for node_id, fut in futures:
+                series_hashes[layout.series_id(node_id)] = fut.result()
         for node_id in results.output_ids:
             sid = layout.series_id(node_id)
             rel = layout.series_file(node_id)
@@ -227,13 +237,26 @@ def _pause_hook(point: str) -> None:
         time.sleep(3600)
 
 
-def clean_temp_folders(root: Path) -> int:
-    """Remove leftovers of interrupted writes; returns how many were removed."""
+def clean_temp_folders(root: Path, *, older_than_seconds: float = 0.0) -> int:
+    """
+    Remove leftovers of interrupted writes; returns how many were removed.
+
+    ``older_than_seconds`` spares folders modified more recently than that: another
+    process (a second server worker) may be writing one right now.
+    """
     if not root.is_dir():
         return 0
+    import time
+
+    cutoff = time.time() - older_than_seconds
     n = 0
     for p in root.iterdir():
-        if p.name.startswith(layout.TMP_PREFIX) and p.is_dir():
+        if p.name.startswith(layout.TMP_PREFIX) and p.is_dir() and not p.is_symlink():
+            try:
+                if older_than_seconds and p.stat().st_mtime > cutoff:
+                    continue
+            except FileNotFoundError:
+                continue
             shutil.rmtree(p, ignore_errors=True)
             n += 1
     return n
