@@ -99,6 +99,6 @@ def test_public_api_is_pinned() -> None:
     assert sorted(flowtime.__all__) == sorted([
         "ArtifactError", "EvaluationError", "ExpressionError", "FlowTimeError", "Graph", "LimitExceeded",
         "Model", "ModelError", "ModelSyntaxError", "ModelValidationError", "ParameterError", "Problem",
-        "Results", "RunNotFound", "TemplateError", "TemplateNotFound", "__version__", "compile_model",
+        "Registry", "Results", "RunNotFound", "TemplateError", "TemplateNotFound", "__version__", "compile_model",
         "evaluate", "load_model",
     ])

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from flowtime._version import __version__
+from flowtime.artifacts.registry import Registry
 from flowtime.engine.evaluate import Results, evaluate
 from flowtime.engine.graph import Graph, compile_model
 from flowtime.errors import (
@@ -47,6 +48,7 @@ __all__ = [
     "ParameterError",
     "Problem",
     "Results",
+    "Registry",
     "RunNotFound",
     "TemplateError",
     "TemplateNotFound",

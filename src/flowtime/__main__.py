@@ -1,5 +1,8 @@
-"""python -m flowtime"""
+"""``python -m flowtime``: the same command line as the ``flowtime`` script."""
+
+from __future__ import annotations
 
 from flowtime.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -72,9 +72,14 @@ def create_engine_app(settings: EngineSettings) -> FastAPI:
     return app
 
 
+# Temp folders younger than this may belong to a write in progress in another
+# process (a second worker on the same data directory) and are left alone.
+TEMP_FOLDER_GRACE_SECONDS = 600.0
+
+
 def _start_up(registry: Registry) -> None:
     registry.root.mkdir(parents=True, exist_ok=True)
-    clean_temp_folders(registry.root)
+    clean_temp_folders(registry.root, older_than_seconds=TEMP_FOLDER_GRACE_SECONDS)
     registry.sync()
 
 

@@ -16,9 +16,10 @@ from fastapi.responses import FileResponse
 
 from flowtime.api.engine_deps import get_registry
 from flowtime.api.engine_runs import artifact_query
+from flowtime.api.problems import problem_responses
 from flowtime.artifacts.registry import ArtifactQuery, Registry
 
-router = APIRouter(tags=["artifacts"])
+router = APIRouter(tags=["artifacts"], responses=problem_responses(401, 404, 422))
 
 MEDIA_TYPES = {
     ".json": "application/json",

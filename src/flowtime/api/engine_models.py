@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from flowtime.api.engine_deps import get_registry, get_settings
+from flowtime.api.problems import problem_responses
 from flowtime.artifacts.compare import json_values
 from flowtime.artifacts.registry import Registry
 from flowtime.artifacts.writer import write_run
@@ -137,7 +138,7 @@ def header_provenance(request: Request) -> Provenance | None:
     return provenance_from_header(value)
 
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], responses=problem_responses(400, 401, 413, 415, 422))
 ProvenanceHeader = Annotated[str | None, Header(
     alias=HEADER, description="Provenance as a JSON object (camelCase or snake_case keys, "
                               "modelId required); replaces an embedded provenance block.")]

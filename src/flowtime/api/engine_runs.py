@@ -15,11 +15,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from flowtime.api.engine_deps import get_registry
+from flowtime.api.problems import problem_responses
 from flowtime.artifacts.compare import compare_runs, json_values
 from flowtime.artifacts.export import export_run
 from flowtime.artifacts.registry import MAX_LIMIT, ArtifactQuery, Registry, parse_series_csv
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], responses=problem_responses(401, 404, 409, 422))
 RunId = Annotated[str, "run id such as run_20250101T000000Z_ab12cd34"]
 
 

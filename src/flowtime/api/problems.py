@@ -9,6 +9,7 @@ Bodies carry RFC 7807 fields plus ``errors`` (located problems) and ``error``
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -45,6 +46,25 @@ STATUS: dict[type[BaseException], int] = {
 }
 
 
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries documenting problem+json bodies for ``statuses``."""
+    schema = {
+        "type": "object",
+        "required": ["type", "title", "status", "detail", "errors", "error"],
+        "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"},
+            "status": {"type": "integer"}, "detail": {"type": "string"},
+            "error": {"type": "string", "description": "the message on one line"},
+            "errors": {"type": "array", "items": {"type": "object", "properties": {
+                "path": {"type": "string"}, "line": {"type": ["integer", "null"]},
+                "column": {"type": ["integer", "null"]}, "message": {"type": "string"},
+                "severity": {"type": "string"}}}},
+        },
+    }
+    return {s: {"description": HTTPStatus(s).phrase,
+                "content": {PROBLEM_JSON: {"schema": schema}}} for s in statuses}
+
+
 def status_for(exc: BaseException) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
@@ -61,9 +81,23 @@ def problem(status: int, title: str, detail: str, *, errors: list[dict[str, Any]
         "detail": detail,
         "errors": errors or [],
         "error": detail.splitlines()[0] if detail else title,
-        **extra,
     }
+    body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def one_line(exc: FlowTimeError) -> str:
+    """
+    The ``error`` field: the message's first line, plus the first problem when the
+    first line is only a count ("2 errors in model.yaml:").
+    """
+    head = str(exc).splitlines()[0] if str(exc) else getattr(exc, "title", "")
+    problems = [p for p in exc.problems if p.severity == "error"] or list(exc.problems)
+    if problems and head.endswith(":"):
+        first = str(problems[0]).splitlines()[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return f"{head} {first}{more}"
+    return head
 
 
 def problem_for(exc: FlowTimeError) -> JSONResponse:
@@ -72,7 +106,7 @@ def problem_for(exc: FlowTimeError) -> JSONResponse:
     detail = str(exc)
     slug = type(exc).__name__
     return problem(status, getattr(exc, "title", slug), detail, errors=errors,
-                   type_=f"https://flowtime.dev/problems/{slug}")
+                   type_=f"https://flowtime.dev/problems/{slug}", error=one_line(exc))
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -93,7 +127,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        resp = problem(exc.status_code, detail if exc.status_code != 404 else "Not found", detail)
+        try:
+            title = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            title = "HTTP error"
+        resp = problem(exc.status_code, title, detail)
         for k, v in (exc.headers or {}).items():
             resp.headers[k] = v
         return resp

@@ -95,7 +95,10 @@ def _special(arr: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
     """Values outside plain fixed notation: non-finite, huge, tiny, or negative zero."""
     a = np.abs(arr)
     with np.errstate(invalid="ignore"):
-        return ~np.isfinite(arr) | (a >= 1e15) | ((a < 1e-4) & (arr != 0)) | ((arr == 0) & np.signbit(arr))
+        out: npt.NDArray[np.bool_] = (
+            ~np.isfinite(arr) | (a >= 1e15) | ((a < 1e-4) & (arr != 0)) | ((arr == 0) & np.signbit(arr))
+        )
+    return out
 
 
 def format_rows(block: npt.NDArray[np.float64]) -> list[bytes]:
@@ -112,7 +115,7 @@ def format_rows(block: npt.NDArray[np.float64]) -> list[bytes]:
     if bins == 0:
         return [b""] * n_series
     special = _special(block)
-    has_special = special.any(axis=1).tolist()
+    has_special = [bool(x) for x in special.any(axis=1)]
     safe = np.where(special, 0.0, block) if any(has_special) else block
     prefixes = _row_prefixes(bins)
     out: list[bytes] = []

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from flowtime.artifacts.canonical import format_values
+from flowtime.artifacts.canonical import series_csv
 
 if TYPE_CHECKING:
     from flowtime.artifacts.registry import Registry
@@ -42,17 +42,28 @@ MEDIA_TYPES = {
 FORMATS = tuple(MEDIA_TYPES)
 
 
+def value_texts(values: Series) -> list[str]:
+    """
+    Each value in the canonical number text of the run's CSV files.
+
+    >>> value_texts(np.array([8.0, 0.1 + 0.2, 1e-05, -np.inf]))
+    ['8', '0.30000000000000004', '1E-05', '-Infinity']
+    """
+    lines = series_csv(values).decode().split("\n")[1:-1]
+    return [line.partition(",")[2] for line in lines]
+
+
 def to_csv(series: NamedSeries, bin_minutes: int) -> Iterator[bytes]:
     yield (",".join(COLUMNS) + "\n").encode()
     for name, values in series:
-        texts = format_values(values)
+        texts = value_texts(values)
         rows = [f"{t},{t * bin_minutes},{name},{v}\n" for t, v in enumerate(texts)]
         yield "".join(rows).encode()
 
 
 def to_ndjson(series: NamedSeries, bin_minutes: int) -> Iterator[bytes]:
     for name, values in series:
-        texts = format_values(values)
+        texts = value_texts(values)
         finite = np.isfinite(values)
         quoted = json.dumps(name)
         rows = [

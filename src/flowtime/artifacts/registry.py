@@ -14,8 +14,8 @@ manifest (the writer renames a finished run into place, manifest written last);
 hidden ``.tmp-`` folders never are.
 
     >>> import tempfile
-    >>> reg = Registry(Path(tempfile.mkdtemp()))
-    >>> reg.query(ArtifactQuery()).total
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     Registry(Path(d)).query(ArtifactQuery(template_id="capacity")).total
     0
 """
 
@@ -41,7 +41,7 @@ from flowtime.artifacts.canonical import sha256_text
 from flowtime.errors import ArtifactError, RunNotFound
 
 INDEX_FILE = "index.sqlite"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 MAX_LIMIT = 1000
 SORT_KEYS = ("created", "id", "title", "size")
 _SORT_SQL = {"created": "created", "id": "id", "title": "title COLLATE NOCASE",
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
     template_id TEXT,
     model_id TEXT,
     scenario_hash TEXT,
-    seed INTEGER,
+    seed,
     bins INTEGER,
     bin_size INTEGER,
     bin_unit TEXT,
@@ -109,7 +109,8 @@ class Artifact:
     def _row(self) -> tuple[Any, ...]:
         search = _FIELD_SEP.join([self.id, self.title, *self.tags, self.template_id or "",
                                   self.model_id or ""]).lower()
-        # seeds may use the full unsigned 64-bit range; SQLite integers are signed
+        # Seeds may use the full unsigned 64-bit range and SQLite integers are signed:
+        # large ones are stored as text (the column has no type, so no affinity converts it).
         seed = str(self.seed) if self.seed is not None and self.seed >= 2**63 else self.seed
         return (self.id, self.type, self.created, self.title, json.dumps(list(self.tags)),
                 self.template_id, self.model_id, self.scenario_hash, seed, self.bins,
@@ -263,6 +264,7 @@ class Registry:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own; a missing, new or outdated index is first filled from disk."""
         missing = not self.index_path.exists()
         if missing:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -270,27 +272,38 @@ class Registry:
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 30000")
-            if missing or not self._schema_ready:
-                self._init_schema(conn)
+            if (missing or not self._schema_ready) and self._init_schema(conn):
+                self._fill(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             yield conn
         finally:
             conn.close()
-        if missing:  # a lost or new index: fill it from the disk
-            self.rebuild()
 
-    def _init_schema(self, conn: sqlite3.Connection) -> None:
+    def _init_schema(self, conn: sqlite3.Connection) -> bool:
+        """Create (or replace an outdated) schema; True when the table starts out empty."""
         conn.execute("PRAGMA journal_mode = WAL")
         with _transaction(conn):
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is not None and row[0] != SCHEMA_VERSION:
                 conn.execute("DROP TABLE IF EXISTS artifacts")
+            fresh = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                 "AND name = 'artifacts'").fetchone() is None
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
                          (SCHEMA_VERSION,))
         self._schema_ready = True
+        return fresh
+
+    def _fill(self, conn: sqlite3.Connection) -> int:
+        arts = [a for a in map(read_artifact, self._run_folders().values()) if a is not None]
+        found = {a.id for a in arts}
+        with _transaction(conn):
+            conn.executemany(_UPSERT, (a._row() for a in arts))
+            indexed = {r[0] for r in conn.execute("SELECT id FROM artifacts")}
+            self._drop_vanished(conn, indexed - found)
+        return len(arts)
 
     def _run_folders(self) -> dict[str, Path]:
         """Folders named like run ids (never temp folders, never symlinks)."""
@@ -321,13 +334,8 @@ class Registry:
 
     def rebuild(self) -> int:
         """Rescan every run folder and make the index match; returns the number of runs."""
-        arts = [a for a in map(read_artifact, self._run_folders().values()) if a is not None]
-        found = {a.id for a in arts}
-        with self._db() as conn, _transaction(conn):
-            conn.executemany(_UPSERT, (a._row() for a in arts))
-            indexed = {r[0] for r in conn.execute("SELECT id FROM artifacts")}
-            self._drop_vanished(conn, indexed - found)
-        return len(arts)
+        with self._db() as conn:
+            return self._fill(conn)
 
     def sync(self) -> SyncReport:
         """Catch up with the disk cheaply: read only new folders' manifests, drop vanished rows."""
@@ -386,7 +394,7 @@ class Registry:
             total = conn.execute(f"SELECT COUNT(*) FROM artifacts{clause}", params).fetchone()[0]
             rows = conn.execute(
                 f"SELECT * FROM artifacts{clause} ORDER BY {order} LIMIT ? OFFSET ?",
-                [*params, limit, max(0, q.skip)],
+                [*params, limit, min(max(0, q.skip), 2**62)],
             ).fetchall()
         return Page([Artifact._from_row(r) for r in rows], int(total))
 

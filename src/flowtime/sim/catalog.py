@@ -73,12 +73,13 @@ class Catalog:
             return self.templates[template_id]
         if template_id in self.broken:
             raise self.broken[template_id]
-        shown = template_id if TEMPLATE_ID.match(template_id) else repr(template_id[:80])
-        hint = suggest(template_id, sorted(self.templates)) if TEMPLATE_ID.match(template_id) else ""
-        raise TemplateNotFound(f"template '{shown}' not found{hint}; "
+        valid = TEMPLATE_ID.match(template_id) is not None
+        shown = f"'{template_id}'" if valid else repr(template_id[:80])
+        hint = suggest(template_id, sorted(self.templates)) if valid else ""
+        raise TemplateNotFound(f"template {shown} not found{hint}; "
                                f"{len(self.templates)} templates are available")
 
-    def list(self, search: str | None = None, tag: str | None = None) -> list[Template]:
+    def select(self, search: str | None = None, tag: str | None = None) -> list[Template]:
         """Templates sorted by id, filtered by a text search and/or a tag (case-insensitive)."""
         out = sorted(self.templates.values(), key=lambda t: t.id)
         if tag:

@@ -103,16 +103,17 @@ def validate_text(text: str, source: str = "<string>", *,
     return validate_loaded(loaded, unused_parameters=unused_parameters)
 
 
-def validate_loaded(loaded: LoadedModel, *,
-                    unused_parameters: Sequence[str] | None = None) -> ValidationReport:
+def validate_loaded(loaded: LoadedModel, *, unused_parameters: Sequence[str] | None = None,
+                    topo: Topology | None = None) -> ValidationReport:
     """The report for a model the loader already accepted."""
-    quality = assess(loaded, unused_parameters=unused_parameters)
+    quality = assess(loaded, unused_parameters=unused_parameters, topo=topo)
     return ValidationReport(True, (), tuple(loaded.warnings), quality, loaded)
 
 
-def assess(loaded: LoadedModel, *, unused_parameters: Sequence[str] | None = None) -> QualityReport:
+def assess(loaded: LoadedModel, *, unused_parameters: Sequence[str] | None = None,
+           topo: Topology | None = None) -> QualityReport:
     model = loaded.model
-    topo = topology(model)
+    topo = topo or topology(model)
     checks = [Check("schema", True, "the model passes the shared model validation")]
     checks.append(_has_outputs(topo))
     checks.append(_reach_outputs(topo))
@@ -120,7 +121,7 @@ def assess(loaded: LoadedModel, *, unused_parameters: Sequence[str] | None = Non
         checks.append(_parameters_used(unused_parameters))
     pmfs = [n for n in model.nodes if isinstance(n, PmfNode)]
     if pmfs:
-        checks.append(_pmfs_valid(pmfs))
+        checks.append(_pmfs_valid(pmfs, loaded.warnings))
     checks.append(_non_negative(model))
     if topo.outputs:
         checks.append(_no_zero_outputs(model, topo))
@@ -150,12 +151,11 @@ def _parameters_used(unused: Sequence[str]) -> Check:
                  f"{len(unused)} template parameter(s) are never used: {_names(unused)}")
 
 
-def _pmfs_valid(pmfs: Sequence[PmfNode]) -> Check:
-    bad = []
-    for n in pmfs:
-        total = math.fsum(n.probabilities.tolist())
-        if abs(total - 1.0) > PMF_EXACT or (n.probabilities < 0).any():
-            bad.append(n.id)
+def _pmfs_valid(pmfs: Sequence[PmfNode], warnings: Sequence[Problem]) -> Check:
+    # The loader normalises near-misses (and warns); the model then sums to 1 exactly.
+    normalised = {w.path for w in warnings if w.path.endswith(".pmf")}
+    bad = [n.id for n in pmfs if f"nodes.{n.id}.pmf" in normalised
+           or abs(math.fsum(n.probabilities.tolist()) - 1.0) > PMF_EXACT]
     if not bad:
         return Check("pmfs_valid", True, f"{len(pmfs)} PMF(s) have probabilities >= 0 summing to 1")
     return Check("pmfs_valid", False, f"PMF(s) needed normalising (probabilities do not sum to 1): "
@@ -208,7 +208,8 @@ def provably_zero(model: Model, topo: Topology) -> dict[str, bool]:
         if isinstance(node, ConstNode | PmfNode):
             zero[node_id] = bool((node.values == 0).all())
         elif isinstance(node, ExprNode):
-            zero[node_id] = _zero(parse_expression(node.expr), zero)
+            ast = topo.asts.get(node_id) or parse_expression(node.expr)
+            zero[node_id] = _zero(ast, zero)
     return zero
 
 

@@ -11,6 +11,7 @@ model is exactly what the engine will read.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from flowtime.model.provenance import Provenance
 from flowtime.sim.canonical import model_hash, parameters_hash
 from flowtime.sim.params import check_parameters
 from flowtime.sim.template import PLACEHOLDER, WHOLE_PLACEHOLDER, Template, TemplateValidationError
+from flowtime.sim.topology import Topology, topology
 
 SOURCE = "flowtime-sim"
 GENERATOR = f"flowtime-sim/{__version__}"
@@ -142,6 +144,11 @@ class Generated:
     @property
     def hash_prefix(self) -> str:
         return self.hash[:HASH_PREFIX_LENGTH]
+
+    @functools.cached_property
+    def topology(self) -> Topology:
+        """Edges and outputs, computed once for the quality report and the preview."""
+        return topology(self.loaded.model)
 
     def text(self, embed_provenance: bool = False) -> str:
         """The model YAML, optionally with a ``provenance:`` block after ``schemaVersion``."""

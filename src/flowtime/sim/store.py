@@ -78,7 +78,7 @@ def name_id(name: str) -> str:
     The id of a named model: the name plus 4 hex of SHA-256 over the name.
 
     >>> name_id("checkout-baseline")
-    'checkout-baseline_4d1e'
+    'checkout-baseline_31cb'
     """
     if not NAME.match(name):
         raise ArtifactError(f"model name {name[:80]!r} must start with a letter or digit and use only "
@@ -162,8 +162,11 @@ def _write_files(folder: Path, files: Mapping[str, str]) -> None:
 
 
 def _replace_files(folder: Path, files: Mapping[str, str]) -> None:
-    """Rewrite files inside an existing folder, each one atomically."""
+    """Rewrite files inside an existing folder, each one atomically; unchanged ones are left alone."""
     for name, text in files.items():
+        with contextlib.suppress(OSError):
+            if (folder / name).read_text(encoding="utf-8") == text:
+                continue
         tmp = folder / f"{TEMP_PREFIX}{name}-{secrets.token_hex(4)}"
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, folder / name)
@@ -252,12 +255,18 @@ class ModelStore:
                 "created": stamp, "updated": stamp}
         parent = self.root / template_id
         target = parent / hash_prefix
-        if not target.exists() and _publish(parent, hash_prefix, {**files, METADATA_FILE: json_text(meta)}):
-            return StoredModel(target, meta), True
-        old = _read_metadata(target) or {}
-        meta["created"] = old.get("created", stamp)
-        _replace_files(target, {**files, METADATA_FILE: json_text(meta)})
-        return StoredModel(target, meta), False
+        for _ in range(3):  # a clean-up may remove the folder between our look and our write
+            if not target.exists() and _publish(parent, hash_prefix, {**files, METADATA_FILE: json_text(meta)}):
+                return StoredModel(target, meta), True
+            old = _read_metadata(target) or {}
+            meta["created"] = old.get("created", stamp)
+            try:
+                _replace_files(target, {**files, METADATA_FILE: json_text(meta)})
+            except FileNotFoundError:
+                meta["created"] = stamp
+                continue
+            return StoredModel(target, meta), False
+        raise ArtifactError(f"could not store model {template_id}/{hash_prefix}: its folder keeps vanishing")
 
     def _entries(self, template_id: str | None = None) -> Iterator[tuple[Path, dict[str, Any] | None]]:
         if not self.root.is_dir():
@@ -273,7 +282,7 @@ class ModelStore:
                 if HASH_PREFIX.match(folder.name) and folder.is_dir():
                     yield folder, _read_metadata(folder)
 
-    def list(self, template_id: str | None = None) -> list[StoredModel]:
+    def models(self, template_id: str | None = None) -> list[StoredModel]:
         """Complete models, most recently generated first."""
         out = [StoredModel(f, m) for f, m in self._entries(template_id) if m is not None]
         out.sort(key=lambda s: (s.updated, s.template_id, s.hash), reverse=True)
@@ -292,14 +301,14 @@ class ModelStore:
                             "models expire, generate it again")
 
     def latest(self, template_id: str) -> StoredModel:
-        models = self.list(template_id)
+        models = self.models(template_id)
         if not models:
             raise ModelNotFound(f"no stored models for template {_shown(template_id)}")
         return models[0]
 
     def find(self, model_id: str) -> StoredModel:
         """The stored model whose provenance has ``model_id``."""
-        for stored in self.list():
+        for stored in self.models():
             if stored.model_id == model_id:
                 return stored
         raise ModelNotFound(f"no stored model with id {_shown(model_id)}")
@@ -321,8 +330,8 @@ class ModelStore:
 class NamedStore:
     """Named models with versions: ``<data>/named/<name>_<4 hex>/v<n>/``."""
 
-    def __init__(self, data_dir: Path, *, stale_after: float = STALE_TEMP_SECONDS) -> None:
-        self.root = data_dir / NAMED_DIR
+    def __init__(self, root: Path, *, stale_after: float = STALE_TEMP_SECONDS) -> None:
+        self.root = root  # usually <data>/named
         _clean_temp(self.root, stale_after)
 
     def save(self, name: str, model_hash: str, files: Mapping[str, str], metadata: Mapping[str, Any],
@@ -383,7 +392,7 @@ class NamedStore:
         raise ModelNotFound(f"named model {nid} has no version v{version} "
                             f"(latest is v{versions[-1].version})")
 
-    def list(self) -> list[StoredModel]:
+    def models(self) -> list[StoredModel]:
         """The latest version of every named model, by name."""
         if not self.root.is_dir():
             return []
@@ -397,7 +406,7 @@ class NamedStore:
     def gc(self, ttl_seconds: float, *, now: datetime | None = None) -> list[Path]:
         moment = (now or datetime.now(UTC)).timestamp()
         removed = _clean_temp(self.root, STALE_TEMP_SECONDS)
-        for latest in self.list():
+        for latest in self.models():
             for version in self.versions(latest.path.parent.name):
                 if moment - version.updated.timestamp() > ttl_seconds:
                     _remove(version.path)

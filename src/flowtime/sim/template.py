@@ -31,6 +31,8 @@ WHOLE_PLACEHOLDER = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 SEMVER = re.compile(r"^\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.+-]+)?$")
 DEFAULT_VERSION = "1.0"
 TEMPLATE_ONLY_KEYS = ("metadata", "parameters")
+# Engine spelling -> the reference's authoring spelling, to locate renamed keys.
+_AUTHORED = {"expr": "expression", "series": "source", "as": "filename"}
 _METADATA_KEYS = ("id", "title", "description", "tags", "version", "author", "category")
 
 
@@ -122,14 +124,28 @@ class Template:
 class _Findings:
     """Collects located problems while a template is read."""
 
-    def __init__(self, source: str, smap: SourceMap) -> None:
+    def __init__(self, source: str, smap: SourceMap, data: Any = None) -> None:
         self.source = source
         self.smap = smap
+        self.data = data
         self.items: list[Problem] = []
 
+    def _shown(self, path: Path) -> str:
+        """nodes[3].expr -> nodes.served.expr when node 3 has an id (as the model loader does)."""
+        if len(path) >= 2 and path[0] == "nodes" and isinstance(path[1], int) and isinstance(self.data, dict):
+            nodes = self.data.get("nodes")
+            if isinstance(nodes, list) and path[1] < len(nodes) and isinstance(nodes[path[1]], dict):
+                node_id = nodes[path[1]].get("id")
+                if isinstance(node_id, str):
+                    return format_path(("nodes", node_id, *path[2:]))
+        return format_path(path)
+
     def add(self, path: Path, message: str, severity: str = "error", *, key: bool = False) -> None:
+        if path not in self.smap.marks and path and path[-1] in _AUTHORED:
+            authored = (*path[:-1], _AUTHORED[str(path[-1])])
+            path = authored if authored in self.smap.marks else path
         line, col = self.smap.find_key(path) if key else self.smap.find(path)
-        self.items.append(Problem(format_path(path), message, line, col, severity, self.source))
+        self.items.append(Problem(self._shown(path), message, line, col, severity, self.source))
 
     @property
     def has_errors(self) -> bool:
@@ -154,7 +170,7 @@ def parse_template(text: str, source: str = "<string>", *, fallback_id: str | No
         data, smap = parse_yaml(text, source)
     except ModelSyntaxError as exc:
         raise TemplateValidationError(exc.problems, source) from None
-    found = _Findings(source, smap)
+    found = _Findings(source, smap, data)
     if not isinstance(data, dict):
         found.add((), "a template must be a mapping with metadata, parameters, grid, nodes and outputs")
         raise TemplateValidationError(found.items, source)

@@ -6,9 +6,10 @@ The shape of a validated model, read without executing it: who reads whom
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flowtime.expr.parser import parse_expression
+from flowtime.expr.syntax import Expr
 from flowtime.model.deps import analyse, references_with_lag
 from flowtime.model.schema import ExprNode, Model
 
@@ -32,6 +33,7 @@ class Topology:
     outputs: tuple[str, ...]
     order: tuple[str, ...]
     kinds: dict[str, str]
+    asts: dict[str, Expr] = field(default_factory=dict)  # parsed expressions of expr nodes
 
     def readers(self) -> dict[str, list[str]]:
         """For each node, the nodes that read it (declaration order)."""
@@ -55,10 +57,13 @@ class Topology:
 
 def topology(model: Model) -> Topology:
     inputs: dict[str, dict[str, int]] = {}
+    asts: dict[str, Expr] = {}
     for node in model.nodes:
         if isinstance(node, ExprNode):
-            refs = references_with_lag(parse_expression(node.expr))
-            inputs[node.id] = {k: v for k, v in refs.items()}
+            # The loader keeps each parsed expression on its node; parse only if it did not.
+            ast = node._ast if node._ast is not None else parse_expression(node.expr)
+            asts[node.id] = ast
+            inputs[node.id] = dict(references_with_lag(ast))
         else:
             inputs[node.id] = {}
     ids = model.node_ids
@@ -67,6 +72,7 @@ def topology(model: Model) -> Topology:
         outputs=tuple(output_ids(model)),
         order=tuple(analyse(ids, inputs).order),
         kinds={n.id: n.kind for n in model.nodes},
+        asts=asts,
     )
 
 

@@ -7,21 +7,25 @@ The CLI and the HTTP service both call these; neither executes a model.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from flowtime.errors import ModelError
 from flowtime.model.load import load_model
+from flowtime.model.provenance import Provenance
+from flowtime.model.schema import Model
 from flowtime.sim.catalog import Catalog
 from flowtime.sim.preview import render_svg
 from flowtime.sim.quality import ValidationReport, validate_loaded, validate_text
 from flowtime.sim.render import Generated, render_template
 from flowtime.sim.store import (
     MODEL_FILE,
+    NAMED_DIR,
     PREVIEW_FILE,
     PROVENANCE_FILE,
     STALE_TEMP_SECONDS,
@@ -89,7 +93,7 @@ class Workspace:
         self.max_array_length = max_array_length
         self.ttl_seconds = ttl_days * DAY_SECONDS
         self.store = ModelStore(data_dir, stale_after=stale_after)
-        self.named = NamedStore(data_dir, stale_after=stale_after)
+        self.named = NamedStore(data_dir / NAMED_DIR, stale_after=stale_after)
 
     # -- generation ---------------------------------------------------------
 
@@ -119,7 +123,7 @@ class Workspace:
         """
         Generate and store as the next version of named model ``name``
         (unchanged content keeps the current version). ``root`` replaces
-        ``<data>`` as the parent of ``named/``.
+        ``<data>/named`` as the folder holding named models.
         """
         generated = self.render(template_id, overrides, now=now, derived_from=derived_from)
         report = self._report(generated)
@@ -132,7 +136,7 @@ class Workspace:
                                      self._files(generated, report), meta, now=now)
         return Generation(generated, report, stored, created)
 
-    def derive(self, ref: str, changes: Mapping[str, Any], *, name: str | None = None,
+    def derive(self, ref: str | Resolved, changes: Mapping[str, Any], *, name: str | None = None,
                now: datetime | None = None) -> Generation:
         """
         Re-generate the model ``ref`` points at from its recorded template and
@@ -140,7 +144,7 @@ class Workspace:
         parent in ``derivedFrom``. A named parent (or ``name``) gives a new
         named version, otherwise the result goes to the temporary store.
         """
-        parent = self.resolve(ref)
+        parent = self.resolve(ref) if isinstance(ref, str) else ref
         prov = parent.provenance
         if not prov or not prov.get("templateId"):
             raise ModelError(f"{parent.source} has no provenance naming its template; derive needs "
@@ -168,7 +172,7 @@ class Workspace:
         if ("/" in ref or ref.endswith((".yaml", ".yml")) or path.is_dir()) and path.exists():
             return _resolve_path(path)
         if MODEL_ID.match(ref):
-            for stored in (*self.store.list(), *self._all_named()):
+            for stored in (*self.store.models(), *self._all_named()):
                 if stored.model_id == ref:
                     return _resolved(stored)
             raise ModelNotFound(f"no stored model with id {ref} (models expire after "
@@ -179,7 +183,7 @@ class Workspace:
         return _resolved(self.named.get(ref))
 
     def _all_named(self) -> list[StoredModel]:
-        return [v for latest in self.named.list() for v in self.named.versions(latest.path.parent.name)]
+        return [v for latest in self.named.models() for v in self.named.versions(latest.path.parent.name)]
 
     def validate(self, text: str, source: str = "<string>",
                  provenance: Mapping[str, Any] | None = None) -> ValidationReport:
@@ -203,8 +207,8 @@ class Workspace:
     # -- files --------------------------------------------------------------
 
     def _report(self, generated: Generated) -> ValidationReport:
-        return validate_loaded(generated.loaded,
-                               unused_parameters=generated.template.unused_parameters)
+        return validate_loaded(generated.loaded, unused_parameters=generated.template.unused_parameters,
+                               topo=generated.topology)
 
     @staticmethod
     def _files(generated: Generated, report: ValidationReport) -> dict[str, str]:
@@ -213,7 +217,8 @@ class Workspace:
             MODEL_FILE: generated.model_text,
             PROVENANCE_FILE: json_text(generated.provenance.to_json()),
             VALIDATION_FILE: json_text(report.to_json()),
-            PREVIEW_FILE: render_svg(generated.loaded.model, title=f"{template.title} ({template.id})"),
+            PREVIEW_FILE: render_svg(generated.loaded.model, title=f"{template.title} ({template.id})",
+                                     topo=generated.topology),
         }
 
     @staticmethod
@@ -249,8 +254,6 @@ def _resolve_path(path: Path) -> Resolved:
     provenance: dict[str, Any] | None = None
     sidecar = folder / PROVENANCE_FILE
     if sidecar.is_file() and (path.is_dir() or path.name == MODEL_FILE):
-        import json
-
         provenance = json.loads(sidecar.read_text(encoding="utf-8"))
     else:
         try:
@@ -261,5 +264,15 @@ def _resolve_path(path: Path) -> Resolved:
     return Resolved(text, provenance, str(model_path))
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+def generate(template_id: str, parameters: Mapping[str, Any] | None = None, *,
+             catalog: Catalog | None = None, now: datetime | None = None) -> tuple[Model, Provenance]:
+    """
+    The model and provenance for a template and parameter overrides, without
+    storing anything (the built-in library unless ``catalog`` is given).
+
+    >>> model, provenance = generate("support-backlog", {"agents": 6})
+    >>> model.grid.bins, provenance.parameters["agents"], provenance.template_id
+    (8, 6, 'support-backlog')
+    """
+    generated = render_template((catalog or Catalog.load()).get(template_id), parameters, now=now)
+    return generated.loaded.model, generated.provenance

@@ -22,13 +22,14 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowtime.settings import UiSettings
 from flowtime.ui.clients import EngineClient, InvalidId, ServiceProblem, ServiceUnavailable, SimClient
-from flowtime.ui.pages import compare, home, runs, templates
+from flowtime.ui.pages import compare, home, run_detail, runs, templates
 from flowtime.ui.render import make_templates, page
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -102,6 +103,7 @@ def create_ui_app(settings: UiSettings, *,
     app.state.settings = settings
     app.state.templates = make_templates()
     app.state.version = _version()
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(ServerTiming)
 
     bundle = plotly_bundle()
@@ -117,7 +119,7 @@ def create_ui_app(settings: UiSettings, *,
                              "engineUrl": settings.engine_url, "simUrl": settings.sim_url})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (home, templates, runs, compare):
+    for module in (home, templates, runs, run_detail, compare):
         app.include_router(module.router)
     _install_error_pages(app)
     return app

@@ -211,7 +211,7 @@ class EngineClient(ServiceClient):
         headers = {}
         if provenance:
             headers[PROVENANCE_HEADER] = json.dumps(provenance, separators=(",", ":"),
-                                                    ensure_ascii=True, sort_keys=True)
+                                                    ensure_ascii=True)
         body = {"yaml": model_yaml, "seed": seed, "samplePmf": sample_pmf}
         resp = await self.request("POST", "/v1/run", json=body, headers=headers)
         data: dict[str, Any] = _json(resp, self)

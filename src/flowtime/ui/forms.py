@@ -61,6 +61,7 @@ class Parameter:
     item_type: str = "number"
     min_items: int | None = None
     max_items: int | None = None
+    unit: str = ""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Parameter:
@@ -81,6 +82,7 @@ class Parameter:
             item_type=str(items.get("type") or "number") if isinstance(items, dict) else "number",
             min_items=_int_or_none(data.get("minItems")),
             max_items=_int_or_none(data.get("maxItems")),
+            unit=str(data.get("unit") or ""),
         )
 
     @property
@@ -132,7 +134,8 @@ class Parameter:
                 count = f"at least {self.min_items} "
             elif self.max_items is not None:
                 count = f"up to {self.max_items} "
-            return f"{count}{noun}, comma-separated" + (f", each {bounds}" if bounds else "")
+            text = f"{count}{noun}, comma-separated" + (f", each {bounds}" if bounds else "")
+            return text[0].upper() + text[1:]
         return ""
 
 

@@ -66,6 +66,31 @@ def _when(value: Any) -> str:
     return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _when_short(value: Any) -> str:
+    """
+    >>> _when_short("2025-09-21T16:11:33Z")
+    '2025-09-21 16:11'
+    """
+    parsed = parse_time(value)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if parsed else (str(value) if value else "—")
+
+
+def _short_id(value: Any, n: int = 22) -> str:
+    """
+    Long ids shortened in the middle, so both the start and the distinguishing end show.
+
+    >>> _short_id("model_20250101T000000Z_e0f65f1f")
+    'model_202…00Z_e0f65f1f'
+    """
+    if not value:
+        return "—"
+    text = str(value)
+    if len(text) <= n:
+        return text
+    tail = (n - 1) * 3 // 5
+    return text[: n - 1 - tail] + "…" + text[-tail:]
+
+
 def _short_hash(value: Any, n: int = 12) -> str:
     """
     >>> _short_hash("sha256:0123456789abcdef0123")
@@ -97,6 +122,8 @@ def make_templates() -> Jinja2Templates:
     env.filters["size"] = _size
     env.filters["when"] = _when
     env.filters["short_hash"] = _short_hash
+    env.filters["when_short"] = _when_short
+    env.filters["short_id"] = _short_id
     env.filters["num"] = _num
     env.filters["pretty_json"] = _pretty_json
     env.filters["text"] = fmt_number

@@ -154,69 +154,77 @@ async def run_generated(request: Request, engine: Engine, sim: Sim) -> Response:
     return RedirectResponse(f"/runs/{path_id(str(result['runId']))}", status_code=303)
 
 
-def _yaml_page(request: Request, text: str = "", *, problems: list[Any] | None = None,
-               message: str = "", valid: bool | None = None, seed: str = "",
-               sample: bool = False, provenance: str = "", status: int = 200) -> HTMLResponse:
+@dataclass(frozen=True)
+class YamlForm:
+    """What the Run YAML form sent, kept so a re-rendered page shows it again."""
+
+    text: str = ""
+    seed: str = ""
+    sample: bool = False
+    provenance: str = ""
+
+
+def _yaml_page(request: Request, form: YamlForm, *, problems: list[Any] | None = None,
+               message: str = "", valid: bool | None = None, status: int = 200) -> HTMLResponse:
     problems = problems or []
     return page(request, "run_yaml.html", {
         "title": "Run YAML",
-        "yaml_text": text,
+        "yaml_text": form.text,
         "problems": problems,
-        "lines": highlight(text, [(p.line, p.message) for p in problems]) if problems else [],
+        "lines": highlight(form.text, [(p.line, p.message) for p in problems]) if problems else [],
         "message": message,
         "valid": valid,
-        "seed": seed,
-        "sample": sample,
-        "provenance_text": provenance,
+        "seed": form.seed,
+        "sample": form.sample,
+        "provenance_text": form.provenance,
     }, status=status)
 
 
 @router.get("/run-yaml", response_class=HTMLResponse)
 async def run_yaml_form(request: Request) -> HTMLResponse:
-    return _yaml_page(request)
+    return _yaml_page(request, YamlForm())
 
 
 @router.post("/run-yaml")
 async def run_yaml(request: Request, engine: Engine) -> Response:
-    form = await request.form()
-    text = str(form.get("yaml") or "")
-    upload = form.get("file")
-    if isinstance(upload, UploadFile) and upload.filename:
-        data = await upload.read(MAX_UPLOAD_BYTES + 1)
-        if len(data) > MAX_UPLOAD_BYTES:
-            return _yaml_page(request, message="The file is larger than 10 MB.", status=413)
-        text = data.decode("utf-8-sig", errors="replace")
-    seed_text = str(form.get("seed") or "")
-    sample = _flag(form, "samplePmf")
-    prov_text = str(form.get("provenance") or "").strip()
-    keep = {"seed": seed_text, "sample": sample, "provenance": prov_text}
+    async with request.form() as data:
+        text = str(data.get("yaml") or "")
+        upload = data.get("file")
+        if isinstance(upload, UploadFile) and upload.filename:
+            raw = await upload.read(MAX_UPLOAD_BYTES + 1)
+            if len(raw) > MAX_UPLOAD_BYTES:
+                return _yaml_page(request, YamlForm(), message="The file is larger than 10 MB.",
+                                  status=413)
+            text = raw.decode("utf-8-sig", errors="replace")
+        form = YamlForm(text, str(data.get("seed") or ""), _flag(data, "samplePmf"),
+                        str(data.get("provenance") or "").strip())
+        action = data.get("action")
     if not text.strip():
-        return _yaml_page(request, text, message="Paste a model or choose a file.", status=400, **keep)
+        return _yaml_page(request, form, message="Paste a model or choose a file.", status=400)
     try:
-        seed = _seed(seed_text)
-        provenance = json.loads(prov_text) if prov_text else None
+        seed = _seed(form.seed)
+        provenance = json.loads(form.provenance) if form.provenance else None
         if provenance is not None and not isinstance(provenance, dict):
             raise ValueError("Provenance must be a JSON object.")
     except json.JSONDecodeError as exc:
-        return _yaml_page(request, text, message=f"Provenance is not valid JSON: {exc.msg}.",
-                          status=400, **keep)
+        return _yaml_page(request, form, message=f"Provenance is not valid JSON: {exc.msg}.",
+                          status=400)
     except ValueError as exc:
-        return _yaml_page(request, text, message=str(exc), status=400, **keep)
+        return _yaml_page(request, form, message=str(exc), status=400)
     try:
-        if form.get("action") == "validate":
+        if action == "validate":
             report = await engine.validate(text)
             problems = [UpstreamProblem.from_json(p) for p in report.get("problems") or []]
             valid = bool(report.get("valid"))
-            return _yaml_page(request, text, problems=problems, valid=valid,
-                              message="The model is valid." if valid else "The model has problems.",
-                              status=200, **keep)
-        result = await engine.run(text, provenance=provenance, seed=seed, sample_pmf=sample)
+            return _yaml_page(request, form, problems=problems, valid=valid,
+                              message="The model is valid." if valid else "The model has problems.")
+        result = await engine.run(text, provenance=provenance, seed=seed, sample_pmf=form.sample)
     except ServiceProblem as exc:
         # An invalid model is this page's business: show the located problems on the text.
         if exc.status not in (400, 413, 422):
             raise
-        return _yaml_page(request, text, problems=exc.errors, valid=False,
-                          message=exc.detail or exc.title, status=400, **keep)
+        summary = (exc.detail or exc.title).splitlines()[0] if exc.errors else (exc.detail or exc.title)
+        return _yaml_page(request, form, problems=exc.errors, valid=False, message=summary, status=400)
     return RedirectResponse(f"/runs/{path_id(str(result['runId']))}", status_code=303)
 
 

@@ -21,6 +21,7 @@ from flowtime.ui.forms import (
     parse_form,
     prefill_url,
     split_upstream_errors,
+    to_text,
 )
 from flowtime.ui.pages.home import probe
 from flowtime.ui.render import is_fragment, page
@@ -85,11 +86,11 @@ def _form_page(request: Request, tpl: dict[str, Any], params: list[Parameter],
 @router.get("/templates/{template_id}", response_class=HTMLResponse)
 async def template_form(request: Request, template_id: str, sim: Sim) -> HTMLResponse:
     tpl, params = await _template(sim, template_id)
-    texts = _texts(request.query_params, [p.name for p in params])
-    errors = {}
-    if texts:  # pre-filled (e.g. "re-generate" from a run): say at once what no longer fits
-        _, errors = parse_form(params, texts)
-    return _form_page(request, tpl, params, texts, errors)
+    given = _texts(request.query_params, [p.name for p in params])
+    texts = {p.name: to_text(p.default) for p in params if p.default is not None} | given
+    # Pre-filled (e.g. "re-generate" from a run): say at once what no longer fits.
+    _, errors = parse_form(params, texts) if given else ({}, {})
+    return _form_page(request, tpl, params, texts, {k: v for k, v in errors.items() if k in given})
 
 
 @router.post("/templates/{template_id}/generate", response_class=HTMLResponse)

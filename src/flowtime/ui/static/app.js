@@ -1,0 +1,245 @@
+// FlowTime UI: small progressive enhancement. Every page works without it.
+//  - form[data-live="#target"]: refresh #target from the server as you type (X-Fragment request)
+//  - a[data-live-link] inside [data-live-region]: same, for sort headers, pager, tag chips
+//  - form[data-validate]: check template parameters as you type, messages next to the field
+//  - run selection for Compare, delete confirmation, tabs, file upload preview
+(function () {
+  "use strict";
+
+  // ---- fragments ---------------------------------------------------------------------------
+  let pending = null;
+
+  async function swap(target, url, push) {
+    if (pending) pending.abort();
+    pending = new AbortController();
+    target.setAttribute("aria-busy", "true");
+    try {
+      const resp = await fetch(url, { headers: { "X-Fragment": "1" }, signal: pending.signal });
+      const html = await resp.text();
+      target.innerHTML = html;
+      if (push) history.pushState({ live: true }, "", url); else history.replaceState({ live: true }, "", url);
+      target.dispatchEvent(new CustomEvent("ft:swapped", { bubbles: true }));
+    } catch (err) {
+      if (err.name !== "AbortError") location.href = url;
+    } finally {
+      target.removeAttribute("aria-busy");
+    }
+  }
+
+  function formUrl(form) {
+    const params = new URLSearchParams();
+    for (const [k, v] of new FormData(form)) {
+      if (v !== "" && k !== "page") params.append(k, v);
+    }
+    for (const k of ["sort", "order", "size"]) {
+      // keep the defaults out of the URL
+      if ((k === "sort" && params.get(k) === "created") || (k === "order" && params.get(k) === "desc") || (k === "size" && params.get(k) === "50")) params.delete(k);
+    }
+    const q = params.toString();
+    return form.action.split("?")[0] + (q ? "?" + q : "");
+  }
+
+  document.querySelectorAll("form[data-live]").forEach((form) => {
+    const target = document.querySelector(form.dataset.live);
+    if (!target) return;
+    let timer = null;
+    const go = () => swap(target, formUrl(form), false);
+    form.addEventListener("input", (e) => {
+      if (e.target.type === "date" || e.target.tagName === "SELECT") return;
+      clearTimeout(timer); timer = setTimeout(go, 250);
+    });
+    form.addEventListener("change", (e) => {
+      if (e.target.type === "date" || e.target.tagName === "SELECT") { clearTimeout(timer); go(); }
+    });
+    form.addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(timer); go(); });
+  });
+
+  document.addEventListener("click", (e) => {
+    const link = e.target.closest("a[data-live-link]");
+    if (!link || e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
+    const region = link.closest("[data-live-region]");
+    if (!region) return;
+    e.preventDefault();
+    swap(region, link.href, true).then(() => {
+      const form = document.querySelector(`form[data-live="#${region.id}"]`);
+      if (form) {
+        const params = new URL(link.href, location.href).searchParams;
+        for (const el of form.elements) {
+          if (!el.name || el.type === "submit") continue;
+          const defaults = { sort: "created", order: "desc", size: "50" };
+          el.value = params.get(el.name) || defaults[el.name] || "";
+        }
+      }
+    });
+  });
+
+  window.addEventListener("popstate", (e) => {
+    if (e.state && e.state.live) location.reload();
+  });
+
+  // ---- run selection for Compare -------------------------------------------------------------
+  const selOrder = [];
+  function refreshSelection() {
+    const boxes = [...document.querySelectorAll(".run-select")];
+    for (const b of boxes) b.closest("tr")?.classList.toggle("selected", b.checked);
+    const picked = boxes.filter((b) => b.checked).map((b) => b.value);
+    const btn = document.getElementById("compare-btn");
+    const status = document.getElementById("sel-status");
+    if (!btn || !status) return;
+    btn.disabled = picked.length !== 2;
+    status.textContent = picked.length === 0 ? "Tick two runs to compare them."
+      : picked.length === 1 ? `1 run selected (${picked[0]}) — tick one more.`
+      : `Compare ${picked[0]} with ${picked[1]}.`;
+  }
+  document.addEventListener("change", (e) => {
+    const box = e.target.closest(".run-select");
+    if (!box) return;
+    const i = selOrder.indexOf(box.value);
+    if (i >= 0) selOrder.splice(i, 1);
+    if (box.checked) selOrder.push(box.value);
+    while (selOrder.length > 2) {
+      const drop = selOrder.shift();
+      const other = document.querySelector(`.run-select[value="${CSS.escape(drop)}"]`);
+      if (other) other.checked = false;
+    }
+    refreshSelection();
+  const compareForm = document.getElementById("compare-form");
+  if (compareForm) {
+    compareForm.addEventListener("submit", (e) => {
+      // A is the run ticked first, B the second (the delta is A - B).
+      const picked = selOrder.filter((id) => document.querySelector(`.run-select[value="${CSS.escape(id)}"]`)?.checked);
+      if (picked.length !== 2) return;
+      e.preventDefault();
+      location.href = `/compare?a=${encodeURIComponent(picked[0])}&b=${encodeURIComponent(picked[1])}`;
+    });
+  }
+  });
+  document.addEventListener("ft:swapped", () => {
+    for (const b of document.querySelectorAll(".run-select")) b.checked = selOrder.includes(b.value);
+    refreshSelection();
+  });
+  refreshSelection();
+
+  // ---- delete confirmation -----------------------------------------------------------------
+  document.addEventListener("click", async (e) => {
+    const link = e.target.closest("a[data-delete]");
+    if (!link || e.ctrlKey || e.metaKey) return;
+    e.preventDefault();
+    const id = link.dataset.delete;
+    if (!window.confirm(`Delete run ${id}? Its files are removed from the Engine. This cannot be undone.`)) return;
+    const form = document.createElement("form");
+    form.method = "post";
+    form.action = `/runs/${encodeURIComponent(id)}/delete`;
+    document.body.appendChild(form);
+    form.submit();
+  });
+
+  // ---- tabs ------------------------------------------------------------------------------------
+  document.querySelectorAll("[data-tabs]").forEach((box) => {
+    const buttons = box.querySelectorAll("[data-tab]");
+    const show = (name) => {
+      buttons.forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
+      box.querySelectorAll("[data-panel]").forEach((p) => p.classList.toggle("hidden", p.dataset.panel !== name));
+      box.dispatchEvent(new CustomEvent("ft:tab", { detail: name, bubbles: true }));
+    };
+    buttons.forEach((b) => b.addEventListener("click", () => { show(b.dataset.tab); history.replaceState(history.state, "", "#" + b.dataset.tab); }));
+    const initial = location.hash.slice(1);
+    if ([...buttons].some((b) => b.dataset.tab === initial)) show(initial);
+  });
+
+  // ---- parameter validation (mirrors flowtime/ui/forms.py) -----------------------------------
+  const fmt = (n) => String(n);
+  function checkNumber(raw, kind) {
+    if (kind === "integer") {
+      if (!/^[-+]?\d+(\.0*)?$/.test(raw) && !(/^[-+]?\d+(\.\d+)?e[-+]?\d+$/i.test(raw) && Number.isInteger(Number(raw)))) {
+        return [null, `Must be a whole number, got '${raw}'.`];
+      }
+      return [Number(raw), null];
+    }
+    const v = Number(raw);
+    if (raw === "" || Number.isNaN(v)) return [null, `Must be a number, got '${raw}'.`];
+    if (!Number.isFinite(v)) return [null, `Must be a finite number, got '${raw}'.`];
+    return [v, null];
+  }
+  function bounds(v, lo, hi, lead) {
+    if (lo !== null && hi !== null) { if (v < lo || v > hi) return `${lead} be between ${fmt(lo)} and ${fmt(hi)}, got ${fmt(v)}.`; }
+    else if (lo !== null && v < lo) return `${lead} be at least ${fmt(lo)}, got ${fmt(v)}.`;
+    else if (hi !== null && v > hi) return `${lead} be at most ${fmt(hi)}, got ${fmt(v)}.`;
+    return null;
+  }
+  const numAttr = (el, name) => (el.getAttribute(name) === null || el.getAttribute(name) === "" ? null : Number(el.getAttribute(name)));
+
+  function validateField(el) {
+    const kind = el.dataset.kind;
+    const raw = (el.value || "").trim();
+    if (kind === "boolean" || kind === "string" || el.tagName === "SELECT") return null;
+    if (raw === "") return "A value is required.";
+    if (kind === "array") {
+      const body = raw.replace(/^\[/, "").replace(/\]$/, "").trim();
+      const parts = body ? body.split(/[\s,;]+/).filter(Boolean) : [];
+      const minItems = numAttr(el, "data-min-items"), maxItems = numAttr(el, "data-max-items");
+      if (minItems !== null && parts.length < minItems) return `Needs at least ${minItems} values, got ${parts.length}.`;
+      if (maxItems !== null && parts.length > maxItems) return `Takes at most ${maxItems} values, got ${parts.length}.`;
+      if (!parts.length) return "Enter at least one value, separated by commas.";
+      for (let i = 0; i < parts.length; i++) {
+        const [v, err] = checkNumber(parts[i], el.dataset.itemType || "number");
+        if (err) return `Item ${i + 1}: ${err[0].toLowerCase()}${err.slice(1)}`;
+        const b = bounds(v, numAttr(el, "data-min"), numAttr(el, "data-max"), `Item ${i + 1} must`);
+        if (b) return b;
+      }
+      return null;
+    }
+    const [v, err] = checkNumber(raw, kind);
+    if (err) return err;
+    return bounds(v, numAttr(el, "min"), numAttr(el, "max"), "Must");
+  }
+
+  function showError(el, message) {
+    const box = el.closest(".field");
+    const slot = document.getElementById("err-" + el.name);
+    if (slot) slot.textContent = message || "";
+    if (box) box.classList.toggle("invalid", !!message);
+    if (message) el.setAttribute("aria-invalid", "true"); else el.removeAttribute("aria-invalid");
+  }
+
+  document.querySelectorAll("form[data-validate]").forEach((form) => {
+    const inputs = [...form.querySelectorAll("[data-kind]")];
+    inputs.forEach((el) => {
+      el.addEventListener("input", () => { if (el.closest(".field")?.classList.contains("invalid")) showError(el, validateField(el)); });
+      el.addEventListener("blur", () => showError(el, validateField(el)));
+    });
+    form.addEventListener("submit", (e) => {
+      let first = null;
+      for (const el of inputs) {
+        const msg = validateField(el);
+        showError(el, msg);
+        if (msg && !first) first = el;
+      }
+      if (first) { e.preventDefault(); first.focus(); return; }
+      const btn = form.querySelector("[type=submit]");
+      if (btn) { btn.disabled = true; btn.textContent = "Generating…"; }
+    });
+  });
+
+  // Busy state on the other long-running forms.
+  document.querySelectorAll("#run-form, #yaml-form").forEach((form) => {
+    form.addEventListener("submit", (e) => {
+      const btn = e.submitter;
+      if (btn) setTimeout(() => { btn.disabled = true; }, 0);
+    });
+  });
+
+  // ---- Run YAML: show an uploaded file in the editor ----------------------------------------
+  const file = document.getElementById("yaml-file");
+  if (file) {
+    file.addEventListener("change", async () => {
+      const f = file.files && file.files[0];
+      if (!f) return;
+      const note = document.getElementById("file-note");
+      if (f.size > 10 * 1024 * 1024) { if (note) note.textContent = "The file is larger than 10 MB."; return; }
+      document.getElementById("yaml").value = await f.text();
+      if (note) note.textContent = `Loaded ${f.name} (${f.size} bytes) — edit it here before running.`;
+      file.value = "";  // the editor's text is what gets sent
+    });
+  }
+})();

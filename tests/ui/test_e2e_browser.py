@@ -1,0 +1,173 @@
+"""
+End to end in headless Chromium: real Engine, real Sim and the UI on loopback.
+
+Generate a model from a template with a changed parameter, run it, find it in
+the runs list filtered by template, open it (chart with one point per bin,
+provenance with the changed value), run a second variant, compare the two.
+Screenshots of each page go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from live import serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
+TEMPLATE = "commuter-rail"
+PARAM = "seats_per_train"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
+                       "(apt-get install chromium)"),
+]
+
+
+class Services:
+    def __init__(self, engine: str, sim: str, ui: str, engine_dir: Path) -> None:
+        self.engine, self.sim, self.ui, self.engine_dir = engine, sim, ui, engine_dir
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    from flowtime.api.engine import create_engine_app
+    from flowtime.api.sim import create_sim_app
+    from flowtime.settings import EngineSettings, SimSettings, UiSettings
+    from flowtime.ui.app import create_ui_app
+
+    root = tmp_path_factory.mktemp("up")
+    engine_dir, sim_dir = root / "engine", root / "sim"
+    with serve(create_engine_app(EngineSettings(data_dir=engine_dir)), "engine") as engine, \
+            serve(create_sim_app(SimSettings(data_dir=sim_dir)), "sim") as sim, \
+            serve(create_ui_app(UiSettings(engine_url=engine, sim_url=sim)), "ui") as ui:
+        yield Services(engine, sim, ui, engine_dir)
+
+
+@pytest.fixture(scope="module")
+def page(services: Services) -> Iterator[Page]:
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        context = browser.new_context(viewport={"width": 1366, "height": 900})
+        pg = context.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.set_default_timeout(20_000)
+        yield pg
+        context.close()
+        browser.close()
+        assert not errors, f"JavaScript errors: {errors}"
+
+
+def shot(pg: Page, name: str) -> None:
+    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def generate_and_run(pg: Page, services: Services, value: str, prefix: str) -> tuple[str, str]:
+    """On the template form: set PARAM, generate, run. Returns (run id, Sim's model hash)."""
+    pg.fill(f"#f-{PARAM}", value)
+    shot(pg, f"{prefix}-template-form")
+    pg.click("#generate")
+    pg.wait_for_selector("#run-form")
+    assert pg.locator("#dag svg.dag").count() == 1
+    assert pg.locator("#quality").count() == 1
+    model_hash = pg.locator("#run-form input[name=hash]").get_attribute("value")
+    shot(pg, f"{prefix}-generated-model")
+    pg.click("#run")
+    pg.wait_for_url(re.compile(r".*/runs/run_[^/]+$"))
+    pg.wait_for_selector("#chart[data-ready=true]")
+    run_id = pg.url.rsplit("/", 1)[-1]
+    return run_id, str(model_hash)
+
+
+def test_generate_run_browse_inspect_and_compare(page: Page, services: Services) -> None:
+    pg = page
+    pg.goto(services.ui + "/")
+    assert pg.locator("[data-service=engine] [data-status]").inner_text() == "up"
+    assert pg.locator("[data-service=sim] [data-status]").inner_text() == "up"
+    shot(pg, "01-home")
+
+    pg.click("nav >> text=Templates")
+    pg.wait_for_selector(f"a[data-template={TEMPLATE}]")
+    shot(pg, "02-templates")
+    pg.click(f"a[data-template={TEMPLATE}]")
+    pg.wait_for_selector(f"#f-{PARAM}")
+    bins = int(pg.input_value("#f-bins"))
+
+    # Client-side validation puts the message next to the field and keeps the form.
+    pg.fill(f"#f-{PARAM}", "0")
+    pg.click("#generate")
+    assert "Must be between 1 and 5000, got 0." in pg.inner_text(f"#err-{PARAM}")
+    shot(pg, "03-template-form-invalid")
+
+    run_a, hash_a = generate_and_run(pg, services, "120", "04")
+    # The chart has one point per bin; the provenance panel shows the changed parameter.
+    assert pg.get_attribute("#chart", "data-points") == str(bins)
+    plotted = pg.evaluate("document.getElementById('chart').data[0].y.length")
+    assert plotted == bins
+    assert pg.inner_text(f"#provenance tr[data-param={PARAM}] td.mono") == "120"
+    shot(pg, "05-run")
+    pg.click("button[data-tab=table]")
+    assert pg.locator("#values-table tbody tr").count() == bins
+    shot(pg, "06-run-table")
+
+    # The Engine stored exactly the provenance Sim produced, received via the header.
+    sim_prov = httpx.get(f"{services.sim}/api/v1/models/{TEMPLATE}/{hash_a}").json()["provenance"]
+    stored = json.loads((services.engine_dir / run_a / "provenance.json").read_text(encoding="utf-8"))
+    assert {k: v for k, v in stored.items() if k != "receivedAt"} == sim_prov
+    assert sim_prov["parameters"][PARAM] == 120
+
+    # Second variant through "re-generate": the form comes back pre-filled with 120.
+    pg.click("#regenerate")
+    pg.wait_for_selector(f"#f-{PARAM}")
+    assert pg.input_value(f"#f-{PARAM}") == "120"
+    run_b, _ = generate_and_run(pg, services, "100", "07")
+
+    # The runs list, filtered by template, shows both runs; a template no run used shows none.
+    pg.goto(services.ui + "/runs")
+    pg.select_option("#template", TEMPLATE)
+    pg.wait_for_function(
+        "() => location.search.includes('template=') && document.querySelectorAll('.run-select').length === 2")
+    rows = pg.eval_on_selector_all(".run-select", "els => els.map(e => e.value)")
+    assert sorted(rows) == sorted([run_a, run_b])
+    shot(pg, "08-runs-filtered")
+
+    pg.check(f".run-select[value={run_a}]")
+    pg.check(f".run-select[value={run_b}]")
+    assert pg.is_enabled("#compare-btn")
+    pg.click("#compare-btn")
+    pg.wait_for_selector("#ranking")
+    pg.wait_for_selector("#compare-charts .chart-sm[data-ready=true]")
+    diff_row = pg.locator(f"#provenance-compare tr.diff[data-param={PARAM}]")
+    assert diff_row.count() == 1
+    assert int(pg.inner_text("#changed-count")) >= 1
+    top_delta = float(pg.inner_text("#ranking tbody tr:first-child td.num").replace(",", ""))
+    assert top_delta > 0
+    shot(pg, "09-compare")
+
+
+def test_run_yaml_shows_located_problems(page: Page, services: Services) -> None:
+    pg = page
+    pg.goto(services.ui + "/run-yaml")
+    pg.fill("#yaml", "schemaVersion: 1\ngrid: {bins: 3, binSize: 1, binUnit: hours}\nnodes:\n"
+            "  - id: a\n    kind: expr\n    expr: b + 1\n")
+    pg.click("#run")
+    pg.wait_for_selector("#result")
+    assert pg.locator(".code .ln.err").count() >= 1
+    shot(pg, "10-run-yaml-invalid")

@@ -1,0 +1,215 @@
+"""Parameter schema -> form fields, and the server-side check of what comes back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flowtime.ui.forms import (
+    Parameter,
+    build_form,
+    parameters_from_schema,
+    parse_form,
+    parse_value,
+    prefill_url,
+    split_upstream_errors,
+    texts_from_values,
+)
+
+
+def param(**kw: Any) -> Parameter:
+    return Parameter.from_json({"name": "x", **kw})
+
+
+# ---- schema -> fields --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ptype", "widget", "step"), [
+    ("integer", "number", "1"),
+    ("number", "number", "any"),
+    ("boolean", "checkbox", "any"),
+    ("string", "text", "any"),
+    ("array", "array", "any"),
+])
+def test_each_type_gets_its_widget(ptype: str, widget: str, step: str) -> None:
+    p = param(type=ptype)
+    assert (p.widget, p.step) == (widget, step)
+
+
+def test_an_enum_becomes_a_select_whatever_its_type() -> None:
+    assert param(type="string", enum=["a", "b"]).widget == "select"
+    assert param(type="integer", enum=[1, 2]).widget == "select"
+
+
+def test_an_unknown_type_is_treated_as_text() -> None:
+    assert param(type="duration").widget == "text"
+
+
+def test_bounds_are_read_from_min_max_or_minimum_maximum() -> None:
+    assert (param(type="integer", min=3, max=48).minimum, param(type="integer", min=3, max=48).maximum) == (3, 48)
+    p = param(type="integer", minimum=1, maximum=9)
+    assert (p.minimum, p.maximum) == (1, 9)
+
+
+def test_array_items_type_and_length_bounds_are_kept() -> None:
+    p = param(type="array", items={"type": "integer"}, minItems=2, maxItems=5, min=0, max=10)
+    assert (p.item_type, p.min_items, p.max_items, p.step) == ("integer", 2, 5, "1")
+    assert p.hint == "2 to 5 whole numbers, comma-separated, each 0 to 10"
+
+
+@pytest.mark.parametrize(("kw", "hint"), [
+    ({"type": "integer", "min": 3, "max": 48}, "Whole number, 3 to 48"),
+    ({"type": "number", "min": 0}, "Number, at least 0"),
+    ({"type": "number", "max": 1.5}, "Number, at most 1.5"),
+    ({"type": "number"}, "Number"),
+    ({"type": "string", "enum": ["a", "b"]}, "One of: a, b"),
+    ({"type": "boolean"}, ""),
+    ({"type": "array", "maxItems": 3}, "Up to 3 numbers, comma-separated"),
+    ({"type": "array", "min": 0}, "Numbers, comma-separated, each at least 0"),
+])
+def test_hints_describe_the_constraint_in_words(kw: dict[str, Any], hint: str) -> None:
+    assert param(**kw).hint == hint
+
+
+def test_fields_show_defaults_in_schema_order_and_texts_override_them() -> None:
+    params = parameters_from_schema([
+        {"name": "bins", "type": "integer", "default": 6},
+        {"name": "xs", "type": "array", "default": [1, 2.5]},
+        {"name": "on", "type": "boolean", "default": True},
+    ])
+    fields = build_form(params, {"bins": "12"}, {"bins": "too big"})
+    assert [(f.name, f.value, f.error) for f in fields] == [
+        ("bins", "12", "too big"), ("xs", "1, 2.5", None), ("on", "true", None)]
+    assert fields[0].changed and not fields[1].changed
+    assert fields[2].checked
+
+
+def test_schema_entries_without_a_name_are_skipped() -> None:
+    assert [p.name for p in parameters_from_schema([{"type": "integer"}, {"name": "a"}])] == ["a"]
+
+
+# ---- server-side validation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "value"), [("12", 12), (" 7 ", 7), ("3.0", 3), ("1e1", 10)])
+def test_integers_parse(text: str, value: int) -> None:
+    assert parse_value(param(type="integer"), text) == value
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("abc", "Must be a whole number, got 'abc'."),
+    ("2.5", "Must be a whole number, got '2.5'."),
+    ("", "A value is required."),
+])
+def test_bad_integers_are_named(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        parse_value(param(type="integer"), text)
+
+
+def test_numbers_parse_and_reject_non_finite() -> None:
+    assert parse_value(param(type="number"), "0.25") == 0.25
+    assert parse_value(param(type="number"), "4") == 4
+    with pytest.raises(ValueError, match="Must be a finite number, got 'inf'"):
+        parse_value(param(type="number"), "inf")
+    with pytest.raises(ValueError, match="Must be a number, got 'x'"):
+        parse_value(param(type="number"), "x")
+
+
+@pytest.mark.parametrize(("kw", "text", "message"), [
+    ({"min": 3, "max": 48}, "2", "Must be between 3 and 48, got 2."),
+    ({"min": 3, "max": 48}, "49", "Must be between 3 and 48, got 49."),
+    ({"min": 0}, "-1", "Must be at least 0, got -1."),
+    ({"max": 1}, "1.5", "Must be at most 1, got 1.5."),
+])
+def test_bounds_are_inclusive_and_messages_name_value_and_range(kw: dict[str, Any], text: str,
+                                                                 message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_value(param(type="number", **kw), text)
+    assert str(info.value) == message
+
+
+def test_bounds_themselves_are_accepted() -> None:
+    p = param(type="integer", min=3, max=48)
+    assert (parse_value(p, "3"), parse_value(p, "48")) == (3, 48)
+
+
+def test_enums_accept_listed_values_with_their_type() -> None:
+    assert parse_value(param(type="string", enum=["hours", "days"]), "days") == "days"
+    assert parse_value(param(type="integer", enum=[15, 60]), "60") == 60
+    with pytest.raises(ValueError, match="Must be one of 'hours', 'days', got 'weeks'"):
+        parse_value(param(type="string", enum=["hours", "days"]), "weeks")
+    with pytest.raises(ValueError, match="Must be one of 15, 60, got 30"):
+        parse_value(param(type="integer", enum=[15, 60]), "30")
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("true", True), ("on", True), ("1", True), ("false", False), ("", False), ("off", False)])
+def test_booleans_accept_checkbox_and_query_spellings(text: str, value: bool) -> None:
+    assert parse_value(param(type="boolean"), text) is value
+
+
+def test_an_unticked_checkbox_is_false() -> None:
+    assert parse_form([param(type="boolean")], {}) == ({"x": False}, {})
+
+
+def test_strings_are_kept_as_typed() -> None:
+    assert parse_value(param(type="string"), " a b ") == " a b "
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("1, 2, 3", [1, 2, 3]), ("[1,2.5]", [1, 2.5]), ("4 5\t6", [4, 5, 6]), ("7;8", [7, 8])])
+def test_arrays_accept_commas_spaces_semicolons_and_brackets(text: str, value: list[float]) -> None:
+    assert parse_value(param(type="array"), text) == value
+
+
+@pytest.mark.parametrize(("kw", "text", "message"), [
+    ({"items": {"type": "integer"}}, "1, 2.5", "Item 2: must be a whole number, got '2.5'."),
+    ({}, "1, x", "Item 2: must be a number, got 'x'."),
+    ({"min": 0, "max": 10}, "1, 11", "Item 2 must be between 0 and 10, got 11."),
+    ({"minItems": 3}, "1, 2", "Needs at least 3 values, got 2."),
+    ({"maxItems": 2}, "1, 2, 3", "Takes at most 2 values, got 3."),
+    ({}, "[]", "Enter at least one value, separated by commas."),
+])
+def test_array_problems_name_the_item(kw: dict[str, Any], text: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_value(param(type="array", **kw), text)
+    assert str(info.value) == message
+
+
+def test_parse_form_collects_every_message() -> None:
+    params = parameters_from_schema([
+        {"name": "a", "type": "integer", "min": 0}, {"name": "b", "type": "number"},
+        {"name": "c", "type": "integer"}])
+    values, errors = parse_form(params, {"a": "-1", "b": "x", "c": "4"})
+    assert values == {"c": 4}
+    assert errors == {"a": "Must be at least 0, got -1.", "b": "Must be a number, got 'x'."}
+
+
+# ---- round trips and upstream messages --------------------------------------------------------
+
+
+def test_typed_values_become_field_texts_that_parse_back() -> None:
+    params = parameters_from_schema([
+        {"name": "n", "type": "integer"}, {"name": "xs", "type": "array"}, {"name": "f", "type": "boolean"},
+        {"name": "r", "type": "number"}])
+    values = {"n": 6, "xs": [1, 2.5, 3], "f": True, "r": 0.1}
+    assert parse_form(params, texts_from_values(values)) == (values, {})
+
+
+def test_prefill_url_encodes_every_parameter() -> None:
+    assert prefill_url("commuter-rail", {"bins": 6, "demand": [1, 2]}) == \
+        "/templates/commuter-rail?bins=6&demand=1%2C+2"
+    assert prefill_url("t", {}) == "/templates/t"
+
+
+def test_sim_problems_are_placed_at_their_fields() -> None:
+    class P:
+        def __init__(self, path: str, message: str) -> None:
+            self.path, self.message = path, message
+
+    per_field, general = split_upstream_errors(
+        [P("parameters.bins", "bins = 99 is outside 3..48"), P("parameters.demand[2]", "negative"),
+         P("parameters.nope", "unknown parameter"), P("", "template failed")], ["bins", "demand"])
+    assert per_field == {"bins": "bins = 99 is outside 3..48", "demand": "negative"}
+    assert general == ["parameters.nope: unknown parameter", "template failed"]
