@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import zipfile
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -312,18 +311,20 @@ def create_fake_engine(extra_runs: int = 0) -> FastAPI:
         r = _get(rid)
         if isinstance(r, JSONResponse):
             return r
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as z:
-            for n, v in r["series"].items():
-                z.writestr(f"{n}.csv", "t,value\n" + "".join(f"{i},{x}\n" for i, x in enumerate(v)))
-        return Response(buf.getvalue(), media_type="application/zip",
-                        headers={"Content-Disposition": f'attachment; filename="{rid}-{format}.zip"'})
+        if format == "parquet":
+            return Response(b"PAR1fake", media_type="application/vnd.apache.parquet",
+                            headers={"Content-Disposition": f'attachment; filename="{rid}.parquet"'})
+        rows = "".join(f"{t},{n},{x}\n" for n, v in r["series"].items() for t, x in enumerate(v))
+        return Response("time,series,value\n" + rows, media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{rid}.csv"'})
 
     @app.get("/v1/artifacts/{rid}/files/{name}")
     async def file(rid: str, name: str) -> Any:
         r = _get(rid)
         if isinstance(r, JSONResponse):
             return r
+        if name == "run.json":
+            return {"runId": rid, "grid": r["grid"]}
         if name != "spec.yaml":
             return problem(404, "File not found", name)
         return PlainTextResponse(r["spec"], media_type="application/x-yaml")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import zipfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -255,9 +257,16 @@ def test_series_and_exports_download_through_the_ui(stack: Stack) -> None:
     assert "attachment" in csv.headers["content-disposition"]
     js = stack.http.get(f"/runs/{run_id}/series/served@SERVED@DEFAULT.json")
     assert js.json()["values"] == [10, 15, 18, 18]
-    z = stack.http.get(f"/runs/{run_id}/export/csv")
-    assert z.status_code == 200 and z.content[:2] == b"PK"
+    long_csv = stack.http.get(f"/runs/{run_id}/export/csv")
+    assert long_csv.status_code == 200 and long_csv.text.startswith("time,series,value\n")
+    assert long_csv.headers["content-disposition"] == f'attachment; filename="{run_id}.csv"'
+    assert stack.http.get(f"/runs/{run_id}/export/parquet").content.startswith(b"PAR1")
     assert stack.http.get(f"/runs/{run_id}/export/xlsx").status_code == 404
+    z = stack.http.get(f"/runs/{run_id}/download.zip")
+    assert z.status_code == 200
+    names = zipfile.ZipFile(io.BytesIO(z.content)).namelist()
+    assert names == [f"{run_id}/spec.yaml", f"{run_id}/run.json", f"{run_id}/series/demand@DEMAND@DEFAULT.csv",
+                     f"{run_id}/series/served@SERVED@DEFAULT.csv", f"{run_id}/series/unmet@UNMET@DEFAULT.csv"]
 
 
 def test_compare_shows_ranking_deltas_and_differing_parameters(stack: Stack) -> None:

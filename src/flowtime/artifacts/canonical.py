@@ -115,7 +115,7 @@ def format_rows(block: npt.NDArray[np.float64]) -> list[bytes]:
     if bins == 0:
         return [b""] * n_series
     special = _special(block)
-    has_special = [bool(x) for x in special.any(axis=1)]
+    has_special: list[bool] = np.asarray(special.any(axis=1)).tolist()
     safe = np.where(special, 0.0, block) if any(has_special) else block
     prefixes = _row_prefixes(bins)
     out: list[bytes] = []

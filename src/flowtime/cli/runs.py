@@ -48,7 +48,9 @@ def _created(a: Artifact) -> str:
 
 
 def _num(v: float) -> str:
-    return format_number(float(v))
+    """Table cells: up to 8 significant digits (exact values are in the run's CSVs)."""
+    f = float(v)
+    return format_number(f) if f != f or f in (float("inf"), float("-inf")) else f"{f:.8g}"
 
 
 @runs_app.command("list")

@@ -6,6 +6,8 @@ where it came from (provenance, with a "re-generate" link), and downloads.
 from __future__ import annotations
 
 import asyncio
+import io
+import zipfile
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -22,8 +24,10 @@ router = APIRouter()
 
 # Series whose values come with the page; the rest load when they are selected.
 INITIAL_SERIES = 24
-EXPORT_FORMATS = {"csv": "application/zip", "parquet": "application/zip"}
+EXPORT_FORMATS = ("csv", "parquet")
 SPEC_FILE = "spec.yaml"
+# Top-level run files included in the series zip when the Engine has them.
+RUN_FILES = ("spec.yaml", "run.json", "manifest.json", "provenance.json")
 
 
 def regenerate_url(provenance: dict[str, Any], run_id: str) -> str | None:
@@ -102,10 +106,29 @@ async def series_csv(run_id: str, series_id: str, engine: Engine) -> Response:
 
 @router.get("/runs/{run_id}/export/{fmt}")
 async def export(run_id: str, fmt: str, engine: Engine) -> Response:
+    """The Engine's whole-run export (one long table: time, series, value)."""
     if fmt not in EXPORT_FORMATS:
         return JSONResponse({"detail": f"unknown format {fmt!r}; use csv or parquet"}, 404)
     download = await engine.export(run_id, fmt)
-    return _passthrough(download, f"{path_id(run_id)}-{fmt}.zip")
+    return _passthrough(download, f"{path_id(run_id)}.{fmt}")
+
+
+@router.get("/runs/{run_id}/download.zip")
+async def download_zip(run_id: str, engine: Engine) -> Response:
+    """Every series CSV plus the run's own files, zipped here from the Engine's endpoints."""
+    index = await engine.run_index(run_id)
+    ids = [str(s["id"]) for s in index.get("series") or [] if isinstance(s, dict)]
+    files = await asyncio.gather(*(probe(engine.file(run_id, name)) for name in RUN_FILES))
+    series = await asyncio.gather(*(engine.series_csv(run_id, sid) for sid in ids))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, (found, _) in zip(RUN_FILES, files, strict=True):
+            if found is not None:
+                zf.writestr(f"{run_id}/{name}", found.content)
+        for sid, csv in zip(ids, series, strict=True):
+            zf.writestr(f"{run_id}/series/{sid}.csv", csv.content)
+    return Response(buf.getvalue(), media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{path_id(run_id)}.zip"'})
 
 
 @router.get("/runs/{run_id}/files/{name}")
