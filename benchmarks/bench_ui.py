@@ -30,7 +30,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_registry import build  # noqa: E402
+from bench_registry import build
 
 TARGET_MS = 300.0
 TEMPLATE = "commuter-rail"

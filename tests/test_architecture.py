@@ -102,3 +102,14 @@ def test_public_api_is_pinned() -> None:
         "Registry", "Results", "RunNotFound", "TemplateError", "TemplateNotFound", "__version__", "compile_model",
         "evaluate", "load_model",
     ])
+
+
+def test_importing_sim_and_its_service_never_loads_the_engine() -> None:
+    """Sim never executes models: not even transitively at run time."""
+    import subprocess
+    import sys
+
+    code = ("import sys, flowtime.sim.workspace, flowtime.api.sim, flowtime.cli.sim; "
+            "print(sorted(m for m in sys.modules if m.startswith(('flowtime.engine', 'flowtime.artifacts'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

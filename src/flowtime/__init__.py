@@ -10,13 +10,12 @@ FlowTime: deterministic flow models over a time grid.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from flowtime._version import __version__
-from flowtime.artifacts.registry import Registry
-from flowtime.engine.evaluate import Results, evaluate
-from flowtime.engine.graph import Graph, compile_model
 from flowtime.errors import (
     ArtifactError,
     EvaluationError,
@@ -32,7 +31,32 @@ from flowtime.errors import (
     TemplateError,
     TemplateNotFound,
 )
-from flowtime.model.schema import Model
+
+if TYPE_CHECKING:
+    from flowtime.artifacts.registry import Registry
+    from flowtime.engine.evaluate import Results, evaluate
+    from flowtime.engine.graph import Graph, compile_model
+    from flowtime.model.schema import Model
+
+# Imported on first use, so that `import flowtime.sim` (which must never run
+# models) does not load the engine, and the CLI starts fast.
+_LAZY = {
+    "Registry": "flowtime.artifacts.registry",
+    "Results": "flowtime.engine.evaluate",
+    "evaluate": "flowtime.engine.evaluate",
+    "Graph": "flowtime.engine.graph",
+    "compile_model": "flowtime.engine.graph",
+    "Model": "flowtime.model.schema",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flowtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "ArtifactError",
@@ -47,8 +71,8 @@ __all__ = [
     "ModelValidationError",
     "ParameterError",
     "Problem",
-    "Results",
     "Registry",
+    "Results",
     "RunNotFound",
     "TemplateError",
     "TemplateNotFound",

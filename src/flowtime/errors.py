@@ -14,6 +14,7 @@ translate them once, at their edge, into exit codes and problem+json bodies.
     ├── TemplateError               a Sim template or its parameters are wrong
     │   ├── TemplateNotFound        (also a LookupError)
     │   └── ParameterError          parameter overrides rejected, every problem listed
+    ├── ModelNotFound               no model in Sim's temporary store has that id (LookupError)
     ├── ArtifactError               a run folder cannot be written or read
     │   └── RunNotFound             (also a LookupError)
     └── ConflictError               a request contradicts stored state (HTTP 409)
@@ -182,6 +183,12 @@ class ParameterError(TemplateError):
     @property
     def problems(self) -> Sequence[Problem]:
         return self._problems
+
+
+class ModelNotFound(FlowTimeError, LookupError):
+    """No model in Sim's temporary store answers to the given id."""
+
+    title = "Model not found"
 
 
 class ArtifactError(FlowTimeError):

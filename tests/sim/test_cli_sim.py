@@ -128,13 +128,19 @@ def test_parameter_errors_are_listed_and_exit_1(tmp_path: Path) -> None:
     ]
 
 
-def test_unknown_template_and_usage_errors(tmp_path: Path) -> None:
+def test_unknown_template_exits_1_naming_it(tmp_path: Path) -> None:
     proc = flowtime("sim", "show", "nope", "--data-dir", str(tmp_path))
-    assert proc.returncode == 1 and proc.stderr.startswith("error: template 'nope' not found")
-    proc = flowtime("sim", "generate", "support-backlog", "-p", "agents", "--data-dir", str(tmp_path))
-    assert proc.returncode == 2 and "expected NAME=VALUE, got 'agents'" in proc.stderr
-    proc = flowtime("sim", "templates", "--templates-dir", str(tmp_path / "missing"))
-    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == "error: template 'nope' not found; 8 templates are available\n"
+
+
+def test_usage_errors_exit_2(sim: Invoke, tmp_path: Path) -> None:
+    r = sim("generate", "support-backlog", "-p", "agents")
+    assert r.exit_code == 2 and "expected NAME=VALUE, got 'agents'" in r.stderr
+    r = sim("templates", "--templates-dir", str(tmp_path / "missing"))
+    assert r.exit_code == 2 and "Invalid value for '--templates-dir'" in r.stderr
+    r = sim("generate", "support-backlog", "--params", str(tmp_path / "missing.json"))
+    assert r.exit_code == 2
 
 
 def test_new_named_models_and_versions(sim: Invoke, tmp_path: Path) -> None:
@@ -192,3 +198,10 @@ def test_gc_removes_expired_models(sim: Invoke, tmp_path: Path) -> None:
     assert sim("gc").stdout == f"removed 0 expired model folder(s) from {tmp_path / 'sim'} (time-to-live 7 days)\n"
     assert sim("gc", "--ttl-days", "0").stdout.startswith("removed 1 expired model folder(s)")
     assert sim("models").stdout.startswith("no models in")
+
+
+@pytest.mark.parametrize("command", ["templates", "show", "generate", "new", "derive", "models", "validate", "gc"])
+def test_every_subcommand_has_help_with_both_directory_options(command: str) -> None:
+    r = CliRunner().invoke(app, ["sim", command, "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "--templates-dir" in r.stdout and "--data-dir" in r.stdout

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flowtime.sim.store import ModelNotFound, ModelStore, NamedStore, name_id
+from flowtime.errors import ModelNotFound
+from flowtime.sim.store import ModelStore, NamedStore, name_id
 from flowtime.sim.workspace import Workspace
 
 T0 = datetime(2025, 10, 3, 12, 0, 0, tzinfo=UTC)

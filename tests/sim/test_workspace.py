@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flowtime.errors import ModelError, ParameterError
+from flowtime.errors import ModelError, ModelNotFound, ParameterError
 from flowtime.sim import generate
-from flowtime.sim.store import ModelNotFound
 from flowtime.sim.workspace import Workspace
 
 T0 = datetime(2025, 10, 3, 12, 0, 0, tzinfo=UTC)

@@ -40,8 +40,8 @@ def start_stack() -> Iterator[Callable[..., AbstractContextManager[Stack]]]:
 
     @contextmanager
     def start(*, engine_down: bool = False, sim_down: bool = False, api_token: str | None = None,
-              extra_runs: int = 0) -> Iterator[Stack]:
-        engine_app, sim_app = create_fake_engine(extra_runs), create_fake_sim()
+              engine_token: str | None = None) -> Iterator[Stack]:
+        engine_app, sim_app = create_fake_engine(token=engine_token), create_fake_sim()
         with serve(engine_app, "fake-engine") as e, serve(sim_app, "fake-sim") as s:
             settings = UiSettings(engine_url=closed_port_url() if engine_down else e,
                                   sim_url=closed_port_url() if sim_down else s,

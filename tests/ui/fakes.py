@@ -31,7 +31,7 @@ def problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] |
                          "errors": errors or [], "error": detail}, status_code=status, media_type=PROBLEM)
 
 
-TEMPLATE = {
+TEMPLATE: dict[str, Any] = {
     "id": "transport",
     "title": "Transportation Network",
     "description": "Demand against capacity, per period.",
@@ -53,7 +53,7 @@ TEMPLATE = {
          "maxItems": None},
     ],
 }
-OTHER_TEMPLATE = {"id": "factory", "title": "Manufacturing Line", "description": "Stations in a row.",
+OTHER_TEMPLATE: dict[str, Any] = {"id": "factory", "title": "Manufacturing Line", "description": "Stations in a row.",
                   "tags": ["manufacturing"], "version": "2.1", "parameters": []}
 
 
@@ -81,7 +81,8 @@ def create_fake_sim() -> FastAPI:
     async def record(request: Request, call_next: Any) -> Response:
         app.state.requests.append({"method": request.method, "path": request.url.path,
                                    "headers": dict(request.headers)})
-        return await call_next(request)
+        response: Response = await call_next(request)
+        return response
 
     @app.get("/api/v1/healthz")
     async def health() -> dict[str, Any]:
@@ -115,7 +116,7 @@ def create_fake_sim() -> FastAPI:
                 errors.append({"path": "parameters.demand", "line": None, "column": None,
                                "message": f"demand has {len(params['demand'])} values; bins is {params['bins']}"})
         if errors:
-            return problem(400, "Invalid parameters", "; ".join(e["message"] for e in errors), errors)
+            return problem(400, "Invalid parameters", "; ".join(str(e["message"]) for e in errors), errors)
         text = _render(params) if tid == "transport" else (
             "schemaVersion: 1\ngrid: {bins: 3, binSize: 1, binUnit: hours}\n"
             "nodes:\n  - id: a\n    kind: const\n    values: [1, 2, 3]\n")
@@ -150,8 +151,8 @@ def _series_id(node: str) -> str:
     return f"{node}@{node.upper()}@DEFAULT"
 
 
-def create_fake_engine(extra_runs: int = 0) -> FastAPI:
-    """``extra_runs`` pre-fills the registry listing with synthetic runs (for the benchmark)."""
+def create_fake_engine(extra_runs: int = 0, token: str | None = None) -> FastAPI:
+    """``extra_runs`` pre-fills the registry listing; with ``token`` every request must carry it."""
     app = FastAPI()
     app.state.requests = []
     runs: dict[str, dict[str, Any]] = {}
@@ -168,7 +169,10 @@ def create_fake_engine(extra_runs: int = 0) -> FastAPI:
     async def record(request: Request, call_next: Any) -> Response:
         app.state.requests.append({"method": request.method, "path": request.url.path,
                                    "headers": dict(request.headers)})
-        return await call_next(request)
+        if token and request.headers.get("authorization") != f"Bearer {token}":
+            return problem(401, "Unauthorized", "missing bearer token")
+        response: Response = await call_next(request)
+        return response
 
     @app.get("/v1/healthz")
     async def health() -> dict[str, Any]:

@@ -171,3 +171,19 @@ def test_run_yaml_shows_located_problems(page: Page, services: Services) -> None
     pg.wait_for_selector("#result")
     assert pg.locator(".code .ln.err").count() >= 1
     shot(pg, "10-run-yaml-invalid")
+
+
+def test_a_service_that_is_down_is_a_banner(page: Page, services: Services) -> None:
+    from live import closed_port_url
+
+    from flowtime.settings import UiSettings
+    from flowtime.ui.app import create_ui_app
+
+    with serve(create_ui_app(UiSettings(engine_url=closed_port_url(), sim_url=services.sim)), "ui-down") as ui:
+        page.goto(ui + "/")
+        assert page.locator("[data-banner=engine]").is_visible()
+        assert page.locator("[data-service=engine] [data-status]").inner_text() == "down"
+        shot(page, "11-engine-down-home")
+        page.goto(ui + "/runs")
+        assert "Engine is not reachable" in page.inner_text("#error")
+        shot(page, "12-engine-down-runs")

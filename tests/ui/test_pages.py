@@ -329,3 +329,10 @@ def test_plotly_and_assets_are_served_locally(stack: Stack) -> None:
 def test_every_page_reports_its_server_time(stack: Stack) -> None:
     r = stack.http.get("/runs")
     assert re.fullmatch(r"app;dur=\d+\.\d", r.headers["server-timing"])
+
+
+def test_a_service_asking_for_a_token_gets_a_hint(start_stack: StartStack) -> None:
+    with start_stack(engine_token="s3cret") as stack:
+        r = stack.http.get("/runs")
+        assert r.status_code == 502
+        assert "missing bearer token" in r.text and "FLOWTIME_API_TOKEN" in r.text

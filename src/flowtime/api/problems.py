@@ -24,6 +24,7 @@ from flowtime.errors import (
     FlowTimeError,
     LimitExceeded,
     ModelError,
+    ModelNotFound,
     ParameterError,
     RunNotFound,
     TemplateError,
@@ -35,6 +36,7 @@ PROBLEM_JSON = "application/problem+json"
 STATUS: dict[type[BaseException], int] = {
     RunNotFound: 404,
     TemplateNotFound: 404,
+    ModelNotFound: 404,
     ParameterError: 400,
     TemplateError: 400,
     ModelError: 400,

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -30,19 +29,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowtime._version import __version__
-from flowtime.api.problems import install_problem_handlers, problem
-from flowtime.errors import LimitExceeded
+from flowtime.api.guard import RequestGuard
+from flowtime.api.problems import install_problem_handlers
 from flowtime.settings import SimSettings
 from flowtime.sim.catalog import Catalog
 from flowtime.sim.quality import ValidationReport
-from flowtime.sim.store import NAME, ModelNotFound, StoredModel
+from flowtime.sim.store import NAME, StoredModel
 from flowtime.sim.workspace import MODEL_ID, Workspace
 
 log = logging.getLogger("flowtime.sim")
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SVG = "image/svg+xml"
 
 
@@ -75,10 +72,10 @@ def create_sim_app(settings: SimSettings) -> FastAPI:
     app.state.settings = settings
     app.state.workspace = workspace
     install_problem_handlers(app)
-    app.add_exception_handler(ModelNotFound, _not_found)
     app.include_router(api)
     app.include_router(m26)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes,
+    app.add_middleware(RequestGuard, realm="flowtime-sim", limit_setting="FLOWTIME_SIM_MAX_BODY_BYTES",
+                       max_body_bytes=settings.max_body_bytes,
                        api_token=settings.api_token)
     if settings.cors_origin:
         app.add_middleware(CORSMiddleware, allow_origins=[settings.cors_origin],
@@ -97,65 +94,6 @@ async def _sweep(workspace: Workspace, interval: float) -> None:
         except Exception:  # a failed sweep must not stop the next one
             log.exception("model clean-up failed")
         await asyncio.sleep(max(interval, 0.01))
-
-
-async def _not_found(_: Request, exc: Exception) -> JSONResponse:
-    return problem(404, "Model not found", str(exc),
-                   type_="https://flowtime.dev/problems/ModelNotFound")
-
-
-class RequestGuard:
-    """
-    Pure ASGI middleware: bearer token on write methods (when configured) and
-    the body limit, on ``Content-Length`` and on the bytes actually received.
-    """
-
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, api_token: str | None) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-        self.api_token = api_token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.api_token and scope["method"] in WRITE_METHODS and not self._authorized(headers):
-            response = problem(401, "Unauthorized", f"{scope['method']} requests need the header "
-                               "'Authorization: Bearer <token>' (the server's FLOWTIME_API_TOKEN)")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="flowtime-sim"'
-            await response(scope, receive, send)
-            return
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            response = problem(413, "Request body too large",
-                               f"request body is {declared} bytes; the limit is "
-                               f"{self.max_body_bytes} bytes (FLOWTIME_SIM_MAX_BODY_BYTES)")
-            await response(scope, receive, send)
-            return
-        await self.app(scope, self._counting(receive), send)
-
-    def _authorized(self, headers: dict[str, str]) -> bool:
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        expected = self.api_token or ""
-        return scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(),
-                                                                      expected.encode())
-
-    def _counting(self, receive: Receive) -> Receive:
-        seen = 0
-        limit = self.max_body_bytes
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise LimitExceeded(f"request body is over the limit of {limit} bytes "
-                                        "(FLOWTIME_SIM_MAX_BODY_BYTES)", limit_name="max_body_bytes")
-            return message
-
-        return counted
 
 
 # -- dependencies and request bodies ------------------------------------------------------

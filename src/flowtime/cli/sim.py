@@ -37,7 +37,7 @@ TemplatesDir = Annotated[
 DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", envvar="FLOWTIME_SIM_DATA_DIR",
-                 help="Sim data directory (temporary store) [default ./data/sim]."),
+                 help="Sim data directory, holding the temporary store (default ./data/sim)."),
 ]
 ParamOpt = Annotated[
     list[str] | None,
@@ -256,7 +256,7 @@ def new(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Extra tag (repeatable).")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Directory holding named models: DIR/NAME_<hex>/v<n>/ "
-        "[default <data-dir>/named].")] = None,
+        "(default DATA_DIR/named).")] = None,
     templates_dir: TemplatesDir = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -279,7 +279,7 @@ def _print_named(generation: Generation) -> None:
 
 def derive(
     source: Annotated[str, typer.Option(
-        "--from", help="Parent: a model id, a named model (name_ab12[/v2]), TEMPLATE/HASH, or a "
+        "--from", help="Parent: a model id, a named model (name_ab12 or name_ab12/v2), TEMPLATE/HASH, or a "
         "model file with provenance.")],
     assignments: Annotated[list[str] | None, typer.Option(
         "--set", metavar="NAME=VALUE", help="Changed parameter (repeatable).")] = None,
@@ -385,7 +385,7 @@ def _print_report(source: str, report: ValidationReport) -> None:
 
 def gc(
     ttl_days: Annotated[float | None, typer.Option(
-        "--ttl-days", min=0, help="Remove models older than this [default FLOWTIME_SIM_TTL_DAYS or 7].")] = None,
+        "--ttl-days", min=0, help="Remove models older than this (default FLOWTIME_SIM_TTL_DAYS or 7).")] = None,
     templates_dir: TemplatesDir = None,
     data_dir: DataDir = None,
 ) -> None:

@@ -131,7 +131,7 @@ def assess(loaded: LoadedModel, *, unused_parameters: Sequence[str] | None = Non
 
 def _has_outputs(topo: Topology) -> Check:
     if topo.outputs:
-        return Check("has_outputs", True, f"{len(topo.outputs)} series are written as outputs")
+        return Check("has_outputs", True, f"{len(topo.outputs)} output series declared")
     return Check("has_outputs", False, "no outputs: add an `outputs` list naming the series to write")
 
 

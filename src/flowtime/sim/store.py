@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowtime.errors import ArtifactError, FlowTimeError
+from flowtime.errors import ArtifactError, ModelNotFound
 from flowtime.sim.canonical import sha256_hex
 from flowtime.sim.template import TEMPLATE_ID
 
@@ -47,12 +47,6 @@ VERSION_DIR = re.compile(r"^v([1-9][0-9]{0,8})$")
 TEMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 STALE_TEMP_SECONDS = 300.0
-
-
-class ModelNotFound(FlowTimeError, LookupError):
-    """No stored model answers to the given id (HTTP 404)."""
-
-    title = "Model not found"
 
 
 def utc_iso(moment: datetime) -> str:

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flowtime.errors import ModelError
+from flowtime.errors import ModelError, ModelNotFound
 from flowtime.model.load import load_model
 from flowtime.model.provenance import Provenance
 from flowtime.model.schema import Model
@@ -30,7 +30,6 @@ from flowtime.sim.store import (
     PROVENANCE_FILE,
     STALE_TEMP_SECONDS,
     VALIDATION_FILE,
-    ModelNotFound,
     ModelStore,
     NamedStore,
     StoredModel,
@@ -187,18 +186,19 @@ class Workspace:
 
     def validate(self, text: str, source: str = "<string>",
                  provenance: Mapping[str, Any] | None = None) -> ValidationReport:
-        """Structure validation plus the quality report; the template check when known."""
-        unused = None
+        """
+        Structure validation plus the quality report; ``parameters_used`` is
+        checked when the provenance (given, or embedded) names a known template.
+        """
+        try:
+            loaded = load_model(text, source)
+        except ModelError:
+            return validate_text(text, source)  # the report lists every problem
         tid = (provenance or {}).get("templateId")
-        if tid is None:
-            try:
-                embedded = load_model(text, source).provenance
-            except ModelError:
-                embedded = None
-            tid = embedded.template_id if embedded is not None else None
-        if isinstance(tid, str) and tid in self.catalog.templates:
-            unused = self.catalog.templates[tid].unused_parameters
-        return validate_text(text, source, unused_parameters=unused)
+        if tid is None and loaded.provenance is not None:
+            tid = loaded.provenance.template_id
+        template = self.catalog.templates.get(tid) if isinstance(tid, str) else None
+        return validate_loaded(loaded, unused_parameters=template.unused_parameters if template else None)
 
     def gc(self, *, ttl_seconds: float | None = None, now: datetime | None = None) -> list[Path]:
         ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds

@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -145,6 +145,8 @@ def _install_error_pages(app: FastAPI) -> None:
             "problems": exc.errors,
             "service": exc.service,
             "upstream_status": exc.status,
+            "hint": (f"The {exc.service} wants an API token: start the UI with the same "
+                     "FLOWTIME_API_TOKEN as the services.") if exc.status in (401, 403) else "",
         }, status=status)
 
     @app.exception_handler(InvalidId)

@@ -43,6 +43,8 @@ class ServiceStatus:
 def _status(name: str, url: str, health: dict[str, Any] | None,
             error: ServiceError | None) -> ServiceStatus:
     if health is None:
+        if isinstance(error, ServiceUnavailable):
+            return ServiceStatus(name, url, False, error=f"not reachable ({error.reason})")
         return ServiceStatus(name, url, False, error=str(error) if error else "no answer")
     details = {k: v for k, v in health.items()
                if k in ("templatesDir", "limits") and v not in (None, "", {})}
