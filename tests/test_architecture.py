@@ -109,7 +109,7 @@ def test_importing_sim_and_its_service_never_loads_the_engine() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, flowtime.sim.workspace, flowtime.api.sim, flowtime.cli.sim; "
+    code = ("import sys, flowtime.sim.workspace, flowtime.api.sim; "
             "print(sorted(m for m in sys.modules if m.startswith(('flowtime.engine', 'flowtime.artifacts'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
