@@ -90,6 +90,14 @@ class ExprNode(_NodeBase):
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": "expr", "expr": self.expr}
 
+    def canonical_expr(self) -> str:
+        """The expression as printed from its syntax tree: spacing, line breaks and
+        redundant parentheses do not change it (nor, therefore, the model hash)."""
+        from flowtime.expr.parser import parse_expression
+        from flowtime.expr.syntax import to_text
+
+        return to_text(self._ast if self._ast is not None else parse_expression(self.expr))
+
 
 class PmfNode(_NodeBase):
     kind: Literal["pmf"]
@@ -181,7 +189,10 @@ class Model(_Frozen):
         return {
             "schemaVersion": self.schema_version,
             "grid": self.grid.to_json(),
-            "nodes": [n.to_json() for n in self.nodes],
+            "nodes": [
+                {**n.to_json(), "expr": n.canonical_expr()} if isinstance(n, ExprNode) else n.to_json()
+                for n in self.nodes
+            ],
             "outputs": [o.to_json() for o in self.outputs],
             "rng": self.rng.to_json() if self.rng else None,
         }

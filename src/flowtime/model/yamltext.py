@@ -5,7 +5,10 @@ PyYAML composes a node tree that keeps line/column marks; we build the Python
 values ourselves so that (a) every mapping value and sequence item keeps its
 position for error messages, (b) duplicate keys are reported instead of
 silently overwritten, and (c) alias expansion ("billion laughs") is bounded
-before anything downstream walks the data.
+before anything downstream walks the data. Nesting depth is checked on libyaml's
+event stream before composing: the C composer recurses once per level and a
+document such as ``"[" * 100000`` would overflow the C stack (a crash, not an
+exception).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
+from yaml.events import MappingEndEvent, MappingStartEvent, SequenceEndEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from flowtime.errors import LimitExceeded, ModelSyntaxError, Problem
@@ -27,6 +31,9 @@ except AttributeError:  # pragma: no cover - depends on the PyYAML build
     _Loader = yaml.SafeLoader
 
 Path = tuple[str | int, ...]
+
+# Deepest nesting of collections accepted (a model needs about 6 levels).
+MAX_DEPTH = 200
 
 
 @dataclass
@@ -108,14 +115,20 @@ def parse_yaml(text: str, source: str = "<string>", *, max_nodes: int = 20_000_0
     """
     Parse one YAML document into plain data and a ``SourceMap``.
 
-    Raises ``ModelSyntaxError`` (with line and column) when the text is not YAML,
-    and ``LimitExceeded`` for alias bombs.
+    Raises ``ModelSyntaxError`` (with line and column) when the text is not YAML
+    or nests deeper than ``MAX_DEPTH``, and ``LimitExceeded`` for alias bombs.
 
     >>> data, sm = parse_yaml("a: 1\\nb: [x, y]\\n")
     >>> data, sm.find(("b",))
     ({'a': 1, 'b': ['x', 'y']}, (2, 4))
+    >>> parse_yaml("[" * 100_000)
+    Traceback (most recent call last):
+    ...
+    flowtime.errors.ModelSyntaxError: 1 error in <string>:
+      - <string>, line 1, column 201: nesting deeper than 200 levels
     """
     try:
+        _check_depth(text, source, MAX_DEPTH)
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -141,7 +154,35 @@ def parse_yaml(text: str, source: str = "<string>", *, max_nodes: int = 20_000_0
     return data, smap
 
 
-_MAX_DEPTH = 200
+_OPENERS = (SequenceStartEvent, MappingStartEvent)
+_CLOSERS = (SequenceEndEvent, MappingEndEvent)
+
+
+def _check_depth(text: str, source: str, max_depth: int) -> None:
+    """
+    Refuse documents nesting collections deeper than ``max_depth``, reading
+    libyaml's events (its parser keeps an explicit stack) and stopping at the
+    first level too deep, so the cost is one event pass at most.
+    """
+    # Every collection starts with one of these indicators (a block mapping with
+    # its first ':' or '?'), so fewer of them cannot nest deeper: skip the pass.
+    if sum(map(text.count, "[{-:?")) <= max_depth:
+        return
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        kind = type(event)
+        if kind in _OPENERS:
+            depth += 1
+            if depth > max_depth:
+                line, col = event.start_mark.line + 1, event.start_mark.column + 1
+                raise ModelSyntaxError(
+                    [Problem("", f"nesting deeper than {max_depth} levels", line, col, source=source)], source
+                )
+        elif kind in _CLOSERS:
+            depth -= 1
+
+
+_MAX_DEPTH = MAX_DEPTH
 
 
 def _build(
