@@ -9,11 +9,11 @@ from tempfile import TemporaryDirectory
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.strategies import models
 
 from flowtime.artifacts.writer import model_hash, write_run
 from flowtime.engine import evaluate
 from flowtime.model.load import load_model
-from tests.strategies import models
 
 
 def _shuffle_keys(obj: object, rnd: random.Random) -> object:

@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 
+from flowtime.model.parameters import Parameter
 from flowtime.ui.forms import (
-    Parameter,
+    FormField,
     build_form,
+    field_message,
     parameters_from_schema,
     parse_form,
     parse_value,
@@ -19,7 +21,11 @@ from flowtime.ui.forms import (
 
 
 def param(**kw: Any) -> Parameter:
-    return Parameter.from_json({"name": "x", **kw})
+    return Parameter.from_description({"name": "x", **kw})
+
+
+def field(**kw: Any) -> FormField:
+    return FormField(param(**kw), "")
 
 
 # ---- schema -> fields --------------------------------------------------------------------------
@@ -33,29 +39,29 @@ def param(**kw: Any) -> Parameter:
     ("array", "array", "any"),
 ])
 def test_each_type_gets_its_widget(ptype: str, widget: str, step: str) -> None:
-    p = param(type=ptype)
-    assert (p.widget, p.step) == (widget, step)
+    f = field(type=ptype)
+    assert (f.widget, f.step) == (widget, step)
 
 
 def test_an_enum_becomes_a_select_whatever_its_type() -> None:
-    assert param(type="string", enum=["a", "b"]).widget == "select"
-    assert param(type="integer", enum=[1, 2]).widget == "select"
+    assert field(type="string", enum=["a", "b"]).widget == "select"
+    assert field(type="integer", enum=[1, 2]).widget == "select"
 
 
 def test_an_unknown_type_is_treated_as_text() -> None:
-    assert param(type="duration").widget == "text"
+    assert field(type="duration").widget == "text"
 
 
 def test_bounds_are_read_from_min_max_or_minimum_maximum() -> None:
-    assert (param(type="integer", min=3, max=48).minimum, param(type="integer", min=3, max=48).maximum) == (3, 48)
+    assert (param(type="integer", min=3, max=48).min, param(type="integer", min=3, max=48).max) == (3, 48)
     p = param(type="integer", minimum=1, maximum=9)
-    assert (p.minimum, p.maximum) == (1, 9)
+    assert (p.min, p.max) == (1, 9)
 
 
 def test_array_items_type_and_length_bounds_are_kept() -> None:
-    p = param(type="array", items={"type": "integer"}, minItems=2, maxItems=5, min=0, max=10)
-    assert (p.item_type, p.min_items, p.max_items, p.step) == ("integer", 2, 5, "1")
-    assert p.hint == "2 to 5 whole numbers, comma-separated, each 0 to 10"
+    f = field(type="array", items={"type": "integer"}, minItems=2, maxItems=5, min=0, max=10)
+    assert (f.item_type, f.parameter.min_items, f.parameter.max_items, f.step) == ("integer", 2, 5, "1")
+    assert f.hint == "2 to 5 whole numbers, comma-separated, each 0 to 10"
 
 
 @pytest.mark.parametrize(("kw", "hint"), [
@@ -69,7 +75,7 @@ def test_array_items_type_and_length_bounds_are_kept() -> None:
     ({"type": "array", "min": 0}, "Numbers, comma-separated, each at least 0"),
 ])
 def test_hints_describe_the_constraint_in_words(kw: dict[str, Any], hint: str) -> None:
-    assert param(**kw).hint == hint
+    assert field(**kw).hint == hint
 
 
 def test_fields_show_defaults_in_schema_order_and_texts_override_them() -> None:
@@ -98,8 +104,8 @@ def test_integers_parse(text: str, value: int) -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("abc", "Must be a whole number, got 'abc'."),
-    ("2.5", "Must be a whole number, got '2.5'."),
+    ("abc", "Must be a whole number, got the text 'abc'."),
+    ("2.5", "Must be a whole number, got 2.5."),
     ("", "A value is required."),
 ])
 def test_bad_integers_are_named(text: str, message: str) -> None:
@@ -110,9 +116,9 @@ def test_bad_integers_are_named(text: str, message: str) -> None:
 def test_numbers_parse_and_reject_non_finite() -> None:
     assert parse_value(param(type="number"), "0.25") == 0.25
     assert parse_value(param(type="number"), "4") == 4
-    with pytest.raises(ValueError, match="Must be a finite number, got 'inf'"):
+    with pytest.raises(ValueError, match="Must be a finite number, got inf"):
         parse_value(param(type="number"), "inf")
-    with pytest.raises(ValueError, match="Must be a number, got 'x'"):
+    with pytest.raises(ValueError, match="Must be a number, got the text 'x'"):
         parse_value(param(type="number"), "x")
 
 
@@ -164,14 +170,14 @@ def test_arrays_accept_commas_spaces_semicolons_and_brackets(text: str, value: l
 
 
 @pytest.mark.parametrize(("kw", "text", "message"), [
-    ({"items": {"type": "integer"}}, "1, 2.5", "Item 2: must be a whole number, got '2.5'."),
-    ({}, "1, x", "Item 2: must be a number, got 'x'."),
-    ({"min": 0, "max": 10}, "1, 11", "Item 2 must be between 0 and 10, got 11."),
-    ({"minItems": 3}, "1, 2", "Needs at least 3 values, got 2."),
-    ({"maxItems": 2}, "1, 2, 3", "Takes at most 2 values, got 3."),
+    ({"items": {"type": "integer"}}, "1, 2.5", "Element 1 must be a whole number, got 2.5."),
+    ({}, "1, x", "Element 1 must be a number, got the text 'x'."),
+    ({"min": 0, "max": 10}, "1, 11", "Element 1 must be between 0 and 10, got 11."),
+    ({"minItems": 3}, "1, 2", "Needs at least 3 elements, got 2."),
+    ({"maxItems": 2}, "1, 2, 3", "Takes at most 2 elements, got 3."),
     ({}, "[]", "Enter at least one value, separated by commas."),
 ])
-def test_array_problems_name_the_item(kw: dict[str, Any], text: str, message: str) -> None:
+def test_array_problems_name_the_element(kw: dict[str, Any], text: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_value(param(type="array", **kw), text)
     assert str(info.value) == message
@@ -183,7 +189,7 @@ def test_parse_form_collects_every_message() -> None:
         {"name": "c", "type": "integer"}])
     values, errors = parse_form(params, {"a": "-1", "b": "x", "c": "4"})
     assert values == {"c": 4}
-    assert errors == {"a": "Must be at least 0, got -1.", "b": "Must be a number, got 'x'."}
+    assert errors == {"a": "Must be at least 0, got -1.", "b": "Must be a number, got the text 'x'."}
 
 
 # ---- round trips and upstream messages --------------------------------------------------------
@@ -213,3 +219,24 @@ def test_sim_problems_are_placed_at_their_fields() -> None:
          P("parameters.nope", "unknown parameter"), P("", "template failed")], ["bins", "demand"])
     assert per_field == {"bins": "bins = 99 is outside 3..48", "demand": "negative"}
     assert general == ["parameters.nope: unknown parameter", "template failed"]
+
+
+def test_every_array_problem_is_shown_at_the_field() -> None:
+    with pytest.raises(ValueError) as info:
+        parse_value(param(type="array", min=0, maxItems=2), "-1, 2, x")
+    assert str(info.value) == ("Takes at most 2 elements, got 3. Element 0 must be at least 0, got -1. "
+                               "Element 2 must be a number, got the text 'x'.")
+
+
+def test_form_and_sim_messages_read_the_same_at_the_field() -> None:
+    """The shared check's messages lose the parameter name the field already shows."""
+    p = param(type="integer", min=3, max=48)
+    _, errors = parse_form([p], {"x": "99"})
+    assert field_message("x", p.check(99)[1][0]) == errors["x"] == "Must be between 3 and 48, got 99."
+
+    class P:
+        def __init__(self, path: str, message: str) -> None:
+            self.path, self.message = path, message
+
+    per_field, _ = split_upstream_errors([P("parameters.x", "`x` must be between 3 and 48, got 99")], ["x"])
+    assert per_field == errors

@@ -126,7 +126,8 @@ def test_invalid_parameters_are_rejected_before_sim_with_messages_at_the_fields(
                         data={"bins": "99", "demand": "1, x", "capacity": "18", "unit": "hours"})
     assert r.status_code == 400
     assert re.search(r'id="err-bins" role="alert">Must be between 3 and 48, got 99\.<', r.text)
-    assert re.search(r"id=\"err-demand\" role=\"alert\">Item 2: must be a number, got &#39;x&#39;\.<", r.text)
+    assert re.search(r"id=\"err-demand\" role=\"alert\">Element 1 must be a number, got the text &#39;x&#39;\.<",
+                     r.text)
     assert not [q for q in stack.sim_app.state.requests if q["path"].endswith("/generate")]
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from flowtime.api.bodies import UnusableJson, load_json
 from flowtime.api.engine_deps import get_registry, get_settings
 from flowtime.api.problems import problem_responses
 from flowtime.artifacts.compare import json_values
@@ -29,7 +30,6 @@ from flowtime.artifacts.registry import Registry
 from flowtime.artifacts.writer import write_run
 from flowtime.engine import compile_model, evaluate
 from flowtime.errors import (
-    LimitExceeded,
     ModelError,
     ModelSyntaxError,
     ModelValidationError,
@@ -103,10 +103,12 @@ def parse_model_body(content_type: str | None, body: bytes) -> ModelRequest:
                                    SOURCE)
         return ModelRequest(text)
     try:
-        data = json.loads(text)
+        data = load_json(text)
     except json.JSONDecodeError as exc:
         raise ModelSyntaxError([Problem("", f"body is not valid JSON: {exc.msg} at line "
                                             f"{exc.lineno}, column {exc.colno}")], SOURCE) from None
+    except UnusableJson as exc:
+        raise ModelSyntaxError([Problem("", f"body is not usable JSON: {exc}")], SOURCE) from None
     try:
         envelope = ModelEnvelope.model_validate(data)
     except ValidationError as exc:
@@ -135,7 +137,12 @@ def header_provenance(request: Request) -> Provenance | None:
     if not value:
         raise ModelValidationError([Problem(HEADER, "header is empty; omit it or send a JSON "
                                                     "object with at least modelId")])
-    return provenance_from_header(value)
+    try:
+        return provenance_from_header(value)
+    except RecursionError:  # json.loads recurses once per level of nesting
+        raise ModelValidationError([Problem(HEADER, "JSON is nested too deeply")]) from None
+    except ValueError:  # json.loads: an integer longer than sys.get_int_max_str_digits()
+        raise ModelValidationError([Problem(HEADER, "JSON holds a number too long to read")]) from None
 
 
 router = APIRouter(tags=["models"], responses=problem_responses(400, 401, 413, 415, 422))
@@ -225,10 +232,11 @@ async def post_validate(request: Request,
 
 
 def _validate(text: str, settings: EngineSettings) -> dict[str, Any]:
-    # Reporting problems is this endpoint's answer, so the errors are caught here.
+    # Reporting problems is this endpoint's answer, so model errors are caught here;
+    # input over a limit is refused with a problem (400) as on every other route.
     try:
         loaded = load_model(text, SOURCE, limits=settings.limits())
         compile_model(loaded.model)
-    except (ModelError, LimitExceeded) as exc:
+    except ModelError as exc:
         return {"valid": False, "problems": [p.to_dict() for p in load_error_problems(exc)]}
     return {"valid": True, "problems": [p.to_dict() for p in loaded.warnings]}

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BeforeValidator
 
 from flowtime.api.engine_deps import get_registry
 from flowtime.api.problems import problem_responses
@@ -24,6 +25,19 @@ router = APIRouter(tags=["runs"], responses=problem_responses(401, 404, 409, 422
 RunId = Annotated[str, "run id such as run_20250101T000000Z_ab12cd34"]
 
 
+def _iso_8601(value: Any) -> Any:
+    """ISO 8601 text only: pydantic alone would also read ``0.0`` as a Unix time, which the schema does not offer."""
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("expected an ISO 8601 date or date-time such as 2025-01-01T00:00:00Z") from None
+    return value
+
+
+IsoTime = Annotated[datetime | None, BeforeValidator(_iso_8601)]
+
+
 def artifact_query(
     type_: Annotated[str | None, Query(alias="type", description="run (or model)")] = None,
     search: Annotated[str | None, Query(description="Case-insensitive substring of id, title, "
@@ -32,10 +46,10 @@ def artifact_query(
     = None,
     template_id: Annotated[str | None, Query(alias="templateId", description="Exact.")] = None,
     model_id: Annotated[str | None, Query(alias="modelId", description="Exact.")] = None,
-    created_after: Annotated[datetime | None, Query(alias="createdAfter",
-                                                    description="Inclusive, ISO 8601.")] = None,
-    created_before: Annotated[datetime | None, Query(alias="createdBefore",
-                                                     description="Inclusive, ISO 8601.")] = None,
+    created_after: Annotated[IsoTime, Query(alias="createdAfter",
+                                            description="Inclusive, ISO 8601.")] = None,
+    created_before: Annotated[IsoTime, Query(alias="createdBefore",
+                                             description="Inclusive, ISO 8601.")] = None,
     sort_by: Annotated[Literal["created", "id", "title", "size"], Query(alias="sortBy")]
     = "created",
     sort_order: Annotated[Literal["asc", "desc"], Query(alias="sortOrder")] = "desc",

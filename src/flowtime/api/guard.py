@@ -9,12 +9,23 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowtime.api.problems import problem
-from flowtime.errors import LimitExceeded
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+TOO_LARGE = "Request body too large"
+
+
+class BodyTooLarge(HTTPException):
+    """
+    Raised from ``receive`` once a streamed body passes the limit: an HTTP error
+    (413), not a domain ``LimitExceeded`` (400), and re-raised as is by FastAPI's
+    body reading.
+    """
+
+    title = TOO_LARGE
 
 
 class RequestGuard:
@@ -54,7 +65,7 @@ class RequestGuard:
         return scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(), expected.encode())
 
     def _too_large(self, size: int) -> Any:
-        return problem(413, "Request body too large",
+        return problem(413, TOO_LARGE,
                        f"request body is {size} bytes; the limit is {self.max_body_bytes} bytes ({self.limit_setting})")
 
     def _counting(self, receive: Receive) -> Receive:
@@ -68,8 +79,7 @@ class RequestGuard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise LimitExceeded(f"request body is over the limit of {limit} bytes ({setting})",
-                                        limit_name="max_body_bytes")
+                    raise BodyTooLarge(413, f"request body is over the limit of {limit} bytes ({setting})")
             return message
 
         return counted

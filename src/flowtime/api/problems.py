@@ -41,7 +41,9 @@ STATUS: dict[type[BaseException], int] = {
     TemplateError: 400,
     ModelError: 400,
     EvaluationError: 400,
-    LimitExceeded: 413,
+    # A model or parameters over a configured limit is a bad request; 413 is kept
+    # for the request body itself (the guard), see SECURITY.md.
+    LimitExceeded: 400,
     ConflictError: 409,
     ArtifactError: 500,
     FlowTimeError: 500,
@@ -57,6 +59,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "type": {"type": "string"}, "title": {"type": "string"},
             "status": {"type": "integer"}, "detail": {"type": "string"},
             "error": {"type": "string", "description": "the message on one line"},
+            "limit": {"type": "string", "description": "the limit exceeded (LimitExceeded only)"},
             "errors": {"type": "array", "items": {"type": "object", "properties": {
                 "path": {"type": "string"}, "line": {"type": ["integer", "null"]},
                 "column": {"type": ["integer", "null"]}, "message": {"type": "string"},
@@ -107,8 +110,11 @@ def problem_for(exc: FlowTimeError) -> JSONResponse:
     errors = [p.to_dict() for p in exc.problems]
     detail = str(exc)
     slug = type(exc).__name__
+    extra: dict[str, Any] = {}
+    if isinstance(exc, LimitExceeded) and exc.limit_name:
+        extra["limit"] = exc.limit_name
     return problem(status, getattr(exc, "title", slug), detail, errors=errors,
-                   type_=f"https://flowtime.dev/problems/{slug}", error=one_line(exc))
+                   type_=f"https://flowtime.dev/problems/{slug}", error=one_line(exc), **extra)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -130,7 +136,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         try:
-            title = HTTPStatus(exc.status_code).phrase
+            title = getattr(exc, "title", None) or HTTPStatus(exc.status_code).phrase
         except ValueError:
             title = "HTTP error"
         resp = problem(exc.status_code, title, detail)

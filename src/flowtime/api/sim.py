@@ -31,8 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from flowtime._version import __version__
+from flowtime.api.bodies import UnusableJson, load_json
 from flowtime.api.guard import RequestGuard
-from flowtime.api.problems import install_problem_handlers
+from flowtime.api.problems import install_problem_handlers, problem_responses
 from flowtime.settings import SimSettings
 from flowtime.sim.catalog import Catalog
 from flowtime.sim.quality import ValidationReport
@@ -119,9 +120,11 @@ async def json_body(request: Request) -> Any:
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw)
+        return load_json(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HTTPException(400, f"request body is not valid JSON: {exc}") from None
+    except UnusableJson as exc:
+        raise HTTPException(400, f"request body is not usable JSON: {exc}") from None
 
 
 def _flag(value: str | None) -> bool:
@@ -165,9 +168,11 @@ async def _model_text(request: Request) -> tuple[str, str]:
     text = raw.decode("utf-8-sig", errors="replace")
     if "json" in request.headers.get("content-type", ""):
         try:
-            data = json.loads(text)
+            data = load_json(text)
         except json.JSONDecodeError as exc:
             raise HTTPException(400, f"request body is not valid JSON: {exc}") from None
+        except UnusableJson as exc:
+            raise HTTPException(400, f"request body is not usable JSON: {exc}") from None
         if isinstance(data, dict):
             inner = data.get("model", data.get("model_schema", data.get("modelSchema")))
             if isinstance(inner, str):
@@ -176,6 +181,47 @@ async def _model_text(request: Request) -> tuple[str, str]:
                 return json.dumps(inner), "request.model"
         return json.dumps(data), "request"
     return text, "request"
+
+
+# -- OpenAPI documentation of the bodies read by hand above ------------------------------------
+
+READ_ERRORS = problem_responses(404, 422)
+WRITE_ERRORS = problem_responses(400, 401, 404, 413, 422)
+
+
+def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
+    """A pydantic JSON schema with its ``$defs`` references written in place (they are not nested)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
+    return schema
+
+
+def _json_body(schema: dict[str, Any], example: Any) -> dict[str, Any]:
+    return {"requestBody": {"required": False, "content": {
+        "application/json": {"schema": schema, "example": example}}}}
+
+
+_GENERATE_BODY = _json_body(
+    {"type": "object", "description": 'Parameter overrides: {"parameters": {...}}, or a flat object '
+                                      "of overrides (the reference implementation's body)."},
+    {"parameters": {"bins": 12}})
+_EXPORT_SCHEMA = ExportRequest.model_json_schema()
+_EXPORT_BODY = _json_body(_inline_refs(_EXPORT_SCHEMA, _EXPORT_SCHEMA.get("$defs", {})),
+                          {"template": "support-backlog", "name": "backlog-baseline"})
+_MODEL_TEXT = {"schema": {"type": "string"},
+               "example": "schemaVersion: 1\ngrid: {bins: 2, binSize: 1, binUnit: hours}\n"
+                          "nodes:\n  - {id: demand, kind: const, values: [1, 2]}\n"}
+_VALIDATE_BODY = {"requestBody": {"required": True, "content": {
+    "application/x-yaml": _MODEL_TEXT, "text/plain": _MODEL_TEXT,
+    "application/json": {"schema": {
+        "type": "object", "description": "The model under `model` (YAML text or an object) or "
+                                         "`model_schema` (an object)."}},
+}}}
 
 
 # -- /api/v1 ---------------------------------------------------------------------------------
@@ -198,18 +244,20 @@ def healthz(workspace: WorkspaceDep, settings: SettingsDep) -> dict[str, Any]:
     }
 
 
-@api.get("/templates", tags=["templates"], summary="List templates")
+@api.get("/templates", tags=["templates"], summary="List templates", responses=READ_ERRORS)
 def list_templates(workspace: WorkspaceDep, search: str | None = None,
                    tag: str | None = None) -> list[dict[str, Any]]:
     return [t.summary() for t in workspace.catalog.select(search=search, tag=tag)]
 
 
-@api.get("/templates/{template_id}", tags=["templates"], summary="A template and its parameters")
+@api.get("/templates/{template_id}", tags=["templates"], summary="A template and its parameters",
+         responses=READ_ERRORS)
 def get_template(template_id: str, workspace: WorkspaceDep) -> dict[str, Any]:
     return workspace.catalog.get(template_id).describe()
 
 
-@api.post("/templates/{template_id}/generate", tags=["templates"],
+@api.post("/templates/{template_id}/generate", tags=["templates"], responses=WRITE_ERRORS,
+          openapi_extra=_GENERATE_BODY,
           summary="Generate a model (and store it temporarily)")
 async def generate(template_id: str, request: Request, workspace: WorkspaceDep,
                    embed_provenance: Annotated[str | None, Query()] = None) -> JSONResponse:
@@ -237,29 +285,32 @@ def _generate_parameters(body: Any) -> dict[str, Any]:
     return body
 
 
-@api.get("/models", tags=["models"], summary="Models in the temporary store")
+@api.get("/models", tags=["models"], summary="Models in the temporary store", responses=READ_ERRORS)
 def list_models(workspace: WorkspaceDep, template: str | None = None) -> dict[str, Any]:
     return {"models": [m.summary() for m in workspace.store.models(template)]}
 
 
-@api.post("/models/validate", tags=["models"], summary="Validate a model (no execution)")
+@api.post("/models/validate", tags=["models"], summary="Validate a model (no execution)",
+          responses=WRITE_ERRORS, openapi_extra=_VALIDATE_BODY)
 async def validate_model(request: Request, workspace: WorkspaceDep) -> dict[str, Any]:
     text, source = await _model_text(request)
     report = await run_in_threadpool(workspace.validate, text, source)
     return report.to_json()
 
 
-@api.get("/models/{template_id}", tags=["models"], summary="The latest model of a template")
+@api.get("/models/{template_id}", tags=["models"], summary="The latest model of a template",
+         responses=READ_ERRORS)
 def latest_model(template_id: str, workspace: WorkspaceDep) -> dict[str, Any]:
     return _stored_body(workspace.store.latest(template_id))
 
 
-@api.get("/models/{template_id}/{hash_prefix}", tags=["models"], summary="One stored model")
+@api.get("/models/{template_id}/{hash_prefix}", tags=["models"], summary="One stored model",
+         responses=READ_ERRORS)
 def get_model(template_id: str, hash_prefix: str, workspace: WorkspaceDep) -> dict[str, Any]:
     return _stored_body(workspace.store.get(template_id, hash_prefix))
 
 
-@api.get("/models/{template_id}/{hash_prefix}/preview.svg", tags=["models"],
+@api.get("/models/{template_id}/{hash_prefix}/preview.svg", tags=["models"], responses=READ_ERRORS,
          summary="The model's DAG as SVG", response_class=Response)
 def model_preview(template_id: str, hash_prefix: str, workspace: WorkspaceDep) -> Response:
     return Response(workspace.store.get(template_id, hash_prefix).preview(), media_type=SVG)
@@ -280,7 +331,10 @@ def _stored_body(stored: StoredModel) -> dict[str, Any]:
 m26 = APIRouter(prefix="/sim/models", tags=["model artifacts"])
 
 
-@m26.post("/export", summary="Create (a new version of) a named model artifact")
+@m26.post("/export", summary="Create (a new version of) a named model artifact",
+          responses={201: {"description": "A new version was created (200: the latest version "
+                                           "already holds this model)"}, **WRITE_ERRORS},
+          openapi_extra=_EXPORT_BODY)
 async def export_model(request: Request, workspace: WorkspaceDep) -> JSONResponse:
     req = _parsed(ExportRequest, await json_body(request))
     meta = req.metadata or ExportMetadata()
@@ -301,7 +355,8 @@ async def export_model(request: Request, workspace: WorkspaceDep) -> JSONRespons
     return JSONResponse(body, status_code=201 if generation.created else 200)
 
 
-@m26.post("/validate", summary="Structure validation and quality report (no execution)")
+@m26.post("/validate", summary="Structure validation and quality report (no execution)",
+          responses=WRITE_ERRORS, openapi_extra=_VALIDATE_BODY)
 async def validate_structure(request: Request, workspace: WorkspaceDep) -> dict[str, Any]:
     text, source = await _model_text(request)
     report = await run_in_threadpool(workspace.validate, text, source)
@@ -310,7 +365,8 @@ async def validate_structure(request: Request, workspace: WorkspaceDep) -> dict[
             "problems": [p.to_dict() for p in report.problems]}
 
 
-@m26.get("/{model_id}", summary="A named model artifact (latest version) or a stored model id")
+@m26.get("/{model_id}", summary="A named model artifact (latest version) or a stored model id",
+         responses=READ_ERRORS)
 def get_artifact(model_id: str, workspace: WorkspaceDep,
                  version: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
     stored = _artifact(workspace, model_id, version)

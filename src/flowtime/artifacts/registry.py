@@ -163,8 +163,26 @@ class SyncReport:
     removed: list[str] = field(default_factory=list)
 
 
+class _SymbolicLink(OSError):
+    """A file (or its ``series/`` folder) in a run is a symbolic link: it is never followed."""
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of a file inside a run folder, refusing symbolic links (O_NOFOLLOW, no race)."""
+    if path.parent.is_symlink():
+        raise _SymbolicLink(f"{path.parent.name} is a symbolic link")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if path.is_symlink():
+            raise _SymbolicLink(f"{path.name} is a symbolic link") from exc
+        raise
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_bytes().decode("utf-8-sig"))
+    return json.loads(_read_bytes(path).decode("utf-8-sig"))
 
 
 def _read_json_or_none(path: Path) -> Any:
@@ -436,7 +454,8 @@ class Registry:
     def run_path(self, run_id: str) -> Path:
         """The folder of a complete run; ``RunNotFound`` for anything else."""
         folder = layout.run_dir(self.root, run_id)
-        if folder.is_symlink() or not (folder / layout.MANIFEST).is_file():
+        manifest = folder / layout.MANIFEST
+        if folder.is_symlink() or manifest.is_symlink() or not manifest.is_file():
             raise RunNotFound(f"run '{run_id}' not found")
         return folder
 
@@ -444,6 +463,8 @@ class Registry:
         path = self.run_path(run_id) / name
         try:
             return _read_json(path)
+        except _SymbolicLink:
+            raise RunNotFound(f"{name} of run {run_id} not found (symbolic links are not followed)") from None
         except FileNotFoundError:
             raise ArtifactError(f"run {run_id} has no {name}") from None
         except (OSError, ValueError) as exc:
@@ -459,7 +480,7 @@ class Registry:
 
     def provenance(self, run_id: str) -> dict[str, Any] | None:
         path = self.run_path(run_id) / layout.PROVENANCE
-        if not path.is_file():
+        if path.is_symlink() or not path.is_file():
             return None
         data: dict[str, Any] = self._json(run_id, layout.PROVENANCE)
         return data
@@ -483,7 +504,7 @@ class Registry:
         raise RunNotFound(f"series '{series[:100]}' not found in run {run_id}")
 
     def series_bytes(self, run_id: str, entry: dict[str, Any]) -> bytes:
-        return self.file_path(run_id, str(entry.get("path", ""))).read_bytes()
+        return _read_bytes(self.file_path(run_id, str(entry.get("path", ""))))
 
     def series_values(self, run_id: str, entry: dict[str, Any]) -> Series:
         return parse_series_csv(self.series_bytes(run_id, entry))

@@ -21,9 +21,9 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from flowtime.model.parameters import fmt_value
 from flowtime.settings import SimSettings
 from flowtime.sim.catalog import Catalog
-from flowtime.sim.params import fmt_value
 from flowtime.sim.quality import ValidationReport
 from flowtime.sim.store import StoredModel, json_text
 from flowtime.sim.template import Template

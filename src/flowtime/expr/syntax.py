@@ -26,20 +26,20 @@ _UNARY_PRECEDENCE = 4
 @dataclass(frozen=True)
 class Num:
     value: float
-    column: int = field(default=1, compare=False)
+    column: int = field(default=1, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Ref:
     name: str
-    column: int = field(default=1, compare=False)
+    column: int = field(default=1, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Unary:
     op: str  # "-" or "+"
     operand: Expr
-    column: int = field(default=1, compare=False)
+    column: int = field(default=1, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,14 @@ class BinOp:
     op: str
     left: Expr
     right: Expr
-    column: int = field(default=1, compare=False)
+    column: int = field(default=1, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Call:
     name: str  # upper-cased: function names are case-insensitive
     args: tuple[Expr, ...]
-    column: int = field(default=1, compare=False)
+    column: int = field(default=1, compare=False, repr=False)
 
 
 Expr = Num | Ref | Unary | BinOp | Call

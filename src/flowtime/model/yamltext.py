@@ -14,6 +14,7 @@ exception).
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,8 +70,13 @@ def _mark(node: Node) -> tuple[int, int]:
 
 
 def _expanded_size(root: Node, cap: int) -> tuple[int, int]:
-    """(unique nodes, nodes after alias expansion), stopping once ``cap`` is passed."""
+    """
+    (unique nodes, nodes after alias expansion), stopping once ``cap`` is passed.
+    Raises ``LimitExceeded`` for an alias inside its own anchor (``&a [*a]``),
+    which would expand forever.
+    """
     memo: dict[int, int] = {}
+    open_: set[int] = set()  # collections being sized: the path from the root to here
     unique = 0
     stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:
@@ -88,9 +94,18 @@ def _expanded_size(root: Node, cap: int) -> tuple[int, int]:
         else:
             children = list(node.value)
         if not done:
+            if key in open_:
+                line, col = _mark(node)
+                raise LimitExceeded(
+                    f"the YAML collection anchored at line {line}, column {col} contains an alias to "
+                    "itself, which would expand forever; refusing to expand (possible YAML bomb)",
+                    limit_name="yaml_alias_expansion",
+                )
+            open_.add(key)
             stack.append((node, True))
             stack.extend((c, False) for c in children if id(c) not in memo)
             continue
+        open_.discard(key)
         size = 1 + sum(memo.get(id(c), 1) for c in children)
         memo[key] = size
         unique += 1
@@ -127,6 +142,7 @@ def parse_yaml(text: str, source: str = "<string>", *, max_nodes: int = 20_000_0
     flowtime.errors.ModelSyntaxError: 1 error in <string>:
       - <string>, line 1, column 201: nesting deeper than 200 levels
     """
+    _check_encodable(text, source)
     try:
         _check_depth(text, source, MAX_DEPTH)
         root = yaml.compose(text, Loader=_Loader)
@@ -138,6 +154,11 @@ def parse_yaml(text: str, source: str = "<string>", *, max_nodes: int = 20_000_0
         raise ModelSyntaxError(
             [Problem("", f"invalid YAML: {msg}", line, col, source=source)], source
         ) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (control characters)
+        line, col = _text_position(text, exc.position)
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ModelSyntaxError([Problem("", f"invalid YAML: unacceptable character #x{char:04x}: {exc.reason}",
+                                        line, col, source=source)], source) from None
     except yaml.YAMLError as exc:
         raise ModelSyntaxError([Problem("", f"invalid YAML: {exc}", source=source)], source) from None
     smap = SourceMap(source)
@@ -152,6 +173,28 @@ def parse_yaml(text: str, source: str = "<string>", *, max_nodes: int = 20_000_0
     if problems:
         raise ModelSyntaxError([dataclasses.replace(p, source=source) for p in problems], source)
     return data, smap
+
+
+def _text_position(text: str, offset: int) -> tuple[int, int]:
+    """1-based (line, column) of a libyaml byte offset into the UTF-8 form of ``text``."""
+    before = text.encode("utf-8")[:offset].decode("utf-8", "ignore")
+    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+
+
+def _check_encodable(text: str, source: str) -> None:
+    """Refuse lone surrogates (possible in a str from JSON ``\\ud800``), which libyaml cannot encode."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        before = text[: exc.start]
+        line = before.count("\n") + 1
+        col = exc.start - (before.rfind("\n") + 1) + 1
+        raise ModelSyntaxError(
+            [Problem("", f"text is not valid Unicode: lone surrogate U+{ord(text[exc.start]):04X}", line, col,
+                     source=source)], source
+        ) from None
 
 
 _OPENERS = (SequenceStartEvent, MappingStartEvent)
@@ -174,7 +217,8 @@ def _check_depth(text: str, source: str, max_depth: int) -> None:
         if kind in _OPENERS:
             depth += 1
             if depth > max_depth:
-                line, col = event.start_mark.line + 1, event.start_mark.column + 1
+                mark = event.start_mark
+                line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
                 raise ModelSyntaxError(
                     [Problem("", f"nesting deeper than {max_depth} levels", line, col, source=source)], source
                 )
@@ -200,6 +244,10 @@ def _build(
             line, col = _mark(node)
             problems.append(Problem(_fmt(path), f"bad scalar {node.value!r}: {exc}", line, col))
             return None
+        except (ValueError, OverflowError) as exc:  # 2001-02-29, !!float x, 5000-digit integers
+            line, col = _mark(node)
+            problems.append(Problem(_fmt(path), _bad_value(node.value, exc), line, col))
+            return None
     if isinstance(node, SequenceNode):
         items = node.value
         if items and all(isinstance(i, ScalarNode) for i in items):
@@ -213,6 +261,10 @@ def _build(
                     line, col = _mark(item)
                     problems.append(Problem(_fmt((*path, i)), f"bad scalar: {exc}", line, col))
                     out.append(None)
+                except (ValueError, OverflowError) as exc:
+                    line, col = _mark(item)
+                    problems.append(Problem(_fmt((*path, i)), _bad_value(item.value, exc), line, col))
+                    out.append(None)
             if len(items) <= 64:
                 for i, item in enumerate(items):
                     smap.marks[(*path, i)] = _mark(item)
@@ -220,7 +272,13 @@ def _build(
         return [_build(item, (*path, i), smap, builder, problems, depth + 1) for i, item in enumerate(items)]
     if isinstance(node, MappingNode):
         result: dict[Any, Any] = {}
-        builder.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        try:
+            builder.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        except yaml.MarkedYAMLError as exc:  # a merge key whose value is not a mapping (or list of them)
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark is not None else _mark(node)
+            problems.append(Problem(_fmt(path), f"bad merge key: {exc.problem}", line, col))
+            return None
         for key_node, value_node in node.value:
             key = _build(key_node, (*path, "<key>"), smap, builder, problems, depth + 1)
             smap.marks.pop((*path, "<key>"), None)
@@ -241,6 +299,14 @@ def _build(
     line, col = _mark(node)  # pragma: no cover - yaml has no other node kinds
     problems.append(Problem(_fmt(path), "unsupported YAML node", line, col))
     return None
+
+
+def _bad_value(value: str, exc: Exception) -> str:
+    """The message for a scalar PyYAML resolved to a type but could not build."""
+    if "integer string conversion" in str(exc):
+        return f"number with {len(value)} digits is too long (at most {sys.get_int_max_str_digits()})"
+    shown = value if len(value) <= 40 else value[:37] + "..."
+    return f"bad value {shown!r}: {exc}"
 
 
 def _record_top_level_spans(root: MappingNode, smap: SourceMap, text: str) -> None:

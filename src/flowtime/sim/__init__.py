@@ -9,7 +9,6 @@ The Engine owns execution and the permanent registry.
 from __future__ import annotations
 
 from flowtime.sim.catalog import Catalog
-from flowtime.sim.params import Parameter
 from flowtime.sim.render import Generated, render_template
 from flowtime.sim.template import Template, TemplateValidationError, parse_template
 from flowtime.sim.workspace import Workspace, generate
@@ -17,7 +16,6 @@ from flowtime.sim.workspace import Workspace, generate
 __all__ = [
     "Catalog",
     "Generated",
-    "Parameter",
     "Template",
     "TemplateValidationError",
     "Workspace",

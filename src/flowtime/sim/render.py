@@ -23,9 +23,9 @@ from flowtime._version import __version__
 from flowtime.errors import ModelError, ParameterError, Problem
 from flowtime.expr.syntax import format_number
 from flowtime.model.load import LoadedModel, load_model
+from flowtime.model.parameters import check_parameters
 from flowtime.model.provenance import Provenance
 from flowtime.sim.canonical import model_hash, parameters_hash
-from flowtime.sim.params import check_parameters
 from flowtime.sim.template import PLACEHOLDER, WHOLE_PLACEHOLDER, Template, TemplateValidationError
 from flowtime.sim.topology import Topology, topology
 

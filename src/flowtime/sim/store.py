@@ -10,8 +10,9 @@ Each folder holds model.yaml, provenance.json, metadata.json,
 validation.json and preview.svg. A folder is written under a temporary
 sibling name and renamed into place, so a reader (or a crash) never sees a
 half-written model; listings skip anything whose name does not match the
-strict patterns below. The Engine owns the permanent registry: everything
-here is removed once it is older than the time-to-live.
+strict patterns below, and symbolic links (folders or files) are never
+followed. The Engine owns the permanent registry: everything here is removed
+once it is older than the time-to-live.
 """
 
 from __future__ import annotations
@@ -114,9 +115,13 @@ class StoredModel:
         return moment or datetime.fromtimestamp(self.path.stat().st_mtime, UTC)
 
     def read(self, name: str) -> str:
+        path = self.path / name
         try:
-            return (self.path / name).read_text(encoding="utf-8")
+            return _read_text(path)
         except OSError as exc:
+            if path.is_symlink():
+                raise ModelNotFound(f"{name} of stored model {self.path.name} not found "
+                                    "(symbolic links are not followed)") from None
             raise ArtifactError(f"cannot read {name} of stored model {self.path.name}: "
                                 f"{exc.strerror}") from None
 
@@ -150,6 +155,17 @@ class StoredModel:
         return out
 
 
+def _read_text(path: Path) -> str:
+    """A file's text; a symbolic link is refused (O_NOFOLLOW: no race between check and open)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        return f.read().decode("utf-8")
+
+
+def _is_real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
 def _write_files(folder: Path, files: Mapping[str, str]) -> None:
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
@@ -176,6 +192,7 @@ def _publish(parent: Path, final_name: str, files: Mapping[str, str]) -> bool:
     tmp.mkdir()
     try:
         _write_files(tmp, files)
+        _pause_hook("before-rename")
         os.rename(tmp, parent / final_name)  # fails if the target exists and is not empty
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -183,6 +200,18 @@ def _publish(parent: Path, final_name: str, files: Mapping[str, str]) -> bool:
             return False
         raise
     return True
+
+
+def _pause_hook(point: str) -> None:
+    """
+    Test hook, as in the run writer: FLOWTIME_TEST_PAUSE_AT=<point> writes the file
+    FLOWTIME_TEST_PAUSE_MARKER names and blocks, so a test can kill the process mid-write.
+    """
+    if os.environ.get("FLOWTIME_TEST_PAUSE_AT") == point:
+        marker = os.environ.get("FLOWTIME_TEST_PAUSE_MARKER")
+        if marker:
+            Path(marker).write_text("paused")
+        time.sleep(3600)
 
 
 def _remove(folder: Path) -> None:
@@ -203,7 +232,7 @@ def _clean_temp(root: Path, older_than: float) -> list[Path]:
     limit = time.time() - older_than
     for level1 in root.iterdir():
         candidates = [level1]
-        if level1.is_dir() and not level1.name.startswith("."):
+        if _is_real_dir(level1) and not level1.name.startswith("."):
             candidates = list(level1.iterdir())
         for entry in candidates:
             if not entry.name.startswith((TEMP_PREFIX, TRASH_PREFIX)):
@@ -219,13 +248,15 @@ def _clean_temp(root: Path, older_than: float) -> list[Path]:
 
 
 def _read_metadata(folder: Path) -> dict[str, Any] | None:
+    """metadata.json of a complete model folder; None for anything else (symbolic links included)."""
+    model = folder / MODEL_FILE
+    if folder.is_symlink() or model.is_symlink() or not model.is_file():
+        return None
     try:
-        data = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
+        data = json.loads(_read_text(folder / METADATA_FILE))
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or not (folder / MODEL_FILE).is_file():
-        return None
-    return data
+    return data if isinstance(data, dict) else None
 
 
 class ModelStore:
@@ -270,10 +301,10 @@ class ModelStore:
         else:
             parents = sorted(p for p in self.root.iterdir() if TEMPLATE_ID.match(p.name))
         for parent in parents:
-            if not parent.is_dir():
+            if not _is_real_dir(parent):
                 continue
             for folder in sorted(parent.iterdir()):
-                if HASH_PREFIX.match(folder.name) and folder.is_dir():
+                if HASH_PREFIX.match(folder.name) and _is_real_dir(folder):
                     yield folder, _read_metadata(folder)
 
     def models(self, template_id: str | None = None) -> list[StoredModel]:
@@ -288,7 +319,7 @@ class ModelStore:
     def get(self, template_id: str, hash_prefix: str) -> StoredModel:
         if TEMPLATE_ID.match(template_id) and HASH_PREFIX.match(hash_prefix):
             folder = self.root / template_id / hash_prefix
-            meta = _read_metadata(folder)
+            meta = _read_metadata(folder) if _is_real_dir(folder.parent) else None
             if meta is not None:
                 return StoredModel(folder, meta)
         raise ModelNotFound(f"no stored model {_shown(template_id)}/{_shown(hash_prefix)}; "
@@ -351,12 +382,12 @@ class NamedStore:
 
     def versions(self, nid: str) -> list[StoredModel]:
         folder = self.root / nid
-        if not NAME_ID.match(nid) or not folder.is_dir():
+        if not NAME_ID.match(nid) or not _is_real_dir(folder):
             return []
         out = []
         for entry in folder.iterdir():
             m = VERSION_DIR.match(entry.name)
-            meta = _read_metadata(entry) if m and entry.is_dir() else None
+            meta = _read_metadata(entry) if m and _is_real_dir(entry) else None
             if meta is not None:
                 out.append(StoredModel(entry, meta))
         out.sort(key=lambda s: s.version or 0)

@@ -22,8 +22,8 @@ from typing import Any
 
 from flowtime.errors import ModelSyntaxError, Problem, TemplateError, sorted_problems
 from flowtime.expr.functions import suggest
+from flowtime.model.parameters import Parameter, parse_parameter
 from flowtime.model.yamltext import Path, SourceMap, format_path, parse_yaml
-from flowtime.sim.params import Parameter, parse_parameter
 
 TEMPLATE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")

@@ -1,14 +1,16 @@
 """
-Template parameter schema -> form fields, and form text -> typed parameter values.
+Template parameters -> form fields, and form text -> typed parameter values.
 
-Sim describes each parameter as ``{name, type, title, description, default,
-min, max, enum, items, minItems, maxItems}`` with ``type`` one of integer,
-number, boolean, string, array. ``build_form`` turns that into fields the
-Jinja macro renders (with the HTML constraints the browser checks first);
-``parse_form`` is the server-side check, which collects every message, keyed by
-parameter name, so each lands next to its field.
+Sim describes each parameter as JSON (``Parameter.describe``); the UI reads it
+back with ``Parameter.from_description`` and checks values with the same
+``Parameter.check`` Sim runs. What belongs to the form lives here: each
+field's label, widget, step and hint (``FormField``), and the reading of field
+text (numbers, comma- or space-separated lists, checkbox spellings).
+``parse_form`` is the server-side check, text -> value -> ``Parameter.check``;
+it collects every message, keyed by parameter name, so each lands next to its
+field.
 
->>> params = [Parameter.from_json({"name": "bins", "type": "integer", "default": 6, "min": 3, "max": 48})]
+>>> params = parameters_from_schema([{"name": "bins", "type": "integer", "default": 6, "min": 3, "max": 48}])
 >>> parse_form(params, {"bins": "12"})
 ({'bins': 12}, {})
 >>> parse_form(params, {"bins": "99"})[1]
@@ -17,14 +19,14 @@ parameter name, so each lands next to its field.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-TYPES = ("integer", "number", "boolean", "string", "array")
+from flowtime.model.parameters import Parameter, fmt_value
+
 _TRUE = {"true", "on", "1", "yes"}
 _FALSE = {"false", "off", "0", "no", ""}
 _SPLIT = re.compile(r"[\s,;]+")
@@ -32,111 +34,16 @@ _SPLIT = re.compile(r"[\s,;]+")
 
 def fmt_number(value: Any) -> str:
     """
-    A number as a person writes it: no ``.0`` on whole numbers.
+    A value as a person reads it: numbers as in messages, no quotes on text.
 
-    >>> fmt_number(3.0), fmt_number(0.25), fmt_number(7), fmt_number(None)
-    ('3', '0.25', '7', '')
+    >>> fmt_number(3.0), fmt_number(0.25), fmt_number(7), fmt_number(None), fmt_number("days")
+    ('3', '0.25', '7', '', 'days')
     """
     if value is None:
         return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
+    if isinstance(value, bool | int | float):
+        return fmt_value(value)
     return str(value)
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """One template parameter as Sim describes it."""
-
-    name: str
-    type: str
-    title: str = ""
-    description: str = ""
-    default: Any = None
-    minimum: float | None = None
-    maximum: float | None = None
-    enum: tuple[Any, ...] | None = None
-    item_type: str = "number"
-    min_items: int | None = None
-    max_items: int | None = None
-    unit: str = ""
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Parameter:
-        ptype = str(data.get("type") or "string").lower()
-        if ptype not in TYPES:
-            ptype = "string"
-        items = data.get("items") or {}
-        enum = data.get("enum")
-        return cls(
-            name=str(data["name"]),
-            type=ptype,
-            title=str(data.get("title") or ""),
-            description=str(data.get("description") or ""),
-            default=data.get("default"),
-            minimum=_num_or_none(data.get("min", data.get("minimum"))),
-            maximum=_num_or_none(data.get("max", data.get("maximum"))),
-            enum=tuple(enum) if isinstance(enum, list) and enum else None,
-            item_type=str(items.get("type") or "number") if isinstance(items, dict) else "number",
-            min_items=_int_or_none(data.get("minItems")),
-            max_items=_int_or_none(data.get("maxItems")),
-            unit=str(data.get("unit") or ""),
-        )
-
-    @property
-    def label(self) -> str:
-        return self.title or self.name
-
-    @property
-    def required(self) -> bool:
-        return self.type != "boolean" and not (self.type == "string" and self.enum is None)
-
-    @property
-    def widget(self) -> str:
-        if self.enum is not None and self.type != "array":
-            return "select"
-        return {"integer": "number", "number": "number", "boolean": "checkbox",
-                "array": "array"}.get(self.type, "text")
-
-    @property
-    def step(self) -> str:
-        whole = self.type == "integer" or (self.type == "array" and self.item_type == "integer")
-        return "1" if whole else "any"
-
-    @property
-    def hint(self) -> str:
-        """
-        The constraint in words, shown under the field.
-
-        >>> Parameter("n", "integer", minimum=3, maximum=48).hint
-        'Whole number, 3 to 48'
-        >>> Parameter("xs", "array", minimum=0, min_items=2, max_items=4).hint
-        '2 to 4 numbers, comma-separated, each at least 0'
-        """
-        if self.type == "boolean":
-            return ""
-        if self.enum is not None and self.type != "array":
-            return "One of: " + ", ".join(fmt_number(v) for v in self.enum)
-        bounds = _bounds_text(self.minimum, self.maximum)
-        if self.type == "integer":
-            return "Whole number" + (f", {bounds}" if bounds else "")
-        if self.type == "number":
-            return "Number" + (f", {bounds}" if bounds else "")
-        if self.type == "array":
-            noun = "whole numbers" if self.item_type == "integer" else "numbers"
-            count = ""
-            if self.min_items is not None and self.max_items is not None:
-                count = (f"{self.min_items} " if self.min_items == self.max_items
-                         else f"{self.min_items} to {self.max_items} ")
-            elif self.min_items is not None:
-                count = f"at least {self.min_items} "
-            elif self.max_items is not None:
-                count = f"up to {self.max_items} "
-            text = f"{count}{noun}, comma-separated" + (f", each {bounds}" if bounds else "")
-            return text[0].upper() + text[1:]
-        return ""
 
 
 @dataclass(frozen=True)
@@ -152,6 +59,62 @@ class FormField:
         return self.parameter.name
 
     @property
+    def label(self) -> str:
+        return self.parameter.title or self.parameter.name
+
+    @property
+    def item_type(self) -> str:
+        return self.parameter.items or "number"
+
+    @property
+    def widget(self) -> str:
+        p = self.parameter
+        if p.enum is not None and p.type != "array":
+            return "select"
+        return {"integer": "number", "number": "number", "boolean": "checkbox",
+                "array": "array"}.get(p.type, "text")
+
+    @property
+    def step(self) -> str:
+        p = self.parameter
+        whole = p.type == "integer" or (p.type == "array" and p.items == "integer")
+        return "1" if whole else "any"
+
+    @property
+    def hint(self) -> str:
+        """
+        The constraint in words, shown under the field.
+
+        >>> FormField(Parameter("n", "integer", min=3, max=48), "").hint
+        'Whole number, 3 to 48'
+        >>> FormField(Parameter("xs", "array", min=0, min_items=2, max_items=4), "").hint
+        '2 to 4 numbers, comma-separated, each at least 0'
+        """
+        p = self.parameter
+        if p.type == "boolean":
+            return ""
+        if p.enum is not None and p.type != "array":
+            return "One of: " + ", ".join(fmt_number(v) for v in p.enum)
+        bounds = _bounds_text(p.min, p.max)
+        if p.type == "integer":
+            return "Whole number" + (f", {bounds}" if bounds else "")
+        if p.type == "number":
+            return "Number" + (f", {bounds}" if bounds else "")
+        if p.type == "array":
+            noun = "whole numbers" if p.items == "integer" else "numbers"
+            count = ""
+            if p.min_items is not None and p.max_items is not None:
+                count = (f"{p.min_items} " if p.min_items == p.max_items
+                         else f"{p.min_items} to {p.max_items} ")
+            elif p.min_items is not None:
+                count = f"at least {p.min_items} "
+            elif p.max_items is not None:
+                count = f"up to {p.max_items} "
+            text = f"{count}{noun}, comma-separated" + (f", each {bounds}" if bounds else "")
+            return text[0].upper() + text[1:]
+        return ""
+
+    @property
     def checked(self) -> bool:
         return self.value.strip().lower() in _TRUE
 
@@ -162,7 +125,8 @@ class FormField:
 
 
 def parameters_from_schema(schema: Iterable[Mapping[str, Any]]) -> list[Parameter]:
-    return [Parameter.from_json(p) for p in schema if isinstance(p, Mapping) and p.get("name")]
+    """Sim's parameter descriptions -> parameters; entries without a name are skipped."""
+    return [Parameter.from_description(p) for p in schema if isinstance(p, Mapping) and p.get("name")]
 
 
 def to_text(value: Any) -> str:
@@ -224,84 +188,66 @@ def parse_form(parameters: Sequence[Parameter],
 
 def parse_value(p: Parameter, text: str) -> Any:
     """One field's text -> a typed value, or ``ValueError`` with the message to show."""
-    raw = text.strip()
-    if p.type == "boolean":
-        low = raw.lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ValueError(f"Must be true or false, got '{raw}'.")
-    if p.type == "string":
-        if p.enum is not None and raw not in [str(v) for v in p.enum]:
-            raise ValueError(f"Must be one of {_enum_text(p.enum)}, got '{raw}'.")
-        return text
-    if raw == "":
-        raise ValueError("A value is required.")
-    if p.type == "array":
-        return _parse_array(p, raw)
-    value = _parse_scalar(raw, p.type)
-    if p.enum is not None:
-        match = [v for v in p.enum if _same(v, value)]
-        if not match:
-            raise ValueError(f"Must be one of {_enum_text(p.enum)}, got {fmt_number(value)}.")
-        return match[0]
-    _check_bounds(value, p.minimum, p.maximum, None)
+    value, messages = p.check(read_text(p, text))
+    if messages:
+        raise ValueError(" ".join(field_message(p.name, m) for m in messages))
     return value
 
 
-def _parse_array(p: Parameter, raw: str) -> list[Any]:
-    body = raw.strip().removeprefix("[").removesuffix("]").strip()
-    parts = [s for s in _SPLIT.split(body) if s] if body else []
-    if p.min_items is not None and len(parts) < p.min_items:
-        raise ValueError(f"Needs at least {p.min_items} values, got {len(parts)}.")
-    if p.max_items is not None and len(parts) > p.max_items:
-        raise ValueError(f"Takes at most {p.max_items} values, got {len(parts)}.")
-    if not parts:
-        raise ValueError("Enter at least one value, separated by commas.")
-    out: list[Any] = []
-    for i, part in enumerate(parts, start=1):
-        try:
-            value = _parse_scalar(part, p.item_type)
-        except ValueError as exc:
-            raise ValueError(f"Item {i}: {str(exc)[0].lower()}{str(exc)[1:]}") from None
-        _check_bounds(value, p.minimum, p.maximum, i)
-        out.append(value)
-    return out
+def read_text(p: Parameter, text: str) -> Any:
+    """
+    The value a field's text spells, before any check. Text that spells no
+    value of the parameter's type is passed on as text, for ``Parameter.check``
+    to name; only an empty number or list field is refused here.
+
+    >>> xs = Parameter("xs", "array")
+    >>> read_text(xs, "[1, 2.5; x]"), read_text(Parameter("on", "boolean"), "on")
+    ([1, 2.5, 'x'], True)
+    """
+    raw = text.strip()
+    if p.type == "boolean":
+        low = raw.lower()
+        return True if low in _TRUE else False if low in _FALSE else raw
+    if p.type == "string":
+        return raw if p.enum is not None else text
+    if raw == "":
+        raise ValueError("A value is required.")
+    if p.type == "array":
+        body = raw.removeprefix("[").removesuffix("]").strip()
+        parts = [s for s in _SPLIT.split(body) if s]
+        if not parts:
+            raise ValueError("Enter at least one value, separated by commas.")
+        return [_number(s) for s in parts]
+    return _number(raw)
 
 
-def _parse_scalar(raw: str, kind: str) -> int | float:
-    if kind == "integer":
-        try:
-            return int(raw)
-        except ValueError:
-            pass
-        try:
-            as_float = float(raw)
-        except ValueError:
-            raise ValueError(f"Must be a whole number, got '{raw}'.") from None
-        if math.isfinite(as_float) and as_float.is_integer():
-            return int(as_float)
-        raise ValueError(f"Must be a whole number, got '{raw}'.")
+def field_message(name: str, message: str) -> str:
+    """
+    A problem with parameter ``name`` as its field shows it: the field already
+    names the parameter, so a leading `` `name` `` is dropped and the rest made
+    a sentence. Other messages are shown as they are.
+
+    >>> field_message("bins", "`bins` must be between 3 and 48, got 99")
+    'Must be between 3 and 48, got 99.'
+    >>> field_message("bins", "too big")
+    'too big'
+    """
+    prefix = f"`{name}` "
+    if not message.startswith(prefix):
+        return message
+    text = message.removeprefix(prefix)
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _number(text: str) -> int | float | str:
     try:
-        value = float(raw)
+        return int(text)
     except ValueError:
-        raise ValueError(f"Must be a number, got '{raw}'.") from None
-    if not math.isfinite(value):
-        raise ValueError(f"Must be a finite number, got '{raw}'.")
-    return int(value) if value.is_integer() and "." not in raw and "e" not in raw.lower() else value
-
-
-def _check_bounds(value: float, lo: float | None, hi: float | None, item: int | None) -> None:
-    lead = f"Item {item} must" if item is not None else "Must"
-    got = fmt_number(value)
-    if lo is not None and hi is not None:
-        if not lo <= value <= hi:
-            raise ValueError(f"{lead} be between {fmt_number(lo)} and {fmt_number(hi)}, got {got}.")
-    elif lo is not None and value < lo:
-        raise ValueError(f"{lead} be at least {fmt_number(lo)}, got {got}.")
-    elif hi is not None and value > hi:
-        raise ValueError(f"{lead} be at most {fmt_number(hi)}, got {got}.")
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _bounds_text(lo: float | None, hi: float | None) -> str:
@@ -312,35 +258,6 @@ def _bounds_text(lo: float | None, hi: float | None) -> str:
     if hi is not None:
         return f"at most {fmt_number(hi)}"
     return ""
-
-
-def _enum_text(enum: Sequence[Any]) -> str:
-    return ", ".join(fmt_number(v) if not isinstance(v, str) else f"'{v}'" for v in enum)
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, str):
-        return a == str(b)
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return False
-
-
-def _num_or_none(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    if isinstance(v, int | float):
-        return v
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _int_or_none(v: Any) -> int | None:
-    n = _num_or_none(v)
-    return int(n) if n is not None else None
 
 
 def split_upstream_errors(problems: Iterable[Any],
@@ -362,6 +279,7 @@ def split_upstream_errors(problems: Iterable[Any],
         message = str(getattr(prob, "message", "") or "")
         name = path.removeprefix("parameters.").split(".", 1)[0].split("[", 1)[0]
         if path.startswith("parameters.") and name in known:
+            message = field_message(name, message)
             per_field[name] = (per_field[name] + " " + message) if name in per_field else message
         else:
             general.append(f"{path}: {message}" if path else message)

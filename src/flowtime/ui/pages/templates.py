@@ -11,11 +11,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData, QueryParams
 
+from flowtime.model.parameters import Parameter
 from flowtime.ui.clients import ServiceProblem, path_id
 from flowtime.ui.dag import render_svg
 from flowtime.ui.deps import Engine, Sim
 from flowtime.ui.forms import (
-    Parameter,
     build_form,
     parameters_from_schema,
     parse_form,

@@ -147,18 +147,13 @@
     if ([...buttons].some((b) => b.dataset.tab === initial)) show(initial);
   });
 
-  // ---- parameter validation (mirrors flowtime/ui/forms.py) -----------------------------------
+  // ---- parameter validation (mirrors flowtime/ui/forms.py and Parameter.check) ---------------
   const fmt = (n) => String(n);
-  function checkNumber(raw, kind) {
-    if (kind === "integer") {
-      if (!/^[-+]?\d+(\.0*)?$/.test(raw) && !(/^[-+]?\d+(\.\d+)?e[-+]?\d+$/i.test(raw) && Number.isInteger(Number(raw)))) {
-        return [null, `Must be a whole number, got '${raw}'.`];
-      }
-      return [Number(raw), null];
-    }
-    const v = Number(raw);
-    if (raw === "" || Number.isNaN(v)) return [null, `Must be a number, got '${raw}'.`];
-    if (!Number.isFinite(v)) return [null, `Must be a finite number, got '${raw}'.`];
+  function checkNumber(raw, kind, lead) {
+    const v = raw === "" ? NaN : Number(raw);
+    if (Number.isNaN(v)) return [null, `${lead} be ${kind === "integer" ? "a whole number" : "a number"}, got the text '${raw}'.`];
+    if (!Number.isFinite(v)) return [null, `${lead} be a finite number, got ${raw}.`];
+    if (kind === "integer" && !Number.isInteger(v)) return [null, `${lead} be a whole number, got ${fmt(v)}.`];
     return [v, null];
   }
   function bounds(v, lo, hi, lead) {
@@ -177,19 +172,19 @@
     if (kind === "array") {
       const body = raw.replace(/^\[/, "").replace(/\]$/, "").trim();
       const parts = body ? body.split(/[\s,;]+/).filter(Boolean) : [];
-      const minItems = numAttr(el, "data-min-items"), maxItems = numAttr(el, "data-max-items");
-      if (minItems !== null && parts.length < minItems) return `Needs at least ${minItems} values, got ${parts.length}.`;
-      if (maxItems !== null && parts.length > maxItems) return `Takes at most ${maxItems} values, got ${parts.length}.`;
       if (!parts.length) return "Enter at least one value, separated by commas.";
+      const minItems = numAttr(el, "data-min-items"), maxItems = numAttr(el, "data-max-items");
+      if (minItems !== null && parts.length < minItems) return `Needs at least ${minItems} elements, got ${parts.length}.`;
+      if (maxItems !== null && parts.length > maxItems) return `Takes at most ${maxItems} elements, got ${parts.length}.`;
       for (let i = 0; i < parts.length; i++) {
-        const [v, err] = checkNumber(parts[i], el.dataset.itemType || "number");
-        if (err) return `Item ${i + 1}: ${err[0].toLowerCase()}${err.slice(1)}`;
-        const b = bounds(v, numAttr(el, "data-min"), numAttr(el, "data-max"), `Item ${i + 1} must`);
+        const [v, err] = checkNumber(parts[i], el.dataset.itemType || "number", `Element ${i} must`);
+        if (err) return err;
+        const b = bounds(v, numAttr(el, "data-min"), numAttr(el, "data-max"), `Element ${i} must`);
         if (b) return b;
       }
       return null;
     }
-    const [v, err] = checkNumber(raw, kind);
+    const [v, err] = checkNumber(raw, kind, "Must");
     if (err) return err;
     return bounds(v, numAttr(el, "min"), numAttr(el, "max"), "Must");
   }

@@ -1,10 +1,13 @@
 """
-Template parameters: their declared types and the checks on override values.
+Template parameters: their declared types and the checks on values.
 
-A parameter is declared in a template's ``parameters:`` list. Overrides are
-checked for type, range (per element for arrays), enum membership, array
-length and unknown names; every problem is collected and raised once as a
-``ParameterError`` whose problems have the path ``parameters.<name>``.
+A parameter is declared in a template's ``parameters:`` list and described
+as JSON by Sim's API; ``Parameter.describe`` and ``Parameter.from_description``
+are the two directions of that JSON, so Sim and the UI check values with the
+same ``Parameter.check``. Overrides are checked for type, range (per element
+for arrays), enum membership, array length and unknown names; every problem
+is collected and raised once as a ``ParameterError`` whose problems have the
+path ``parameters.<name>``.
 """
 
 from __future__ import annotations
@@ -99,6 +102,44 @@ class Parameter:
             "unit": self.unit,
         }
 
+    @classmethod
+    def from_description(cls, data: Mapping[str, Any]) -> Parameter:
+        """
+        The parameter ``describe()`` wrote, read back from its JSON.
+
+        Lenient, because the reader shows whatever it is sent: a type it does
+        not know reads as ``string``, bounds and counts that are not numbers
+        as absent, ``minimum``/``maximum`` as ``min``/``max``. A title equal to
+        the name reads as no title, since ``describe()`` writes the name there.
+
+        >>> p = Parameter("xs", "array", default=[1, 2], min=0, items="integer", max_items=4)
+        >>> Parameter.from_description(p.describe()) == p
+        True
+        >>> Parameter.from_description({"name": "n", "type": "duration", "min": "3"})
+        Parameter(name='n', type='string', title='', description='', default=None, min=None, \
+max=None, enum=None, items=None, min_items=None, max_items=None, unit=None)
+        """
+        name = str(data["name"])
+        ptype = _canonical_type(str(data.get("type") or "string"))
+        items = data.get("items")
+        item_type = items.get("type") if isinstance(items, Mapping) else None
+        item_type = _ITEM_ALIASES.get(str(item_type), item_type)
+        enum, title, unit = data.get("enum"), data.get("title"), data.get("unit")
+        return cls(
+            name=name,
+            type=ptype if ptype in PARAM_TYPES else "string",
+            title=str(title) if title and title != name else "",
+            description=str(data.get("description") or ""),
+            default=data.get("default"),
+            min=_finite_or_none(data.get("min", data.get("minimum"))),
+            max=_finite_or_none(data.get("max", data.get("maximum"))),
+            enum=tuple(enum) if isinstance(enum, list) and enum else None,
+            items=item_type if item_type in ITEM_TYPES else None,
+            min_items=_count_or_none(data.get("minItems")),
+            max_items=_count_or_none(data.get("maxItems")),
+            unit=str(unit) if unit is not None else None,
+        )
+
 
 def fmt_value(v: Any, limit: int = 60) -> str:
     """
@@ -140,6 +181,14 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _finite_or_none(v: Any) -> float | None:
+    return v if _is_number(v) and math.isfinite(v) else None
+
+
+def _count_or_none(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
 def _range_problem(p: Parameter, v: float, what: str) -> str | None:
     low = p.min is not None and v < p.min
     high = p.max is not None and v > p.max
@@ -177,19 +226,19 @@ def _number(p: Parameter, v: Any, whole: bool, what: str) -> tuple[Any, str | No
 
 
 def _check_integer(p: Parameter, v: Any, _limit: int | None) -> tuple[Any, list[str]]:
-    v, problem = _number(p, v, True, f"`{p.name}`")
-    problems = [problem] if problem else []
-    if not problems and (e := _enum_problem(p, v)):
-        problems.append(e)
-    return v, problems
+    return _check_scalar(p, v, whole=True)
 
 
 def _check_number(p: Parameter, v: Any, _limit: int | None) -> tuple[Any, list[str]]:
-    v, problem = _number(p, v, False, f"`{p.name}`")
-    problems = [problem] if problem else []
-    if not problems and (e := _enum_problem(p, v)):
-        problems.append(e)
-    return v, problems
+    return _check_scalar(p, v, whole=False)
+
+
+def _check_scalar(p: Parameter, v: Any, *, whole: bool) -> tuple[Any, list[str]]:
+    v, problem = _number(p, v, whole, f"`{p.name}`")
+    if problem:
+        return v, [problem]
+    e = _enum_problem(p, v)
+    return v, [e] if e else []
 
 
 def _check_boolean(p: Parameter, v: Any, _limit: int | None) -> tuple[Any, list[str]]:
@@ -361,7 +410,7 @@ def _param_type(raw: dict[Any, Any], err: _Report) -> str | None:
     if not isinstance(ptype, str):
         err("type", f"type must be one of {', '.join(PARAM_TYPES)}, got {_kind(ptype)}")
         return None
-    ptype = _TYPE_ALIASES.get(ptype, _TYPE_ALIASES.get(ptype.lower(), ptype.lower()))
+    ptype = _canonical_type(ptype)
     if ptype not in PARAM_TYPES:
         err("type", f"unknown type {raw.get('type')!r}; use one of {', '.join(PARAM_TYPES)}"
             f"{suggest(str(raw.get('type')), PARAM_TYPES)}")
@@ -369,15 +418,18 @@ def _param_type(raw: dict[Any, Any], err: _Report) -> str | None:
     return ptype
 
 
+def _canonical_type(ptype: str) -> str:
+    return _TYPE_ALIASES.get(ptype, _TYPE_ALIASES.get(ptype.lower(), ptype.lower()))
+
+
 def _bound(raw: dict[Any, Any], short: str, long: str, err: _Report) -> float | None:
     if short in raw and long in raw:
         err(long, f"give either `{short}` or `{long}`, not both")
     key = short if short in raw else long
-    v = raw.get(key)
+    v = _finite_or_none(raw.get(key))
     if v is None:
-        return None
-    if not _is_number(v) or not math.isfinite(v):
-        err(key, f"{key} must be a number, got {_kind(v)}")
+        if raw.get(key) is not None:
+            err(key, f"{key} must be a number, got {_kind(raw.get(key))}")
         return None
     return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**53 else v
 
@@ -396,10 +448,7 @@ def _items_type(raw: dict[Any, Any], ptype: str, err: _Report) -> str | None:
 
 
 def _count(raw: dict[Any, Any], key: str, err: _Report) -> int | None:
-    v = raw.get(key)
-    if v is None:
-        return None
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        err(key, f"{key} must be a whole number >= 0, got {_kind(v)}")
-        return None
+    v = _count_or_none(raw.get(key))
+    if v is None and raw.get(key) is not None:
+        err(key, f"{key} must be a whole number >= 0, got {_kind(raw.get(key))}")
     return v

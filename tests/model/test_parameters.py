@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowtime.errors import ParameterError
-from flowtime.sim.params import Parameter, parse_parameter, resolve_parameters
+from flowtime.model.parameters import Parameter, parse_parameter, resolve_parameters
 
 BINS = Parameter("bins", "integer", title="Periods", default=6, min=3, max=48)
 RATE = Parameter("rate", "number", default=0.5, min=0, max=1)
@@ -130,3 +130,17 @@ def test_describe_gives_typed_defaults_for_the_api() -> None:
     assert d["default"] == [1, 2, 3] and d["items"] == {"type": "number"} and d["enum"] is None
     assert d["min"] == 0 and d["max"] == 100 and d["minItems"] is None
     assert MODE.describe()["enum"] == ["uniform", "peak", "random"]
+
+
+@pytest.mark.parametrize("param", [*PARAMS, Parameter("needed", "integer", unit="trains"),
+                                   Parameter("counts", "array", default=[1], items="integer", min_items=1,
+                                             max_items=4)])
+def test_from_description_reads_back_what_describe_wrote(param: Parameter) -> None:
+    assert Parameter.from_description(param.describe()) == param
+
+
+def test_from_description_is_lenient_with_what_it_does_not_know() -> None:
+    p = Parameter.from_description({"name": "x", "type": "duration", "minimum": 1, "max": "9", "minItems": -1})
+    assert (p.type, p.min, p.max, p.min_items, p.title) == ("string", 1, None, None, "")
+    assert Parameter.from_description({"name": "xs", "type": "array", "items": {"type": "int"}}).items == "integer"
+    assert Parameter.from_description({"name": "xs", "type": "array"}).items is None

@@ -1,0 +1,215 @@
+"""
+Several processes writing to one data directory at the same moment: the
+registry index (SQLite, WAL) loses no run, and Sim's store gives every writer
+a complete folder of its own or a clean share of an identical one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.hardening.servers import HELLO, engine
+
+from flowtime.artifacts import layout
+from flowtime.artifacts.registry import INDEX_FILE, ArtifactQuery, Registry
+from flowtime.sim.store import ModelStore, NamedStore
+
+PROCESSES = 4
+RUNS_EACH = 25
+
+# Imports first, then wait for the go file: every process starts writing at once.
+WRITER = """
+import sys, time
+from pathlib import Path
+from flowtime.artifacts.registry import Registry
+from flowtime.artifacts.writer import write_run
+from flowtime.engine import compile_model, evaluate
+from flowtime.model.load import load_model
+
+root, go, runs, model = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+loaded = load_model(model.read_text(), "model.yaml")
+graph = compile_model(loaded.model)
+registry = Registry(root)
+deadline = time.monotonic() + 300
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.005)
+for i in range(runs):
+    record = write_run(loaded, evaluate(graph, seed=i), root)
+    registry.add(record.run_id)
+    if i % 10 == 9:
+        registry.sync()
+"""
+
+REINDEXER = """
+import sys, time
+from pathlib import Path
+from flowtime.artifacts.registry import Registry
+
+root, go, stop = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+registry = Registry(root)
+deadline = time.monotonic() + 300  # never outlive a test that failed to say stop
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.005)
+while not stop.exists() and time.monotonic() < deadline:
+    registry.rebuild()
+    registry.sync()
+    registry.count()
+"""
+
+SIM_WRITER = """
+import json, sys, time
+from pathlib import Path
+from flowtime.sim.catalog import Catalog
+from flowtime.sim.workspace import Workspace
+
+data, go, params, name = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
+workspace = Workspace(Catalog.load(None), data)
+deadline = time.monotonic() + 300
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.005)
+for _ in range(5):
+    generation = (workspace.export_named("support-backlog", name, params) if name
+                  else workspace.generate("support-backlog", params))
+print(generation.stored.path)
+"""
+
+
+class Processes:
+    """Child Python processes, each killed at teardown if a test left it running."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, script: str, *args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, "-c", script, *args], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.started.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=30)
+
+
+@pytest.fixture
+def procs() -> Iterator[Processes]:
+    p = Processes()
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> str:
+    path = tmp_path / "model.yaml"
+    path.write_text(HELLO)
+    return str(path)
+
+
+def finish(proc: subprocess.Popen[str]) -> str:
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def index_is_intact(root: Path) -> None:
+    with sqlite3.connect(root / INDEX_FILE) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
+
+
+def assert_registry_complete(root: Path, expected: int) -> None:
+    index_is_intact(root)
+    registry = Registry(root)
+    folders = {p.name for p in root.iterdir() if layout.is_run_id(p.name)}
+    listed = registry.query(ArtifactQuery(limit=1000))
+    assert listed.total == expected == len(folders)
+    assert {a.id for a in listed.artifacts} == folders
+    for run_id in sorted(folders):
+        assert registry.verify(run_id) == [], run_id
+    assert [p.name for p in root.iterdir() if p.name.startswith(layout.TMP_PREFIX)] == []
+    assert registry.rebuild() == expected
+    assert registry.query(ArtifactQuery(limit=1000)).artifacts == listed.artifacts
+
+
+def test_four_processes_writing_25_runs_each_lose_nothing(tmp_path: Path, procs: Processes,
+                                                         model_file: str) -> None:
+    root, go = tmp_path / "data", tmp_path / "go"
+    writers = [procs.start(WRITER, str(root), str(go), str(RUNS_EACH), model_file)
+               for _ in range(PROCESSES)]
+    time.sleep(0.2)
+    go.touch()
+    for proc in writers:
+        finish(proc)
+    assert_registry_complete(root, PROCESSES * RUNS_EACH)
+
+
+def test_writers_a_reindexer_and_the_http_service_together_lose_nothing(
+        tmp_path: Path, procs: Processes, model_file: str) -> None:
+    """Processes writing, a process rebuilding the index in a loop, and 20 runs over HTTP at once."""
+    root, go, stop = tmp_path / "data", tmp_path / "go", tmp_path / "stop"
+    root.mkdir()
+    writers = [procs.start(WRITER, str(root), str(go), "15", model_file) for _ in range(PROCESSES)]
+    reindexer = procs.start(REINDEXER, str(root), str(go), str(stop))
+    with engine(root) as url:
+        time.sleep(0.2)
+        go.touch()
+
+        def post(_: int) -> int:
+            return httpx.post(f"{url}/v1/run", content=HELLO, timeout=120,
+                              headers={"Content-Type": "text/yaml"}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(post, range(20))) == {201}
+        for proc in writers:
+            finish(proc)
+        stop.touch()
+        finish(reindexer)
+        assert httpx.get(f"{url}/v1/runs").json()["total"] == PROCESSES * 15 + 20
+    assert_registry_complete(root, PROCESSES * 15 + 20)
+
+
+def test_concurrent_sim_writers_of_one_model_share_one_complete_folder(tmp_path: Path,
+                                                                      procs: Processes) -> None:
+    data, go = tmp_path / "sim", tmp_path / "go"
+    writers = [procs.start(SIM_WRITER, str(data), str(go), json.dumps({"agents": 7}), "")
+               for _ in range(PROCESSES)]
+    time.sleep(0.2)
+    go.touch()
+    paths = {finish(p).strip() for p in writers}
+    [stored] = ModelStore(data).models()
+    assert paths == {str(stored.path)}
+    assert stored.metadata["parameters"]["agents"] == 7
+    assert sorted(p.name for p in stored.path.iterdir()) == [
+        "metadata.json", "model.yaml", "preview.svg", "provenance.json", "validation.json"]
+    assert list(data.rglob(".tmp-*")) == []
+
+
+def test_concurrent_named_versions_each_get_their_own_number(tmp_path: Path,
+                                                             procs: Processes) -> None:
+    data, go = tmp_path / "sim", tmp_path / "go"
+    writers = [procs.start(SIM_WRITER, str(data), str(go), json.dumps({"agents": 10 + i}), "shared")
+               for i in range(PROCESSES)]
+    time.sleep(0.2)
+    go.touch()
+    for p in writers:
+        finish(p)
+    named = NamedStore(data / "named")
+    versions = named.versions(named.get("shared").metadata["nameId"])
+    agents = sorted(v.metadata["parameters"]["agents"] for v in versions)
+    # Each writer's model is a version of its own; repeats of the latest content add none.
+    assert set(agents) == {10, 11, 12, 13}
+    assert [v.version for v in versions] == list(range(1, len(versions) + 1))
+    assert all((v.path / "model.yaml").is_file() for v in versions)
