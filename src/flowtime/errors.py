@@ -141,7 +141,9 @@ class ExpressionError(ModelError):
         self.message = message
         self.expression = expression
         self.column = column
-        super().__init__(f"{message}\n    {expression}\n    {' ' * (column - 1)}^")
+        # One display line, so the caret lines up even for multi-line expressions.
+        shown = expression.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+        super().__init__(f"{message}\n    {shown}\n    {' ' * (column - 1)}^")
 
 
 class LimitExceeded(FlowTimeError):

@@ -225,8 +225,19 @@ def _kernel_source(members: list[str], asts: dict[str, Expr], scalar: bool) -> _
             externals[name] = len(externals)
         return f"X[{externals[name]}]"
 
+    # Which subtrees read a loop member: one pass per expression, not one per subtree.
+    dependent: set[int] = set()
+    for m in members:
+        def mark(n: Expr, kids: list[bool]) -> bool:
+            hit = (isinstance(n, Ref) and n.name in member_set) or any(kids)
+            if hit:
+                dependent.add(id(n))
+            return hit
+
+        fold(asts[m], mark)
+
     def depends(e: Expr) -> bool:
-        return fold(e, lambda n, kids: (isinstance(n, Ref) and n.name in member_set) or any(kids))
+        return id(e) in dependent
 
     def hoist(e: Expr) -> str:
         if isinstance(e, Num):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from flowtime.errors import ModelValidationError, Problem
 from flowtime.expr.parser import parse_expression
 from flowtime.expr.syntax import Expr
-from flowtime.model.deps import analyse, references_with_lag
+from flowtime.model.deps import analyse, expression_issues, references_with_lag
 from flowtime.model.schema import ConstNode, ExprNode, Grid, Model, PmfNode
 
 AnyNode = ConstNode | ExprNode | PmfNode
@@ -93,13 +93,23 @@ def compile_model(model: Model) -> Graph:
     nodes: dict[str, AnyNode] = {n.id: n for n in model.nodes}
     asts: dict[str, Expr] = {}
     lags: dict[str, dict[str, int]] = {}
+    problems: list[Problem] = []
     for n in model.nodes:
         if isinstance(n, ExprNode):
+            # Models built in code skip the loader: check what it would have checked.
             ast = n._ast if n._ast is not None else parse_expression(n.expr)
+            for issue in expression_issues(ast):
+                problems.append(Problem(f"nodes.{n.id}.expr", f"{issue.message} (column {issue.column})"))
+            refs = references_with_lag(ast)
+            for name in refs:
+                if name not in nodes:
+                    problems.append(Problem(f"nodes.{n.id}.expr", f"unknown node '{name}'"))
             asts[n.id] = ast
-            lags[n.id] = {k: v for k, v in references_with_lag(ast).items() if k in nodes}
+            lags[n.id] = {k: v for k, v in refs.items() if k in nodes}
         else:
             lags[n.id] = {}
+    if problems:
+        raise ModelValidationError(problems)
     dg = analyse(model.node_ids, lags)
     if dg.cycles:
         raise ModelValidationError(

@@ -96,9 +96,10 @@ def _clip(text: str, column: int) -> str:
 
 
 def _syntax_error(text: str, exc: UnexpectedInput) -> ExpressionError:
-    column = getattr(exc, "column", None)
-    if not isinstance(column, int) or column < 1:
-        column = len(text) + 1
+    # Lark's column is per line; an expression may span lines, so use the offset.
+    pos = getattr(exc, "pos_in_stream", None)
+    column = pos + 1 if isinstance(pos, int) and pos >= 0 else len(text) + 1
+    column = min(column, len(text) + 1)
     if isinstance(exc, UnexpectedCharacters):
         msg = f"unexpected character {text[column - 1]!r} at column {column}"
     elif isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):

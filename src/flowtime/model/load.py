@@ -43,8 +43,9 @@ from flowtime.model.schema import (
 from flowtime.model.yamltext import Path, SourceMap, format_path, parse_yaml, remove_top_level_key
 
 TOP_LEVEL_KEYS = ("schemaVersion", "grid", "nodes", "outputs", "rng", "metadata", "provenance")
-NODE_ID = re.compile(r"^[^\W\d][\w.\-]{0,127}$")
-OUTPUT_NAME = re.compile(r"^[\w][\w.\- ]{0,127}$")
+# \Z, not $: `$` also matches before a final newline ("b\n" must not pass).
+NODE_ID = re.compile(r"^[^\W\d][\w.\-]{0,127}\Z")
+OUTPUT_NAME = re.compile(r"^[\w][\w.\- ]{0,127}\Z")
 PMF_TOLERANCE = 1e-6
 # Sums this close to 1 are float noise: used as given, so expected values match
 # the reference bit for bit. Between this and PMF_TOLERANCE: normalised, warned.
@@ -209,7 +210,7 @@ def _schema_version(data: dict[Any, Any], ctx: _Ctx) -> None:
         ctx.error((), "schemaVersion is required: add `schemaVersion: 1` at the top")
         return
     v = data["schemaVersion"]
-    if isinstance(v, str) and v.strip().isdigit():
+    if isinstance(v, str) and re.fullmatch(r"[0-9]{1,9}", v.strip()):
         v = int(v)
     if not isinstance(v, int) or isinstance(v, bool):
         ctx.error(("schemaVersion",), f"schemaVersion must be the integer 1, got {_type_name(v)}")
@@ -499,7 +500,7 @@ def _pmf(item: dict[Any, Any], path: Path, ctx: _Ctx, node_id: str, title: str |
         for k, p in raw.items():
             try:
                 kv = float(k) if not isinstance(k, bool) else math.nan
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 kv = math.nan
             if not math.isfinite(kv):
                 ctx.error((*ppath, k), f"pmf value {k!r} must be a number", key=True)
@@ -599,7 +600,7 @@ def _rng(data: dict[Any, Any], ctx: _Ctx) -> Rng | None:
         ctx.error(("rng", "kind"), f"rng.kind must be pcg32, got {_type_name(kind)}")
         return None
     seed = raw.get("seed")
-    if isinstance(seed, str) and re.fullmatch(r"-?\d+", seed.strip()):
+    if isinstance(seed, str) and re.fullmatch(r"-?[0-9]{1,20}", seed.strip()):
         seed = int(seed)
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         ctx.error(("rng", "seed"), f"rng.seed must be a whole number, got {_type_name(seed)}")
