@@ -9,7 +9,7 @@ translate them once, at their edge, into exit codes and problem+json bodies.
     │   ├── ModelSyntaxError        not YAML, or YAML of the wrong shape
     │   ├── ModelValidationError    every problem found in one pass, located
     │   └── ExpressionError         an expression does not parse (with a caret line)
-    ├── LimitExceeded               an input is over a configured limit (HTTP 413/400)
+    ├── LimitExceeded               an input is over a configured limit (HTTP 400; 413 for the body)
     ├── EvaluationError             a node failed while being computed (names the node)
     ├── TemplateError               a Sim template or its parameters are wrong
     │   ├── TemplateNotFound        (also a LookupError)

@@ -31,9 +31,14 @@ class EngineSettings(_Base):
     max_body_bytes: int = 10 * 1024 * 1024
     max_bins: int = 1_000_000
     max_nodes: int = 100_000
+    max_outputs: int = 100_000
+    max_expression_length: int = 10_000
+    max_expression_nesting: int = 200
 
     def limits(self) -> Limits:
-        return Limits(max_bins=self.max_bins, max_nodes=self.max_nodes, max_model_bytes=self.max_body_bytes)
+        return Limits(max_bins=self.max_bins, max_nodes=self.max_nodes, max_outputs=self.max_outputs,
+                      max_expression_length=self.max_expression_length,
+                      max_expression_nesting=self.max_expression_nesting, max_model_bytes=self.max_body_bytes)
 
 
 class SimSettings(_Base):

@@ -471,7 +471,7 @@ def test_yaml_that_pyyaml_refuses_late_is_a_located_400(eng: httpx.Client, name:
 
 
 _BASE = "schemaVersion: 1\ngrid: {bins: 1, binSize: 1, binUnit: hours}\nnodes:\n  - {id: a, kind: const, values: [1]}\n"
-LOAD_PY_500S = {
+LATE_CONVERSIONS = {
     "schemaVersion of 5000 digits in quotes": _BASE.replace("schemaVersion: 1", f"schemaVersion: '{'9' * 5000}'"),
     "seed of 5000 digits in quotes": _BASE + f"rng: {{seed: '{'9' * 5000}'}}\n",
     "pmf key too large for a float": _BASE + "  - {id: p, kind: pmf, pmf: {" + "9" * 400 + ": 1}}\n",
@@ -479,8 +479,8 @@ LOAD_PY_500S = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="bug in model/load.py (int()/float() of text, uncaught ValueError/"
-                                       "OverflowError): a 500 over HTTP; also pinned by tests/fuzz")
-@pytest.mark.parametrize("name", LOAD_PY_500S)
+@pytest.mark.parametrize("name", LATE_CONVERSIONS)
 def test_values_the_loader_converts_late_are_a_400(eng: httpx.Client, name: str) -> None:
-    problem(eng.post("/v1/run", content=LOAD_PY_500S[name]), 400)
+    """Text the loader turns into numbers itself (int(), float()) - these were 500s once."""
+    body = problem(eng.post("/v1/run", content=LATE_CONVERSIONS[name]), 400)
+    assert body["errors"] and body["errors"][0]["path"], body

@@ -203,11 +203,17 @@ def test_run_ids_are_checked_before_any_path_is_built(tmp_path: Path, bad: str) 
         Registry(tmp_path).run_path(bad)
 
 
-@pytest.mark.xfail(strict=True, reason="layout.RUN_ID and FILE_NAME end in '$', which also matches "
-                   "before a trailing newline (use '\\Z' or fullmatch); harmless - the folder does "
-                   "not exist - but not the one strict pattern it should be")
 def test_a_trailing_newline_does_not_pass_the_patterns() -> None:
     assert not layout.is_run_id(f"{DECOY_RUN}\n")
+
+
+def test_sim_ids_with_a_trailing_newline_do_not_pass_the_patterns(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFound):
+        ModelStore(tmp_path).get("support-backlog\n", "0123456789ab")
+    with pytest.raises(ModelNotFound):
+        ModelStore(tmp_path).get("support-backlog", "0123456789ab\n")
+    with pytest.raises(ModelNotFound):
+        NamedStore(tmp_path / "named").get("baseline_0000\n")
 
 
 @pytest.mark.parametrize("bad", [*DECODED, "series/../manifest.json", "series/x/y.csv", "series/",

@@ -24,9 +24,10 @@ SERIES_DIR = "series"
 INDEX = "index.json"
 TMP_PREFIX = ".tmp-"
 
-RUN_ID = re.compile(r"^run_(?:(\d{8}T\d{6}Z)_[0-9a-f]{8}|deterministic_[0-9a-f]{8})$")
+# \Z, not $: `$` also matches before a trailing newline.
+RUN_ID = re.compile(r"^run_(?:(\d{8}T\d{6}Z)_[0-9a-f]{8}|deterministic_[0-9a-f]{8})\Z")
 # Names of files inside a run folder (top level or series/), never paths.
-FILE_NAME = re.compile(r"^(?!\.)[\w.@\-]{1,200}$")
+FILE_NAME = re.compile(r"^(?!\.)[\w.@\-]{1,200}\Z")
 STAMP = "%Y%m%dT%H%M%SZ"
 
 

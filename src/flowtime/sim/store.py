@@ -45,6 +45,9 @@ HASH_PREFIX = re.compile(r"^[0-9a-f]{12}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NAME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}_[0-9a-f]{4}$")
 VERSION_DIR = re.compile(r"^v([1-9][0-9]{0,8})$")
+# All checked with fullmatch: with .match, `$` also matches before a final newline
+# ("v1\n"). The patterns keep `$` because NAME.pattern also goes to pydantic, whose
+# Rust regex engine has no `\Z` (and whose `$` is strict already).
 TEMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 STALE_TEMP_SECONDS = 300.0
@@ -75,7 +78,7 @@ def name_id(name: str) -> str:
     >>> name_id("checkout-baseline")
     'checkout-baseline_31cb'
     """
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ArtifactError(f"model name {name[:80]!r} must start with a letter or digit and use only "
                             "letters, digits, '-', '_' and '.' (at most 64)")
     return f"{name}_{sha256_hex(name)[:4]}"
@@ -273,7 +276,7 @@ class ModelStore:
         reuses its folder: files are refreshed, ``created`` is kept and
         ``updated`` moves on (which restarts its time-to-live).
         """
-        if not TEMPLATE_ID.match(template_id) or not HASH_PREFIX.match(hash_prefix):
+        if not TEMPLATE_ID.fullmatch(template_id) or not HASH_PREFIX.fullmatch(hash_prefix):
             raise ArtifactError(f"refusing to store under {template_id!r}/{hash_prefix!r}")
         stamp = utc_iso(now or datetime.now(UTC))
         meta = {**metadata, "templateId": template_id, "hash": hash_prefix,
@@ -297,14 +300,14 @@ class ModelStore:
         if not self.root.is_dir():
             return
         if template_id is not None:
-            parents = [self.root / template_id] if TEMPLATE_ID.match(template_id) else []
+            parents = [self.root / template_id] if TEMPLATE_ID.fullmatch(template_id) else []
         else:
-            parents = sorted(p for p in self.root.iterdir() if TEMPLATE_ID.match(p.name))
+            parents = sorted(p for p in self.root.iterdir() if TEMPLATE_ID.fullmatch(p.name))
         for parent in parents:
             if not _is_real_dir(parent):
                 continue
             for folder in sorted(parent.iterdir()):
-                if HASH_PREFIX.match(folder.name) and _is_real_dir(folder):
+                if HASH_PREFIX.fullmatch(folder.name) and _is_real_dir(folder):
                     yield folder, _read_metadata(folder)
 
     def models(self, template_id: str | None = None) -> list[StoredModel]:
@@ -317,7 +320,7 @@ class ModelStore:
         return sum(1 for _, m in self._entries() if m is not None)
 
     def get(self, template_id: str, hash_prefix: str) -> StoredModel:
-        if TEMPLATE_ID.match(template_id) and HASH_PREFIX.match(hash_prefix):
+        if TEMPLATE_ID.fullmatch(template_id) and HASH_PREFIX.fullmatch(hash_prefix):
             folder = self.root / template_id / hash_prefix
             meta = _read_metadata(folder) if _is_real_dir(folder.parent) else None
             if meta is not None:
@@ -382,11 +385,11 @@ class NamedStore:
 
     def versions(self, nid: str) -> list[StoredModel]:
         folder = self.root / nid
-        if not NAME_ID.match(nid) or not _is_real_dir(folder):
+        if not NAME_ID.fullmatch(nid) or not _is_real_dir(folder):
             return []
         out = []
         for entry in folder.iterdir():
-            m = VERSION_DIR.match(entry.name)
+            m = VERSION_DIR.fullmatch(entry.name)
             meta = _read_metadata(entry) if m and _is_real_dir(entry) else None
             if meta is not None:
                 out.append(StoredModel(entry, meta))
@@ -400,11 +403,11 @@ class NamedStore:
         """
         nid, _, tail = ref.replace("@", "/").partition("/")
         if tail:
-            m = VERSION_DIR.match(tail)
+            m = VERSION_DIR.fullmatch(tail)
             if m is None:
                 raise ModelNotFound(f"no named model {_shown(ref)}: write <name id>/v<n>")
             version = int(m.group(1))
-        if not NAME_ID.match(nid) and NAME.match(nid):
+        if not NAME_ID.fullmatch(nid) and NAME.fullmatch(nid):
             nid = name_id(nid)
         versions = self.versions(nid)
         if not versions:
@@ -423,7 +426,7 @@ class NamedStore:
             return []
         out = []
         for folder in sorted(self.root.iterdir()):
-            versions = self.versions(folder.name) if NAME_ID.match(folder.name) else []
+            versions = self.versions(folder.name) if NAME_ID.fullmatch(folder.name) else []
             if versions:
                 out.append(versions[-1])
         return out
@@ -450,4 +453,4 @@ def _remove_empty_children(root: Path) -> None:
 
 
 def _shown(text: str) -> str:
-    return text if TEMPLATE_ID.match(text) or NAME_ID.match(text) else repr(text[:80])
+    return text if TEMPLATE_ID.fullmatch(text) or NAME_ID.fullmatch(text) else repr(text[:80])

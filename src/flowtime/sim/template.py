@@ -25,10 +25,10 @@ from flowtime.expr.functions import suggest
 from flowtime.model.parameters import Parameter, parse_parameter
 from flowtime.model.yamltext import Path, SourceMap, format_path, parse_yaml
 
-TEMPLATE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+TEMPLATE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
-WHOLE_PLACEHOLDER = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-SEMVER = re.compile(r"^\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.+-]+)?$")
+WHOLE_PLACEHOLDER = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}\Z")
+SEMVER = re.compile(r"^\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.+-]+)?\Z")
 DEFAULT_VERSION = "1.0"
 TEMPLATE_ONLY_KEYS = ("metadata", "parameters")
 # Engine spelling -> the reference's authoring spelling, to locate renamed keys.

@@ -37,7 +37,7 @@ from flowtime.sim.store import (
 )
 from flowtime.sim.template import TEMPLATE_ID
 
-MODEL_ID = re.compile(r"^model_\d{8}T\d{6}Z_[0-9a-f]{8}$")
+MODEL_ID = re.compile(r"^model_\d{8}T\d{6}Z_[0-9a-f]{8}\Z")
 DAY_SECONDS = 86_400.0
 
 
