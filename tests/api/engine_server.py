@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import uvicorn
+from tests.servers import serve
 
 from flowtime.api.engine import create_engine_app
 from flowtime.settings import EngineSettings
@@ -26,19 +24,6 @@ nodes:
 @contextmanager
 def serve_engine(settings: EngineSettings) -> Iterator[str]:
     """Start an Engine app for ``settings``; yields its base URL and stops it on exit."""
-    config = uvicorn.Config(create_engine_app(settings), host="127.0.0.1", port=0,
-                            log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="engine-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("engine server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve(create_engine_app(settings), "engine-server") as url:
+        yield url
+

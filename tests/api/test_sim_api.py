@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -11,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 import yaml
+from tests.servers import serve
 
 from flowtime.api.sim import create_sim_app
 from flowtime.model.load import load_model
@@ -24,24 +23,9 @@ TOKEN = "s3cret"
 
 @contextmanager
 def serve_sim(settings: SimSettings) -> Iterator[str]:
-    """A Sim app for ``settings`` on an ephemeral port; yields its base URL."""
-    config = uvicorn.Config(create_sim_app(settings), host="127.0.0.1", port=0, log_level="warning",
-                            lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="sim-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("sim server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
+    """Start a Sim app for ``settings``; yields its base URL and stops it on exit."""
+    with serve(create_sim_app(settings), "sim-server") as url:
+        yield url
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

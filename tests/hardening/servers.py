@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import http.client
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import uvicorn
+from tests.servers import serve
 
 from flowtime.api.engine import create_engine_app
 from flowtime.api.sim import create_sim_app
@@ -28,26 +26,6 @@ nodes:
   - {id: demand, kind: const, values: [10, 20, 30, 40]}
   - {id: served, kind: expr, expr: "MIN(demand, 25)"}
 """
-
-
-@contextmanager
-def serve(app: Any, name: str = "server") -> Iterator[str]:
-    """Run ``app`` on 127.0.0.1 with an ephemeral port; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=name, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"{name} did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @contextmanager
