@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from flowtime._version import __version__
 from flowtime.artifacts import layout
@@ -32,19 +33,20 @@ from flowtime.model.schema import Model
 _BLOCK = 256  # series formatted together (bounds the temporary memory of a block)
 
 
-def model_hash(model: Model) -> str:
+def model_hash(model: Model, canonical: dict[str, Any] | None = None) -> str:
     """SHA-256 of the canonical model: formatting, comments, key order and provenance do not count."""
-    return sha256_text(canonical_json(model.canonical()))
+    return sha256_text(canonical_json(canonical if canonical is not None else model.canonical()))
 
 
-def scenario_hash(model: Model, seed: int | None, sampled: bool) -> str:
+def scenario_hash(model: Model, seed: int | None, sampled: bool, canonical: dict[str, Any] | None = None) -> str:
     """
     The model plus the run options that change its numbers. The seed counts only
     when something was sampled, since otherwise it cannot change any value.
     """
+    c = canonical if canonical is not None else model.canonical()
     if not sampled:
-        return sha256_text(canonical_json({"model": model.canonical()}))
-    return sha256_text(canonical_json({"model": model.canonical(), "seed": seed, "samplePmf": True}))
+        return sha256_text(canonical_json({"model": c}))
+    return sha256_text(canonical_json({"model": c, "seed": seed, "samplePmf": True}))
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,8 @@ def _write_new(path: Path, data: bytes) -> str:
 
 
 def _dump(path: Path, obj: Any) -> bytes:
-    data = (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode()
+    # orjson: the stdlib encoder falls back to pure Python when indenting.
+    data = orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     path.write_bytes(data)
     return data
 
@@ -109,8 +112,9 @@ def write_run(
     model = loaded.model
     now = now or datetime.now(UTC)
     created = layout.utc_iso(now)
-    m_hash = model_hash(model)
-    s_hash = scenario_hash(model, results.seed, bool(results.sampled))
+    canonical = model.canonical()
+    m_hash = model_hash(model, canonical)
+    s_hash = scenario_hash(model, results.seed, bool(results.sampled), canonical)
     run_id = layout.deterministic_run_id(s_hash) if deterministic_id else layout.new_run_id(now)
     root.mkdir(parents=True, exist_ok=True)
     final = root / run_id
@@ -130,7 +134,7 @@ def write_run(
         run_series: list[dict[str, Any]] = []
         # File creation is slow on many file systems and releases the GIL: write
         # the CSVs from a small pool while this thread formats the next series.
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with ThreadPoolExecutor(max_workers=8) as pool:
             futures = []
             ids = results.output_ids
             header = CSV_HEADER.encode()

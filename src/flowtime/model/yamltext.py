@@ -238,16 +238,7 @@ def _build(
         return None
     smap.marks[path] = _mark(node)
     if isinstance(node, ScalarNode):
-        try:
-            return builder.construct_object(node)
-        except yaml.YAMLError as exc:
-            line, col = _mark(node)
-            problems.append(Problem(_fmt(path), f"bad scalar {node.value!r}: {exc}", line, col))
-            return None
-        except (ValueError, OverflowError) as exc:  # 2001-02-29, !!float x, 5000-digit integers
-            line, col = _mark(node)
-            problems.append(Problem(_fmt(path), _bad_value(node.value, exc), line, col))
-            return None
+        return _scalar(node, path, builder, problems)
     if isinstance(node, SequenceNode):
         items = node.value
         if items and all(isinstance(i, ScalarNode) for i in items):
@@ -255,16 +246,7 @@ def _build(
             # position is precise enough and a million dict entries are not free.
             out: list[Any] = []
             for i, item in enumerate(items):
-                try:
-                    out.append(builder.construct_object(item))
-                except yaml.YAMLError as exc:
-                    line, col = _mark(item)
-                    problems.append(Problem(_fmt((*path, i)), f"bad scalar: {exc}", line, col))
-                    out.append(None)
-                except (ValueError, OverflowError) as exc:
-                    line, col = _mark(item)
-                    problems.append(Problem(_fmt((*path, i)), _bad_value(item.value, exc), line, col))
-                    out.append(None)
+                out.append(_scalar(item, (*path, i), builder, problems))
             if len(items) <= 64:
                 for i, item in enumerate(items):
                     smap.marks[(*path, i)] = _mark(item)
@@ -307,6 +289,29 @@ def _bad_value(value: str, exc: Exception) -> str:
         return f"number with {len(value)} digits is too long (at most {sys.get_int_max_str_digits()})"
     shown = value if len(value) <= 40 else value[:37] + "..."
     return f"bad value {shown!r}: {exc}"
+
+
+_MAX_INT = 10**300  # beyond this an integer is not a model number (and may not even print)
+
+
+def _scalar(node: ScalarNode, path: Path, builder: _ScalarBuilder, problems: list[Problem]) -> Any:
+    """One scalar's value, or None plus a located problem. PyYAML's constructors fail
+    in many ways on odd tagged scalars (`!!int ''`, `!!bool x`, `2001-02-29`), so
+    anything they raise is a problem with the scalar, never a crash."""
+    try:
+        value = builder.construct_object(node)
+    except Exception as exc:
+        line, col = _mark(node)
+        kind = str(node.tag).rsplit(":", 1)[-1]
+        detail = _bad_value(node.value, exc) if isinstance(exc, ValueError | OverflowError) else (
+            f"cannot read {node.value[:40]!r} as {kind}")
+        problems.append(Problem(_fmt(path), detail, line, col))
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _MAX_INT:
+        line, col = _mark(node)
+        problems.append(Problem(_fmt(path), "integer too large (more than 300 digits)", line, col))
+        return None
+    return value
 
 
 def _record_top_level_spans(root: MappingNode, smap: SourceMap, text: str) -> None:
