@@ -104,11 +104,12 @@ def test_sampling_follows_the_reference_inverse_cdf() -> None:
 
 def test_sampled_pmf_is_deterministic_per_seed_and_differs_across_seeds() -> None:
     m = model("  - {id: p, kind: pmf, pmf: {values: [1, 2, 3], probabilities: [0.2, 0.5, 0.3], sample: true}}\n")
-    a, b, c = evaluate(m, seed=1), evaluate(m, seed=1), evaluate(m, seed=2)
+    a, b = evaluate(m, seed=1), evaluate(m, seed=1)
     assert np.array_equal(a["p"], b["p"])
     assert set(a["p"].tolist()) <= {1.0, 2.0, 3.0}
-    assert not np.array_equal(evaluate(m, seed=1)["p"], c["p"]) or True  # 6 draws may coincide
     assert a.sampled == ["p"] and a.seed == 1
+    # 6 draws from 3 values can coincide for two seeds, but not for all of ten seeds.
+    assert any(not np.array_equal(a["p"], evaluate(m, seed=s)["p"]) for s in range(2, 12))
 
 
 def test_pmf_expected_value_without_sampling() -> None:
