@@ -74,3 +74,10 @@ def test_graph_prints_nodes_edges_and_order(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["graph", write(tmp_path, GOOD)])
     assert r.stdout.splitlines() == ["nodes:", "  a (const)", "  b (expr) <- a", "edges:", "  a -> b",
                                      "order: a -> b"]
+
+
+def test_version_flag_prints_the_package_version() -> None:
+    from flowtime import __version__
+
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.strip() == f"flowtime {__version__}"

@@ -38,6 +38,22 @@ def exit_code_for(exc: BaseException) -> int:
     return 1
 
 
+def _version(value: bool) -> None:
+    if value:
+        from flowtime._version import __version__
+
+        typer.echo(f"flowtime {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """FlowTime: deterministic flow models over a time grid - engine, Sim and UI."""
+
+
 def _register() -> None:
     from flowtime.cli import run, runs, serve, sim
 
