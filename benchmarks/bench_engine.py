@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -28,16 +27,7 @@ from flowtime.artifacts.writer import write_run
 from flowtime.engine import compile_model, evaluate
 from flowtime.model.load import load_model
 from flowtime.model.schema import ConstNode, ExprNode, Grid, Model
-
-
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from timing import median_time
 
 
 def _yaml_list(values: np.ndarray) -> str:

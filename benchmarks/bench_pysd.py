@@ -35,7 +35,6 @@ whole chain (a "wavefront"): what a fused, vectorised kernel could reach.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ import numpy as np
 
 from flowtime.engine import compile_model, evaluate
 from flowtime.model.load import load_model
+from timing import median_time
 
 RATE = 0.1
 LEVEL = 10.0
@@ -140,14 +140,6 @@ def wavefront_floor(n: int, steps: int) -> Callable[[], tuple[np.ndarray, np.nda
     return run
 
 
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up (PySD's first run is slower too)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 @dataclass

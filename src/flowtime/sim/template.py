@@ -110,15 +110,9 @@ class Template:
         }
 
     def describe(self) -> dict[str, Any]:
-        """The detail served by ``GET /api/v1/templates/{id}``."""
-        return {
-            "id": self.id,
-            "title": self.title,
-            "description": self.description,
-            "tags": list(self.tags),
-            "version": self.version,
-            "parameters": [p.describe() for p in self.parameters],
-        }
+        """The detail served by ``GET /api/v1/templates/{id}``: the summary with full parameters."""
+        head = {k: v for k, v in self.summary().items() if k != "parameterCount"}
+        return {**head, "parameters": [p.describe() for p in self.parameters]}
 
 
 class _Findings:
