@@ -3,11 +3,10 @@ Graph + seed -> Results: every node as one read-only float64 series.
 
 Each node is compiled once into straight-line Python over NumPy arrays (one
 statement per operation, so a node costs what the same NumPy calls cost).
-Feedback loops - nodes that read their own past through SHIFT - are compiled
-into a per-bin loop over plain floats; loops of identical shape that do not
-depend on each other run together, one NumPy vector per bin across the loops.
-Nodes are scheduled level by level (longest path from the sources), which is a
-valid topological order and lets independent loops batch.
+Feedback loops - nodes that read their own past through SHIFT - become per-bin
+kernels (``engine.feedback``): on plain floats alone, as one NumPy vector per
+bin across loops of the same shape, and stepped together when they read each
+other's past. Steps follow the level schedule of ``engine.schedule``.
 """
 
 from __future__ import annotations
@@ -20,17 +19,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from flowtime.engine.codegen import Code, kernel_runtime, model_runtime, vector_expr
+from flowtime.engine.feedback import LoopKernel, loop_kernel, wave_kernel
 from flowtime.engine.graph import Graph, compile_model
 from flowtime.engine.pmf import node_seed, sample
+from flowtime.engine.schedule import levels
 from flowtime.errors import EvaluationError, Problem
-from flowtime.expr import functions as fx
-from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary, fold, walk
+from flowtime.expr.syntax import Ref, walk
 from flowtime.model.schema import ConstNode, Grid, Model, PmfNode
 
 Series = npt.NDArray[np.float64]
-
-_BINOPS = {"+": "+", "-": "-", "*": "*"}
-_CMP_NAMES = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
 
 
 @dataclass
@@ -83,239 +81,14 @@ class Results:
 
 
 # ---------------------------------------------------------------------------
-# runtime helpers referenced by generated code
-
-
-def _make_runtime(shape: tuple[int, ...]) -> dict[str, Any]:
-    def _shift(x: Any, k: int) -> Any:
-        if k == 0:
-            return x
-        out = np.zeros(shape, dtype=np.float64)
-        if k < shape[0]:
-            if np.ndim(x) == 0:
-                out[k:] = x
-            else:
-                out[k:] = x[: shape[0] - k]
-        return out
-
-    def _full(x: Any) -> Any:
-        if np.ndim(x) == 0:
-            return np.full(shape, float(x), dtype=np.float64)
-        if x.dtype != np.float64:
-            return x.astype(np.float64)
-        return x
-
-    env: dict[str, Any] = {"np": np, "_shift": _shift, "_full": _full, "_div": fx.v_div}
-    for name, fn in fx.FUNCTIONS.items():
-        if fn.vector is not None:
-            env[f"_f_{name}"] = fn.vector
-    for op, cmp in fx.VECTOR_COMPARE.items():
-        env[f"_c_{_CMP_NAMES[op]}"] = cmp
-    return env
-
-
-def _shift_s(x: Any, k: int, shape: tuple[int, ...]) -> Any:
-    if k == 0:
-        return x
-    out = np.zeros(shape, dtype=np.float64)
-    if k < shape[0]:
-        out[k:] = x if np.ndim(x) == 0 else x[: shape[0] - k]
-    return out
-
-
-def _full_s(x: Any, shape: tuple[int, ...]) -> Any:
-    if np.ndim(x) == 0:
-        return np.full(shape, float(x), dtype=np.float64)
-    return np.broadcast_to(x, shape).astype(np.float64, copy=False)
-
-
-def _kernel_runtime(scalar: bool) -> dict[str, Any]:
-    """Names for kernels: ``_f_``/``_c_``/``_div`` work on whole series (hoisted
-    code); ``_p_``/``_q_``/``_pdiv`` work per bin, on floats or on vectors."""
-    env: dict[str, Any] = {"np": np, "_div": fx.v_div, "_shift_s": _shift_s, "_full_s": _full_s}
-    for name, fn in fx.FUNCTIONS.items():
-        if fn.vector is not None:
-            env[f"_f_{name}"] = fn.vector
-            env[f"_p_{name}"] = fn.scalar if scalar else fn.vector
-    for op, cmp in fx.VECTOR_COMPARE.items():
-        env[f"_c_{_CMP_NAMES[op]}"] = cmp
-        env[f"_q_{_CMP_NAMES[op]}"] = fx.SCALAR_COMPARE[op] if scalar else cmp
-    env["_pdiv"] = fx.s_div if scalar else fx.v_div
-    return env
-
-
-class _Code:
-    """Accumulates statements with fresh temporaries."""
-
-    def __init__(self, prefix: str = "t") -> None:
-        self.lines: list[str] = []
-        self.n = 0
-        self.prefix = prefix
-
-    def emit(self, rhs: str) -> str:
-        name = f"{self.prefix}{self.n}"
-        self.n += 1
-        self.lines.append(f"{name} = {rhs}")
-        return name
-
-
-def _literal(v: float) -> str:
-    return repr(float(v))
-
-
-def _vector_expr(ast: Expr, ref: Callable[[str], str], code: _Code, shaped: bool = False) -> str:
-    """Emit vector statements for ``ast``; return the operand holding its value."""
-
-    def fn(node: Expr, kids: list[str]) -> str:
-        if isinstance(node, Num):
-            return _literal(node.value)
-        if isinstance(node, Ref):
-            return ref(node.name)
-        if isinstance(node, Unary):
-            return kids[0] if node.op == "+" else code.emit(f"-{kids[0]}")
-        if isinstance(node, BinOp):
-            a, b = kids
-            if node.op in _BINOPS:
-                return code.emit(f"{a} {node.op} {b}")
-            if node.op == "/":
-                return code.emit(f"_div({a}, {b})")
-            return code.emit(f"_c_{_CMP_NAMES[node.op]}({a}, {b})")
-        assert isinstance(node, Call)
-        if node.name == "SHIFT":
-            lag = node.args[1]
-            assert isinstance(lag, Num)
-            if shaped:
-                return code.emit(f"_shift_s({kids[0]}, {int(lag.value)}, SHAPE)")
-            return code.emit(f"_shift({kids[0]}, {int(lag.value)})")
-        return code.emit(f"_f_{node.name}({', '.join(kids)})")
-
-    return fold(ast, fn)
-
-
-# ---------------------------------------------------------------------------
-# feedback loops: a kernel per component shape
-
-
-@dataclass
-class _Kernel:
-    source: str
-    externals: list[str]  # node ids read from outside the loop, positional X[i]
-    members: list[str]
-
-
-def _kernel_source(members: list[str], asts: dict[str, Expr], scalar: bool) -> _Kernel:
-    """
-    Source of ``_k(X, SHAPE)`` computing the loop ``members`` bin by bin.
-
-    Subexpressions that do not involve members are hoisted out of the loop and
-    computed over whole series first; only member-dependent work runs per bin.
-    """
-    member_set = set(members)
-    mindex = {m: i for i, m in enumerate(members)}
-    externals: dict[str, int] = {}
-    pre = _Code("h")
-    body: list[str] = []
-    tail: list[str] = []
-    hist_count = [0]
-    body_code = _Code("t")
-    zero = "0.0" if scalar else "ZERO"
-
-    def ext_ref(name: str) -> str:
-        if name not in externals:
-            externals[name] = len(externals)
-        return f"X[{externals[name]}]"
-
-    # Which subtrees read a loop member: one pass per expression, not one per subtree.
-    dependent: set[int] = set()
-    for m in members:
-        def mark(n: Expr, kids: list[bool]) -> bool:
-            hit = (isinstance(n, Ref) and n.name in member_set) or any(kids)
-            if hit:
-                dependent.add(id(n))
-            return hit
-
-        fold(asts[m], mark)
-
-    def depends(e: Expr) -> bool:
-        return id(e) in dependent
-
-    def hoist(e: Expr) -> str:
-        if isinstance(e, Num):
-            return _literal(e.value)
-        val = _vector_expr(e, ext_ref, pre, shaped=True)
-        name = pre.emit(f"_full_s({val}, SHAPE)" + (".tolist()" if scalar else ""))
-        return f"{name}[t]"
-
-    def per_bin(e: Expr, code: _Code, depth: int = 0) -> str:
-        if depth > 400:
-            raise EvaluationError(members[0], "expression too deeply nested for a feedback loop")
-        if not depends(e):
-            return hoist(e)
-        if isinstance(e, Ref):
-            return f"c{mindex[e.name]}"
-        # per-bin operations use the _p_/_q_/_pdiv names (floats or vectors)
-        if isinstance(e, Unary):
-            inner = per_bin(e.operand, code, depth + 1)
-            return inner if e.op == "+" else code.emit(f"-{inner}")
-        if isinstance(e, BinOp):
-            a = per_bin(e.left, code, depth + 1)
-            b = per_bin(e.right, code, depth + 1)
-            if e.op in _BINOPS:
-                return code.emit(f"{a} {e.op} {b}")
-            if e.op == "/":
-                return code.emit(f"_pdiv({a}, {b})")
-            return code.emit(f"_q_{_CMP_NAMES[e.op]}({a}, {b})")
-        assert isinstance(e, Call)
-        if e.name == "SHIFT":
-            lag_node = e.args[1]
-            assert isinstance(lag_node, Num)
-            k = int(lag_node.value)
-            arg = e.args[0]
-            if k == 0:
-                return per_bin(arg, code, depth + 1)
-            if isinstance(arg, Ref) and arg.name in member_set:
-                src = f"o{mindex[arg.name]}"
-            else:
-                # History of a compound argument, recorded at the end of each bin.
-                src = f"hh{hist_count[0]}"
-                hist_count[0] += 1
-                tail_code = _Code(f"u{src}_")
-                val = per_bin(arg, tail_code, depth + 1)
-                tail.extend(tail_code.lines)
-                tail.append(f"{src}[t] = {val}")
-            return code.emit(f"{src}[t - {k}] if t >= {k} else {zero}")
-        args = [per_bin(a, code, depth + 1) for a in e.args]
-        return code.emit(f"_p_{e.name}({', '.join(args)})")
-
-    for m in members:
-        val = per_bin(asts[m], body_code)
-        body_code.lines.append(f"c{mindex[m]} = {val}")
-        body_code.lines.append(f"o{mindex[m]}[t] = c{mindex[m]}")
-    body = body_code.lines
-
-    lines = ["def _k(X, SHAPE):", "    BINS = SHAPE[0]"]
-    if not scalar:
-        lines.append("    ZERO = np.zeros(SHAPE[1:], dtype=np.float64)")
-    lines += [f"    {s}" for s in pre.lines]
-    alloc = "[0.0] * BINS" if scalar else "np.zeros(SHAPE, dtype=np.float64)"
-    for i in range(len(members)):
-        lines.append(f"    o{i} = {alloc}")
-    for i in range(hist_count[0]):
-        lines.append(f"    hh{i} = {alloc}")
-    lines.append("    for t in range(BINS):")
-    lines += [f"        {s}" for s in body + tail]
-    lines.append(f"    return [{', '.join(f'o{i}' for i in range(len(members)))}]")
-    return _Kernel("\n".join(lines), list(externals), members)
-
-
-# ---------------------------------------------------------------------------
 
 
 @dataclass
 class _Plan:
-    """Compiled steps for one graph and grid shape."""
+    """Compiled steps for one graph."""
 
     steps: list[Callable[[dict[str, Series]], None]]
+    pmfs: list[PmfNode]  # filled in per evaluation (depends on seed and sampling)
 
 
 def _plan_for(graph: Graph) -> _Plan:
@@ -328,13 +101,12 @@ def _plan_for(graph: Graph) -> _Plan:
     return plan
 
 
-def _pmf_series(graph: Graph, seed: int | None, sample_all: bool) -> tuple[dict[str, Series], list[str]]:
-    bins = graph.grid.bins
+def _pmf_series(plan: _Plan, bins: int, seed: int | None, sample_all: bool
+                ) -> tuple[dict[str, Series], list[str]]:
     out: dict[str, Series] = {}
     sampled: list[str] = []
-    for n, node in graph.nodes.items():
-        if not isinstance(node, PmfNode):
-            continue
+    for node in plan.pmfs:
+        n = node.id
         if node.sample or sample_all:
             assert seed is not None
             arr = sample(node.values, node.probabilities, node_seed(seed, n), bins)
@@ -346,71 +118,67 @@ def _pmf_series(graph: Graph, seed: int | None, sample_all: bool) -> tuple[dict[
     return out, sampled
 
 
-def _compile_plan(graph: Graph) -> _Plan:
-    bins = graph.grid.bins
-    shape = (bins,)
-    env = _make_runtime(shape)
+def _read_only(arr: Series) -> Series:
+    arr.flags.writeable = False
+    return arr
 
-    comp_of = {m: i for i, c in enumerate(graph.components) for m in c}
-    # Units: a component or a single node; level = longest path from a source.
-    unit_of: dict[str, int | str] = {n: comp_of.get(n, n) for n in graph.order}
-    level: dict[int | str, int] = {}
-    for n in graph.order:
-        u = unit_of[n]
-        lv = 0
-        for d in graph.inputs[n]:
-            du = unit_of[d]
-            if du != u:
-                lv = max(lv, level[du] + 1)
-        level[u] = max(level.get(u, 0), lv)
 
-    by_level: dict[int, list[int | str]] = {}
-    seen: set[int | str] = set()
-    for n in graph.order:
-        u = unit_of[n]
-        if u not in seen:
-            seen.add(u)
-            by_level.setdefault(level[u], []).append(u)
+Step = Callable[[dict[str, Series]], None]
 
-    steps: list[Callable[[dict[str, Series]], None]] = []
-    kernel_cache: dict[str, Callable[..., Any]] = {}
 
-    def kernel_fn(source: str, scalar: bool) -> Callable[..., Any]:
-        key = ("s" if scalar else "v") + source
-        if key not in kernel_cache:
-            kenv = _kernel_runtime(scalar)
-            exec(compile(source, "<flowtime-feedback>", "exec"), kenv)
-            kernel_cache[key] = kenv["_k"]
-        return kernel_cache[key]
+class _Steps:
+    """Builds the plan's steps: straight-line chunks, loop kernels and wave kernels."""
 
-    def const_step(nid: str, values: Series) -> Callable[[dict[str, Series]], None]:
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.bins = graph.grid.bins
+        self.env = model_runtime((self.bins,))
+        self.kernels: dict[str, Callable[..., Any]] = {}
+        self.chunks = 0
+
+    def _exec(self, source: str, filename: str, name: str, extra: dict[str, Any] | None = None
+              ) -> Callable[..., Any]:
+        env = kernel_runtime()
+        env.update(extra or {})
+        exec(compile(source, filename, "exec"), env)
+        fn: Callable[..., Any] = env[name]
+        return fn
+
+    def kernel(self, source: str) -> Callable[..., Any]:
+        if source not in self.kernels:
+            self.kernels[source] = self._exec(source, "<flowtime-feedback>", "_k")
+        return self.kernels[source]
+
+    def const(self, nid: str, values: Series) -> Step:
+        values = _read_only(values.view())  # a read-only view: the model's own array is left alone
+
         def step(r: dict[str, Series]) -> None:
             r[nid] = values
 
         return step
 
-    chunk_counter = [0]
-
-    def chunk_step(ids: list[str]) -> Callable[[dict[str, Series]], None]:
+    def chunk(self, ids: list[str]) -> Step:
         """Straight-line code for a batch of independent nodes (no call per node)."""
         lines = ["def _chunk(r):"]
         owners = [""]
         for n in ids:
-            code = _Code()
-            val = _vector_expr(graph.asts[n], lambda name: f"r[{name!r}]", code)
-            has_ref = any(isinstance(x, Ref) for x in walk(graph.asts[n]))
+            code = Code()
+            val = vector_expr(self.graph.asts[n], lambda name: f"r[{name!r}]", code)
+            has_ref = any(isinstance(x, Ref) for x in walk(self.graph.asts[n]))
             code.lines.append(f"r[{n!r}] = {val}" if has_ref else f"r[{n!r}] = _full({val})")
             lines += [f"    {ln}" for ln in code.lines]
             owners += [n] * len(code.lines)
-        fname = f"<flowtime-model-{chunk_counter[0]}>"
-        chunk_counter[0] += 1
-        cenv = dict(env)
+        fname = f"<flowtime-model-{self.chunks}>"
+        self.chunks += 1
+        cenv = dict(self.env)
         exec(compile("\n".join(lines), fname, "exec"), cenv)
         fn = cenv["_chunk"]
 
         def step(r: dict[str, Series]) -> None:
             try:
                 fn(r)
+                for n in ids:
+                    r[n].flags.writeable = False
             except Exception as exc:
                 tb = exc.__traceback__
                 node = ids[0]
@@ -422,29 +190,26 @@ def _compile_plan(graph: Graph) -> _Plan:
 
         return step
 
-    def group_step(kernels: list[_Kernel], scalar_src: str, vector_src: str
-                   ) -> Callable[[dict[str, Series]], None]:
+    def loops(self, kernels: list[LoopKernel]) -> Step:
+        """Standalone loops of one shape: on floats if one, else as columns of NumPy vectors."""
+        bins = self.bins
+
         def step(r: dict[str, Series]) -> None:
             try:
                 if len(kernels) == 1:
                     k = kernels[0]
-                    fn = kernel_fn(scalar_src, True)
-                    outs = fn([r[e] for e in k.externals], shape)
+                    outs = self.kernel(k.scalar_source)([r[e] for e in k.externals], (bins,))
                     for m, o in zip(k.members, outs, strict=True):
-                        arr = np.array(o, dtype=np.float64)
-                        arr.flags.writeable = False
-                        r[m] = arr
+                        r[m] = _read_only(np.array(o, dtype=np.float64))
                     return
-                g = len(kernels)
-                fn = kernel_fn(vector_src, False)
                 n_ext = len(kernels[0].externals)
                 stacked = [np.stack([r[k.externals[j]] for k in kernels], axis=1) for j in range(n_ext)]
-                outs = fn(stacked, (bins, g))
+                outs = self.kernel(kernels[0].vector_source)(stacked, (bins, len(kernels)))
+                for o in outs:
+                    o.flags.writeable = False
                 for gi, k in enumerate(kernels):
                     for m, o in zip(k.members, outs, strict=True):
-                        arr = np.ascontiguousarray(o[:, gi])
-                        arr.flags.writeable = False
-                        r[m] = arr
+                        r[m] = o[:, gi]
             except EvaluationError:
                 raise
             except Exception as exc:
@@ -452,43 +217,61 @@ def _compile_plan(graph: Graph) -> _Plan:
 
         return step
 
+    def wave(self, components: list[list[str]]) -> Step:
+        """Linked loops stepped together; each series is a column of one (bins, members) array."""
+        wk = wave_kernel(components, self.graph.asts)
+        fn = self._exec(wk.source, "<flowtime-wave>", "_w", wk.bindings)
+        bins = self.bins
+
+        def step(r: dict[str, Series]) -> None:
+            try:
+                xs = []
+                for g in wk.groups:
+                    if len(g.components) == 1:
+                        xs.append([r[e] for e in g.externals[0]])
+                    else:
+                        xs.append([np.stack([r[ext[j]] for ext in g.externals], axis=1)
+                                   for j in range(len(g.externals[0]))])
+                s = _read_only(fn(xs, bins))
+                r.update(zip(wk.columns, s.T, strict=True))  # column views, in column order
+            except EvaluationError:
+                raise
+            except Exception as exc:
+                raise EvaluationError(components[0][0], f"{type(exc).__name__}: {exc}") from exc
+
+        return step
+
+
+def _compile_plan(graph: Graph) -> _Plan:
+    build = _Steps(graph)
+    steps: list[Step] = []
     # Acyclic nodes accumulate across levels into one straight-line chunk; a chunk
-    # is closed only where a feedback group must run, or when it is long.
+    # is closed only where a feedback step must run, or when it is long.
     batch: list[str] = []
-    for lv in sorted(by_level):
-        groups: dict[str, list[_Kernel]] = {}
-        group_src: dict[str, tuple[str, str]] = {}
-        for u in by_level[lv]:
-            if isinstance(u, int):
-                members = graph.components[u]
-                ks = _kernel_source(members, graph.asts, scalar=True)
-                kv = _kernel_source(members, graph.asts, scalar=False)
-                groups.setdefault(ks.source, []).append(ks)
-                group_src[ks.source] = (ks.source, kv.source)
-                continue
-            n = u
+    for lv in levels(graph):
+        for n in lv.nodes:
             node = graph.nodes[n]
             if isinstance(node, ConstNode):
-                steps.append(const_step(n, node.values))
+                steps.append(build.const(n, node.values))
             elif isinstance(node, PmfNode):
                 continue  # filled in per evaluation (depends on seed and sampling)
             else:
                 batch.append(n)
                 if len(batch) >= 2000:
-                    steps.append(chunk_step(batch))
+                    steps.append(build.chunk(batch))
                     batch = []
-        if groups and batch:
-            steps.append(chunk_step(batch))
+        if (lv.alone or lv.waves) and batch:
+            steps.append(build.chunk(batch))
             batch = []
-        for src, ks_list in groups.items():
-            steps.append(group_step(ks_list, *group_src[src]))
+        shapes: dict[str, list[LoopKernel]] = {}
+        for c in lv.alone:
+            k = loop_kernel(graph.components[c], graph.asts)
+            shapes.setdefault(k.shape_key, []).append(k)
+        steps += [build.loops(ks) for ks in shapes.values()]
+        steps += [build.wave([graph.components[c] for c in wave]) for wave in lv.waves]
     if batch:
-        steps.append(chunk_step(batch))
-    return _Plan(steps)
-
-
-def _needs_seed(model: Model, sample_pmf: bool) -> bool:
-    return any(isinstance(n, PmfNode) and (n.sample or sample_pmf) for n in model.nodes)
+        steps.append(build.chunk(batch))
+    return _Plan(steps, [n for n in graph.nodes.values() if isinstance(n, PmfNode)])
 
 
 def evaluate(model: Model | Graph, seed: int | None = None, *, sample_pmf: bool = False) -> Results:
@@ -507,18 +290,15 @@ def evaluate(model: Model | Graph, seed: int | None = None, *, sample_pmf: bool 
         seed = m.rng.seed
     if seed is not None:
         seed = int(seed)
-    if _needs_seed(m, sample_pmf) and seed is None:
+    plan = _plan_for(graph)
+    if seed is None and any(n.sample or sample_pmf for n in plan.pmfs):
         seed = secrets.randbits(31)
         warnings.append(Problem("rng.seed", f"PMF sampling without a seed: drew seed {seed}; pass --seed "
                                 f"{seed} (or set rng.seed) to reproduce", severity="warning"))
-    plan = _plan_for(graph)
-    r, sampled = _pmf_series(graph, seed, sample_pmf)
+    r, sampled = _pmf_series(plan, m.grid.bins, seed, sample_pmf)
     with np.errstate(all="ignore"):
         for step in plan.steps:
             step(r)
-    series = {n: r[n] for n in graph.order}
-    for arr in series.values():
-        if arr.flags.writeable:
-            arr.flags.writeable = False
+    series = {n: r[n] for n in graph.order}  # every step leaves its series read-only
     return Results(grid=m.grid, order=graph.order, series=series, output_ids=graph.output_ids,
                    seed=seed, sample_pmf=sample_pmf, sampled=sampled, warnings=warnings)

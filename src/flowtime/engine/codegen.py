@@ -1,0 +1,133 @@
+"""
+Expression trees -> Python source over NumPy arrays, and the names that source uses.
+
+Generated code is one statement per operation (``t3 = t1 + t2``), so evaluating
+a node costs what the same NumPy calls cost and nothing per node besides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from flowtime.expr import functions as fx
+from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary, fold
+
+ARITHMETIC = {"+", "-", "*"}
+CMP_NAMES = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
+
+
+class Code:
+    """Accumulates statements, naming each result with a fresh temporary."""
+
+    def __init__(self, prefix: str = "t") -> None:
+        self.lines: list[str] = []
+        self.n = 0
+        self.prefix = prefix
+
+    def emit(self, rhs: str) -> str:
+        name = f"{self.prefix}{self.n}"
+        self.n += 1
+        self.lines.append(f"{name} = {rhs}")
+        return name
+
+
+def literal(v: float) -> str:
+    return repr(float(v))
+
+
+def vector_expr(ast: Expr, ref: Callable[[str], str], code: Code, shape: str | None = None) -> str:
+    """
+    Emit whole-series statements for ``ast`` into ``code``; return the operand
+    holding its value. ``shape`` names a shape variable for SHIFT's zero fill
+    (kernels run on (bins,) or (bins, loops) arrays); without it SHIFT uses the
+    model's grid through ``_shift``.
+    """
+
+    def fn(node: Expr, kids: list[str]) -> str:
+        if isinstance(node, Num):
+            return literal(node.value)
+        if isinstance(node, Ref):
+            return ref(node.name)
+        if isinstance(node, Unary):
+            return kids[0] if node.op == "+" else code.emit(f"-{kids[0]}")
+        if isinstance(node, BinOp):
+            a, b = kids
+            if node.op in ARITHMETIC:
+                return code.emit(f"{a} {node.op} {b}")
+            if node.op == "/":
+                return code.emit(f"_div({a}, {b})")
+            return code.emit(f"_c_{CMP_NAMES[node.op]}({a}, {b})")
+        assert isinstance(node, Call)
+        if node.name == "SHIFT":
+            lag = node.args[1]
+            assert isinstance(lag, Num)
+            if shape is not None:
+                return code.emit(f"_shift_s({kids[0]}, {int(lag.value)}, {shape})")
+            return code.emit(f"_shift({kids[0]}, {int(lag.value)})")
+        return code.emit(f"_f_{node.name}({', '.join(kids)})")
+
+    return fold(ast, fn)
+
+
+# ---------------------------------------------------------------------------
+# names the generated code calls
+
+
+def model_runtime(shape: tuple[int, ...]) -> dict[str, Any]:
+    """Globals for whole-model chunks: ``_f_``/``_c_`` functions and SHIFT on the model's grid."""
+
+    def _shift(x: Any, k: int) -> Any:
+        return shift_s(x, k, shape)
+
+    def _full(x: Any) -> Any:
+        if np.ndim(x) == 0:
+            return np.full(shape, float(x), dtype=np.float64)
+        if x.dtype != np.float64:
+            return x.astype(np.float64)
+        return x
+
+    env: dict[str, Any] = {"np": np, "_shift": _shift, "_full": _full, "_div": fx.v_div}
+    for name, fn in fx.FUNCTIONS.items():
+        if fn.vector is not None:
+            env[f"_f_{name}"] = fn.vector
+    for op, cmp in fx.VECTOR_COMPARE.items():
+        env[f"_c_{CMP_NAMES[op]}"] = cmp
+    return env
+
+
+def shift_s(x: Any, k: int, shape: tuple[int, ...]) -> Any:
+    """``x`` (a series or a number) read ``k`` bins back, zero before the start."""
+    if k == 0:
+        return x
+    out = np.zeros(shape, dtype=np.float64)
+    if k < shape[0]:
+        out[k:] = x if np.ndim(x) == 0 else x[: shape[0] - k]
+    return out
+
+
+def full_s(x: Any, shape: tuple[int, ...]) -> Any:
+    """A number or series as a float64 array of ``shape``."""
+    if np.ndim(x) == 0:
+        return np.full(shape, float(x), dtype=np.float64)
+    return np.broadcast_to(x, shape).astype(np.float64, copy=False)
+
+
+def kernel_runtime() -> dict[str, Any]:
+    """
+    Globals for feedback kernels. ``_f_``/``_c_``/``_div`` work on whole series
+    (hoisted code); per-bin code calls ``_p_``/``_q_``/``_pdiv`` on floats and
+    ``_v_``/``_w_``/``_vdiv`` on vectors across loops.
+    """
+    env: dict[str, Any] = {"np": np, "_div": fx.v_div, "_shift_s": shift_s, "_full_s": full_s,
+                           "_pdiv": fx.s_div, "_vdiv": fx.v_div}
+    for name, fn in fx.FUNCTIONS.items():
+        if fn.vector is not None:
+            env[f"_f_{name}"] = env[f"_v_{name}"] = fn.vector
+            env[f"_p_{name}"] = fn.scalar
+    for op, cmp in fx.VECTOR_COMPARE.items():
+        env[f"_c_{CMP_NAMES[op]}"] = env[f"_w_{CMP_NAMES[op]}"] = cmp
+        env[f"_q_{CMP_NAMES[op]}"] = fx.SCALAR_COMPARE[op]
+    return env

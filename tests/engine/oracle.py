@@ -1,0 +1,79 @@
+"""
+A slow, obviously correct evaluator to check the engine against.
+
+It knows nothing of levels, kernels, hoisting or batching: the value of node n
+at bin t is its expression evaluated at t, where ``SHIFT(e, k)`` is ``e`` at
+t - k (0 before the first bin), memoised per (node, bin). Arithmetic uses the
+engine's per-float functions, so results must match exactly for every
+operation except EXP/LOG/POW (documented in decisions/0003).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from flowtime.engine.graph import Graph
+from flowtime.expr import functions as fx
+from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
+from flowtime.model.schema import ConstNode, PmfNode
+
+
+def interpret(graph: Graph) -> dict[str, list[float]]:
+    bins = graph.grid.bins
+    memo: dict[tuple[str, int], float] = {}
+
+    def value(name: str, t: int) -> float:
+        if t < 0:
+            return 0.0
+        key = (name, t)
+        if key not in memo:
+            node: Any = graph.nodes[name]
+            if isinstance(node, ConstNode):
+                memo[key] = float(node.values[t])
+            elif isinstance(node, PmfNode):
+                memo[key] = float(node.expected_value)
+            else:
+                memo[key] = at(graph.asts[name], t)
+        return memo[key]
+
+    def at(e: Expr, t: int) -> float:
+        if t < 0:
+            return 0.0
+        if isinstance(e, Num):
+            return float(e.value)
+        if isinstance(e, Ref):
+            return value(e.name, t)
+        if isinstance(e, Unary):
+            v = at(e.operand, t)
+            return -v if e.op == "-" else v
+        if isinstance(e, BinOp):
+            a, b = at(e.left, t), at(e.right, t)
+            if e.op == "+":
+                return a + b
+            if e.op == "-":
+                return a - b
+            if e.op == "*":
+                return a * b
+            if e.op == "/":
+                return fx.s_div(a, b)
+            return fx.SCALAR_COMPARE[e.op](a, b)
+        assert isinstance(e, Call)
+        if e.name == "SHIFT":
+            lag = e.args[1]
+            assert isinstance(lag, Num)
+            return at(e.args[0], t - int(lag.value))
+        fn = fx.FUNCTIONS[e.name].scalar
+        assert fn is not None
+        return fn(*(at(a, t) for a in e.args))
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20_000))
+    try:
+        # Bin by bin, so memoised earlier bins keep the recursion shallow.
+        for t in range(bins):
+            for n in graph.order:
+                value(n, t)
+    finally:
+        sys.setrecursionlimit(old)
+    return {n: [memo[(n, t)] for t in range(bins)] for n in graph.order}
