@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from flowtime.artifacts.canonical import format_number, series_csv
-from flowtime.artifacts.writer import clean_temp_folders, model_hash, write_run
+from flowtime.artifacts.writer import clean_temp_folders, write_run
 from flowtime.engine import evaluate
+from flowtime.model.hashing import model_hash
 from flowtime.model.load import load_model
 
 MODEL = """\

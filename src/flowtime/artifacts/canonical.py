@@ -9,34 +9,17 @@ bytes on every machine. Numbers are written the way the reference engine does
 
 from __future__ import annotations
 
-import hashlib
-import json
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
+from flowtime.model.hashing import canonical_json, sha256_text
+
+__all__ = ["CSV_HEADER", "canonical_json", "format_number", "format_rows", "series_csv", "sha256_text"]
+
 CSV_HEADER = "t,value\n"
-
-
-def sha256_text(data: bytes) -> str:
-    """
-    >>> sha256_text(b"")
-    'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
-    """
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def canonical_json(obj: Any) -> bytes:
-    """
-    Sorted keys, no whitespace, UTF-8, floats in shortest round-trip form.
-
-    >>> canonical_json({"b": 1.0, "a": [1, "x"]})
-    b'{"a":[1,"x"],"b":1.0}'
-    """
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def format_number(v: float) -> str:
@@ -92,8 +75,14 @@ def _row_prefixes(n: int) -> list[bytes]:
 
 
 @lru_cache(maxsize=8)
-def _bin_indexes(n: int) -> list[int]:
-    return list(range(n))
+def _bin_keys(n: int) -> list[str]:
+    return [str(t) for t in range(n)]
+
+
+# {"0":1.5,"1":2} -> 0,1.5\n1,2\n in one C pass: the key/value and item separators
+# differ, so a byte translation turns a JSON object into CSV rows.
+_ROWS = bytes.maketrans(b":,", b",\n")
+_JSON_ONLY = b'"{}'
 
 
 def _special(arr: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
@@ -111,8 +100,11 @@ def format_rows(block: npt.NDArray[np.float64]) -> list[bytes]:
     CSV bodies (``t,value`` rows) for every row of a 2-D block of series.
 
     In the range 1e-4 <= |v| < 1e15 the reference's text is Python's shortest
-    ``repr`` without a trailing ``.0``; orjson writes exactly that, in C, for a
-    whole block at once. Values outside that range go through ``format_number``.
+    ``repr`` without a trailing ``.0``; orjson writes exactly that, in C. A
+    series is written as the JSON object ``{"t": v, ...}`` and translated into
+    rows; whole numbers go as ints (no ``.0`` to strip) when a whole series is
+    whole, else their ``.0`` is stripped afterwards. Values outside that range
+    go through ``format_number``.
     """
     if block.ndim != 2:
         raise ValueError("format_rows expects a 2-D block")
@@ -122,20 +114,30 @@ def format_rows(block: npt.NDArray[np.float64]) -> list[bytes]:
     special = _special(block)
     has_special: list[bool] = np.asarray(special.any(axis=1)).tolist()
     safe = np.where(special, 0.0, block) if any(has_special) else block
-    ts = _bin_indexes(bins)
+    whole = safe == np.trunc(safe)
+    any_whole: list[bool] = np.asarray(whole.any(axis=1)).tolist()
+    all_whole: list[bool] = np.asarray(whole.all(axis=1)).tolist()
+    keys = _bin_keys(bins)
     out: list[bytes] = []
     for i in range(n_series):
-        if not has_special[i]:
-            # [[0,1.5],[1,2.0],...] -> "0,1.5\n1,2\n...": every step runs in C.
-            text = orjson.dumps(list(zip(ts, safe[i].tolist(), strict=True)))
-            out.append((text[2:-2].replace(b"],[", b"\n") + b"\n").replace(b".0\n", b"\n"))
+        if has_special[i]:
+            out.append(_rows_with_specials(block[i], safe[i], special[i]))
             continue
-        text = orjson.dumps(safe[i], option=orjson.OPT_SERIALIZE_NUMPY)[1:-1] + b","
-        parts = text.replace(b".0,", b",").split(b",")[:-1]
-        for j in np.flatnonzero(special[i]).tolist():
-            parts[j] = format_number(float(block[i, j])).encode()
-        out.append(b"\n".join(map(bytes.__add__, _row_prefixes(bins), parts)) + b"\n")
+        # |v| < 1e15 here, so whole numbers are exact as int64.
+        values = safe[i].astype(np.int64).tolist() if all_whole[i] else safe[i].tolist()
+        text = orjson.dumps(dict(zip(keys, values, strict=True)), option=orjson.OPT_APPEND_NEWLINE)
+        text = text.translate(_ROWS, _JSON_ONLY)
+        out.append(text.replace(b".0\n", b"\n") if any_whole[i] and not all_whole[i] else text)
     return out
+
+
+def _rows_with_specials(row: npt.NDArray[np.float64], safe: npt.NDArray[np.float64],
+                        special: npt.NDArray[np.bool_]) -> bytes:
+    text = orjson.dumps(safe, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1] + b","
+    parts = text.replace(b".0,", b",").split(b",")[:-1]
+    for j in np.flatnonzero(special).tolist():
+        parts[j] = format_number(float(row[j])).encode()
+    return b"\n".join(map(bytes.__add__, _row_prefixes(row.size), parts)) + b"\n"
 
 
 def series_csv(arr: npt.NDArray[np.float64]) -> bytes:

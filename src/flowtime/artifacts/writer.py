@@ -23,30 +23,15 @@ import orjson
 
 from flowtime._version import __version__
 from flowtime.artifacts import layout
-from flowtime.artifacts.canonical import CSV_HEADER, canonical_json, format_rows, sha256_text
+from flowtime.artifacts.canonical import CSV_HEADER, format_rows, sha256_text
 from flowtime.engine.evaluate import Results
 from flowtime.errors import ArtifactError
+from flowtime.model.hashing import model_hash, scenario_hash
 from flowtime.model.load import LoadedModel
 from flowtime.model.provenance import Provenance
 from flowtime.model.schema import Model
 
 _BLOCK = 256  # series formatted together (bounds the temporary memory of a block)
-
-
-def model_hash(model: Model, canonical: dict[str, Any] | None = None) -> str:
-    """SHA-256 of the canonical model: formatting, comments, key order and provenance do not count."""
-    return sha256_text(canonical_json(canonical if canonical is not None else model.canonical()))
-
-
-def scenario_hash(model: Model, seed: int | None, sampled: bool, canonical: dict[str, Any] | None = None) -> str:
-    """
-    The model plus the run options that change its numbers. The seed counts only
-    when something was sampled, since otherwise it cannot change any value.
-    """
-    c = canonical if canonical is not None else model.canonical()
-    if not sampled:
-        return sha256_text(canonical_json({"model": c}))
-    return sha256_text(canonical_json({"model": c, "seed": seed, "samplePmf": True}))
 
 
 @dataclass(frozen=True)
@@ -112,9 +97,8 @@ def write_run(
     model = loaded.model
     now = now or datetime.now(UTC)
     created = layout.utc_iso(now)
-    canonical = model.canonical()
-    m_hash = model_hash(model, canonical)
-    s_hash = scenario_hash(model, results.seed, bool(results.sampled), canonical)
+    m_hash = model_hash(model)
+    s_hash = scenario_hash(model, results.seed, bool(results.sampled))
     run_id = layout.deterministic_run_id(s_hash) if deterministic_id else layout.new_run_id(now)
     root.mkdir(parents=True, exist_ok=True)
     final = root / run_id

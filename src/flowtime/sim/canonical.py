@@ -72,7 +72,3 @@ def parameters_hash(template_id: str, template_version: str, parameters: dict[st
     doc = {"parameters": parameters, "templateId": template_id, "templateVersion": template_version}
     return sha256_hex(canonical_json(doc))[:8]
 
-
-def model_hash(canonical_model: dict[str, Any]) -> str:
-    """Full hex SHA-256 of a model's canonical form (see ``Model.canonical``)."""
-    return sha256_hex(canonical_json(canonical_model))

@@ -22,10 +22,11 @@ import yaml
 from flowtime._version import __version__
 from flowtime.errors import ModelError, ParameterError, Problem
 from flowtime.expr.syntax import format_number
+from flowtime.model.hashing import model_digest
 from flowtime.model.load import LoadedModel, load_model
 from flowtime.model.parameters import check_parameters
 from flowtime.model.provenance import Provenance
-from flowtime.sim.canonical import model_hash, parameters_hash
+from flowtime.sim.canonical import parameters_hash
 from flowtime.sim.template import PLACEHOLDER, WHOLE_PLACEHOLDER, Template, TemplateValidationError
 from flowtime.sim.topology import Topology, topology
 
@@ -225,7 +226,7 @@ def render_template(
         derived_from=derived_from,
     )
     return Generated(template, resolved, data, text, loaded, provenance,
-                     model_hash(loaded.model.canonical()))
+                     model_digest(loaded.model))
 
 
 def _quote_expressions(data: dict[str, Any]) -> dict[str, Any]:
