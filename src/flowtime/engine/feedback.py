@@ -293,8 +293,7 @@ class WaveGroup:
 class WaveKernel:
     source: str
     groups: list[WaveGroup]
-    columns: dict[str, int]  # member id -> its column in the (bins, columns) result
-    width: int
+    columns: dict[str, int]  # member id -> its column in the (bins, columns) result, in column order
     bindings: dict[str, object]  # globals the source reads: column slices and index arrays
 
 
@@ -369,4 +368,4 @@ def wave_kernel(components: list[list[str]], asts: dict[str, Expr]) -> WaveKerne
     lines += [f"        R{k} = S[t - {k}] if t >= {k} else ZROW" for k in sorted(lags)]
     lines += [f"        {s}" for s in body + tail]
     lines.append("    return S")
-    return WaveKernel("\n".join(lines), groups, columns, len(columns), bindings)
+    return WaveKernel("\n".join(lines), groups, columns, bindings)
