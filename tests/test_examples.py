@@ -9,6 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from flowtime.cli import app
+from flowtime.engine import compile_model
+from flowtime.engine.schedule import levels
+from flowtime.model.load import load_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -38,6 +41,20 @@ def test_backlog_queue_carries_work_over(tmp_path: Path) -> None:
     # backlog: 0, 3, 13, 18, 11, 0, 0, 0 ; served: 12, 15, 15, 15, 15, 15, 2, 0
     assert s["backlog"] == [0, 3, 13, 18, 11, 0, 0, 0]
     assert s["served"] == [12, 15, 15, 15, 15, 15, 2, 0]
+
+
+def test_staged_pipeline_hands_work_on_an_hour_later(tmp_path: Path) -> None:
+    s = run_example("staged-pipeline.yaml", tmp_path)
+    # stage 1 is the backlog example; stage 2 gets served1 one hour later, stage 3 gets served2
+    assert s["served1"] == [12, 15, 15, 15, 15, 15, 2, 0]
+    assert s["served2"] == [0, 12, 12, 12, 12, 12, 12, 12]
+    assert s["backlog2"] == [0, 0, 3, 6, 9, 12, 15, 5]
+    assert s["served3"] == [0, 0, 10, 10, 10, 10, 10, 10]
+    assert s["backlog3"] == [0, 0, 2, 4, 6, 8, 10, 12]
+    assert s["work_in_progress"] == [0, 3, 18, 28, 26, 20, 25, 17]
+    # the three stages read one another only in the past: one level, stepped together
+    graph = compile_model(load_model((EXAMPLES / "staged-pipeline.yaml").read_text()).model)
+    assert [[len(w) for w in lv.waves] for lv in levels(graph)] == [[], [3], []]
 
 
 def test_it_system_success_rate(tmp_path: Path) -> None:
