@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 from tests.engine.oracle import interpret
 from tests.fuzz.harness import fuzz_settings
 
 from flowtime.engine import compile_model, evaluate
-from flowtime.engine.feedback import wave_kernel
+from flowtime.engine.feedback import loop_kernel, wave_kernel
 from flowtime.engine.schedule import levels
 from flowtime.model.load import load_model
 
@@ -82,6 +83,43 @@ def test_lags_beyond_the_grid_and_lag_zero_peers_split_levels() -> None:
     assert r["c"].tolist() == [1, 3, 6, 10, 15, 21]
 
 
+def test_loops_that_differ_only_in_their_numbers_share_a_kernel_and_keep_their_numbers() -> None:
+    # more loops than bins, so each number's column must not be mistaken for a series
+    numbers = [(1, 3), (2, 1), (0.5, 4), (1, 0), (3, 0.5), (1, 2), (0, 5), (1.5, 1)]
+    text = HEAD + "".join(
+        f"  - {{id: q{i}, kind: expr, expr: 'SHIFT(q{i}, 1) * {r} + SHIFT({k}, 1)'}}\n"
+        for i, (r, k) in enumerate(numbers)
+    )
+    graph = compile_model(load_model(text).model)
+    [level] = levels(graph)
+    kernels = [loop_kernel(graph.components[c], graph.asts) for c in level.alone]
+    assert len(kernels) == 8 and len({k.shape_key for k in kernels}) == 1  # one vector kernel for all
+    r = evaluate(graph)
+    assert r["q0"].tolist() == [0, 3, 6, 9, 12, 15]
+    assert r["q1"].tolist() == [0, 1, 3, 7, 15, 31]
+    assert r["q2"].tolist() == [0, 4, 6, 7, 7.5, 7.75]
+    assert r["q7"].tolist() == [0, 1, 2.5, 4.75, 8.125, 13.1875]
+    expected = interpret(graph)
+    assert all(r[n].tolist() == expected[n] for n in graph.order)
+
+
+def test_a_delay_chain_with_a_rate_per_stage_is_still_two_groups() -> None:
+    body = "  - {id: inflow, values: [8, 8, 0, 0, 0, 0]}\n"
+    for k in range(1, 6):
+        src = "inflow" if k == 1 else f"out{k - 1}"
+        body += f"  - {{id: s{k}, kind: expr, expr: 'SHIFT(s{k}, 1) + SHIFT({src}, 1) - SHIFT(out{k}, 1)'}}\n"
+        body += f"  - {{id: out{k}, kind: expr, expr: 's{k} * {k / 10}'}}\n"
+    graph = compile_model(load_model(HEAD + body).model)
+    [wave] = levels(graph)[1].waves
+    kernel = wave_kernel([graph.components[c] for c in wave], graph.asts)
+    assert sorted(len(g.components) for g in kernel.groups) == [1, 4]
+    r = evaluate(graph)
+    expected = interpret(graph)
+    assert all(r[n].tolist() == expected[n] for n in graph.order)
+    # out1 = 0, 0.8, 1.52 (10 % of s1 = 0, 8, 15.2); s2 = 0, 0, 0.8, 2.16 keeps 80 % and gets out1
+    assert r["out2"].tolist()[:4] == pytest.approx([0, 0, 0.16, 0.432])
+
+
 # ---------------------------------------------------------------------------
 # the property: any mesh of linked loops gives the interpreter's numbers
 
@@ -110,8 +148,9 @@ def terms(draw: st.DrawFn, atoms: list[str], depth: int = 0) -> str:
 def meshes(draw: st.DrawFn) -> str:
     """
     Components built from a few shapes (so some run as vector groups), each
-    reading an earlier component's past - directly, lagged beyond the grid, or
-    through a compound SHIFT of its present - plus acyclic nodes between levels.
+    with its own constants, each reading an earlier component's past - directly,
+    lagged beyond the grid, or through a compound SHIFT of its present - or a
+    constant series (standing alone), plus acyclic nodes between levels.
     """
     bins = draw(st.integers(1, 7))
     values = st.lists(st.sampled_from([0.0, 1.0, -2.0, 0.5, 3.0, 10.0]), min_size=bins, max_size=bins)
@@ -126,7 +165,7 @@ def meshes(draw: st.DrawFn) -> str:
         own = f"SHIFT({{m0}}, {draw(st.integers(1, 2))})"
         peer_reads = [f"SHIFT({{peer}}, {lag})", f"SHIFT({{peer}} + {{m0}} * 2, {lag})", f"SHIFT({{peer}}, {bins + 2})"]
         peer_read = draw(st.sampled_from(peer_reads))
-        atoms = ["a", "b", "0.5", own, peer_read]
+        atoms = ["a", "b", "{k}", own, peer_read]
         m0 = f"{own} + {peer_read} + {draw(terms(atoms))}"
         two = draw(st.booleans())
         m1 = f"{{m0}} * 0.5 + {draw(terms(['a', '{m0}', 'SHIFT({m1}, 1)']))}" if two else None
@@ -137,12 +176,15 @@ def meshes(draw: st.DrawFn) -> str:
     members: list[str] = []  # every loop member so far: the peers later components may read
     for c in range(n_comps):
         m0, m1 = shapes[draw(st.integers(0, n_shapes - 1))]
-        peer = draw(st.sampled_from(members)) if members else "a"
+        # an earlier loop's member, or a constant: then this loop stands alone (and may batch)
+        peer = draw(st.sampled_from([*members, "b"])) if members else "a"
         if members and draw(st.integers(0, 6)) == 0:
             # an acyclic node between two loops: a level boundary inside the mesh
             nodes.append({"id": f"mid{c}", "kind": "expr", "expr": f"{peer} * 2 + SHIFT({peer}, 1)"})
             peer = f"mid{c}"
-        names = {"m0": f"c{c}m0", "m1": f"c{c}m1", "peer": peer}
+        # each loop its own number: loops of one shape differ in their constants
+        k = draw(st.sampled_from(["0.5", "2", "-1", "3", "0.25", "1e3"]))
+        names = {"m0": f"c{c}m0", "m1": f"c{c}m1", "peer": peer, "k": k}
         nodes.append({"id": f"c{c}m0", "kind": "expr", "expr": m0.format(**names)})
         members.append(f"c{c}m0")
         if m1 is not None:
@@ -159,7 +201,9 @@ def test_linked_loops_give_the_numbers_of_a_bin_by_bin_interpreter(text: str) ->
     graph = compile_model(load_model(text).model)
     waves = [w for lv in levels(graph) for w in lv.waves]
     groups = [g for w in waves for g in wave_kernel([graph.components[c] for c in w], graph.asts).groups]
-    event(f"waves: {len(waves)}, vector groups: {sum(len(g.components) > 1 for g in groups)}")
+    alone = max((len(lv.alone) for lv in levels(graph)), default=0)
+    event(f"waves: {len(waves)}, vector groups: {sum(len(g.components) > 1 for g in groups)}, "
+          f"most loops alone on a level: {min(alone, 2)}")
     results = evaluate(graph)
     expected = interpret(graph)
     for n in graph.order:

@@ -38,17 +38,19 @@ def literal(v: float) -> str:
     return repr(float(v))
 
 
-def vector_expr(ast: Expr, ref: Callable[[str], str], code: Code, shape: str | None = None) -> str:
+def vector_expr(ast: Expr, ref: Callable[[str], str], code: Code, shape: str | None = None,
+                number: Callable[[float], str] = literal) -> str:
     """
     Emit whole-series statements for ``ast`` into ``code``; return the operand
     holding its value. ``shape`` names a shape variable for SHIFT's zero fill
     (kernels run on (bins,) or (bins, loops) arrays); without it SHIFT uses the
-    model's grid through ``_shift``.
+    model's grid through ``_shift``. ``number`` names a number (by default, as
+    a literal).
     """
 
     def fn(node: Expr, kids: list[str]) -> str:
         if isinstance(node, Num):
-            return literal(node.value)
+            return number(node.value)
         if isinstance(node, Ref):
             return ref(node.name)
         if isinstance(node, Unary):
@@ -104,7 +106,8 @@ def shift_s(x: Any, k: int, shape: tuple[int, ...]) -> Any:
         return x
     out = np.zeros(shape, dtype=np.float64)
     if k < shape[0]:
-        out[k:] = x if np.ndim(x) == 0 else x[: shape[0] - k]
+        # A number, or one number per column (a kernel's constants), holds in every bin.
+        out[k:] = x if np.ndim(x) < len(shape) else x[: shape[0] - k]
     return out
 
 

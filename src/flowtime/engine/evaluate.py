@@ -193,18 +193,19 @@ class _Steps:
     def loops(self, kernels: list[LoopKernel]) -> Step:
         """Standalone loops of one shape: on floats if one, else as columns of NumPy vectors."""
         bins = self.bins
+        constants = [np.array(ks, dtype=np.float64) for ks in zip(*(k.constants for k in kernels), strict=True)]
 
         def step(r: dict[str, Series]) -> None:
             try:
                 if len(kernels) == 1:
                     k = kernels[0]
-                    outs = self.kernel(k.scalar_source)([r[e] for e in k.externals], (bins,))
+                    outs = self.kernel(k.scalar_source)([r[e] for e in k.externals], k.constants, (bins,))
                     for m, o in zip(k.members, outs, strict=True):
                         r[m] = _read_only(np.array(o, dtype=np.float64))
                     return
                 n_ext = len(kernels[0].externals)
                 stacked = [np.stack([r[k.externals[j]] for k in kernels], axis=1) for j in range(n_ext)]
-                outs = self.kernel(kernels[0].vector_source)(stacked, (bins, len(kernels)))
+                outs = self.kernel(kernels[0].vector_source)(stacked, constants, (bins, len(kernels)))
                 for o in outs:
                     o.flags.writeable = False
                 for gi, k in enumerate(kernels):
@@ -232,7 +233,7 @@ class _Steps:
                     else:
                         xs.append([np.stack([r[ext[j]] for ext in g.externals], axis=1)
                                    for j in range(len(g.externals[0]))])
-                s = _read_only(fn(xs, bins))
+                s = _read_only(fn(xs, [g.constants for g in wk.groups], bins))
                 r.update(zip(wk.columns, s.T, strict=True))  # column views, in column order
             except EvaluationError:
                 raise

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flowtime.engine.codegen import ARITHMETIC, CMP_NAMES, Code, literal, vector_expr
+from flowtime.engine.codegen import ARITHMETIC, CMP_NAMES, Code, vector_expr
 from flowtime.errors import EvaluationError
 from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary, fold
 
@@ -120,6 +120,7 @@ class LoopParts:
     histories: int  # buffers hh0.. for those histories
     externals: list[str]  # node ids read from outside, X[i] in member order of first use
     peers: list[str] = field(default_factory=list)  # wave members of other components, P slot order
+    constants: list[float] = field(default_factory=list)  # the numbers in the code, K slot order
 
     @property
     def signature(self) -> str:
@@ -156,6 +157,15 @@ def loop_parts(members: list[str], asts: dict[str, Expr], naming: _Naming,
             peer_slots[name] = len(peer_slots)
         return peer_slots[name]
 
+    # Numbers are slots (K0, K1, ...), not literals: loops that differ only in
+    # their numbers (a delay chain with a rate per stage) share one shape and run
+    # as one vector group, each component with its own column of constants.
+    constants: list[float] = []
+
+    def number(value: float) -> str:
+        constants.append(float(value))
+        return f"{p}K{len(constants) - 1}"
+
     # Which subtrees read a loop value: one pass per expression, not one per subtree.
     looped = member_set | peers
     dependent: set[int] = set()
@@ -171,8 +181,8 @@ def loop_parts(members: list[str], asts: dict[str, Expr], naming: _Naming,
 
     def hoist(e: Expr) -> str:
         if isinstance(e, Num):
-            return literal(e.value)
-        val = vector_expr(e, ext_ref, pre, shape=shape)
+            return number(e.value)
+        val = vector_expr(e, ext_ref, pre, shape=shape, number=number)
         name = pre.emit(f"_full_s({val}, {shape})" + (".tolist()" if naming.scalar else ""))
         return f"{name}[t]"
 
@@ -232,7 +242,8 @@ def loop_parts(members: list[str], asts: dict[str, Expr], naming: _Naming,
         else:
             body.lines.append(f"{p}c{i} = {val}")
             body.lines.append(naming.own_store(i, f"{p}c{i}"))
-    return LoopParts(members, pre.lines, body.lines, tail, histories[0], list(externals), list(peer_slots))
+    return LoopParts(members, pre.lines, body.lines, tail, histories[0], list(externals), list(peer_slots),
+                     constants)
 
 
 # ---------------------------------------------------------------------------
@@ -243,6 +254,7 @@ def loop_parts(members: list[str], asts: dict[str, Expr], naming: _Naming,
 class LoopKernel:
     members: list[str]
     externals: list[str]
+    constants: list[float]
     scalar_source: str
     vector_source: str
 
@@ -253,9 +265,10 @@ class LoopKernel:
 
 def _loop_source(parts: LoopParts, scalar: bool) -> str:
     alloc = "[0.0] * BINS" if scalar else "np.zeros(SHAPE, dtype=np.float64)"
-    lines = ["def _k(X, SHAPE):", "    BINS = SHAPE[0]"]
+    lines = ["def _k(X, K, SHAPE):", "    BINS = SHAPE[0]"]
     if not scalar:
         lines.append("    ZERO = np.zeros(SHAPE[1:], dtype=np.float64)")
+    lines += [f"    K{j} = K[{j}]" for j in range(len(parts.constants))]
     lines += [f"    {s}" for s in parts.pre]
     lines += [f"    o{i} = {alloc}" for i in range(len(parts.members))]
     lines += [f"    hh{i} = {alloc}" for i in range(parts.histories)]
@@ -267,12 +280,14 @@ def _loop_source(parts: LoopParts, scalar: bool) -> str:
 
 def loop_kernel(members: list[str], asts: dict[str, Expr]) -> LoopKernel:
     """
-    ``_k(X, SHAPE)``: X holds the external series (one per ``externals``), SHAPE
-    is (bins,) on floats or (bins, n) for n components batched as columns.
+    ``_k(X, K, SHAPE)``: X holds the external series (one per ``externals``), K
+    the constants, SHAPE is (bins,) on floats or (bins, n) for n components
+    batched as columns (then each X is (bins, n) and each K has n values).
     """
     scalar = loop_parts(members, asts, _LoopNaming("", True))
     vector = loop_parts(members, asts, _LoopNaming("", False))
-    return LoopKernel(members, scalar.externals, _loop_source(scalar, True), _loop_source(vector, False))
+    return LoopKernel(members, scalar.externals, scalar.constants, _loop_source(scalar, True),
+                      _loop_source(vector, False))
 
 
 # ---------------------------------------------------------------------------
@@ -285,6 +300,7 @@ class WaveGroup:
 
     components: list[list[str]]
     externals: list[list[str]]  # per component, X slot order
+    constants: list[object]  # per K slot: a float (group of one) or an array, one value per component
     own: list[object]  # per member slot: an int (group of one), a slice or an index array
     peers: list[object]  # per peer slot, likewise
 
@@ -347,9 +363,15 @@ def wave_kernel(components: list[list[str]], asts: dict[str, Expr]) -> WaveKerne
             bindings[f"{prefix}O{i}"] = cols
         for j, cols in enumerate(peer):
             bindings[f"{prefix}P{j}"] = cols
-        groups.append(WaveGroup([c for c, _ in entries], [ps.externals for _, ps in entries], own, peer))
+        constants: list[object] = [
+            ks[0] if scalar else np.array(ks, dtype=np.float64)
+            for ks in zip(*(ps.constants for _, ps in entries), strict=True)
+        ]
+        groups.append(WaveGroup([c for c, _ in entries], [ps.externals for _, ps in entries], constants,
+                                own, peer))
         shape = "(BINS,)" if scalar else f"(BINS, {size})"
         pre.append(f"{prefix}X = XS[{gi}]")
+        pre += [f"{prefix}K{j} = KS[{gi}][{j}]" for j in range(len(constants))]
         pre.append(f"{prefix}SHAPE = {shape}")
         if not scalar:
             pre.append(f"{prefix}ZERO = np.zeros({size}, dtype=np.float64)")
@@ -360,7 +382,7 @@ def wave_kernel(components: list[list[str]], asts: dict[str, Expr]) -> WaveKerne
         tail += parts.tail
 
     # Every column of every row is stored before it is read: no need to zero S.
-    lines = ["def _w(XS, BINS):", f"    S = np.empty((BINS, {len(columns)}), dtype=np.float64)",
+    lines = ["def _w(XS, KS, BINS):", f"    S = np.empty((BINS, {len(columns)}), dtype=np.float64)",
              f"    ZROW = np.zeros({len(columns)}, dtype=np.float64)"]
     lines += [f"    {s}" for s in pre + alloc]
     lines.append("    for t in range(BINS):")
