@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import numpy as np
+
 from flowtime.engine.graph import Graph
 from flowtime.expr import functions as fx
 from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
@@ -77,3 +79,16 @@ def interpret(graph: Graph) -> dict[str, list[float]]:
     finally:
         sys.setrecursionlimit(old)
     return {n: [memo[(n, t)] for t in range(bins)] for n in graph.order}
+
+
+def same_bits(a: Any, b: Any) -> bool:
+    """
+    Equal series bit for bit - so 0 and -0 differ, as they do in a CSV - with
+    every NaN counted as the same (the CSV writes any NaN as ``NaN``).
+    """
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape:
+        return False
+    nan_x, nan_y = np.isnan(x), np.isnan(y)
+    return bool(np.array_equal(nan_x, nan_y) and np.array_equal(x[~nan_x].view(np.int64), y[~nan_y].view(np.int64)))

@@ -96,3 +96,16 @@ def test_sims_model_hash_is_the_hash_in_the_engines_manifest(template: Template,
     loaded = load_model(generated.model_text)  # what the engine receives
     record = write_run(loaded, evaluate(loaded.model), tmp_path)
     assert record.manifest["modelHash"] == f"sha256:{generated.hash}"
+
+
+def test_hashing_a_model_changes_neither_its_equality_nor_its_copies() -> None:
+    """Found in review: the cached JSON was a pydantic private attribute, compared by == and copied."""
+    exprs = "schemaVersion: 1\ngrid: {bins: 2, binSize: 1, binUnit: hours}\nnodes: [{id: b, kind: expr, expr: 1 + 2}]\n"
+    one, two = load_model(exprs).model, load_model(exprs).model
+    model_hash(one)
+    assert one == two
+    pinned = load_model(PINNED).model
+    before = model_hash(pinned)
+    smaller = pinned.model_copy(update={"nodes": pinned.nodes[:1]})
+    assert model_hash(smaller) != before
+    assert model_hash(smaller) == model_hash(load_model(PINNED.split("  - {id: p")[0]).model)

@@ -57,16 +57,20 @@ def v_div(a: Value, b: Value) -> Value:
     return out
 
 
+# MIN, MAX and CLAMP give +0 for a zero result: on a tie between 0 and -0 NumPy
+# returns either operand, depending on the CPU's instructions, and a result must
+# not depend on the machine (adding 0.0 turns -0 into +0 and changes nothing else).
+
 def v_min(*xs: Value) -> Value:
-    return reduce(np.minimum, xs) if len(xs) > 1 else xs[0]
+    return reduce(np.minimum, xs) + 0.0 if len(xs) > 1 else xs[0]
 
 
 def v_max(*xs: Value) -> Value:
-    return reduce(np.maximum, xs) if len(xs) > 1 else xs[0]
+    return reduce(np.maximum, xs) + 0.0 if len(xs) > 1 else xs[0]
 
 
 def v_clamp(v: Value, lo: Value, hi: Value) -> Value:
-    return np.maximum(lo, np.minimum(hi, v))
+    return np.maximum(lo, np.minimum(hi, v)) + 0.0
 
 
 def v_round(x: Value) -> Value:
@@ -112,7 +116,7 @@ def s_min(*xs: float) -> float:
             return _NAN
         if x < r:
             r = x
-    return r if r == r else _NAN
+    return r + 0.0 if len(xs) > 1 else r
 
 
 def s_max(*xs: float) -> float:
@@ -122,7 +126,7 @@ def s_max(*xs: float) -> float:
             return _NAN
         if x > r:
             r = x
-    return r if r == r else _NAN
+    return r + 0.0 if len(xs) > 1 else r
 
 
 def s_clamp(v: float, lo: float, hi: float) -> float:
@@ -132,7 +136,7 @@ def s_clamp(v: float, lo: float, hi: float) -> float:
 def s_round(x: float) -> float:
     if not math.isfinite(x):
         return x
-    t = float(math.trunc(x))
+    t = math.copysign(float(math.trunc(x)), x)  # IEEE: a zero keeps x's sign (-0.4 -> -0)
     return t + math.copysign(1.0, x) if abs(x - t) >= 0.5 else t
 
 
@@ -168,11 +172,18 @@ def s_pow(a: float, b: float) -> float:
 
 
 def s_floor(x: float) -> float:
-    return float(math.floor(x)) if math.isfinite(x) else x
+    # IEEE, as NumPy: a zero result keeps x's sign (FLOOR(-0) = -0, CEIL(-0.5) = -0).
+    if not math.isfinite(x):
+        return x
+    r = float(math.floor(x))
+    return r if r else math.copysign(0.0, x)
 
 
 def s_ceil(x: float) -> float:
-    return float(math.ceil(x)) if math.isfinite(x) else x
+    if not math.isfinite(x):
+        return x
+    r = float(math.ceil(x))
+    return r if r else math.copysign(0.0, x)
 
 
 def s_if(c: float, a: float, b: float) -> float:

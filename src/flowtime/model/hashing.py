@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from typing import Any
 
 from flowtime.model.schema import Model
@@ -37,11 +38,19 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
+# A model is immutable, so its canonical JSON is computed once per model object.
+# Kept here, by id, rather than on the model: a pydantic private attribute would
+# take part in ``==`` and be carried over by ``model_copy(update=...)``.
+_JSON: dict[int, bytes] = {}
+
+
 def _model_json(model: Model) -> bytes:
-    # A model is immutable: its canonical JSON is computed once and kept on it.
-    cached = model._canonical_json
+    key = id(model)
+    cached = _JSON.get(key)
     if cached is None:
-        cached = model._canonical_json = canonical_json(model.canonical())
+        cached = canonical_json(model.canonical())
+        _JSON[key] = cached
+        weakref.finalize(model, _JSON.pop, key, None)  # forget it with the model (ids are reused)
     return cached
 
 

@@ -86,7 +86,6 @@ class ExprNode(_NodeBase):
     expr: str
     # The parsed expression, attached by the loader so it is parsed only once.
     _ast: Any = PrivateAttr(default=None)
-    _canonical: str | None = PrivateAttr(default=None)  # canonical_expr(), printed once
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": "expr", "expr": self.expr}
@@ -94,12 +93,10 @@ class ExprNode(_NodeBase):
     def canonical_expr(self) -> str:
         """The expression as printed from its syntax tree: spacing, line breaks and
         redundant parentheses do not change it (nor, therefore, the model hash)."""
-        if self._canonical is None:
-            from flowtime.expr.parser import parse_expression
-            from flowtime.expr.syntax import to_text
+        from flowtime.expr.parser import parse_expression
+        from flowtime.expr.syntax import to_text
 
-            self._canonical = to_text(self._ast if self._ast is not None else parse_expression(self.expr))
-        return self._canonical
+        return to_text(self._ast if self._ast is not None else parse_expression(self.expr))
 
 
 class PmfNode(_NodeBase):
@@ -172,8 +169,6 @@ class Model(_Frozen):
     outputs: tuple[Output, ...] = ()
     rng: Rng | None = None
     metadata: Metadata = Metadata()
-    # canonical() as JSON, kept by flowtime.model.hashing (a model never changes)
-    _canonical_json: bytes | None = PrivateAttr(default=None)
 
     def node(self, node_id: str) -> ConstNode | ExprNode | PmfNode:
         for n in self.nodes:
