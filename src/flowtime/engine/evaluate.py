@@ -37,7 +37,9 @@ class Results:
     The evaluated series of a model, by node id, plus how they were made.
 
     ``series`` holds every node (read-only arrays); ``output_ids`` the ones the
-    model asks to be written.
+    model asks to be written. The series of feedback loops computed together
+    are columns of one shared block, so they may not be C-contiguous: use
+    ``np.ascontiguousarray`` where an API needs that.
     """
 
     grid: Grid
