@@ -129,6 +129,14 @@ def test_a_loop_writes_the_same_bytes_alone_or_batched_with_a_look_alike() -> No
     assert series_csv(alone["q"]) == series_csv(batched["q"])
 
 
+def test_a_feedback_expression_thousands_of_terms_deep_evaluates() -> None:
+    """Was refused past 400 levels (the per-bin code generator recursed); a long sum is a valid model."""
+    terms = " + a" * 2000  # 8,000 characters: within the default expression length limit
+    loop = f"  - {{id: q, kind: expr, expr: 'SHIFT(q, 1){terms}'}}\n"
+    text = HEAD + "  - {id: a, values: [1, 1, 1, 1, 1, 1]}\n" + loop
+    assert evaluate(load_model(text).model)["q"].tolist() == [2000, 4000, 6000, 8000, 10000, 12000]
+
+
 # ---------------------------------------------------------------------------
 # the property: any mesh of linked loops gives the interpreter's numbers
 

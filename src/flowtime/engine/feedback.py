@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from flowtime.engine.codegen import ARITHMETIC, CMP_NAMES, Code, vector_expr
-from flowtime.errors import EvaluationError
 from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary, fold
 
-MAX_LOOP_DEPTH = 400  # nesting of a feedback expression; deeper ones are refused
 _UFUNCS = {"+": "np.add", "-": "np.subtract", "*": "np.multiply"}
 
 
@@ -186,49 +185,78 @@ def loop_parts(members: list[str], asts: dict[str, Expr], naming: _Naming,
         name = pre.emit(f"_full_s({val}, {shape})" + (".tolist()" if naming.scalar else ""))
         return f"{name}[t]"
 
-    def per_bin(e: Expr, code: Code, depth: int = 0) -> str:
-        if depth > MAX_LOOP_DEPTH:
-            raise EvaluationError(members[0], "expression too deeply nested for a feedback loop")
-        if id(e) not in dependent:
-            return hoist(e)
-        if isinstance(e, Ref):
-            # Only compound SHIFT arguments (recorded after every body) read a peer's present.
-            return f"{p}c{mindex[e.name]}" if e.name in member_set else naming.peer_now(peer_slot(e.name))
-        if isinstance(e, Unary):
-            inner = per_bin(e.operand, code, depth + 1)
-            return inner if e.op == "+" else code.emit(f"-{inner}")
-        if isinstance(e, BinOp):
-            a = per_bin(e.left, code, depth + 1)
-            b = per_bin(e.right, code, depth + 1)
-            if e.op in ARITHMETIC:
-                out = code.emit(f"{a} {e.op} {b}")
-                arithmetic[out] = (a, e.op, b)
-                return out
-            if e.op == "/":
-                return code.emit(f"{naming.divide()}({a}, {b})")
-            return code.emit(f"{naming.compare(e.op)}({a}, {b})")
-        assert isinstance(e, Call)
-        if e.name == "SHIFT":
-            lag_node = e.args[1]
-            assert isinstance(lag_node, Num)
-            k = int(lag_node.value)
-            arg = e.args[0]
-            if k == 0:
-                return per_bin(arg, code, depth + 1)
-            if isinstance(arg, Ref) and arg.name in member_set:
-                return code.emit(naming.own_hist(mindex[arg.name], k))
-            if isinstance(arg, Ref):
-                return code.emit(naming.peer_hist(peer_slot(arg.name), k))
-            # The history of a compound argument, recorded at the end of each bin.
-            src = f"{p}hh{histories[0]}"
-            histories[0] += 1
-            tail_code = Code(f"{src}_")
-            val = per_bin(arg, tail_code, depth + 1)
-            tail.extend(tail_code.lines)
-            tail.append(f"{src}[t] = {val}")
-            return code.emit(f"{src}[t - {k}] if t >= {k} else {naming.zero}")
-        args = [per_bin(a, code, depth + 1) for a in e.args]
-        return code.emit(f"{naming.call(e.name)}({', '.join(args)})")
+    def per_bin(root: Expr, code: Code) -> str:
+        """
+        Emit the per-bin statements of ``root`` into ``code``; return the operand
+        holding its value. Post-order with an explicit stack, children left to
+        right: a loop's expression may be thousands deep (a long sum).
+        """
+        done: list[str] = []  # operands of finished subtrees
+        # ("visit", expr, code) or a continuation that combines the operands on ``done``
+        stack: list[tuple[Any, ...]] = [("visit", root, code)]
+        while stack:
+            step, *rest = stack.pop()
+            if step == "visit":
+                e, c = rest
+                if id(e) not in dependent:
+                    done.append(hoist(e))
+                elif isinstance(e, Ref):
+                    # Only compound SHIFT arguments (recorded after every body) read a peer's present.
+                    done.append(f"{p}c{mindex[e.name]}" if e.name in member_set
+                                else naming.peer_now(peer_slot(e.name)))
+                elif isinstance(e, Unary):
+                    if e.op == "-":
+                        stack.append(("neg", c))
+                    stack.append(("visit", e.operand, c))
+                elif isinstance(e, BinOp):
+                    stack += [("binop", e.op, c), ("visit", e.right, c), ("visit", e.left, c)]
+                elif isinstance(e, Call) and e.name == "SHIFT":
+                    lag_node, arg = e.args[1], e.args[0]
+                    assert isinstance(lag_node, Num)
+                    k = int(lag_node.value)
+                    if k == 0:
+                        stack.append(("visit", arg, c))
+                    elif isinstance(arg, Ref) and arg.name in member_set:
+                        done.append(c.emit(naming.own_hist(mindex[arg.name], k)))
+                    elif isinstance(arg, Ref):
+                        done.append(c.emit(naming.peer_hist(peer_slot(arg.name), k)))
+                    else:
+                        # The history of a compound argument, recorded at the end of each bin.
+                        src = f"{p}hh{histories[0]}"
+                        histories[0] += 1
+                        tail_code = Code(f"{src}_")
+                        stack += [("shift", src, tail_code, k, c), ("visit", arg, tail_code)]
+                else:
+                    assert isinstance(e, Call)
+                    stack.append(("call", e.name, len(e.args), c))
+                    stack += [("visit", arg, c) for arg in reversed(e.args)]
+            elif step == "neg":
+                (c,) = rest
+                done.append(c.emit(f"-{done.pop()}"))
+            elif step == "binop":
+                op, c = rest
+                b = done.pop()
+                a = done.pop()
+                if op in ARITHMETIC:
+                    out = c.emit(f"{a} {op} {b}")
+                    arithmetic[out] = (a, op, b)
+                elif op == "/":
+                    out = c.emit(f"{naming.divide()}({a}, {b})")
+                else:
+                    out = c.emit(f"{naming.compare(op)}({a}, {b})")
+                done.append(out)
+            elif step == "shift":
+                src, tail_code, k, c = rest
+                val = done.pop()
+                tail.extend(tail_code.lines)
+                tail.append(f"{src}[t] = {val}")
+                done.append(c.emit(f"{src}[t - {k}] if t >= {k} else {naming.zero}"))
+            else:
+                name, n, c = rest
+                args = done[len(done) - n:]
+                del done[len(done) - n:]
+                done.append(c.emit(f"{naming.call(name)}({', '.join(args)})"))
+        return done[0]
 
     for m in members:
         arithmetic.clear()
