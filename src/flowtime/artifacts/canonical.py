@@ -9,6 +9,7 @@ bytes on every machine. Numbers are written the way the reference engine does
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -85,13 +86,35 @@ _ROWS = bytes.maketrans(b":,", b",\n")
 _JSON_ONLY = b'"{}'
 
 
+# Below 1e-4 the reference writes 1E-05, 9.999E-05, 1.5E-07, 1E-300; orjson
+# writes 0.00001, 0.00009999 (down to 1e-5) and 1.5e-7, 1e-300. Rewritten in C.
+# (Plain replacements where there are many matches: before Python 3.12, a
+# template with group references is expanded in Python, about 1 us a match.)
+_FIXED_TINY = (
+    (re.compile(rb",(-?)0\.0000([1-9])(\d+)"), rb",\1\2.\3E-05"),
+    (re.compile(rb",(-?)0\.0000([1-9])(?=[,\n])"), rb",\1\2E-05"),
+)
+# orjson's exponents start at -6 (1e-5 and up are written in full).
+_SHORT_EXPONENTS = {end: tuple((b"e-%d%s" % (d, end), b"E-0%d%s" % (d, end)) for d in range(6, 10))
+                    for end in (b"\n", b",")}
+
+
+def _tiny_as_reference(text: bytes, end: bytes = b"\n") -> bytes:
+    """``text``'s values below 1e-4 in the reference's form; each value follows a comma, ends in ``end``."""
+    if b",0.0000" in text or b",-0.0000" in text:
+        for pattern, replacement in _FIXED_TINY:
+            text = pattern.sub(replacement, text)
+    if b"e-" in text:
+        for short, padded in _SHORT_EXPONENTS[end]:  # e-7 -> E-07
+            text = text.replace(short, padded)
+        text = text.replace(b"e-", b"E-")  # e-300 -> E-300
+    return text
+
+
 def _special(arr: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
-    """Values outside plain fixed notation: non-finite, huge, tiny, or negative zero."""
-    a = np.abs(arr)
+    """Values the fast path cannot write: non-finite, from 1e15 up (.NET's exponent rule), or -0."""
     with np.errstate(invalid="ignore"):
-        out: npt.NDArray[np.bool_] = (
-            ~np.isfinite(arr) | (a >= 1e15) | ((a < 1e-4) & (arr != 0)) | ((arr == 0) & np.signbit(arr))
-        )
+        out: npt.NDArray[np.bool_] = ~(np.abs(arr) < 1e15) | ((arr == 0) & np.signbit(arr))
     return out
 
 
@@ -99,12 +122,13 @@ def format_rows(block: npt.NDArray[np.float64]) -> list[bytes]:
     """
     CSV bodies (``t,value`` rows) for every row of a 2-D block of series.
 
-    In the range 1e-4 <= |v| < 1e15 the reference's text is Python's shortest
-    ``repr`` without a trailing ``.0``; orjson writes exactly that, in C. A
-    series is written as the JSON object ``{"t": v, ...}`` and translated into
-    rows; whole numbers go as ints (no ``.0`` to strip) when a whole series is
-    whole, else their ``.0`` is stripped afterwards. Values outside that range
-    go through ``format_number``.
+    Below 1e15 the reference's text is Python's shortest ``repr`` without a
+    trailing ``.0`` (with ``E-05``-style exponents below 1e-4); orjson writes
+    the same digits, in C. A series is written as the JSON object
+    ``{"t": v, ...}`` and translated into rows; whole numbers go as ints (no
+    ``.0`` to strip) when a whole series is whole, else their ``.0`` is stripped
+    afterwards; small numbers get the reference's exponent form. Non-finite
+    values, -0 and values from 1e15 up go through ``format_number``.
     """
     if block.ndim != 2:
         raise ValueError("format_rows expects a 2-D block")
@@ -117,24 +141,28 @@ def format_rows(block: npt.NDArray[np.float64]) -> list[bytes]:
     whole = safe == np.trunc(safe)
     any_whole: list[bool] = np.asarray(whole.any(axis=1)).tolist()
     all_whole: list[bool] = np.asarray(whole.all(axis=1)).tolist()
+    any_tiny: list[bool] = np.asarray(((np.abs(safe) < 1e-4) & (safe != 0)).any(axis=1)).tolist()
     keys = _bin_keys(bins)
     out: list[bytes] = []
     for i in range(n_series):
         if has_special[i]:
-            out.append(_rows_with_specials(block[i], safe[i], special[i]))
+            out.append(_rows_with_specials(block[i], safe[i], special[i], any_tiny[i]))
             continue
         # |v| < 1e15 here, so whole numbers are exact as int64.
         values = safe[i].astype(np.int64).tolist() if all_whole[i] else safe[i].tolist()
         text = orjson.dumps(dict(zip(keys, values, strict=True)), option=orjson.OPT_APPEND_NEWLINE)
         text = text.translate(_ROWS, _JSON_ONLY)
-        out.append(text.replace(b".0\n", b"\n") if any_whole[i] and not all_whole[i] else text)
+        if any_whole[i] and not all_whole[i]:
+            text = text.replace(b".0\n", b"\n")
+        out.append(_tiny_as_reference(text) if any_tiny[i] else text)
     return out
 
 
 def _rows_with_specials(row: npt.NDArray[np.float64], safe: npt.NDArray[np.float64],
-                        special: npt.NDArray[np.bool_]) -> bytes:
-    text = orjson.dumps(safe, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1] + b","
-    parts = text.replace(b".0,", b",").split(b",")[:-1]
+                        special: npt.NDArray[np.bool_], tiny: bool) -> bytes:
+    text = b"," + orjson.dumps(safe, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1] + b","
+    text = text.replace(b".0,", b",")
+    parts = (_tiny_as_reference(text, b",") if tiny else text).split(b",")[1:-1]
     for j in np.flatnonzero(special).tolist():
         parts[j] = format_number(float(row[j])).encode()
     return b"\n".join(map(bytes.__add__, _row_prefixes(row.size), parts)) + b"\n"
