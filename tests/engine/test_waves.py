@@ -137,6 +137,31 @@ def test_a_feedback_expression_thousands_of_terms_deep_evaluates() -> None:
     assert evaluate(load_model(text).model)["q"].tolist() == [2000, 4000, 6000, 8000, 10000, 12000]
 
 
+def test_small_nodes_between_loops_are_written_into_them_so_the_loops_step_together() -> None:
+    # the staged pipeline of examples/, with each hand-off as a node of its own
+    text = HEAD + (
+        "  - {id: arrivals, values: [12, 18, 25, 20, 8, 4]}\n"
+        "  - {id: served1, kind: expr, expr: 'MIN(15, arrivals + SHIFT(backlog1, 1))'}\n"
+        "  - {id: backlog1, kind: expr, expr: 'MAX(0, SHIFT(backlog1, 1) + arrivals - served1)'}\n"
+        "  - {id: in2, kind: expr, expr: 'SHIFT(served1, 1)'}\n"
+        "  - {id: served2, kind: expr, expr: 'MIN(12, in2 + SHIFT(backlog2, 1))'}\n"
+        "  - {id: backlog2, kind: expr, expr: 'MAX(0, SHIFT(backlog2, 1) + in2 - served2)'}\n"
+        "  - {id: in3, kind: expr, expr: 'SHIFT(served2, 1) * 1'}\n"
+        "  - {id: served3, kind: expr, expr: 'MIN(10, in3 + SHIFT(backlog3, 1))'}\n"
+        "  - {id: backlog3, kind: expr, expr: 'MAX(0, SHIFT(backlog3, 1) + in3 - served3)'}\n"
+    )
+    graph = compile_model(load_model(text).model)
+    assert [([len(w) for w in lv.waves], lv.nodes) for lv in levels(graph)] == [
+        ([], ["arrivals"]), ([3], []), ([], ["in2", "in3"])]
+    r = evaluate(graph)
+    assert r["served2"].tolist() == [0, 12, 12, 12, 12, 12]
+    assert r["backlog2"].tolist() == [0, 0, 3, 6, 9, 12]
+    assert r["in3"].tolist() == [0, 0, 12, 12, 12, 12]
+    assert r["served3"].tolist() == [0, 0, 10, 10, 10, 10]
+    expected = interpret(graph)
+    assert all(same_bits(r[n], expected[n]) for n in graph.order)
+
+
 # ---------------------------------------------------------------------------
 # the property: any mesh of linked loops gives the interpreter's numbers
 
@@ -182,7 +207,7 @@ def meshes(draw: st.DrawFn) -> str:
         own = f"SHIFT({{m0}}, {draw(st.integers(1, 2))})"
         peer_reads = [f"SHIFT({{peer}}, {lag})", f"SHIFT({{peer}} + {{m0}} * 2, {lag})", f"SHIFT({{peer}}, {bins + 2})"]
         peer_read = draw(st.sampled_from(peer_reads))
-        atoms = ["a", "b", "{k}", own, peer_read]
+        atoms = ["a", "b", "{k}", own, peer_read, "{peer}"]
         m0 = f"{own} + {peer_read} + {draw(terms(atoms))}"
         two = draw(st.booleans())
         m1 = f"{{m0}} * 0.5 + {draw(terms(['a', '{m0}', 'SHIFT({m1}, 1)']))}" if two else None
@@ -195,9 +220,13 @@ def meshes(draw: st.DrawFn) -> str:
         m0, m1 = shapes[draw(st.integers(0, n_shapes - 1))]
         # an earlier loop's member, or a constant: then this loop stands alone (and may batch)
         peer = draw(st.sampled_from([*members, "b"])) if members else "a"
-        if members and draw(st.integers(0, 6)) == 0:
-            # an acyclic node between two loops: a level boundary inside the mesh
-            nodes.append({"id": f"mid{c}", "kind": "expr", "expr": f"{peer} * 2 + SHIFT({peer}, 1)"})
+        if members and draw(st.integers(0, 3)) == 0:
+            # an acyclic node between two loops: read as a finished series, or (small, reading
+            # only the past) written into the loops that read it
+            lag = draw(st.integers(1, 3))
+            mid = draw(st.sampled_from([f"{peer} * 2 + SHIFT({peer}, 1)", f"SHIFT({peer}, {lag}) * 0.5 + b",
+                                        f"MAX(0, SHIFT({peer}, {lag}) - a) + SHIFT(b, 1)"]))
+            nodes.append({"id": f"mid{c}", "kind": "expr", "expr": mid})
             peer = f"mid{c}"
         # each loop its own number: loops of one shape differ in their constants
         k = draw(st.sampled_from(["0.5", "2", "-1", "3", "0.25", "1e3", "-0.5", "0"]))

@@ -23,9 +23,9 @@ from flowtime.engine.codegen import Code, kernel_runtime, model_runtime, vector_
 from flowtime.engine.feedback import LoopKernel, loop_kernel, wave_kernel
 from flowtime.engine.graph import Graph, compile_model
 from flowtime.engine.pmf import node_seed, sample
-from flowtime.engine.schedule import levels
+from flowtime.engine.schedule import levels, loop_expressions
 from flowtime.errors import EvaluationError, Problem
-from flowtime.expr.syntax import Ref, walk
+from flowtime.expr.syntax import Expr, Ref, walk
 from flowtime.model.schema import ConstNode, Grid, Model, PmfNode
 
 Series = npt.NDArray[np.float64]
@@ -220,9 +220,9 @@ class _Steps:
 
         return step
 
-    def wave(self, components: list[list[str]]) -> Step:
+    def wave(self, components: list[list[str]], asts: dict[str, Expr]) -> Step:
         """Linked loops stepped together; each series is a column of one (bins, members) array."""
-        wk = wave_kernel(components, self.graph.asts)
+        wk = wave_kernel(components, asts)
         fn = self._exec(wk.source, "<flowtime-wave>", "_w", wk.bindings)
         bins = self.bins
 
@@ -251,7 +251,8 @@ def _compile_plan(graph: Graph) -> _Plan:
     # Acyclic nodes accumulate across levels into one straight-line chunk; a chunk
     # is closed only where a feedback step must run, or when it is long.
     batch: list[str] = []
-    for lv in levels(graph):
+    asts = loop_expressions(graph)  # loop members with small nodes between loops written in place
+    for lv in levels(graph, asts):
         for n in lv.nodes:
             node = graph.nodes[n]
             if isinstance(node, ConstNode):
@@ -268,10 +269,10 @@ def _compile_plan(graph: Graph) -> _Plan:
             batch = []
         shapes: dict[str, list[LoopKernel]] = {}
         for c in lv.alone:
-            k = loop_kernel(graph.components[c], graph.asts)
+            k = loop_kernel(graph.components[c], asts)
             shapes.setdefault(k.shape_key, []).append(k)
         steps += [build.loops(ks) for ks in shapes.values()]
-        steps += [build.wave([graph.components[c] for c in wave]) for wave in lv.waves]
+        steps += [build.wave([graph.components[c] for c in wave], asts) for wave in lv.waves]
     if batch:
         steps.append(build.chunk(batch))
     return _Plan(steps, [n for n in graph.nodes.values() if isinstance(n, PmfNode)])

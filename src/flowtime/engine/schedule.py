@@ -11,6 +11,11 @@ Within a level, only feedback components are ever joined by edges, and those
 are lagged: components joined that way (directly or through others) form a
 *wave*; a component joined to none stands *alone* (and may batch with others of
 its shape).
+
+A small node between two loops (``arrivals_2 = SHIFT(served_1, 2)``) would
+still put them on different levels, so loop expressions are read with such
+nodes written in place (``loop_expressions``): the loop then reads
+``SHIFT(served_1, 2)`` itself, and the node is still computed for its own sake.
 """
 
 from __future__ import annotations
@@ -18,6 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flowtime.engine.graph import Graph
+from flowtime.expr.syntax import BinOp, Call, Expr, Ref, Unary, fold, walk
+from flowtime.model.deps import references_with_lag
+from flowtime.model.schema import ExprNode
+
+INLINE_LIMIT = 64  # syntax nodes: a bigger node is read as a finished series, not recomputed per bin
 
 
 @dataclass
@@ -27,9 +37,67 @@ class Level:
     waves: list[list[int]] = field(default_factory=list)  # linked components, in evaluation order
 
 
-def levels(graph: Graph) -> list[Level]:
+def _substitute(e: Expr, inline: dict[str, Expr]) -> Expr:
+    """``e`` with each reference to a node in ``inline`` replaced by that node's expression."""
+
+    def fn(node: Expr, kids: list[Expr]) -> Expr:
+        if isinstance(node, Ref):
+            return inline.get(node.name, node)
+        if isinstance(node, Unary):
+            return Unary(node.op, kids[0], node.column)
+        if isinstance(node, BinOp):
+            return BinOp(node.op, kids[0], kids[1], node.column)
+        if isinstance(node, Call):
+            return Call(node.name, tuple(kids), node.column)
+        return node
+
+    return fold(e, fn)
+
+
+def loop_expressions(graph: Graph) -> dict[str, Expr]:
     """
-    The level schedule of ``graph``, in order.
+    Every node's expression as loops read it: in a loop member's, each small
+    acyclic node that reads a loop (directly or through another such node) is
+    written in place. Pure expressions make that exact: the same operations on
+    the same numbers, only computed where the loop needs them.
+
+    >>> from flowtime.model.load import load_model
+    >>> from flowtime.engine.graph import compile_model
+    >>> from flowtime.expr.syntax import to_text
+    >>> g = compile_model(load_model("schemaVersion: 1\\ngrid: {bins: 3, binSize: 1, binUnit: hours}\\nnodes:\\n"
+    ...     "  - {id: a, values: [1, 2, 3]}\\n"
+    ...     "  - {id: q1, kind: expr, expr: 'SHIFT(q1, 1) + a'}\\n"
+    ...     "  - {id: in2, kind: expr, expr: 'SHIFT(q1, 2) * 0.5'}\\n"
+    ...     "  - {id: q2, kind: expr, expr: 'SHIFT(q2, 1) + in2'}\\n").model)
+    >>> to_text(loop_expressions(g)["q2"])
+    'SHIFT(q2, 1) + SHIFT(q1, 2) * 0.5'
+    """
+    members = {m for c in graph.components for m in c}
+    if not members:
+        return dict(graph.asts)
+    inline: dict[str, Expr] = {}
+    for n in graph.order:  # inputs first, so a node's own inlined form is ready
+        node = graph.nodes[n]
+        if n in members or not isinstance(node, ExprNode):
+            continue
+        e = graph.asts[n]
+        refs = references_with_lag(e)
+        if not any(r in members or r in inline for r in refs):
+            continue
+        e = _substitute(e, inline) if any(r in inline for r in refs) else e
+        if sum(1 for _ in walk(e)) <= INLINE_LIMIT:
+            inline[n] = e
+    out = dict(graph.asts)
+    for m in members:
+        if any(r in inline for r in graph.lags[m]):
+            out[m] = _substitute(graph.asts[m], inline)
+    return out
+
+
+def levels(graph: Graph, asts: dict[str, Expr] | None = None) -> list[Level]:
+    """
+    The level schedule of ``graph``, in order; loop members read what their
+    expressions in ``asts`` read (by default ``loop_expressions(graph)``).
 
     >>> from flowtime.model.load import load_model
     >>> from flowtime.engine.graph import compile_model
@@ -42,15 +110,20 @@ def levels(graph: Graph) -> list[Level]:
     >>> [(lv.nodes, lv.alone, lv.waves) for lv in levels(compile_model(m))]
     [(['a'], [], []), ([], [2], [[0, 1]]), (['total'], [], [])]
     """
+    asts = loop_expressions(graph) if asts is None else asts
     comp_of = {m: i for i, c in enumerate(graph.components) for m in c}
     unit_of: dict[str, int | str] = {n: comp_of.get(n, n) for n in graph.order}
+    # What each node reads, and through how much lag: loop members as they read with nodes inlined.
+    reads = {n: (references_with_lag(asts[n]) if n in comp_of and asts[n] is not graph.asts[n] else graph.lags[n])
+             for n in graph.order}
     level: dict[int | str, int] = {}
     links: dict[int, set[int]] = {}  # component -> components it reads on its own level
-    # graph.order is topological over units, each unit's members together.
+    # graph.order is topological over units, each unit's members together; an
+    # inlined node's inputs come before it, so before its readers too.
     for n in graph.order:
         u = unit_of[n]
         lv = level.get(u, 0)
-        for d, lag in graph.lags[n].items():
+        for d, lag in reads[n].items():
             du = unit_of[d]
             if du == u:
                 continue
@@ -61,7 +134,7 @@ def levels(graph: Graph) -> list[Level]:
         u = unit_of[n]
         if not isinstance(u, int):
             continue
-        for d in graph.lags[n]:
+        for d in reads[n]:
             du = unit_of[d]
             if isinstance(du, int) and du != u and level[du] == level[u]:
                 links.setdefault(u, set()).add(du)
