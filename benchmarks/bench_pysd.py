@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from bench_engine import delay_chain_floor
 from flowtime.engine import compile_model, evaluate
 from flowtime.model.load import load_model
 from timing import median_time
@@ -123,23 +124,7 @@ def flowtime_chain(n: int, steps: int) -> str:
 
 def wavefront_floor(n: int, steps: int) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
     """The recurrence with one NumPy step per bin across all N stocks at once."""
-    inflow = np.array(inflow_values(steps))
-    bins = steps + 1
-
-    def run() -> tuple[np.ndarray, np.ndarray]:
-        s = np.zeros((bins, n))
-        o = np.zeros((bins, n))
-        inp = np.zeros(n)
-        for t in range(1, bins):
-            inp[0] = inflow[t - 1]
-            inp[1:] = o[t - 1, :-1]
-            s[t] = s[t - 1] + (inp - o[t - 1])
-            o[t] = s[t] * RATE
-        return s, o
-
-    return run
-
-
+    return delay_chain_floor(np.array(inflow_values(steps)), np.full(n, RATE))
 
 
 @dataclass
