@@ -29,7 +29,7 @@ import numpy as np
 from flowtime.artifacts.writer import write_run
 from flowtime.engine import compile_model, evaluate
 from flowtime.model.load import load_model
-from flowtime.model.schema import ConstNode, ExprNode, Grid, Model
+from flowtime.model.schema import BinUnit, ConstNode, ExprNode, Grid, Model
 from timing import median_time, paired_median_times
 
 
@@ -77,7 +77,7 @@ def queues_model(n_queues: int, bins: int) -> tuple[Model, np.ndarray, np.ndarra
         nodes.append(ConstNode(id=f"arr_{q}", values=arrivals[q]))
         nodes.append(ConstNode(id=f"cap_{q}", values=capacity[q]))
         nodes.append(ExprNode(id=f"q_{q}", kind="expr", expr=f"MAX(0, SHIFT(q_{q}, 1) + arr_{q} - cap_{q})"))
-    grid = Grid(bins=bins, binSize=1, binUnit="minutes")
+    grid = Grid(bins=bins, bin_size=1, bin_unit=BinUnit.MINUTES)
     return Model(grid=grid, nodes=tuple(nodes)), arrivals, capacity
 
 
@@ -112,7 +112,7 @@ def delay_chain_model(stages: int, bins: int) -> tuple[Model, np.ndarray, np.nda
         stock = f"SHIFT(s_{k}, 1) + (SHIFT({src}, 1) - SHIFT(out_{k}, 1))"
         nodes.append(ExprNode(id=f"s_{k}", kind="expr", expr=stock))
         nodes.append(ExprNode(id=f"out_{k}", kind="expr", expr=f"s_{k} * {float(rates[k])!r}"))
-    return Model(grid=Grid(bins=bins, binSize=1, binUnit="minutes"), nodes=tuple(nodes)), inflow, rates
+    return Model(grid=Grid(bins=bins, bin_size=1, bin_unit=BinUnit.MINUTES), nodes=tuple(nodes)), inflow, rates
 
 
 def delay_chain_floor(inflow: np.ndarray, rates: np.ndarray) -> Callable[[], Any]:

@@ -35,11 +35,13 @@ def make_run(root: Path, values: list[float], *, title: str, template: str | Non
 
 @pytest.fixture
 def data(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A data folder D with three runs in D/engine (the layout of every command and of `flowtime up`)."""
+    engine = tmp_path / "engine"
     made = [
-        make_run(tmp_path, [10, 20, 30, 40], title="Baseline", template="capacity", minutes=0),
-        make_run(tmp_path, [12, 20, 20, 44], title="More demand", template="capacity",
+        make_run(engine, [10, 20, 30, 40], title="Baseline", template="capacity", minutes=0),
+        make_run(engine, [12, 20, 20, 44], title="More demand", template="capacity",
                  minutes=5, extra_node=True),
-        make_run(tmp_path, [1, 2, 3], title="A rather long title that will be cut short",
+        make_run(engine, [1, 2, 3], title="A rather long title that will be cut short",
                  minutes=10),
     ]
     return tmp_path, made
@@ -82,7 +84,7 @@ def test_list_filters_pages_and_prints_json(data: tuple[Path, list[str]],
 
 def test_list_sees_runs_written_without_the_index(data: tuple[Path, list[str]]) -> None:
     root, _ = data
-    (root / "index.sqlite").unlink(missing_ok=True)
+    (root / "engine" / "index.sqlite").unlink(missing_ok=True)
     code, out = invoke("runs", "list", "--data-dir", str(root))
     assert code == 0 and out.splitlines()[-1] == "Total: 3 runs (showing 3)"
 
@@ -102,7 +104,7 @@ def test_show_prints_a_summary_and_verifies_hashes(data: tuple[Path, list[str]])
     body = json.loads(out)
     assert body["verify"] == {"ok": True, "problems": []}
     assert body["manifest"]["runId"] == a
-    (root / a / "series" / "served@SERVED@DEFAULT.csv").write_text("t,value\n0,0\n")
+    (root / "engine" / a / "series" / "served@SERVED@DEFAULT.csv").write_text("t,value\n0,0\n")
     code, out = invoke("runs", "show", a, "--data-dir", str(root))
     assert code == 1
     assert "  hashes:        1 mismatch(es)" in out.splitlines()
@@ -130,10 +132,10 @@ def test_compare_prints_a_ranking_table(data: tuple[Path, list[str]]) -> None:
 def test_rebuild_index_and_delete(data: tuple[Path, list[str]]) -> None:
     root, (a, _b, _c) = data
     code, out = invoke("runs", "rebuild-index", "--data-dir", str(root))
-    assert (code, out) == (0, f"indexed 3 runs in {root}\n")
+    assert (code, out) == (0, f"indexed 3 runs in {root / 'engine'}\n")
     code, out = invoke("runs", "delete", a, "--data-dir", str(root))
     assert (code, out) == (0, f"deleted {a}\n")
-    assert not (root / a).exists()
+    assert not (root / "engine" / a).exists()
     code, out = invoke("runs", "list", "--data-dir", str(root))
     assert out.splitlines()[-1] == "Total: 2 runs (showing 2)"
 
@@ -147,7 +149,7 @@ def test_errors_exit_1_with_a_message(data: tuple[Path, list[str]], tmp_path: Pa
     root, (a, _b, c) = data
     proc = flowtime("runs", "list", "--data-dir", str(tmp_path / "missing"))
     assert proc.returncode == 1
-    assert proc.stderr == (f"error: data directory '{tmp_path / 'missing'}' does not exist "
+    assert proc.stderr == (f"error: data folder '{tmp_path / 'missing'}' does not exist "
                            "(pass --data-dir or set FLOWTIME_DATA_DIR)\n")
     proc = flowtime("runs", "show", "run_20200101T000000Z_00000000", "--data-dir", str(root))
     assert proc.returncode == 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowtime._version import __version__
@@ -91,9 +90,9 @@ def load_model(source: str | os.PathLike[str]) -> Model:
     any other string is the model text itself.
     """
     from flowtime.model.load import load_model as _load
-    from flowtime.sources import read_model_text
+    from flowtime.sources import names_a_file, read_model_text
 
-    if isinstance(source, os.PathLike) or ("\n" not in source and Path(source).is_file()):
+    if isinstance(source, os.PathLike) or names_a_file(source):
         text, name = read_model_text(source)
         return _load(text, name).model
     return _load(str(source)).model

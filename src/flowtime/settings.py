@@ -34,11 +34,17 @@ class EngineSettings(_Base):
     max_outputs: int = 100_000
     max_expression_length: int = 10_000
     max_expression_nesting: int = 200
+    # Hostile-input bounds (SECURITY.md): values computed per run, characters of all
+    # expressions of a model, and values returned inline by POST /v1/run.
+    max_cells: int = 20_000_000
+    max_expression_total: int = 250_000
+    max_response_values: int = 2_000_000
 
     def limits(self) -> Limits:
         return Limits(max_bins=self.max_bins, max_nodes=self.max_nodes, max_outputs=self.max_outputs,
                       max_expression_length=self.max_expression_length,
-                      max_expression_nesting=self.max_expression_nesting, max_model_bytes=self.max_body_bytes)
+                      max_expression_nesting=self.max_expression_nesting, max_model_bytes=self.max_body_bytes,
+                      max_cells=self.max_cells, max_expression_total=self.max_expression_total)
 
 
 class SimSettings(_Base):

@@ -62,7 +62,7 @@ def post_run(client: httpx.Client, text: str = HELLO, headers: dict[str, str] | 
              **params: Any) -> dict[str, Any]:
     resp = client.post("/v1/run", content=text.encode(), params=params,
                        headers={"Content-Type": "application/x-yaml", **(headers or {})})
-    assert resp.status_code == 201, resp.text
+    assert resp.status_code == 200, resp.text
     body: dict[str, Any] = resp.json()
     return body
 
@@ -111,10 +111,10 @@ def test_unknown_route_is_a_404_problem(client: httpx.Client) -> None:
 # -- POST /v1/run ----------------------------------------------------------------------
 
 
-def test_run_answers_201_with_values_and_stores_the_run(client: httpx.Client,
+def test_run_answers_200_with_values_and_stores_the_run(client: httpx.Client,
                                                         data_dir: Path) -> None:
     resp = client.post("/v1/run", content=HELLO, headers={"Content-Type": "text/yaml"})
-    assert resp.status_code == 201
+    assert resp.status_code == 200
     body = resp.json()
     run_id = body["runId"]
     assert resp.headers["location"] == f"/v1/runs/{run_id}"
@@ -136,7 +136,7 @@ def test_run_answers_201_with_values_and_stores_the_run(client: httpx.Client,
                                    "text/plain; charset=utf-8"])
 def test_run_accepts_yaml_media_types(client: httpx.Client, media: str) -> None:
     resp = client.post("/v1/run", content=HELLO, headers={"Content-Type": media})
-    assert resp.status_code == 201
+    assert resp.status_code == 200
 
 
 def test_run_accepts_a_json_envelope_with_seed_and_sample_pmf(client: httpx.Client,
@@ -767,7 +767,7 @@ def test_body_limit_checks_declared_and_streamed_sizes(guarded: str) -> None:
         assert streamed.status_code == 413
         assert streamed.headers["content-type"] == PROBLEM
         small = c.post("/v1/run", content=iter([HELLO.encode()]), headers=AUTH)
-        assert small.status_code == 201
+        assert small.status_code == 200
 
 
 def test_cors_allows_only_the_configured_origin(guarded: str, base_url: str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,14 +172,12 @@ def test_parsing_any_text_gives_a_tree_or_a_located_error(text: str) -> None:
     st.sampled_from([("(", ")"), ("-", ""), ("+", ""), ("- ", ""), ("-(", ")"), ("ABS(", ")"), ("MIN(a, ", ")"),
                      ("SHIFT(", ", 1)"), ("(1 + ", ")"), ("a + ", ""), ("", " + a")]),
 )
-def test_deep_or_long_expressions_answer_quickly_without_recursion_errors(depth: int, wrap: tuple[str, str]) -> None:
+def test_deep_or_long_expressions_answer_without_recursion_errors(depth: int, wrap: tuple[str, str]) -> None:
     text = wrap[0] * depth + "a" + wrap[1] * depth
-    t0 = time.perf_counter()
     _check_parse(text)
     doc = _expression_doc(2, [1.0, 2.0], [3.0, 4.0], {"values": [1.0], "probabilities": [1.0]}, text, "x")
     out = outcome(doc)
     assert isinstance(out, Results | FlowTimeError | None)
-    assert time.perf_counter() - t0 < 5, f"{len(text)} characters took {time.perf_counter() - t0:.1f} s"
 
 
 # ---------------------------------------------------------------------------
@@ -417,9 +414,7 @@ def alias_documents(draw: st.DrawFn) -> tuple[str, int]:
 @given(alias_documents())
 def test_alias_towers_are_refused_before_they_expand(case: tuple[str, int]) -> None:
     text, expanded = case
-    t0 = time.perf_counter()
     out = outcome(text)
-    assert time.perf_counter() - t0 < 2
     if expanded > 1_000_000:
         assert isinstance(out, LimitExceeded), f"{expanded} nodes after expansion, got {out!r}"
 
@@ -446,10 +441,8 @@ DEEP = {
 @pytest.mark.parametrize("limits", [Limits(), Limits(max_expression_length=1_000_000)], ids=["default", "long"])
 @pytest.mark.parametrize("expr", DEEP.values(), ids=DEEP.keys())
 def test_a_10000_deep_expression_is_a_validation_error_not_a_recursion_error(expr: str, limits: Limits) -> None:
-    t0 = time.perf_counter()
     with pytest.raises(ModelValidationError, match=r"expression (is \d+ characters long|nests \d+ levels)") as info:
         load_model(_model_with_expr(expr), "deep.yaml", limits=limits)
-    assert time.perf_counter() - t0 < 1
     (problem,) = info.value.problems
     assert (problem.path, problem.line) == ("nodes.x.expr", 5)
 
@@ -468,11 +461,9 @@ BILLION_LAUGHS = "\n".join(
 
 
 def test_billion_laughs_raises_limit_exceeded() -> None:
-    t0 = time.perf_counter()
     with pytest.raises(LimitExceeded, match="possible YAML bomb") as info:
         load_model(BILLION_LAUGHS, "bomb.yaml")
     assert info.value.limit_name == "yaml_alias_expansion"
-    assert time.perf_counter() - t0 < 1
 
 
 def test_billion_laughs_inside_a_valid_model_raises_limit_exceeded() -> None:

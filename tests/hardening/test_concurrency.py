@@ -172,7 +172,7 @@ def test_writers_a_reindexer_and_the_http_service_together_lose_nothing(
                               headers={"Content-Type": "text/yaml"}).status_code
 
         with ThreadPoolExecutor(8) as pool:
-            assert set(pool.map(post, range(20))) == {201}
+            assert set(pool.map(post, range(20))) == {200}
         for proc in writers:
             finish(proc)
         stop.touch()

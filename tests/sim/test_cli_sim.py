@@ -23,9 +23,9 @@ Invoke = Callable[..., Result]
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Invoke:
-    """Invoke `flowtime sim ...` with --data-dir under tmp_path; returns the click Result."""
+    """Invoke `flowtime sim ...` with the data folder tmp_path (the store is tmp_path/sim); returns the Result."""
     def invoke(*args: str, input: str | None = None) -> Result:
-        return CliRunner().invoke(app, ["sim", *args, "--data-dir", str(tmp_path / "sim")], input=input)
+        return CliRunner().invoke(app, ["sim", *args, "--data-dir", str(tmp_path)], input=input)
     return invoke
 
 
@@ -106,11 +106,12 @@ def test_generate_to_a_file_or_directory_with_provenance(sim: Invoke, tmp_path: 
 
 
 def test_generate_pipes_into_flowtime_run(tmp_path: Path) -> None:
-    gen = flowtime("sim", "generate", "support-backlog", "--data-dir", str(tmp_path / "sim"))
+    gen = flowtime("sim", "generate", "support-backlog", "--data-dir", str(tmp_path))
     assert gen.returncode == 0 and gen.stderr == ""
-    run = flowtime("run", "-", "--out", str(tmp_path / "runs"), stdin=gen.stdout)
+    run = flowtime("run", "-", "--data-dir", str(tmp_path), stdin=gen.stdout)
     assert run.returncode == 0, run.stderr
-    folder = Path(run.stdout.splitlines()[1])
+    folder = Path(run.stdout.splitlines()[1].strip())
+    assert folder.parent == tmp_path / "engine"  # one data folder: Sim's store in sim/, runs in engine/
     series = {p.name: p.read_text() for p in (folder / "series").iterdir()}
     backlog = next(text for name, text in series.items() if name.startswith("backlog"))
     assert backlog.splitlines()[1:] == ["0,0", "1,5", "2,25", "3,40", "4,20", "5,0", "6,0", "7,0"]

@@ -183,7 +183,7 @@ def create_fake_engine(extra_runs: int = 0, token: str | None = None) -> FastAPI
         errs = [p.to_dict() for p in getattr(exc, "problems", [])]
         return problem(400, "Invalid model", str(exc), errs)
 
-    @app.post("/v1/run", status_code=201)
+    @app.post("/v1/run", status_code=200)
     async def run(request: Request) -> Any:
         body = await request.json()
         text = body["yaml"]

@@ -2,7 +2,9 @@
 Routes that take model text: POST /v1/run, /v1/graph and /v1/validate.
 
 The body is model YAML (``application/x-yaml``, ``text/yaml``, ``text/plain``,
-or no content type) or JSON ``{"yaml": ..., "seed": ..., "samplePmf": ...}``.
+or no content type) or JSON ``{"yaml": ..., "seed": ..., "samplePmf": ..., "set": {...}}``.
+What-if overrides of const nodes come as the JSON ``set`` object or as repeated
+``?set=name=value`` query parameters (values in JSON: ``20``, ``[1,2,3]``).
 Provenance comes from the ``X-Model-Provenance`` header (a JSON object) or an
 embedded top-level ``provenance:`` block; when both are present the header
 wins wholesale - no field merging - and a warning says so. The embedded block
@@ -30,12 +32,14 @@ from flowtime.artifacts.registry import Registry
 from flowtime.artifacts.writer import write_run
 from flowtime.engine import compile_model, evaluate
 from flowtime.errors import (
+    LimitExceeded,
     ModelError,
     ModelSyntaxError,
     ModelValidationError,
     Problem,
 )
 from flowtime.model.load import load_error_problems, load_model
+from flowtime.model.overrides import apply_overrides
 from flowtime.model.provenance import HEADER, Provenance, provenance_from_header
 from flowtime.settings import EngineSettings
 
@@ -62,6 +66,9 @@ class ModelEnvelope(BaseModel):
                              description="RNG seed; overrides rng.seed.")
     sample_pmf: bool = Field(default=False, alias="samplePmf", strict=True,
                              description="Draw PMF nodes per bin instead of their expected value.")
+    set_: dict[str, Any] | None = Field(default=None, alias="set",
+                                        description="New values for const nodes: {\"capacity\": 20, "
+                                                    "\"arrivals\": [1, 2, 3]} (a number means every bin).")
 
 
 def _body_doc(with_options: bool) -> dict[str, Any]:
@@ -81,6 +88,7 @@ class ModelRequest:
     text: str
     seed: int | None = None
     sample_pmf: bool = False
+    overrides: dict[str, Any] | None = None
 
 
 def parse_model_body(content_type: str | None, body: bytes) -> ModelRequest:
@@ -115,12 +123,12 @@ def parse_model_body(content_type: str | None, body: bytes) -> ModelRequest:
         raise ModelValidationError(
             [Problem(".".join(str(p) for p in e["loc"]) or "body",
                      _envelope_message(e)) for e in exc.errors()], SOURCE) from None
-    return ModelRequest(envelope.yaml, envelope.seed, envelope.sample_pmf)
+    return ModelRequest(envelope.yaml, envelope.seed, envelope.sample_pmf, envelope.set_)
 
 
 def _envelope_message(err: Any) -> str:
     if err["type"] == "extra_forbidden":
-        return "unknown field; the JSON body takes yaml, seed and samplePmf"
+        return "unknown field; the JSON body takes yaml, seed, samplePmf and set"
     if err["type"] == "model_type":
         return 'the JSON body must be an object such as {"yaml": "schemaVersion: 1 ..."}'
     return str(err["msg"])
@@ -137,12 +145,7 @@ def header_provenance(request: Request) -> Provenance | None:
     if not value:
         raise ModelValidationError([Problem(HEADER, "header is empty; omit it or send a JSON "
                                                     "object with at least modelId")])
-    try:
-        return provenance_from_header(value)
-    except RecursionError:  # json.loads recurses once per level of nesting
-        raise ModelValidationError([Problem(HEADER, "JSON is nested too deeply")]) from None
-    except ValueError:  # json.loads: an integer longer than sys.get_int_max_str_digits()
-        raise ModelValidationError([Problem(HEADER, "JSON holds a number too long to read")]) from None
+    return provenance_from_header(value)
 
 
 router = APIRouter(tags=["models"], responses=problem_responses(400, 401, 413, 415, 422))
@@ -151,29 +154,64 @@ ProvenanceHeader = Annotated[str | None, Header(
                               "modelId required); replaces an embedded provenance block.")]
 
 
-@router.post("/v1/run", status_code=201, openapi_extra=_body_doc(True),
-             summary="Evaluate a model and store the run")
+SetQuery = Annotated[list[str] | None, Query(
+    alias="set", description="name=value (JSON value), repeatable: new values for const nodes, e.g. "
+                             "set=capacity=20&set=arrivals=[1,2,3]. Merged with a JSON body's set (query wins).")]
+
+
+def query_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``?set=name=value`` items; a malformed item is a 400 naming it."""
+    out: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for item in items or ():
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            problems.append(Problem("set", f"expected name=value, got {item[:60]!r}"))
+            continue
+        try:
+            out[name.strip()] = load_json(raw)
+        except (json.JSONDecodeError, UnusableJson):
+            problems.append(Problem(f"set.{name.strip()}", f"value {raw[:60]!r} is not JSON (a number such as 20, "
+                                                           "or a list such as [1,2,3])"))
+    if problems:
+        raise ModelValidationError(problems, "the query")
+    return out
+
+
+@router.post("/v1/run", status_code=200, openapi_extra=_body_doc(True),
+             summary="Evaluate a model and store the run (200, as the reference; Location names the run)")
 async def post_run(
     request: Request,
     provenance_header: ProvenanceHeader = None,
     series: Annotated[bool, Query(description="Include the series values.")] = True,
+    set_: SetQuery = None,
     settings: EngineSettings = Depends(get_settings),
     registry: Registry = Depends(get_registry),
 ) -> JSONResponse:
     del provenance_header  # documented above; read (with repeats) from the raw headers
     header = header_provenance(request)
     req = parse_model_body(request.headers.get("content-type"), await request.body())
+    if set_:
+        req = ModelRequest(req.text, req.seed, req.sample_pmf, {**(req.overrides or {}), **query_overrides(set_)})
     body = await run_in_threadpool(_run, req, header, settings, registry, series)
-    return JSONResponse(body, status_code=201, headers={"Location": f"/v1/runs/{body['runId']}"})
+    return JSONResponse(body, status_code=200, headers={"Location": f"/v1/runs/{body['runId']}"})
 
 
 def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
          registry: Registry, with_series: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     loaded = load_model(req.text, SOURCE, limits=settings.limits())
-    graph = compile_model(loaded.model)
+    effective, given = apply_overrides(loaded.model, req.overrides)
+    values = effective.grid.bins * len(effective.nodes)
+    if with_series and values > settings.max_response_values:
+        raise LimitExceeded(f"the run would answer with {values} values ({len(effective.nodes)} nodes x "
+                            f"{effective.grid.bins} bins); the limit is {settings.max_response_values} "
+                            "(FLOWTIME_MAX_RESPONSE_VALUES): ask with ?series=false and read the stored series",
+                            limit_name="max_response_values")
+    graph = compile_model(effective)
     t1 = time.perf_counter()
     results = evaluate(graph, seed=req.seed, sample_pmf=req.sample_pmf)
+    results.overrides = given
     t2 = time.perf_counter()
     extra: list[dict[str, Any]] = []
     provenance = loaded.provenance
@@ -188,7 +226,7 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
     registry.add(record.run_id)
     out: dict[str, Any] = {
         "runId": record.run_id,
-        "grid": loaded.model.grid.to_json(),
+        "grid": effective.grid.to_json(),
         "order": results.order,
         "outputs": results.output_ids,
     }
@@ -196,11 +234,12 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
         out["series"] = {n: json_values(results.series[n]) for n in results.order}
     out.update({
         "artifactsPath": str(record.path.resolve()),
-        "provenance": ({**provenance.to_json(), "receivedAt": record.manifest["createdUtc"]}
+        "provenance": ({**provenance.with_overrides(given).to_json(), "receivedAt": record.manifest["createdUtc"]}
                        if provenance is not None else None),
         "modelHash": record.manifest["modelHash"],
         "scenarioHash": record.manifest["scenarioHash"],
         "seed": results.seed,
+        "overrides": given,
         "warnings": [*extra, *record.run.get("warnings", [])],
     })
     return out

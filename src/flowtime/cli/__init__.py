@@ -1,5 +1,10 @@
 """
-The ``flowtime`` command line: one typer app, sub-commands registered per module.
+The ``flowtime`` command line: one typer app whose sub-commands load on first use.
+
+Each sub-command module has ``register(app)``; the root only knows the table
+``COMMANDS`` (name -> module and a one-line help), so ``flowtime run`` imports
+the engine and nothing of the services, and ``flowtime --help`` lists every
+command without importing any of them.
 
 Errors are translated once, here: FlowTime's own errors print ``error: ...`` to
 stderr and exit with the code from ``EXIT_CODES`` (0 ok, 1 invalid input or a
@@ -8,14 +13,64 @@ failed operation, 2 usage error - typer's own code for bad flags).
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from flowtime.errors import FlowTimeError, LimitExceeded, ModelError, RunNotFound, TemplateError
 
+# name -> (module holding ``register``, short help shown by ``flowtime --help``)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("flowtime.cli.run", "Evaluate MODEL, write a run folder and print a summary of its series."),
+    "validate": ("flowtime.cli.run", "Check MODEL and print every problem; exit 1 when there are errors."),
+    "graph": ("flowtime.cli.run", "Print the nodes, edges and evaluation order of MODEL without running it."),
+    "runs": ("flowtime.cli.runs", "List, inspect, export, compare and delete stored runs."),
+    "sim": ("flowtime.cli.sim", "Sim: templates -> engine-ready models with provenance (never runs them)."),
+    "serve": ("flowtime.cli.serve", "Run one FlowTime service over HTTP."),
+    "up": ("flowtime.cli.serve", "Start Engine, Sim and the UI together; Ctrl-C stops all three."),
+}
+
+
+class LazyGroup(TyperGroup):
+    """A typer group that imports a sub-command's module only when that command runs."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return None
+        if self._listing:  # help needs a name and a line of text, not the command
+            short = COMMANDS[cmd_name][1]
+            return TyperCommand(cmd_name, help=short, short_help=short)
+        if cmd_name not in self.commands:
+            self.commands.update(_load(COMMANDS[cmd_name][0]))
+        return self.commands.get(cmd_name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
+def _load(module_name: str) -> dict[str, Any]:
+    """The click commands a sub-command module registers (every one of them: ``run`` brings ``validate``)."""
+    staging = typer.Typer(add_completion=False)
+    importlib.import_module(module_name).register(staging)
+    group = typer.main.get_group(staging)
+    return dict(group.commands)
+
+
 app = typer.Typer(
     name="flowtime",
+    cls=LazyGroup,
     help="FlowTime: deterministic flow models over a time grid - engine, Sim and UI.",
     no_args_is_help=True,
     add_completion=False,
@@ -52,16 +107,6 @@ def _root(
                                  help="Print the version and exit."),
 ) -> None:
     """FlowTime: deterministic flow models over a time grid - engine, Sim and UI."""
-
-
-def _register() -> None:
-    from flowtime.cli import run, runs, serve, sim
-
-    for module in (run, runs, sim, serve):
-        module.register(app)
-
-
-_register()
 
 
 def main() -> None:

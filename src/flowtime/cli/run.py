@@ -3,76 +3,162 @@
 from __future__ import annotations
 
 import json
-import os
+import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from flowtime.errors import Problem
+from flowtime.errors import ArtifactError, Problem
 
 ModelArg = Annotated[str, typer.Argument(help="Model YAML file, or - for standard input.", metavar="MODEL")]
+DataDirOpt = Annotated[Path | None, typer.Option(
+    "--data-dir", "--out", metavar="DIR",
+    help="Data folder; runs go to DIR/engine (env FLOWTIME_DATA_DIR, default ./data).")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", "-s", metavar="NODE=VALUE",
+    help="Give a const node new values: --set capacity=20 (every bin), --set 'arrivals=[1,2,3]' (per bin).")]
+SEED_RANGE = (-(2**63), 2**64 - 1)
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
-def default_data_dir() -> Path:
-    return Path(os.environ.get("FLOWTIME_DATA_DIR", "data"))
-
-
-def _warn(problems: list[Problem]) -> None:
+def _warn(problems: Sequence[Problem]) -> None:
     for p in problems:
         typer.echo(f"warning: {p}", err=True)
 
 
+def engine_dir(data_dir: Path | None) -> Path:
+    """``D/engine`` of the data folder (old layouts migrated, with a message); refuses a file."""
+    from flowtime import datadir
+
+    data = datadir.resolve(data_dir)
+    for path in (data.root, data.engine):
+        if path.exists() and not path.is_dir():
+            raise ArtifactError(f"data folder '{path}' is a file, not a folder; pass --data-dir with a folder "
+                                "(it is created if missing)")
+    for message in datadir.migrate(data):
+        typer.echo(f"note: {message}", err=True)
+    return data.engine
+
+
+def parse_assignments(items: Sequence[str] | None, option: str = "--set") -> dict[str, Any]:
+    """``NAME=VALUE`` items; values read as YAML/JSON (numbers, lists)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or ():
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NODE=VALUE, got {item!r}", param_hint=option)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise typer.BadParameter(f"cannot read the value of {name!r} ({raw[:40]!r}); give a number or a "
+                                     "list such as [1, 2, 3]", param_hint=option) from None
+        if isinstance(value, str) and _NUMBER.match(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e3 as text
+        out[name] = value
+    return out
+
+
+def _check_seed(seed: int | None) -> int | None:
+    if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise typer.BadParameter(f"{seed} does not fit in 64 bits (from {SEED_RANGE[0]} to {SEED_RANGE[1]})",
+                                 param_hint="--seed")
+    return seed
+
+
 def run(
     model: ModelArg,
-    out: Annotated[Path | None, typer.Option("--out", help="Data directory for run folders [env FLOWTIME_DATA_DIR, "
-                                             "default ./data].")] = None,
+    data_dir: DataDirOpt = None,
     seed: Annotated[int | None, typer.Option(help="RNG seed (overrides rng.seed).")] = None,
+    set_: SetOpt = None,
     deterministic_run_id: Annotated[bool, typer.Option("--deterministic-run-id", help="Name the run folder from "
                                                        "the scenario hash; re-running reuses it.")] = False,
     sample_pmf: Annotated[bool, typer.Option("--sample-pmf", help="Draw PMF nodes per bin instead of using "
                                              "their expected value.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id.")] = False,
 ) -> None:
-    """Evaluate MODEL and write a run folder; prints the run id and folder."""
+    """Evaluate MODEL, write a run folder and print a summary of its series."""
+    from flowtime.artifacts.registry import Registry
     from flowtime.artifacts.writer import write_run
     from flowtime.engine import compile_model, evaluate
     from flowtime.model.load import load_model
+    from flowtime.model.overrides import apply_overrides
     from flowtime.sources import read_model_text
 
+    seed = _check_seed(seed)
+    overrides = parse_assignments(set_)
+    root = engine_dir(data_dir)
     text, name = read_model_text(model)
     t0 = time.perf_counter()
     loaded = load_model(text, name)
-    graph = compile_model(loaded.model)
+    effective, given = apply_overrides(loaded.model, overrides)
+    graph = compile_model(effective)
     t1 = time.perf_counter()
     results = evaluate(graph, seed=seed, sample_pmf=sample_pmf)
+    results.overrides = given
     t2 = time.perf_counter()
-    root = out or default_data_dir()
     record = write_run(
         loaded, results, root, provenance=loaded.provenance, deterministic_id=deterministic_run_id,
         timings={"compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)},
     )
-    _index(root, record.run_id)
+    Registry(root).add(record.run_id)
     _warn([*loaded.warnings, *results.warnings, *results.nonfinite_warnings()])
     if as_json:
         typer.echo(json.dumps({
             "runId": record.run_id, "path": str(record.path), "reused": record.reused,
             "modelHash": record.manifest["modelHash"], "scenarioHash": record.manifest["scenarioHash"],
-            "seed": results.seed, "series": results.output_ids,
+            "seed": results.seed, "overrides": given, "series": results.output_ids,
+            "summary": {n: _stats_json(results.series[n]) for n in results.output_ids},
         }, indent=2))
         return
     typer.echo(record.run_id)
-    typer.echo(str(record.path))
-
-
-def _index(root: Path, run_id: str) -> None:
-    """Add the run to the registry index when the registry module is available."""
-    try:
-        from flowtime.artifacts.registry import Registry
-    except ImportError:  # pragma: no cover - registry lands with the engine service
+    if quiet:
         return
-    Registry(root).add(run_id)
+    from flowtime.cli.output import print_table, summary_rows
+
+    g = effective.grid
+    facts = [f"{g.bins} bins of {g.bin_size} {g.bin_unit.value}", f"seed {results.seed}" if results.seed is not None
+             else "no seed", f"{len(results.output_ids)} series"]
+    if given:
+        facts.append("set " + ", ".join(f"{k}={_short(v)}" for k, v in given.items()))
+    typer.echo(f"  {record.path}" + (" (reused)" if record.reused else ""))
+    typer.echo(f"  {'; '.join(facts)}")
+    rows = summary_rows((n, results.series[n]) for n in results.output_ids)
+    print_table(["series", "min", "mean", "max", "last"], rows)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        shown = ", ".join(_num(v) for v in value[:4])
+        return f"[{shown}{', ...' if len(value) > 4 else ''}]"
+    return _num(value)
+
+
+def _num(v: Any) -> str:
+    from flowtime.cli.output import num
+
+    return num(float(v))
+
+
+def _stats_json(values: Any) -> dict[str, float | None]:
+    import math
+
+    import numpy as np
+
+    def clean(x: float) -> float | None:
+        return x if math.isfinite(x) else None
+
+    if values.size == 0:
+        return {"min": None, "mean": None, "max": None, "last": None}
+    with np.errstate(all="ignore"):
+        return {"min": clean(float(np.min(values))), "mean": clean(float(np.mean(values))),
+                "max": clean(float(np.max(values))), "last": clean(float(values[-1]))}
 
 
 def validate(model: ModelArg) -> None:

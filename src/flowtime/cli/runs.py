@@ -2,13 +2,15 @@
 ``flowtime runs``: the registry on the local data directory, no server needed.
 
     flowtime runs list [--template ID] [--model ID] [--search TEXT] [--tag T] [--limit N]
-    flowtime runs show RUN
+    flowtime runs show RUN [--series NAME ...] [--csv]
+    flowtime runs export RUN --format csv|parquet|ndjson -o FILE
     flowtime runs compare A B
     flowtime runs rebuild-index
     flowtime runs delete RUN
 
-Every command takes ``--data-dir`` (env ``FLOWTIME_DATA_DIR``, default ``./data``)
-and most take ``--json`` for machine-readable output.
+Every command takes ``--data-dir D`` (env ``FLOWTIME_DATA_DIR``, default
+``./data``; the runs are in ``D/engine``, the folder ``flowtime up --data-dir D``
+serves) and most take ``--json`` for machine-readable output.
 """
 
 from __future__ import annotations
@@ -23,20 +25,24 @@ from flowtime.artifacts.canonical import format_number
 from flowtime.artifacts.registry import MAX_LIMIT, Artifact, ArtifactQuery, Registry
 from flowtime.errors import ArtifactError
 
-runs_app = typer.Typer(name="runs", help="List, inspect, compare and delete stored runs.",
+runs_app = typer.Typer(name="runs", help="List, inspect, export, compare and delete stored runs.",
                        no_args_is_help=True)
 
-DataDir = Annotated[Path, typer.Option(
-    "--data-dir", envvar="FLOWTIME_DATA_DIR", show_default=True,
-    help="Data directory holding the run folders [env FLOWTIME_DATA_DIR].")]
+DataDir = Annotated[Path | None, typer.Option(
+    "--data-dir", metavar="DIR",
+    help="Data folder; runs are in DIR/engine (env FLOWTIME_DATA_DIR, default ./data).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def _registry(data_dir: Path) -> Registry:
-    if not data_dir.is_dir():
-        raise ArtifactError(f"data directory '{data_dir}' does not exist "
+def _registry(data_dir: Path | None) -> Registry:
+    from flowtime import datadir
+    from flowtime.cli.run import engine_dir
+
+    data = datadir.resolve(data_dir)
+    if not data.root.is_dir():
+        raise ArtifactError(f"data folder '{data.root}' does not exist "
                             "(pass --data-dir or set FLOWTIME_DATA_DIR)")
-    return Registry(data_dir)
+    return Registry(engine_dir(data.root))
 
 
 def _cell(text: str, width: int) -> str:
@@ -55,7 +61,7 @@ def _num(v: float) -> str:
 
 @runs_app.command("list")
 def list_runs(
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = None,
     template: Annotated[str | None, typer.Option("--template", help="Exact template id.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Exact model id.")] = None,
     search: Annotated[str | None, typer.Option(
@@ -89,20 +95,31 @@ def list_runs(
 @runs_app.command("show")
 def show(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id.")],
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = None,
+    series: Annotated[list[str] | None, typer.Option(
+        "--series", metavar="NAME", help="Print this series' values, bin by bin (repeat for several).")] = None,
+    as_csv: Annotated[bool, typer.Option(
+        "--csv", help="Values as CSV: one series' stored file byte for byte, or several side by side.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Show one run: grid, hashes, provenance, series, and whether its hashes verify."""
+    """Show one run: grid, hashes, provenance, a summary of every series; or the values of some."""
     registry = _registry(data_dir)
+    if series or as_csv:
+        _values(registry, run_id, list(series or ()), as_csv, as_json)
+        return
     details = registry.details(run_id)
     problems = registry.verify(run_id)
+    values = registry.all_series(run_id)
     if as_json:
-        typer.echo(json.dumps({**details, "verify": {"ok": not problems, "problems": problems}},
-                              indent=2))
+        from flowtime.cli.run import _stats_json
+
+        typer.echo(json.dumps({**details, "verify": {"ok": not problems, "problems": problems},
+                               "summary": {n: _stats_json(v) for n, v in values.items()}}, indent=2))
         return
     run, manifest, prov = details["run"], details["manifest"], details["provenance"]
     grid = run.get("grid") or {}
     files = registry.files(run_id)
+    overrides = run.get("overrides") or {}
     rows: list[tuple[str, str]] = [
         ("title", str(run.get("title", "-"))),
         ("created", str(run.get("createdUtc", "-"))),
@@ -117,20 +134,109 @@ def show(
         ("files", f"{len(files)} ({sum(f['size'] for f in files)} bytes)"),
         ("hashes", "ok" if not problems else f"{len(problems)} mismatch(es)"),
     ]
+    if overrides:
+        rows.insert(4, ("overrides", ", ".join(f"{k}={_short(v)}" for k, v in overrides.items())))
     typer.echo(run_id)
     for key, value in rows:
         typer.echo(f"  {key + ':':<15}{value}")
     for p in problems:
         typer.echo(f"  mismatch: {p}")
+    from flowtime.cli.output import print_table, summary_rows
+
+    print_table(["series", "min", "mean", "max", "last"], summary_rows(values.items()))
     if problems:
         raise typer.Exit(1)
+
+
+def _short(value: object) -> str:
+    if isinstance(value, list):
+        head = ", ".join(_num(float(v)) for v in value[:4])
+        return f"[{head}{', ...' if len(value) > 4 else ''}]"
+    return _num(float(value))  # type: ignore[arg-type]
+
+
+def _values(registry: Registry, run_id: str, names: list[str], as_csv: bool, as_json: bool) -> None:
+    """The values of ``names`` (every series when none), bin by bin."""
+    import sys
+
+    from flowtime.artifacts.export import value_texts
+
+    index = registry.series_index(run_id)
+    entries = [registry.find_series(run_id, n) for n in names] if names else list(index.get("series", []))
+    grid = index.get("grid") or {}
+    minutes = int(grid.get("binMinutes") or 0)
+    if as_csv and len(entries) == 1:
+        sys.stdout.buffer.write(registry.series_bytes(run_id, entries[0]))  # the stored file, byte for byte
+        sys.stdout.flush()
+        return
+    labels = [str(e.get("nodeId") or str(e["id"]).split("@", 1)[0]) for e in entries]
+    columns = [registry.series_values(run_id, e) for e in entries]
+    bins = max((c.size for c in columns), default=0)
+    if as_json:
+        from flowtime.artifacts.compare import json_values
+
+        typer.echo(json.dumps({"runId": run_id, "binMinutes": minutes,
+                               "series": {lab: json_values(c) for lab, c in zip(labels, columns, strict=True)}},
+                              indent=2))
+        return
+    texts = [value_texts(c) for c in columns]
+    if as_csv:
+        lines = [",".join(["t", *labels])]
+        lines += [",".join([str(t), *(tx[t] if t < len(tx) else "" for tx in texts)]) for t in range(bins)]
+        typer.echo("\n".join(lines))
+        return
+    from flowtime.cli.output import print_table
+
+    rows = [[str(t), str(t * minutes), *(tx[t] if t < len(tx) else "" for tx in texts)] for t in range(bins)]
+    print_table(["bin", "minute", *labels], rows, numeric_from=0)
+
+
+@runs_app.command("export")
+def export(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id.")],
+    out: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="File to write (- for stdout).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, parquet or ndjson.")] = "csv",
+    data_dir: DataDir = None,
+) -> None:
+    """Write a whole run as one file in long format (time_bin, offset_minutes, series, value)."""
+    import os
+    import sys
+    import tempfile
+
+    from flowtime.artifacts.export import FORMATS, export_run
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
+    registry = _registry(data_dir)
+    result = export_run(registry, run_id, fmt)
+    if str(out) == "-":
+        for chunk in result.chunks:
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+        return
+    if out.is_dir():
+        raise ArtifactError(f"{out} is a folder; give a file name such as {out / result.filename}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed into place: an interrupted export leaves no half file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in result.chunks:
+                f.write(chunk)
+                size += len(chunk)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    typer.echo(f"wrote {out} ({size} bytes, {fmt})")
 
 
 @runs_app.command("compare")
 def compare(
     a: Annotated[str, typer.Argument(metavar="A", help="Run A.")],
     b: Annotated[str, typer.Argument(metavar="B", help="Run B (deltas are A - B).")],
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = None,
     as_json: AsJson = False,
 ) -> None:
     """Compare two runs on the same grid: per series, the change from B to A, most changed first."""
@@ -161,17 +267,17 @@ def compare(
 
 
 @runs_app.command("rebuild-index")
-def rebuild_index(data_dir: DataDir = Path("data")) -> None:
+def rebuild_index(data_dir: DataDir = None) -> None:
     """Rescan every run folder and rebuild the index (index.sqlite) from scratch."""
     registry = _registry(data_dir)
     n = registry.rebuild()
-    typer.echo(f"indexed {n} run{'s' if n != 1 else ''} in {data_dir}")
+    typer.echo(f"indexed {n} run{'s' if n != 1 else ''} in {registry.root}")
 
 
 @runs_app.command("delete")
 def delete(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id.")],
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = None,
 ) -> None:
     """Delete a run folder and its index entry for good."""
     _registry(data_dir).delete(run_id)

@@ -36,8 +36,8 @@ TemplatesDir = Annotated[
 ]
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", envvar="FLOWTIME_SIM_DATA_DIR",
-                 help="Sim data directory, holding the temporary store (default ./data/sim)."),
+    typer.Option("--data-dir", metavar="DIR",
+                 help="Data folder; Sim's temporary store is DIR/sim (env FLOWTIME_DATA_DIR, default ./data)."),
 ]
 ParamOpt = Annotated[
     list[str] | None,
@@ -80,9 +80,16 @@ def _catalog(templates_dir: Path | None) -> Catalog:
                         max_array_length=settings.max_array_length)
 
 
+def _store_dir(data_dir: Path | None) -> Path:
+    """``D/sim`` of the data folder, the folder ``flowtime up --data-dir D`` serves."""
+    from flowtime import datadir
+
+    return datadir.resolve(data_dir).sim
+
+
 def _workspace(templates_dir: Path | None, data_dir: Path | None) -> Workspace:
     settings = _settings()
-    return Workspace(_catalog(templates_dir), data_dir or settings.data_dir,
+    return Workspace(_catalog(templates_dir), _store_dir(data_dir),
                      max_array_length=settings.max_array_length, ttl_days=settings.ttl_days)
 
 
@@ -321,7 +328,7 @@ def models(
 ) -> None:
     """List the models in the temporary store and the named models."""
     del templates_dir
-    ws = Workspace(Catalog(), data_dir or _settings().data_dir)
+    ws = Workspace(Catalog(), _store_dir(data_dir))
     stored = ws.store.models(template)
     named = [m for m in ws.named.models() if template is None or m.template_id == template]
     if as_json:
@@ -395,7 +402,7 @@ def gc(
     ttl = settings.ttl_days if ttl_days is None else ttl_days
     if not math.isfinite(ttl):
         raise typer.BadParameter("must be a finite number of days", param_hint="--ttl-days")
-    ws = Workspace(Catalog(), data_dir or settings.data_dir, ttl_days=ttl)
+    ws = Workspace(Catalog(), _store_dir(data_dir), ttl_days=ttl)
     removed = ws.gc()
     typer.echo(f"removed {len(removed)} expired model folder(s) from {ws.data_dir} "
                f"(time-to-live {ttl:g} days)")

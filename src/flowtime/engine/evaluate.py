@@ -12,7 +12,7 @@ other's past. Steps follow the level schedule of ``engine.schedule``.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from flowtime.engine.pmf import node_seed, sample
 from flowtime.engine.schedule import levels, loop_expressions
 from flowtime.errors import EvaluationError, Problem
 from flowtime.expr.syntax import Expr, Ref, walk
+from flowtime.model.overrides import apply_overrides
 from flowtime.model.schema import ConstNode, Grid, Model, PmfNode
 
 Series = npt.NDArray[np.float64]
@@ -50,6 +51,9 @@ class Results:
     sample_pmf: bool = False
     sampled: list[str] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    # The model these series were computed from (overrides applied) and the overrides.
+    model: Model | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, node_id: str) -> Series:
         return self.series[node_id]
@@ -278,15 +282,22 @@ def _compile_plan(graph: Graph) -> _Plan:
     return _Plan(steps, [n for n in graph.nodes.values() if isinstance(n, PmfNode)])
 
 
-def evaluate(model: Model | Graph, seed: int | None = None, *, sample_pmf: bool = False) -> Results:
+def evaluate(model: Model | Graph, seed: int | None = None, *, sample_pmf: bool = False,
+             set: Mapping[str, Any] | None = None) -> Results:  # PySD's name, and the CLI's --set
     """
     Evaluate a model (or an already compiled graph).
 
     ``seed`` overrides ``rng.seed``; PMF nodes give their expected value unless
     they say ``sample: true`` or ``sample_pmf`` is set, in which case each bin
     is one seeded draw. Sampling without any seed draws a random seed, records
-    it in the results and warns.
+    it in the results and warns. ``set`` gives const nodes new values (a number
+    for every bin, or one value per bin), as if the model had been edited.
     """
+    overrides: dict[str, Any] = {}
+    if set:
+        base = model.model if isinstance(model, Graph) else model
+        edited, overrides = apply_overrides(base, set)
+        model = edited
     graph = model if isinstance(model, Graph) else compile_model(model)
     m = graph.model
     warnings: list[Problem] = []
@@ -305,4 +316,5 @@ def evaluate(model: Model | Graph, seed: int | None = None, *, sample_pmf: bool 
             step(r)
     series = {n: r[n] for n in graph.order}  # every step leaves its series read-only
     return Results(grid=m.grid, order=graph.order, series=series, output_ids=graph.output_ids,
-                   seed=seed, sample_pmf=sample_pmf, sampled=sampled, warnings=warnings)
+                   seed=seed, sample_pmf=sample_pmf, sampled=sampled, warnings=warnings, model=m,
+                   overrides=dict(overrides))

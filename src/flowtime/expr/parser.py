@@ -1,18 +1,29 @@
 """
-Expression text -> syntax tree, with Lark (LALR) and a caret-pointing error.
+Expression text -> syntax tree: one regular-expression tokenizer and an
+operator-precedence parser with an explicit stack, and a caret-pointing error.
 
-The grammar lives in ``grammar.lark``; the parser is built once per process.
-The tree conversion is iterative so that very long expressions cannot exhaust
-Python's recursion limit; nesting depth is bounded before parsing.
+The language (loosest binding first; binary operators are left-associative)::
+
+    comparison := sum (("<" | "<=" | ">" | ">=" | "==" | "!=") sum)*
+    sum        := product (("+" | "-") product)*
+    product    := unary (("*" | "/") unary)*
+    unary      := ("-" | "+") unary | atom
+    atom       := NUMBER | NAME "(" [comparison ("," comparison)*] ")" | NAME | "(" comparison ")"
+    NUMBER     := (\\d+(\\.\\d*)? | \\.\\d+) ([eE][+-]?\\d+)?
+    NAME       := a letter or "_", then letters, digits or "_"
+
+Why not a parser generator (0013): this grammar is small and fixed, a hand
+parser reads it in a few microseconds without building tables at start-up,
+and no input can exhaust the Python stack (nothing recurses). Nesting is
+bounded before parsing all the same, and every node keeps its source column
+(the first character of its span, parentheses around a left operand included).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
-
-from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from flowtime.errors import ExpressionError
 from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
@@ -20,22 +31,19 @@ from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
 MAX_EXPRESSION_LENGTH = 100_000
 MAX_NESTING = 200
 
-_BINARY = {
-    "add": "+", "sub": "-", "mul": "*", "div": "/",
-    "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=",
-}
-_TOKEN_TEXT = {
-    "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "PLUS": "'+'", "MINUS": "'-'",
-    "STAR": "'*'", "SLASH": "'/'", "NUMBER": "a number", "NAME": "a name",
-    "LESSTHAN": "'<'", "MORETHAN": "'>'", "$END": "end of expression",
-}
+_TOKEN = re.compile(
+    r"(?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
+    r"|(?P<name>[^\W\d]\w*)"
+    r"|(?P<op><=|>=|==|!=|[-+*/<>(),])"
+    r"|(?P<space>\s+)"
+)
+_PRECEDENCE = {"<": 1, "<=": 1, ">": 1, ">=": 1, "==": 1, "!=": 1, "+": 2, "-": 2, "*": 3, "/": 3}
+_EXPECTED = "a number, a name, '(' or an operator"
 
-
-@lru_cache(maxsize=1)
-def _parser() -> Lark:
-    return Lark.open_from_package(
-        "flowtime.expr", "grammar.lark", parser="lalr", propagate_positions=True, maybe_placeholders=True
-    )
+# Token kinds (_BAD: a character no token starts with; reported when the parser reaches it)
+_NUM, _NAME, _OP, _END, _BAD = 0, 1, 2, 3, 4
+# Operator-stack entry kinds
+_BIN, _UN, _PAR, _CALL = 0, 1, 2, 3
 
 
 def _nesting(text: str) -> tuple[int, int]:
@@ -84,97 +92,162 @@ def parse_expression(text: str, *, max_nesting: int = MAX_NESTING, max_length: i
         raise ExpressionError(
             f"expression nests {nest} levels deep; the limit is {max_nesting}", _clip(text, where), min(where, 61)
         )
-    try:
-        tree = _parser().parse(text)
-    except UnexpectedInput as exc:
-        raise _syntax_error(text, exc) from None
-    return _convert(tree, text)
+    return _parse_cached(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> Expr:
+    # Trees are immutable: models that repeat a formula (templates, generated
+    # models) parse each distinct text once.
+    return _Parser(text).parse()
 
 
 def _clip(text: str, column: int) -> str:
     return text if len(text) <= 120 else text[max(0, column - 61) : column + 59]
 
 
-def _syntax_error(text: str, exc: UnexpectedInput) -> ExpressionError:
-    # Lark's column is per line; an expression may span lines, so use the offset.
-    pos = getattr(exc, "pos_in_stream", None)
-    column = pos + 1 if isinstance(pos, int) and pos >= 0 else len(text) + 1
-    column = min(column, len(text) + 1)
-    if isinstance(exc, UnexpectedCharacters):
-        msg = f"unexpected character {text[column - 1]!r} at column {column}"
-    elif isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
-        column = len(text.rstrip()) + 1
-        msg = f"expression ends too early at column {column}; expected {_expected(exc)}"
-    elif isinstance(exc, UnexpectedToken):
-        tok = exc.token
-        msg = f"unexpected {str(tok)!r} at column {column}; expected {_expected(exc)}"
-    else:  # pragma: no cover - lark has no other UnexpectedInput kinds
-        msg = f"cannot parse at column {column}"
+def _error(text: str, message: str, column: int) -> ExpressionError:
     if len(text) > 120:
         start = max(0, column - 61)
-        return ExpressionError(msg, text[start : start + 120], column - start)
-    return ExpressionError(msg, text, column)
+        return ExpressionError(message, text[start : start + 120], column - start)
+    return ExpressionError(message, text, column)
 
 
-def _expected(exc: UnexpectedInput) -> str:
-    names = sorted(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ())
-    words = [_TOKEN_TEXT.get(n, n.lower()) for n in names]
-    if not words:
-        return "more input"
-    if len(words) > 4:
-        return "a number, a name, '(' or an operator"
-    return " or ".join(words)
+class _Parser:
+    """One parse: tokens in, tree out. ``out``/``starts`` are operands and the column each one's span starts at."""
 
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = self._tokens()
+        self.out: list[Expr] = []
+        self.starts: list[int] = []
+        # (_BIN, op, column) | (_UN, op, column) | (_PAR, column) | (_CALL, name, column, operands before it)
+        self.ops: list[tuple[int, str, int, int]] = []
+        self.too_large: tuple[str, int] | None = None  # reported once the text has parsed
 
-def _convert(tree: Tree[Token] | Token, text: str) -> Expr:
-    """Lark tree -> syntax tree, post-order with an explicit stack."""
-    out: list[Expr] = []
-    stack: list[tuple[Tree[Token] | Token, bool]] = [(tree, False)]
-    while stack:
-        node, done = stack.pop()
-        if isinstance(node, Token):  # only for a bare NUMBER/NAME start rule
-            out.append(_leaf(node, text))
-            continue
-        rule = node.data
-        if rule == "number":
-            out.append(_leaf(node.children[0], text))  # type: ignore[arg-type]
-            continue
-        if rule == "ref":
-            tok = node.children[0]
-            assert isinstance(tok, Token)
-            out.append(Ref(str(tok), tok.column or 1))
-            continue
-        kids: list[Tree[Token] | Token]
-        if rule == "call":
-            args = node.children[1]
-            kids = [] if args is None else list(args.children)  # type: ignore[union-attr]
-        else:
-            kids = [c for c in node.children if c is not None]
-        if not done:
-            stack.append((node, True))
-            stack.extend((k, False) for k in reversed(kids))
-            continue
-        n = len(kids)
-        vals = out[len(out) - n :] if n else []
-        if n:
-            del out[len(out) - n :]
-        column = node.meta.column if not node.meta.empty else 1
-        if rule == "call":
-            name_tok = node.children[0]
-            out.append(Call(str(name_tok).upper(), tuple(vals), column))
-        elif rule in ("neg", "pos"):
-            out.append(Unary("-" if rule == "neg" else "+", vals[0], column))
-        elif rule in _BINARY:
-            out.append(BinOp(_BINARY[rule], vals[0], vals[1], column))
-        else:  # pragma: no cover - every grammar rule is handled above
-            raise ExpressionError(f"internal: unknown rule {rule}", text, column)
-    return out[0]
+    def _tokens(self) -> list[tuple[int, str, int]]:
+        text = self.text
+        out: list[tuple[int, str, int]] = []
+        pos = 0
+        n = len(text)
+        match = _TOKEN.match
+        while pos < n:
+            m = match(text, pos)
+            if m is None:
+                out.append((_BAD, text[pos], pos + 1))
+                return out
+            kind = m.lastgroup
+            if kind == "num":
+                out.append((_NUM, m.group(), pos + 1))
+            elif kind == "name":
+                out.append((_NAME, m.group(), pos + 1))
+            elif kind == "op":
+                out.append((_OP, m.group(), pos + 1))
+            pos = m.end()
+        out.append((_END, "", len(text.rstrip()) + 1))
+        return out
 
+    def _unexpected(self, tok: tuple[int, str, int]) -> ExpressionError:
+        kind, value, column = tok
+        if kind == _BAD:
+            return _error(self.text, f"unexpected character {value!r} at column {column}", column)
+        if kind == _END:
+            return _error(self.text, f"expression ends too early at column {column}; expected {_EXPECTED}", column)
+        return _error(self.text, f"unexpected {value!r} at column {column}; expected {_EXPECTED}", column)
 
-def _leaf(tok: Token, text: str) -> Expr:
-    if tok.type == "NAME":
-        return Ref(str(tok), tok.column or 1)
-    value = float(str(tok))
-    if not math.isfinite(value):
-        raise ExpressionError(f"number {tok} is too large for a 64-bit float", text, tok.column or 1)
-    return Num(value, tok.column or 1)
+    def _push(self, e: Expr, start: int) -> None:
+        self.out.append(e)
+        self.starts.append(start)
+
+    def _reduce_top(self) -> None:
+        kind, op, column, _ = self.ops.pop()
+        if kind == _UN:
+            operand = self.out.pop()
+            self.starts.pop()
+            self._push(Unary(op, operand, column), column)
+        else:  # _BIN
+            right = self.out.pop()
+            self.starts.pop()
+            left = self.out.pop()
+            start = self.starts.pop()
+            self._push(BinOp(op, left, right, start), start)
+
+    def _reduce_while(self, prec: int) -> None:
+        """Reduce operators that bind at least as tightly as ``prec`` (left associativity)."""
+        ops = self.ops
+        while ops:
+            kind = ops[-1][0]
+            if kind == _UN or (kind == _BIN and _PRECEDENCE[ops[-1][1]] >= prec):
+                self._reduce_top()
+            else:
+                break
+
+    def parse(self) -> Expr:
+        tokens = self.tokens
+        ops = self.ops
+        i = 0
+        expect_operand = True
+        while True:
+            tok = tokens[i]
+            kind, value, column = tok
+            if expect_operand:
+                if kind == _NUM:
+                    number = float(value)
+                    if not math.isfinite(number) and self.too_large is None:
+                        self.too_large = (value, column)
+                    self._push(Num(number, column), column)
+                    expect_operand = False
+                elif kind == _NAME:
+                    if tokens[i + 1][1] == "(" and tokens[i + 1][0] == _OP:
+                        ops.append((_CALL, value, column, len(self.out)))
+                        i += 1
+                        if tokens[i + 1][1] == ")" and tokens[i + 1][0] == _OP:  # no arguments
+                            ops.pop()
+                            self._push(Call(value.upper(), (), column), column)
+                            i += 1
+                            expect_operand = False
+                    else:
+                        self._push(Ref(value, column), column)
+                        expect_operand = False
+                elif kind == _OP and value in ("-", "+"):
+                    ops.append((_UN, value, column, 0))
+                elif kind == _OP and value == "(":
+                    ops.append((_PAR, "", column, 0))
+                else:
+                    raise self._unexpected(tok)
+                i += 1
+                continue
+            # After an operand: an operator, a closing parenthesis, a comma or the end.
+            if kind == _OP and value in _PRECEDENCE:
+                self._reduce_while(_PRECEDENCE[value])
+                ops.append((_BIN, value, column, 0))
+                expect_operand = True
+            elif kind == _OP and value == ")":
+                self._reduce_while(0)
+                if not ops:
+                    raise self._unexpected(tok)
+                top = ops.pop()
+                if top[0] == _PAR:
+                    self.starts[-1] = top[2]  # the span now starts at "("
+                else:  # the end of a call's arguments
+                    first = top[3]
+                    args = tuple(self.out[first:])
+                    del self.out[first:]
+                    del self.starts[first:]
+                    self._push(Call(top[1].upper(), args, top[2]), top[2])
+            elif kind == _OP and value == ",":
+                self._reduce_while(0)
+                if not ops or ops[-1][0] != _CALL:
+                    raise self._unexpected(tok)
+                expect_operand = True
+            elif kind == _END:
+                self._reduce_while(0)
+                if ops:
+                    raise self._unexpected(tok)
+                if self.too_large is not None:
+                    value, column = self.too_large
+                    raise ExpressionError(f"number {value} is too large for a 64-bit float", self.text, column)
+                return self.out[0]
+            else:
+                raise self._unexpected(tok)
+            i += 1

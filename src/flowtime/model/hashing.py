@@ -39,8 +39,8 @@ def canonical_json(obj: Any) -> bytes:
 
 
 # A model is immutable, so its canonical JSON is computed once per model object.
-# Kept here, by id, rather than on the model: a pydantic private attribute would
-# take part in ``==`` and be carried over by ``model_copy(update=...)``.
+# Kept here, by id, rather than on the (frozen, slotted) model, so it can never
+# take part in ``==`` nor be carried over by ``dataclasses.replace``.
 _JSON: dict[int, bytes] = {}
 
 

@@ -22,6 +22,12 @@ class Limits:
     max_expression_nesting: int = 200
     max_model_bytes: int = 64 * 1024 * 1024
     max_yaml_nodes: int = 20_000_000
+    # nodes x bins: the number of values a run computes and stores (8 bytes each,
+    # several times over while writing). None = no bound (the library's own use).
+    max_cells: int | None = None
+    # Characters of all expressions of a model together: parsing and compiling
+    # cost grows with it (about 10 us per character today). None = no bound.
+    max_expression_total: int | None = None
 
 
 DEFAULT_LIMITS = Limits()

@@ -167,9 +167,7 @@ def load_model(text: str, source: str = "<string>", *, limits: Limits = DEFAULT_
     if errors or grid is None:
         raise ModelValidationError(ctx.problems, source)
 
-    model = Model(
-        schemaVersion=1, grid=grid, nodes=tuple(nodes), outputs=tuple(outputs), rng=rng, metadata=metadata
-    )
+    model = Model(grid=grid, nodes=tuple(nodes), outputs=tuple(outputs), rng=rng, metadata=metadata)
     spec_text = text
     if "provenance" in data:
         stripped = remove_top_level_key(text, "provenance", smap)
@@ -275,7 +273,7 @@ def _grid(data: dict[Any, Any], ctx: _Ctx) -> Grid | None:
             return None
         ctx.warn(("grid", "binMinutes"), f"binMinutes is deprecated; read as binSize: {size}, binUnit: {unit.value}"
                  f" — write that instead", key=True)
-        return Grid(bins=bins, bin_size=size, bin_unit=unit) if bins is not None else None
+        return Grid(bins, size, unit) if bins is not None else None
     size_v = _int_field(ctx, g, "binSize", 1, lim.max_bin_size)
     unit_v: BinUnit | None = None
     if "binUnit" not in g:
@@ -295,7 +293,7 @@ def _grid(data: dict[Any, Any], ctx: _Ctx) -> Grid | None:
             ctx.warn(("grid", key), f"unknown grid key '{key}' is ignored", key=True)
     if bins is None or size_v is None or unit_v is None:
         return None
-    return Grid(bins=bins, bin_size=size_v, bin_unit=unit_v)
+    return Grid(bins, size_v, unit_v)
 
 
 def _valid_bins(data: dict[Any, Any], limits: Limits) -> int | None:
@@ -317,6 +315,7 @@ def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any]
     if len(raw) > ctx.limits.max_nodes:
         raise LimitExceeded(f"{ctx.source}: model has {len(raw)} nodes; the limit is {ctx.limits.max_nodes}",
                             limit_name="max_nodes")
+    _check_work(raw, ctx, bins)
     for i, item in enumerate(raw):
         if isinstance(item, dict) and isinstance(item.get("id"), str):
             ctx.node_names[i] = item["id"]
@@ -365,6 +364,21 @@ def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any]
     return nodes, asts
 
 
+def _check_work(raw: list[Any], ctx: _Ctx, bins: int | None) -> None:
+    """Refuse, before any array is built, a model whose values or expressions are over the limits."""
+    lim = ctx.limits
+    if lim.max_cells is not None and bins is not None and len(raw) * bins > lim.max_cells:
+        raise LimitExceeded(
+            f"{ctx.source}: {len(raw)} nodes x {bins} bins = {len(raw) * bins} values; the limit is "
+            f"{lim.max_cells} (max_cells): use fewer bins or nodes", limit_name="max_cells")
+    if lim.max_expression_total is not None:
+        total = sum(len(item["expr"]) for item in raw if isinstance(item, dict) and isinstance(item.get("expr"), str))
+        if total > lim.max_expression_total:
+            raise LimitExceeded(
+                f"{ctx.source}: the expressions hold {total} characters together; the limit is "
+                f"{lim.max_expression_total} (max_expression_total)", limit_name="max_expression_total")
+
+
 _YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
 
 
@@ -397,8 +411,11 @@ def _const(item: dict[Any, Any], path: Path, ctx: _Ctx, bins: int | None, node_i
         ctx.error(path, f"const node '{node_id}' needs `values`: a list of {bins or 'grid.bins'} numbers")
         return None
     raw = item["values"]
-    if _is_number(raw) and bins is not None:
-        raw = [raw] * bins  # a single number means "this value in every bin"
+    if _is_number(raw) and bins is not None and math.isfinite(float(raw)):
+        # A single number means "this value in every bin" (no list of a million floats on the way).
+        full = np.full(bins, float(raw), dtype=np.float64)
+        full.flags.writeable = False
+        return ConstNode(id=node_id, values=full, title=title, description=desc)
     if not isinstance(raw, list):
         ctx.error((*path, "values"), f"values must be a list of numbers, got {_type_name(raw)}")
         return None
@@ -409,7 +426,7 @@ def _const(item: dict[Any, Any], path: Path, ctx: _Ctx, bins: int | None, node_i
         ctx.error((*path, "values"), f"const node '{node_id}' has {arr.size} values but grid.bins is "
                   f"{bins}; give one value per bin")
         return None
-    return ConstNode(id=node_id, kind="const", values=arr, title=title, description=desc)
+    return ConstNode(id=node_id, values=arr, title=title, description=desc)
 
 
 def _expr(item: dict[Any, Any], path: Path, ctx: _Ctx, node_id: str, title: str | None,
@@ -437,9 +454,7 @@ def _expr(item: dict[Any, Any], path: Path, ctx: _Ctx, node_id: str, title: str 
         else:
             ctx.error((*path, "expr"), str(exc), column_offset=_quote_offset(ctx, (*path, "expr"), exc.column))
         return None, None
-    node = ExprNode(id=node_id, kind="expr", expr=text, title=title, description=desc)
-    node._ast = ast
-    return node, ast
+    return ExprNode(id=node_id, expr=text, title=title, description=desc, ast=ast), ast
 
 
 def _block_scalar_start(ctx: _Ctx, path: Path) -> tuple[int, int] | None:
@@ -529,8 +544,7 @@ def _pmf(item: dict[Any, Any], path: Path, ctx: _Ctx, node_id: str, title: str |
         p_arr = p_arr / total
         p_arr.flags.writeable = False
     v_arr.flags.writeable = False
-    return PmfNode(id=node_id, kind="pmf", values=v_arr, probabilities=p_arr, sample=sample,
-                   title=title, description=desc)
+    return PmfNode(id=node_id, values=v_arr, probabilities=p_arr, sample=sample, title=title, description=desc)
 
 
 def _outputs(data: dict[Any, Any], ctx: _Ctx, ids: list[str]) -> list[Output]:
@@ -584,7 +598,7 @@ def _outputs(data: dict[Any, Any], ctx: _Ctx, ids: list[str]) -> list[Output]:
                 ctx.error((*path, "as"), f"two outputs are both named '{as_}'")
                 continue
             names[as_] = i
-        out.append(Output(series=series, **{"as": as_}))
+        out.append(Output(series, as_))
     return out
 
 
@@ -620,17 +634,19 @@ def _metadata(data: dict[Any, Any], ctx: _Ctx) -> Metadata:
         return Metadata()
     title = raw.get("title")
     desc = raw.get("description")
-    tags = raw.get("tags", ())
+    raw_tags = raw.get("tags")
     if title is not None and not isinstance(title, str):
         ctx.warn(("metadata", "title"), "metadata.title should be text; converted")
         title = str(title)
     if desc is not None and not isinstance(desc, str):
         desc = str(desc)
-    if isinstance(tags, list):
-        tags = tuple(str(t) for t in tags)
-    elif not isinstance(tags, str):
-        ctx.warn(("metadata", "tags"), "metadata.tags should be a list of text; ignored")
-        tags = ()
+    tags: tuple[str, ...] = ()
+    if isinstance(raw_tags, list):
+        tags = tuple(str(t) for t in raw_tags)
+    elif isinstance(raw_tags, str):  # "a, b" or "[a, b]"
+        tags = tuple(t.strip() for t in raw_tags.strip("[]").split(",") if t.strip())
+    elif raw_tags is not None:
+        ctx.warn(("metadata", "tags"), f"metadata.tags should be a list of text; ignored ({_type_name(raw_tags)})")
     return Metadata(title=title, description=desc, tags=tags)
 
 

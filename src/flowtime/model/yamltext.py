@@ -144,9 +144,14 @@ def parse_yaml(text: str, source: str = "<string>", *, max_nodes: int = 20_000_0
     """
     _check_encodable(text, source)
     try:
-        _check_depth(text, source, MAX_DEPTH)
+        _check_depth(text, source, MAX_DEPTH, _Loader)
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
+        # libyaml may refuse deep nesting with a limit of its own while scanning ahead
+        # (PyYAML 6.0.4 does at 1000 levels), before our event check sees level 201:
+        # on any YAML error, ask the pure-Python parser (no such limit) whether our
+        # limit is passed first, so the message is ours whatever the library does.
+        _check_depth_after_error(text, source, MAX_DEPTH)
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         col = mark.column + 1 if mark is not None else None
@@ -201,10 +206,10 @@ _OPENERS = (SequenceStartEvent, MappingStartEvent)
 _CLOSERS = (SequenceEndEvent, MappingEndEvent)
 
 
-def _check_depth(text: str, source: str, max_depth: int) -> None:
+def _check_depth(text: str, source: str, max_depth: int, loader: Any) -> None:
     """
     Refuse documents nesting collections deeper than ``max_depth``, reading
-    libyaml's events (its parser keeps an explicit stack) and stopping at the
+    the parser's events (it keeps an explicit stack) and stopping at the
     first level too deep, so the cost is one event pass at most.
     """
     # Every collection starts with one of these indicators (a block mapping with
@@ -212,7 +217,7 @@ def _check_depth(text: str, source: str, max_depth: int) -> None:
     if sum(map(text.count, "[{-:?")) <= max_depth:
         return
     depth = 0
-    for event in yaml.parse(text, Loader=_Loader):
+    for event in yaml.parse(text, Loader=loader):
         kind = type(event)
         if kind in _OPENERS:
             depth += 1
@@ -224,6 +229,14 @@ def _check_depth(text: str, source: str, max_depth: int) -> None:
                 )
         elif kind in _CLOSERS:
             depth -= 1
+
+
+def _check_depth_after_error(text: str, source: str, max_depth: int) -> None:
+    """``_check_depth`` with the pure-Python parser; its own syntax errors are left to the caller's."""
+    try:
+        _check_depth(text, source, max_depth, yaml.SafeLoader)
+    except yaml.YAMLError:
+        return
 
 
 _MAX_DEPTH = MAX_DEPTH
