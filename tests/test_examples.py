@@ -17,9 +17,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def run_example(name: str, tmp_path: Path, *extra: str) -> dict[str, list[float]]:
-    result = CliRunner().invoke(app, ["run", str(EXAMPLES / name), "--out", str(tmp_path), *extra])
+    result = CliRunner().invoke(app, ["run", str(EXAMPLES / name), "--data-dir", str(tmp_path), "--quiet", *extra])
     assert result.exit_code == 0, result.output
-    run_dir = Path(result.stdout.splitlines()[1])
+    run_dir = tmp_path / "engine" / result.stdout.strip()
     out = {}
     for f in (run_dir / "series").glob("*.csv"):
         with f.open() as fh:

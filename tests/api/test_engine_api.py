@@ -139,6 +139,42 @@ def test_run_accepts_yaml_media_types(client: httpx.Client, media: str) -> None:
     assert resp.status_code == 200
 
 
+def test_run_takes_overrides_as_a_json_set_or_a_query_and_records_them(client: httpx.Client,
+                                                                      data_dir: Path) -> None:
+    text = model([10, 20, 30, 40])
+    by_json = client.post("/v1/run", json={"yaml": text, "set": {"demand": [30, 30, 30, 30]}}).json()
+    assert by_json["series"]["served"] == [25, 25, 25, 25]
+    assert by_json["overrides"] == {"demand": [30.0, 30.0, 30.0, 30.0]}
+    by_query = post_run(client, text, set="demand=30")
+    assert by_query["series"]["demand"] == [30, 30, 30, 30] and by_query["overrides"] == {"demand": 30.0}
+    edited = post_run(client, model([30, 30, 30, 30]))
+    assert by_json["modelHash"] == by_query["modelHash"] == edited["modelHash"]
+    run = json.loads((data_dir / by_query["runId"] / "run.json").read_text())
+    assert run["overrides"] == {"demand": 30.0}
+    with_prov = post_run(client, text, headers=prov_header(modelId="model_a", templateId="t"), set="demand=5")
+    stored = json.loads((data_dir / with_prov["runId"] / "provenance.json").read_text())
+    assert stored["overrides"] == {"demand": 5.0} and stored["modelId"] == "model_a"
+
+
+def test_bad_overrides_are_a_400_naming_each_node(client: httpx.Client) -> None:
+    before = client.get("/v1/runs").json()["total"]
+    resp = client.post("/v1/run", json={"yaml": model([1, 2]), "set": {"served": 1, "demand": [1, 2, 3]}})
+    assert resp.status_code == 400
+    errors = {e["path"]: e["message"] for e in resp.json()["errors"]}
+    assert errors == {
+        "set.demand": "gives 3 values but grid.bins is 2; give one number (every bin) or one value per bin",
+        "set.served": "node 'served' is an expr node; only const nodes can be set (their values are the "
+                      "model's inputs)",
+    }
+    bad_query = client.post("/v1/run", content=model([1, 2]), params={"set": "demand"},
+                            headers={"Content-Type": "text/yaml"})
+    assert bad_query.status_code == 400 and bad_query.json()["errors"][0]["path"] == "set"
+    not_json = client.post("/v1/run", content=model([1, 2]), params={"set": "demand=[1,"},
+                           headers={"Content-Type": "text/yaml"})
+    assert not_json.status_code == 400 and not_json.json()["errors"][0]["path"] == "set.demand"
+    assert client.get("/v1/runs").json()["total"] == before
+
+
 def test_run_accepts_a_json_envelope_with_seed_and_sample_pmf(client: httpx.Client,
                                                               data_dir: Path) -> None:
     text = ("schemaVersion: 1\ngrid: {bins: 5, binSize: 1, binUnit: hours}\n"

@@ -82,13 +82,13 @@ def temp_folders(root: Path) -> list[Path]:
 
 
 def test_a_run_killed_before_its_rename_is_never_listed(tmp_path: Path) -> None:
-    root = tmp_path / "data"
+    root = tmp_path / "data" / "engine"  # the CLI writes runs to D/engine
     model = tmp_path / "model.yaml"
     model.write_text(HELLO)
-    done = subprocess.run([*FLOWTIME, "run", str(model), "--out", str(root)], capture_output=True,
+    done = subprocess.run([*FLOWTIME, "run", str(model), "--data-dir", str(root.parent)], capture_output=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    with paused(["run", str(model), "--out", str(root)], tmp_path) as proc:
+    with paused(["run", str(model), "--data-dir", str(root.parent)], tmp_path) as proc:
         [tmp] = temp_folders(root)
         assert (tmp / layout.MANIFEST).is_file()  # complete on disk, but not renamed into place
         kill9(proc)
@@ -109,10 +109,10 @@ def test_a_run_killed_before_its_rename_is_never_listed(tmp_path: Path) -> None:
 
 
 def test_the_next_start_removes_the_temporary_folder_of_a_killed_write(tmp_path: Path) -> None:
-    root = tmp_path / "data"
+    root = tmp_path / "data" / "engine"  # the CLI writes runs to D/engine
     model = tmp_path / "model.yaml"
     model.write_text(HELLO)
-    with paused(["run", str(model), "--out", str(root)], tmp_path) as proc:
+    with paused(["run", str(model), "--data-dir", str(root.parent)], tmp_path) as proc:
         kill9(proc)
     [tmp] = temp_folders(root)
     # A young temp folder may belong to a write in progress in another process: spared.
@@ -197,7 +197,7 @@ def test_random_kills_of_busy_writers_never_corrupt_the_index(tmp_path: Path) ->
 
 def test_a_sim_model_killed_before_its_rename_is_never_listed(tmp_path: Path) -> None:
     data = tmp_path / "sim"
-    with paused(["sim", "generate", "support-backlog", "--data-dir", str(data), "-o",
+    with paused(["sim", "generate", "support-backlog", "--data-dir", str(data.parent), "-o",
                  str(tmp_path / "out.yaml")], tmp_path) as proc:
         parent = data / "models" / "support-backlog"
         [tmp] = [p for p in parent.iterdir() if p.name.startswith(".tmp-")]
@@ -218,7 +218,7 @@ def test_a_sim_model_killed_before_its_rename_is_never_listed(tmp_path: Path) ->
 def test_a_named_sim_model_killed_before_its_rename_is_never_listed(tmp_path: Path) -> None:
     data = tmp_path / "sim"
     with paused(["sim", "new", "--template", "support-backlog", "--name", "crashy",
-                 "--data-dir", str(data)], tmp_path) as proc:
+                 "--data-dir", str(data.parent)], tmp_path) as proc:
         kill9(proc)
     named = NamedStore(data / "named")
     assert named.models() == []
@@ -228,11 +228,11 @@ def test_a_named_sim_model_killed_before_its_rename_is_never_listed(tmp_path: Pa
 
 def test_the_next_sim_start_removes_temporary_folders_of_killed_writes(tmp_path: Path) -> None:
     data = tmp_path / "sim"
-    with paused(["sim", "generate", "support-backlog", "--data-dir", str(data), "-o",
+    with paused(["sim", "generate", "support-backlog", "--data-dir", str(data.parent), "-o",
                  str(tmp_path / "out.yaml")], tmp_path) as proc:
         kill9(proc)
     with paused(["sim", "new", "--template", "support-backlog", "--name", "crashy",
-                 "--data-dir", str(data)], tmp_path) as proc:
+                 "--data-dir", str(data.parent)], tmp_path) as proc:
         kill9(proc)
     temps = [p for p in data.rglob(".tmp-*")]
     assert len(temps) == 2

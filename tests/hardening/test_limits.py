@@ -477,3 +477,84 @@ def test_values_the_loader_converts_late_are_a_400(eng: httpx.Client, name: str)
     """Text the loader turns into numbers itself (int(), float()) - these were 500s once."""
     body = problem(eng.post("/v1/run", content=LATE_CONVERSIONS[name]), 400)
     assert body["errors"] and body["errors"][0]["path"], body
+
+
+# -- work bounded up front (issue 10's hostile review) ---------------------------------------------------
+
+
+def test_nodes_times_bins_is_bounded_before_any_array_is_built(tmp_path: Path) -> None:
+    """1,000 consts x 1,000,000 bins is 39 KB of YAML but 8 GB of series: refused at once, naming the limit."""
+    text = ("schemaVersion: 1\ngrid: {bins: 1000000, binSize: 1, binUnit: minutes}\nnodes:\n"
+            + "".join(f"  - {{id: c{i}, values: 1}}\n" for i in range(1000)))
+    assert len(text) < 40_000
+    with engine(tmp_path) as url, httpx.Client(base_url=url, timeout=60, headers=YAML) as c:
+        for route in ENGINE_MODEL_ROUTES:
+            body = problem(c.post(route, content=text), 400)
+            assert body["limit"] == "max_cells"
+            assert "1000 nodes x 1000000 bins = 1000000000 values; the limit is 20000000" in body["detail"]
+        assert c.get("/v1/runs").json()["total"] == 0
+        at_limit = ("schemaVersion: 1\ngrid: {bins: 5000, binSize: 1, binUnit: minutes}\nnodes:\n"
+                    + "".join(f"  - {{id: c{i}, values: 1}}\n" for i in range(4)))
+        assert c.post("/v1/run", content=at_limit, params={"series": "false"}).status_code == 200
+    with pytest.raises(LimitExceeded, match="max_cells"):
+        load_model(at_limit, limits=Limits(max_cells=19_999))
+    assert load_model(at_limit, limits=Limits(max_cells=20_000)).model.grid.bins == 5000
+
+
+def test_the_expressions_of_a_model_are_bounded_together(tmp_path: Path) -> None:
+    """1,000 expressions of 10,000 characters cost minutes of CPU: the total is refused before parsing."""
+    long = "+".join(["a*1"] * 2500)
+    nodes = "  - {id: a, values: 1}\n" + "".join(f"  - {{id: x{i}, kind: expr, expr: '{long}'}}\n" for i in range(30))
+    text = f"schemaVersion: 1\ngrid: {{bins: 2, binSize: 1, binUnit: hours}}\nnodes:\n{nodes}"
+    with engine(tmp_path) as url, httpx.Client(base_url=url, timeout=60, headers=YAML) as c:
+        for route in ENGINE_MODEL_ROUTES:
+            body = problem(c.post(route, content=text), 400)
+            assert body["limit"] == "max_expression_total"
+            assert f"the expressions hold {30 * len(long)} characters together; the limit is 250000" in body["detail"]
+
+
+def test_the_values_answered_inline_are_bounded(tmp_path: Path) -> None:
+    text = model(bins=600, nodes="  - {id: a, values: 1}\n  - {id: b, kind: expr, expr: a * 2}\n")
+    with engine(tmp_path, max_response_values=1000) as url, \
+            httpx.Client(base_url=url, timeout=60, headers=YAML) as c:
+        body = problem(c.post("/v1/run", content=text), 400)
+        assert body["limit"] == "max_response_values" and "?series=false" in body["detail"]
+        assert c.get("/v1/runs").json()["total"] == 0  # refused before anything was computed or stored
+        ok = c.post("/v1/run", content=text, params={"series": "false"})
+        assert ok.status_code == 200 and "series" not in ok.json()
+        run_id = ok.json()["runId"]
+        values = c.get(f"/v1/runs/{run_id}/series/b", params={"format": "json"}).json()["values"]
+        assert values == [2] * 600
+
+
+# -- provenance headers that used to answer 500 ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", [
+    '{"modelId": "m", "templateTitle": "\\ud800"}',                     # a lone surrogate
+    '{"modelId": "m", "x": ' + "[" * 300 + "]" * 300 + "}",             # deeper than JSON writers go
+    '{"modelId": "m", "parameters": {"p": NaN}}',                        # not JSON, read by Python
+    '{"modelId": "m", "parameters": {"p": Infinity}}',
+    '{"modelId": "m", "n": 1' + "0" * 5000 + "}",                        # an integer too long to read
+], ids=["lone surrogate", "deep nesting", "NaN", "Infinity", "long integer"])
+def test_unstorable_provenance_headers_are_a_400_and_store_nothing(tmp_path: Path, header: str) -> None:
+    with engine(tmp_path) as url, httpx.Client(base_url=url, timeout=60, headers=YAML) as c:
+        body = problem(c.post("/v1/run", content=HELLO, headers={"X-Model-Provenance": header}), 400)
+        assert body["errors"][0]["path"].startswith("X-Model-Provenance")
+        assert c.get("/v1/runs").json()["total"] == 0
+        assert c.get("/v1/healthz").status_code == 200
+
+
+def test_raw_utf8_in_the_provenance_header_is_stored_as_utf8(tmp_path: Path) -> None:
+    """Servers read header bytes as Latin-1; unescaped UTF-8 must not come back garbled."""
+    raw = '{"modelId": "model_x", "templateTitle": "Café 需求"}'.encode()
+    with engine(tmp_path) as url, httpx.Client(base_url=url, timeout=60) as c:
+        resp = c.post("/v1/run", content=HELLO, headers=[(b"Content-Type", b"text/yaml"),
+                                                         (b"X-Model-Provenance", raw)])
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["provenance"]["templateTitle"] == "Café 需求"
+        stored = c.get(f"/v1/runs/{resp.json()['runId']}").json()["provenance"]
+        assert stored["templateTitle"] == "Café 需求"
+        latin1 = c.post("/v1/run", content=HELLO, headers=[(b"Content-Type", b"text/yaml"),
+                                                           (b"X-Model-Provenance", b'{"modelId": "caf\xe9"}')])
+        assert problem(latin1, 400)["errors"][0]["path"] == "X-Model-Provenance"
