@@ -113,3 +113,34 @@ def test_importing_sim_and_its_service_never_loads_the_engine() -> None:
             "print(sorted(m for m in sys.modules if m.startswith(('flowtime.engine', 'flowtime.artifacts'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+TESTS = Path(__file__).resolve().parent
+_CLOCKS = ("perf_counter", "monotonic", "time")
+
+
+def _elapsed_assertions(tree: ast.AST) -> list[int]:
+    """Lines of ``assert`` statements comparing a clock difference (``clock() - t0 < 2``) to a number."""
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Assert):
+            continue
+        for sub in ast.walk(node.test):
+            if isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Sub) and isinstance(sub.left, ast.Call):
+                func = sub.left.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name in _CLOCKS:
+                    lines.append(node.lineno)
+    return lines
+
+
+def test_no_test_asserts_on_wall_clock_time() -> None:
+    """Speed is for benchmarks: an elapsed-time assertion fails under load and proves nothing."""
+    found = {str(p.relative_to(TESTS)): lines for p in sorted(TESTS.rglob("*.py"))
+             if (lines := _elapsed_assertions(ast.parse(p.read_text(encoding="utf-8"))))}
+    assert found == {}
+
+
+def test_the_wall_clock_rule_catches_an_elapsed_time_assertion() -> None:
+    tree = ast.parse("import time\nt0 = time.perf_counter()\nassert time.perf_counter() - t0 < 1\n")
+    assert _elapsed_assertions(tree) == [3]
