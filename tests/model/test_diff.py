@@ -28,7 +28,8 @@ def test_values_expressions_kinds_and_pmfs_are_described() -> None:
     a = ("  - {id: c, values: [1, 2, 3, 4]}\n  - {id: k, values: 5}\n  - {id: x, kind: expr, expr: c * 2}\n"
          "  - {id: p, kind: pmf, pmf: {values: [0, 1], probabilities: [0.5, 0.5]}}\n  - {id: gone, values: 0}\n")
     b = ("  - {id: c, values: [1, 9, 3, 8]}\n  - {id: k, values: 6}\n  - {id: x, kind: const, values: 1}\n"
-         "  - {id: p, kind: pmf, pmf: {values: [0, 1], probabilities: [0.25, 0.75]}}\n  - {id: new, kind: expr, expr: c}\n")
+         "  - {id: p, kind: pmf, pmf: {values: [0, 1], probabilities: [0.25, 0.75]}}\n"
+         "  - {id: new, kind: expr, expr: c}\n")
     assert changes(a, b) == [
         ("c", "values", "2 of 4 bins, first bin 1: 2 -> 9"),
         ("k", "values", "5 -> 6 in every bin"),
