@@ -16,7 +16,9 @@ translate them once, at their edge, into exit codes and problem+json bodies.
     │   └── ParameterError          parameter overrides rejected, every problem listed
     ├── ModelNotFound               no model in Sim's temporary store has that id (LookupError)
     ├── ArtifactError               a run folder cannot be written or read
+    │   ├── StorageFull             the disk is full: nothing was stored (HTTP 507)
     │   └── RunNotFound             (also a LookupError)
+    │       └── InvalidRunId        not shaped like a run id at all (HTTP 400; also a ValueError)
     └── ConflictError               a request contradicts stored state (HTTP 409)
 """
 
@@ -199,6 +201,21 @@ class ArtifactError(FlowTimeError):
 
 class RunNotFound(ArtifactError, LookupError):
     title = "Run not found"
+
+
+class InvalidRunId(RunNotFound, ValueError):
+    """
+    Text that is not a run id: no run can have it. A ``RunNotFound`` too, so callers
+    that look a run up need one ``except``; HTTP answers 400, not 404.
+    """
+
+    title = "Not a run id"
+
+
+class StorageFull(ArtifactError):
+    """The disk (or quota) is full; whatever was being stored was removed again."""
+
+    title = "Insufficient storage"
 
 
 class ConflictError(FlowTimeError):

@@ -32,14 +32,15 @@ T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 def make_run(root: Path, values: tuple[float, ...] = (1, 2), *, title: str = "Run",
              tags: str = "[]", template: str | None = None, model_id: str = "m",
-             minutes: int = 0, seed: int | None = None, deterministic: bool = False) -> str:
+             minutes: int = 0, seed: int | None = None, deterministic: bool = False,
+             parameters: dict[str, object] | None = None) -> str:
     text = (f"schemaVersion: 1\nmetadata: {{title: '{title}', tags: {tags}}}\n"
             f"grid: {{bins: {len(values)}, binSize: 1, binUnit: hours}}\n"
             f"nodes:\n  - {{id: a, values: {list(values)}}}\n"
             "  - {id: b, kind: expr, expr: a * 2}\n")
     loaded = load_model(text)
-    prov = Provenance.model_validate({"modelId": model_id, "templateId": template}) \
-        if template else None
+    prov = Provenance.model_validate({"modelId": model_id, "templateId": template,
+                                      "parameters": parameters}) if template else None
     record = write_run(loaded, evaluate(loaded.model, seed=seed), root, provenance=prov,
                        deterministic_id=deterministic, now=T0 + timedelta(minutes=minutes))
     return record.run_id
@@ -51,7 +52,8 @@ def ids(reg: Registry, **query: object) -> list[str]:
 
 def test_an_added_run_is_listed_with_every_column(tmp_path: Path) -> None:
     run_id = make_run(tmp_path, (1, 2, 3), title="Hello", tags="[x, y]", template="t1",
-                      model_id="m1", seed=2**64 - 1)
+                      model_id="m1", seed=2**64 - 1,
+                      parameters={"agents": 7, "name": "x", "curve": list(range(400))})
     reg = Registry(tmp_path)
     art = reg.add(run_id)
     assert art is not None
@@ -65,6 +67,8 @@ def test_an_added_run_is_listed_with_every_column(tmp_path: Path) -> None:
             "scenarioHash"],
         "seed": 2**64 - 1, "bins": 3, "binSize": 1, "binUnit": "hours", "seriesCount": 2,
         "totalSize": sum(p.stat().st_size for p in (tmp_path / run_id).rglob("*") if p.is_file()),
+        # A parameter longer than 1 KiB as JSON stays in provenance.json only.
+        "parameters": {"agents": 7, "name": "x"},
     }
     assert reg.get(run_id) == art
     assert reg.count() == 1
@@ -206,6 +210,9 @@ def test_query_sorts_and_pages(populated: tuple[Registry, list[str]]) -> None:
 def test_limit_is_capped_at_1000(tmp_path: Path) -> None:
     reg = Registry(tmp_path)
     reg.count()
+    for i in range(1005):  # rows of folders that exist: rows without one are never listed
+        (tmp_path / f"run_20250101T000000Z_{i:08x}").mkdir()
+        (tmp_path / f"run_20250101T000000Z_{i:08x}" / "manifest.json").write_text("{}")
     with sqlite3.connect(tmp_path / INDEX_FILE) as conn:
         conn.executemany(
             "INSERT INTO artifacts (id, type, created, title, tags, series_count, total_size, "

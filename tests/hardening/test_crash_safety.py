@@ -104,7 +104,7 @@ def test_a_run_killed_before_its_rename_is_never_listed(tmp_path: Path) -> None:
     with engine(root) as url, httpx.Client(base_url=url) as c:
         assert c.get("/v1/runs").json()["total"] == 1
         assert c.get(f"/v1/runs/{killed_id}").status_code == 404
-        assert c.get(f"/v1/artifacts/{tmp.name}").status_code == 404
+        assert c.get(f"/v1/artifacts/{tmp.name}").status_code == 400  # not even a run id
         assert c.get("/v1/artifacts", params={"search": killed_id}).json()["total"] == 0
 
 

@@ -107,7 +107,7 @@ def assert_refused(base_url: str, method: str, path: str, body: bytes | None = N
                                         {"Content-Type": "application/json"} if body else None)
     assert 400 <= status < 500, (method, path, status, data[:300])
     assert SECRET.encode() not in data and b"root:" not in data, (method, path)
-    if status in (404, 422) and headers.get("content-type", "").startswith("application/"):
+    if status in (400, 404, 422) and headers.get("content-type", "").startswith("application/"):
         assert headers["content-type"] == PROBLEM, (method, path)
 
 
@@ -267,7 +267,7 @@ def _assert_no_secret_and_no_5xx(answers: list[httpx.Response]) -> None:
 
 
 def test_a_symlinked_run_folder_is_not_a_run(site: Site) -> None:
-    link_id = "run_20250102T000000Z_5ymb0001"
+    link_id = "run_20250102T000000Z_5e1b0001"  # run-id shaped (hex), so only the link is wrong
     (site.root / "engine" / link_id).symlink_to(site.root / DECOY_RUN, target_is_directory=True)
     assert httpx.post(f"{site.engine_url}/v1/artifacts/index").status_code == 200
     answers = _engine_answers(site, link_id)
@@ -317,7 +317,7 @@ def test_symlinked_sim_folders_and_files_are_never_followed(site: Site) -> None:
 
 
 def test_a_run_id_shaped_symlink_to_a_file_is_not_listed(site: Site) -> None:
-    link = site.root / "engine" / "run_20250103T000000Z_5ymb0002"
+    link = site.root / "engine" / "run_20250103T000000Z_5e1b0002"
     os.symlink(site.root / "secret.txt", link)
     assert httpx.post(f"{site.engine_url}/v1/artifacts/index").status_code == 200
     _assert_no_secret_and_no_5xx(_engine_answers(site, link.name))

@@ -15,6 +15,7 @@ request guard (bearer token, body size) and the health endpoints.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,7 +31,10 @@ from flowtime.api.guard import RequestGuard
 from flowtime.api.problems import install_problem_handlers
 from flowtime.artifacts.registry import Registry
 from flowtime.artifacts.writer import clean_temp_folders
+from flowtime.errors import StorageFull
 from flowtime.settings import EngineSettings
+
+log = logging.getLogger("flowtime.engine")
 
 
 def create_engine_app(settings: EngineSettings) -> FastAPI:
@@ -74,9 +78,17 @@ TEMP_FOLDER_GRACE_SECONDS = 600.0
 
 
 def _start_up(registry: Registry) -> None:
+    """
+    Clean up, then check the index (a corrupt one is set aside and rebuilt) and catch
+    up with the folders. A full disk does not stop the Engine: reads still work.
+    """
     registry.root.mkdir(parents=True, exist_ok=True)
     clean_temp_folders(registry.root, older_than_seconds=TEMP_FOLDER_GRACE_SECONDS)
-    registry.sync()
+    registry.check()
+    try:
+        registry.sync()
+    except StorageFull as exc:
+        log.warning("the run index cannot catch up with the run folders now: %s", exc)
 
 
 health = APIRouter(tags=["health"])
@@ -92,6 +104,8 @@ def healthz(settings: EngineSettings = Depends(get_settings),
         "version": __version__,
         "dataDir": str(settings.data_dir.resolve()),
         "runCount": registry.count(),
+        # Indexes found corrupt and rebuilt since start-up (the old file is kept aside).
+        "indexRecovered": [r.to_json() for r in registry.recovered],
         "limits": {"maxBins": settings.max_bins, "maxNodes": settings.max_nodes,
                    "maxBodyBytes": settings.max_body_bytes},
         "auth": bool(settings.api_token),

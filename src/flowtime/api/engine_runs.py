@@ -3,13 +3,16 @@ Routes over stored runs: /v1/runs (list, one run, its series, export, delete, co
 
 Handlers are plain ``def`` functions (FastAPI runs them in its threadpool):
 everything here is disk and SQLite work. Unknown runs and series raise
-``RunNotFound``, rendered as 404 by the problem handlers.
+``RunNotFound``, rendered as 404 by the problem handlers (text that is not a
+run id at all is ``InvalidRunId``, 400). Every answer is read whole before it
+is sent, so a run deleted meanwhile is a 404, never a cut-off body.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -21,7 +24,7 @@ from flowtime.artifacts.compare import compare_runs, json_values
 from flowtime.artifacts.export import export_run
 from flowtime.artifacts.registry import MAX_LIMIT, ArtifactQuery, Registry, parse_series_csv
 
-router = APIRouter(tags=["runs"], responses=problem_responses(401, 404, 409, 422))
+router = APIRouter(tags=["runs"], responses=problem_responses(400, 401, 404, 409, 422))
 RunId = Annotated[str, "run id such as run_20250101T000000Z_ab12cd34"]
 
 
@@ -36,6 +39,24 @@ def _iso_8601(value: Any) -> Any:
 
 
 IsoTime = Annotated[datetime | None, BeforeValidator(_iso_8601)]
+
+
+def content_disposition(kind: str, filename: str, fallback: str | None = None) -> str:
+    """
+    A Content-Disposition value any client reads: an ASCII ``filename`` (``fallback``,
+    or the name with other characters as ``_``) plus RFC 5987 ``filename*`` when the
+    name is not plain ASCII. (Header values must be Latin-1; node ids may be any script.)
+
+    >>> content_disposition("inline", "a@A@DEFAULT.csv")
+    'inline; filename="a@A@DEFAULT.csv"'
+    >>> print(content_disposition("inline", "需求@需求@DEFAULT.csv", "node-1.csv"))
+    inline; filename="node-1.csv"; filename*=UTF-8''%E9%9C%80%E6%B1%82%40%E9%9C%80%E6%B1%82%40DEFAULT.csv
+    """
+    plain = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    if plain == filename:
+        return f'{kind}; filename="{filename}"'
+    ascii_name = fallback if fallback is not None else plain
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def artifact_query(
@@ -114,8 +135,9 @@ def get_series(run_id: RunId, series_id: str, request: Request,
         body = {"id": entry["id"], "nodeId": node, "points": int(values.size),
                 "values": json_values(values)}
         return JSONResponse(body)
+    stored_name = str(entry.get("path", "")).rsplit("/", 1)[-1]  # always ASCII (layout.FILE_NAME)
     return Response(data, media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'inline; filename="{entry["id"]}.csv"'})
+        "Content-Disposition": content_disposition("inline", f"{entry['id']}.csv", stored_name)})
 
 
 @router.get("/v1/runs/{run_id}/export",
@@ -126,10 +148,11 @@ def export(run_id: RunId,
            registry: Registry = Depends(get_registry)) -> StreamingResponse:
     out = export_run(registry, run_id, format)
     return StreamingResponse(out.chunks, media_type=out.media_type, headers={
-        "Content-Disposition": f'attachment; filename="{out.filename}"'})
+        "Content-Disposition": content_disposition("attachment", out.filename)})
 
 
-@router.delete("/v1/runs/{run_id}", status_code=204, summary="Delete a run for good")
+@router.delete("/v1/runs/{run_id}", status_code=204, summary="Delete a run for good",
+               responses=problem_responses(507))
 def delete_run(run_id: RunId, registry: Registry = Depends(get_registry)) -> Response:
     registry.delete(run_id)
     return Response(status_code=204)

@@ -22,11 +22,13 @@ from flowtime.errors import (
     ConflictError,
     EvaluationError,
     FlowTimeError,
+    InvalidRunId,
     LimitExceeded,
     ModelError,
     ModelNotFound,
     ParameterError,
     RunNotFound,
+    StorageFull,
     TemplateError,
     TemplateNotFound,
 )
@@ -34,6 +36,7 @@ from flowtime.errors import (
 PROBLEM_JSON = "application/problem+json"
 
 STATUS: dict[type[BaseException], int] = {
+    InvalidRunId: 400,
     RunNotFound: 404,
     TemplateNotFound: 404,
     ModelNotFound: 404,
@@ -45,6 +48,7 @@ STATUS: dict[type[BaseException], int] = {
     # for the request body itself (the guard), see SECURITY.md.
     LimitExceeded: 400,
     ConflictError: 409,
+    StorageFull: 507,
     ArtifactError: 500,
     FlowTimeError: 500,
 }

@@ -1,17 +1,16 @@
 """
-The registry: every run ever made, listed and searched.
+The registry: every run ever made, listed, searched, read and deleted.
 
 The run folders on disk are the truth. ``index.sqlite`` in the data directory
-(stdlib ``sqlite3``, WAL mode) only makes listing and searching fast, and can
-be thrown away at any time: ``rebuild()`` rescans the disk, ``sync()`` cheaply
-catches up with folders added or removed behind its back.
+(``artifacts/index.py``) only makes listing and searching fast, and can be
+thrown away at any time: ``rebuild()`` rescans the disk, ``sync()`` cheaply
+catches up with folders added or removed behind its back, and a corrupt index
+is set aside and rebuilt by itself.
 
-Several writers (threads, processes) may share one data directory: each call
-opens its own connection, writes in one short ``BEGIN IMMEDIATE`` transaction
-with a generous busy timeout, and upserts rows, so no run is ever lost from the
-index. A folder is listed only when it is named like a run id and holds a
-manifest (the writer renames a finished run into place, manifest written last);
-hidden ``.tmp-`` folders never are.
+A folder is listed only when it is named like a run id and holds a manifest
+(the writer renames a finished run into place, manifest written last); hidden
+``.tmp-`` folders never are. Reads of a run that is deleted meanwhile - at any
+moment - raise ``RunNotFound``, never a bare ``OSError``.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
@@ -22,139 +21,46 @@ hidden ``.tmp-`` folders never are.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
-import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from flowtime.artifacts import layout
 from flowtime.artifacts.canonical import sha256_text
+from flowtime.artifacts.index import (
+    MAX_LIMIT,
+    SCHEMA_VERSION,
+    SORT_KEYS,
+    Artifact,
+    ArtifactQuery,
+    Page,
+    Recovery,
+    RunIndex,
+    index_parameters,
+)
 from flowtime.errors import ArtifactError, RunNotFound
 
-INDEX_FILE = "index.sqlite"
-SCHEMA_VERSION = "2"
-MAX_LIMIT = 1000
-SORT_KEYS = ("created", "id", "title", "size")
-_SORT_SQL = {"created": "created", "id": "id", "title": "title COLLATE NOCASE",
-             "size": "total_size"}
-_FIELD_SEP = "\x1f"  # between searchable fields, so a search never spans two of them
+if TYPE_CHECKING:
+    from flowtime.artifacts.writer import RunRecord
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS artifacts (
-    id TEXT PRIMARY KEY,
-    type TEXT NOT NULL,
-    created TEXT NOT NULL,
-    title TEXT NOT NULL,
-    tags TEXT NOT NULL,
-    template_id TEXT,
-    model_id TEXT,
-    scenario_hash TEXT,
-    seed,
-    bins INTEGER,
-    bin_size INTEGER,
-    bin_unit TEXT,
-    series_count INTEGER NOT NULL,
-    total_size INTEGER NOT NULL,
-    search TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS artifacts_created ON artifacts (created, id);
-CREATE INDEX IF NOT EXISTS artifacts_template ON artifacts (template_id, created);
-CREATE INDEX IF NOT EXISTS artifacts_model ON artifacts (model_id, created);
-"""
-_COLUMNS = ("id", "type", "created", "title", "tags", "template_id", "model_id", "scenario_hash",
-            "seed", "bins", "bin_size", "bin_unit", "series_count", "total_size", "search")
-_UPSERT = (f"INSERT OR REPLACE INTO artifacts ({', '.join(_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(_COLUMNS))})")
+__all__ = ["INDEX_FILE", "MAX_LIMIT", "SCHEMA_VERSION", "SORT_KEYS", "Artifact", "ArtifactQuery",
+           "Page", "Recovery", "Registry", "SyncReport", "folder_size", "parse_series_csv",
+           "read_artifact"]
+
+log = logging.getLogger("flowtime.registry")
+INDEX_FILE = "index.sqlite"
 
 Series = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """One indexed run: what listing and searching need, nothing that must be read from disk."""
-
-    id: str
-    type: str
-    created: str
-    title: str
-    tags: tuple[str, ...] = ()
-    template_id: str | None = None
-    model_id: str | None = None
-    scenario_hash: str | None = None
-    seed: int | None = None
-    bins: int | None = None
-    bin_size: int | None = None
-    bin_unit: str | None = None
-    series_count: int = 0
-    total_size: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "type": self.type, "created": self.created, "title": self.title,
-            "tags": list(self.tags), "templateId": self.template_id, "modelId": self.model_id,
-            "scenarioHash": self.scenario_hash, "seed": self.seed, "bins": self.bins,
-            "binSize": self.bin_size, "binUnit": self.bin_unit, "seriesCount": self.series_count,
-            "totalSize": self.total_size,
-        }
-
-    def _row(self) -> tuple[Any, ...]:
-        search = _FIELD_SEP.join([self.id, self.title, *self.tags, self.template_id or "",
-                                  self.model_id or ""]).lower()
-        # Seeds may use the full unsigned 64-bit range and SQLite integers are signed:
-        # large ones are stored as text (the column has no type, so no affinity converts it).
-        seed = str(self.seed) if self.seed is not None and self.seed >= 2**63 else self.seed
-        return (self.id, self.type, self.created, self.title, json.dumps(list(self.tags)),
-                self.template_id, self.model_id, self.scenario_hash, seed, self.bins,
-                self.bin_size, self.bin_unit, self.series_count, self.total_size, search)
-
-    @classmethod
-    def _from_row(cls, row: sqlite3.Row) -> Artifact:
-        return cls(row["id"], row["type"], row["created"], row["title"],
-                   tuple(json.loads(row["tags"])), row["template_id"], row["model_id"],
-                   row["scenario_hash"], None if row["seed"] is None else int(row["seed"]),
-                   row["bins"], row["bin_size"],
-                   row["bin_unit"], row["series_count"], row["total_size"])
-
-
-@dataclass(frozen=True)
-class ArtifactQuery:
-    """
-    Filters (all ANDed), then sort, then a page. ``search`` is a case-insensitive
-    substring of id, title, tags, template id or model id; ``tags`` match when the
-    run has any of them; ``template_id``/``model_id`` are exact; the created
-    bounds are inclusive. Ties sort by id in the same direction.
-    """
-
-    type: str | None = None
-    search: str | None = None
-    tags: tuple[str, ...] = ()
-    template_id: str | None = None
-    model_id: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    sort_by: str = "created"
-    sort_order: str = "desc"
-    limit: int = 50
-    skip: int = 0
-
-
-@dataclass(frozen=True)
-class Page:
-    artifacts: list[Artifact]
-    total: int
-
-    @property
-    def count(self) -> int:
-        return len(self.artifacts)
 
 
 @dataclass(frozen=True)
@@ -167,8 +73,8 @@ class _SymbolicLink(OSError):
     """A file (or its ``series/`` folder) in a run is a symbolic link: it is never followed."""
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The bytes of a file inside a run folder, refusing symbolic links (O_NOFOLLOW, no race)."""
+def _open(path: Path) -> BinaryIO:
+    """A file inside a run folder, opened for reading; symbolic links refused (O_NOFOLLOW, no race)."""
     if path.parent.is_symlink():
         raise _SymbolicLink(f"{path.parent.name} is a symbolic link")
     try:
@@ -177,7 +83,11 @@ def _read_bytes(path: Path) -> bytes:
         if path.is_symlink():
             raise _SymbolicLink(f"{path.name} is a symbolic link") from exc
         raise
-    with os.fdopen(fd, "rb") as f:
+    return os.fdopen(fd, "rb")
+
+
+def _read_bytes(path: Path) -> bytes:
+    with _open(path) as f:
         return f.read()
 
 
@@ -199,7 +109,10 @@ def _normal_time(text: Any) -> str | None:
         dt = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return layout.utc_iso(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
+    try:
+        return layout.utc_iso(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0
+        return None
 
 
 def _int_or_none(v: Any) -> int | None:
@@ -224,7 +137,14 @@ def folder_size(folder: Path) -> int:
 
 
 def read_artifact(folder: Path) -> Artifact | None:
-    """The index row of one run folder, or None when it is not a complete run."""
+    """The index row of one run folder, or None when it is not a complete run (or vanishes)."""
+    try:
+        return _read_artifact(folder)
+    except OSError:  # deleted while being read
+        return None
+
+
+def _read_artifact(folder: Path) -> Artifact | None:
     manifest = _read_json_or_none(folder / layout.MANIFEST)
     if not isinstance(manifest, dict):
         return None
@@ -232,6 +152,7 @@ def read_artifact(folder: Path) -> Artifact | None:
     run: dict[str, Any] = raw_run if isinstance(raw_run, dict) else {}
     raw_prov = manifest.get("provenance")
     prov: dict[str, Any] = raw_prov if isinstance(raw_prov, dict) else {}
+    full_prov = _read_json_or_none(folder / layout.PROVENANCE) if prov else None
     stamp = layout.created_from_id(folder.name)
     created = (_normal_time(run.get("createdUtc")) or _normal_time(manifest.get("createdUtc"))
                or (layout.utc_iso(stamp) if stamp else None)
@@ -255,6 +176,7 @@ def read_artifact(folder: Path) -> Artifact | None:
         bin_unit=_str_or_none(grid.get("binUnit")),
         series_count=len(hashes) if isinstance(hashes, dict) else 0,
         total_size=folder_size(folder),
+        parameters=index_parameters(full_prov.get("parameters")) if isinstance(full_prov, dict) else None,
     )
 
 
@@ -276,52 +198,14 @@ class Registry:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.index_path = self.root / INDEX_FILE
-        self._schema_ready = False
+        self.index = RunIndex(self.index_path, self._scan, self._complete)
 
-    # -- the index --------------------------------------------------------------
+    @property
+    def recovered(self) -> list[Recovery]:
+        """Indexes this registry found unusable, set aside and rebuilt (for health checks)."""
+        return self.index.recovered
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        """A connection of its own; a missing, new or outdated index is first filled from disk."""
-        missing = not self.index_path.exists()
-        if missing:
-            self.root.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.index_path, timeout=30.0, isolation_level=None)
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 30000")
-            if (missing or not self._schema_ready) and self._init_schema(conn):
-                self._fill(conn)
-            conn.execute("PRAGMA synchronous = NORMAL")
-            yield conn
-        finally:
-            conn.close()
-
-    def _init_schema(self, conn: sqlite3.Connection) -> bool:
-        """Create (or replace an outdated) schema; True when the table starts out empty."""
-        conn.execute("PRAGMA journal_mode = WAL")
-        with _transaction(conn):
-            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if row is not None and row[0] != SCHEMA_VERSION:
-                conn.execute("DROP TABLE IF EXISTS artifacts")
-            fresh = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                                 "AND name = 'artifacts'").fetchone() is None
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                conn.execute(statement)
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
-                         (SCHEMA_VERSION,))
-        self._schema_ready = True
-        return fresh
-
-    def _fill(self, conn: sqlite3.Connection) -> int:
-        arts = [a for a in map(read_artifact, self._run_folders().values()) if a is not None]
-        found = {a.id for a in arts}
-        with _transaction(conn):
-            conn.executemany(_UPSERT, (a._row() for a in arts))
-            indexed = {r[0] for r in conn.execute("SELECT id FROM artifacts")}
-            self._drop_vanished(conn, indexed - found)
-        return len(arts)
+    # -- the index --------------------------------------------------------------------------
 
     def _run_folders(self) -> dict[str, Path]:
         """Folders named like run ids (never temp folders, never symlinks)."""
@@ -331,144 +215,159 @@ class Registry:
         except FileNotFoundError:
             return out
         for entry in entries:
-            if layout.is_run_id(entry.name) and entry.is_dir(follow_symlinks=False):
-                out[entry.name] = Path(entry.path)
+            try:
+                if layout.is_run_id(entry.name) and entry.is_dir(follow_symlinks=False):
+                    out[entry.name] = Path(entry.path)
+            except OSError:
+                continue
         return out
+
+    def _scan(self) -> list[Artifact]:
+        return [a for a in map(read_artifact, self._run_folders().values()) if a is not None]
+
+    def _complete(self, run_id: str) -> bool:
+        """Whether ``run_id``'s folder is a complete run (its row may be listed)."""
+        folder = self.root / run_id
+        manifest = folder / layout.MANIFEST
+        return not folder.is_symlink() and not manifest.is_symlink() and manifest.is_file()
+
+    def check(self) -> Recovery | None:
+        """Start-up check of the index (``PRAGMA quick_check``); a bad one is set aside and rebuilt."""
+        return self.index.check()
 
     def add(self, run_id: str) -> Artifact | None:
         """Index (or re-index) one run from its folder; returns its row, or None if incomplete."""
         folder = layout.run_dir(self.root, run_id)
         art = read_artifact(folder) if not folder.is_symlink() else None
-        with self._db() as conn, _transaction(conn):
-            if art is None:
-                conn.execute("DELETE FROM artifacts WHERE id = ?", (run_id,))
-                return None
-            conn.execute(_UPSERT, art._row())
-            # A delete may have renamed the folder away while it was being read.
-            if not (folder / layout.MANIFEST).exists():
-                conn.execute("DELETE FROM artifacts WHERE id = ?", (run_id,))
-                return None
-        return art
+        if art is None:
+            self.index.remove([run_id])
+            return None
+        gone = self.index.put([art])
+        return None if gone else art
+
+    def register(self, record: RunRecord) -> Artifact | None:
+        """
+        Index a run ``write_run`` has just stored. When that fails (a full disk:
+        ``StorageFull``), the new run folder is removed again, so a run is never on
+        disk but unlisted (a retrying client would make duplicates). A reused
+        deterministic run existed before and is left alone.
+        """
+        try:
+            return self.add(record.run_id)
+        except BaseException:
+            if not record.reused:
+                self._remove_folder(record.run_id)
+            raise
 
     def rebuild(self) -> int:
         """Rescan every run folder and make the index match; returns the number of runs."""
-        with self._db() as conn:
-            return self._fill(conn)
+        arts = self._scan()
+        self.index.replace(arts)
+        return len(arts)
 
     def sync(self) -> SyncReport:
         """Catch up with the disk cheaply: read only new folders' manifests, drop vanished rows."""
         folders = self._run_folders()
-        with self._db() as conn:
-            indexed = {r[0] for r in conn.execute("SELECT id FROM artifacts")}
+        indexed = self.index.ids()
         new = [read_artifact(folders[name]) for name in sorted(folders.keys() - indexed)]
         arts = [a for a in new if a is not None]
-        with self._db() as conn, _transaction(conn):
-            conn.executemany(_UPSERT, (a._row() for a in arts))
-            removed = self._drop_vanished(conn, indexed - folders.keys())
-        return SyncReport([a.id for a in arts], removed)
-
-    def _drop_vanished(self, conn: sqlite3.Connection, ids: Iterable[str]) -> list[str]:
-        # Checked again inside the write transaction: a run renamed into place after
-        # the scan (and indexed by its writer) must keep its row.
-        gone = [i for i in sorted(ids) if not (self.root / i / layout.MANIFEST).exists()]
-        conn.executemany("DELETE FROM artifacts WHERE id = ?", ((i,) for i in gone))
-        return gone
+        vanished = indexed - folders.keys()
+        if not arts and not vanished:
+            return SyncReport()  # nothing to write (and a full disk is no obstacle)
+        gone = self.index.put(arts, vanished)
+        return SyncReport([a.id for a in arts if a.id not in gone], [i for i in gone if i in vanished])
 
     def query(self, q: ArtifactQuery | None = None) -> Page:
         """One page of indexed runs matching ``q``, with the total before paging."""
-        q = q or ArtifactQuery()
-        where: list[str] = []
-        params: list[Any] = []
-        if q.type:
-            where.append("type = ?")
-            params.append(q.type.lower())
-        if q.search:
-            where.append("instr(search, ?) > 0")
-            params.append(q.search.lower())
-        tags = [t for t in q.tags if t]
-        if tags:
-            marks = ", ".join("?" * len(tags))
-            where.append(
-                f"EXISTS (SELECT 1 FROM json_each(artifacts.tags) WHERE value IN ({marks}))")
-            params.extend(tags)
-        if q.template_id is not None:
-            where.append("template_id = ?")
-            params.append(q.template_id)
-        if q.model_id is not None:
-            where.append("model_id = ?")
-            params.append(q.model_id)
-        if q.created_after is not None:
-            where.append("created >= ?")
-            params.append(layout.utc_iso(_aware(q.created_after)))
-        if q.created_before is not None:
-            where.append("created <= ?")
-            params.append(layout.utc_iso(_aware(q.created_before)))
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        sort = _SORT_SQL.get(q.sort_by, "created")
-        direction = "ASC" if q.sort_order.lower() == "asc" else "DESC"
-        order = f"{sort} {direction}" + ("" if q.sort_by == "id" else f", id {direction}")
-        limit = max(0, min(q.limit, MAX_LIMIT))
-        with self._db() as conn, _transaction(conn, "BEGIN"):
-            total = conn.execute(f"SELECT COUNT(*) FROM artifacts{clause}", params).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT * FROM artifacts{clause} ORDER BY {order} LIMIT ? OFFSET ?",
-                [*params, limit, min(max(0, q.skip), 2**62)],
-            ).fetchall()
-        return Page([Artifact._from_row(r) for r in rows], int(total))
+        return self.index.query(q or ArtifactQuery())
 
     def count(self) -> int:
-        with self._db() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0])
+        return self.index.count()
 
     def get(self, run_id: str) -> Artifact:
         """The index row of ``run_id`` (indexing it first if its folder is newer than the index)."""
         folder = self.run_path(run_id)
-        with self._db() as conn:
-            row = conn.execute("SELECT * FROM artifacts WHERE id = ?", (run_id,)).fetchone()
-        if row is not None:
-            return Artifact._from_row(row)
-        art = self.add(folder.name)
+        art = self.index.get(run_id)
+        if art is not None:
+            return art
+        art = read_artifact(folder)
         if art is None:
             raise RunNotFound(f"run '{run_id}' not found")
+        try:
+            if self.index.put([art]):
+                raise RunNotFound(f"run '{run_id}' not found (deleted)")
+        except ArtifactError as exc:
+            if isinstance(exc, RunNotFound):
+                raise
+            # The index cannot be written now (a full disk): answer from the folder.
+            log.warning("run %s is not in the index and cannot be added now: %s", run_id, exc)
         return art
 
     def delete(self, run_id: str) -> None:
         """
         Remove a run: its folder is first renamed to a hidden temp name (so a
-        half-deleted run is never listed), then its row, then the files.
+        half-deleted run is never listed), then its files go (freeing the space
+        even when the index cannot be written), then its row. A row whose folder
+        is already gone is deleted too.
         """
-        folder = self.run_path(run_id)
+        layout.check_run_id(run_id)
+        if not self._complete(run_id):
+            if self.index.get(run_id) is None:
+                raise RunNotFound(f"run '{run_id}' not found (already deleted)")
+            self.index.remove([run_id])  # a ghost row: its folder went, the row stayed
+            return
         doomed = self.root / f"{layout.TMP_PREFIX}deleted-{run_id}-{secrets.token_hex(4)}"
         try:
-            os.rename(folder, doomed)
+            os.rename(self.root / run_id, doomed)
         except FileNotFoundError:
             raise RunNotFound(f"run '{run_id}' not found (already deleted)") from None
         except OSError as exc:
             raise ArtifactError(f"cannot delete run {run_id}: {exc.strerror}") from exc
-        with self._db() as conn, _transaction(conn):
-            conn.execute("DELETE FROM artifacts WHERE id = ?", (run_id,))
+        shutil.rmtree(doomed, ignore_errors=True)
+        try:
+            self.index.remove([run_id])
+        except ArtifactError as exc:
+            # The run is gone; its row is a ghost that no listing shows and the next
+            # sync (or delete) drops.
+            log.warning("run %s deleted, but its index row could not be dropped: %s", run_id, exc)
+
+    def _remove_folder(self, run_id: str) -> None:
+        doomed = self.root / f"{layout.TMP_PREFIX}deleted-{run_id}-{secrets.token_hex(4)}"
+        try:
+            os.rename(self.root / run_id, doomed)
+        except OSError:
+            return
         shutil.rmtree(doomed, ignore_errors=True)
 
-    # -- one run's files ----------------------------------------------------------
+    # -- one run's files ----------------------------------------------------------------------
 
     def run_path(self, run_id: str) -> Path:
-        """The folder of a complete run; ``RunNotFound`` for anything else."""
+        """The folder of a complete run; ``RunNotFound`` for anything else (``InvalidRunId`` for non-ids)."""
         folder = layout.run_dir(self.root, run_id)
-        manifest = folder / layout.MANIFEST
-        if folder.is_symlink() or manifest.is_symlink() or not manifest.is_file():
+        if not self._complete(run_id):
             raise RunNotFound(f"run '{run_id}' not found")
         return folder
 
+    @contextmanager
+    def _reading(self, run_id: str, what: str) -> Iterator[None]:
+        """OS errors while reading a run's file, as FlowTime errors: a run deleted meanwhile is not found."""
+        try:
+            yield
+        except _SymbolicLink:
+            raise RunNotFound(f"{what} of run {run_id} not found (symbolic links are not followed)") from None
+        except (FileNotFoundError, NotADirectoryError):
+            if not self._complete(run_id):
+                raise RunNotFound(f"run '{run_id}' not found (deleted)") from None
+            raise ArtifactError(f"run {run_id} has no {what}") from None
+        except (OSError, ValueError) as exc:
+            if not self._complete(run_id):
+                raise RunNotFound(f"run '{run_id}' not found (deleted)") from None
+            raise ArtifactError(f"cannot read {what} of run {run_id}: {exc}") from exc
+
     def _json(self, run_id: str, name: str) -> Any:
         path = self.run_path(run_id) / name
-        try:
+        with self._reading(run_id, name):
             return _read_json(path)
-        except _SymbolicLink:
-            raise RunNotFound(f"{name} of run {run_id} not found (symbolic links are not followed)") from None
-        except FileNotFoundError:
-            raise ArtifactError(f"run {run_id} has no {name}") from None
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"cannot read {name} of run {run_id}: {exc}") from exc
 
     def manifest(self, run_id: str) -> dict[str, Any]:
         data: dict[str, Any] = self._json(run_id, layout.MANIFEST)
@@ -499,12 +398,15 @@ class Registry:
         entries = self.series_index(run_id).get("series", [])
         for match in (lambda e: e.get("id") == series, lambda e: _node_id(e) == series):
             for e in entries:
-                if match(e):
+                if isinstance(e, dict) and match(e):
                     return dict(e)
         raise RunNotFound(f"series '{series[:100]}' not found in run {run_id}")
 
     def series_bytes(self, run_id: str, entry: dict[str, Any]) -> bytes:
-        return _read_bytes(self.file_path(run_id, str(entry.get("path", ""))))
+        """The stored file of a series, found through its index entry's ``path``."""
+        path = self.file_path(run_id, str(entry.get("path", "")))
+        with self._reading(run_id, f"series {entry.get('id')}"):
+            return _read_bytes(path)
 
     def series_values(self, run_id: str, entry: dict[str, Any]) -> Series:
         return parse_series_csv(self.series_bytes(run_id, entry))
@@ -512,7 +414,7 @@ class Registry:
     def all_series(self, run_id: str) -> dict[str, Series]:
         """Every stored series of a run by node id, in index order."""
         entries = self.series_index(run_id).get("series", [])
-        return {_node_id(e): self.series_values(run_id, e) for e in entries}
+        return {_node_id(e): self.series_values(run_id, e) for e in entries if isinstance(e, dict)}
 
     def files(self, run_id: str) -> list[dict[str, Any]]:
         """Every file of a run, ``series/`` files prefixed, with sizes (symlinks skipped)."""
@@ -521,12 +423,18 @@ class Registry:
         for prefix, where in (("", folder), (f"{layout.SERIES_DIR}/", folder / layout.SERIES_DIR)):
             try:
                 entries = sorted(os.scandir(where), key=lambda e: e.name)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
+                if not prefix:
+                    raise RunNotFound(f"run '{run_id}' not found (deleted)") from None
                 continue
             for e in entries:
-                if e.is_file(follow_symlinks=False) and layout.FILE_NAME.match(e.name):
-                    size = e.stat(follow_symlinks=False).st_size
-                    out.append({"name": prefix + e.name, "size": size})
+                try:
+                    if e.is_file(follow_symlinks=False) and layout.FILE_NAME.match(e.name):
+                        out.append({"name": prefix + e.name, "size": e.stat(follow_symlinks=False).st_size})
+                except FileNotFoundError:
+                    continue
+        if not self._complete(run_id):
+            raise RunNotFound(f"run '{run_id}' not found (deleted)")
         return out
 
     def file_path(self, run_id: str, name: str) -> Path:
@@ -545,20 +453,40 @@ class Registry:
             raise RunNotFound(f"file '{name[:80]}' not found in run {run_id} (files are top-level "
                               f"names or {layout.SERIES_DIR}/<name>)")
         path = folder / rel
-        base = folder.resolve()
-        if (any(p.is_symlink() for p in (path, path.parent)) or not path.is_file()
-                or not path.resolve().is_relative_to(base)):
+        try:
+            inside = path.resolve().is_relative_to(folder.resolve())
+        except OSError:
+            inside = False
+        if any(p.is_symlink() for p in (path, path.parent)) or not path.is_file() or not inside:
+            if not self._complete(run_id):
+                raise RunNotFound(f"run '{run_id}' not found (deleted)")
             raise RunNotFound(f"file '{name[:80]}' not found in run {run_id}")
         return path
+
+    def open_file(self, run_id: str, name: str) -> BinaryIO:
+        """
+        File ``name`` of a run, open for reading: once open, it reads whole even if
+        the run is deleted meanwhile (the caller closes it).
+        """
+        path = self.file_path(run_id, name)
+        with self._reading(run_id, name):
+            return _open(path)
 
     def verify(self, run_id: str) -> list[str]:
         """Recompute every series hash of a run; returns one line per mismatch (empty = intact)."""
         problems: list[str] = []
         hashes = self.manifest(run_id).get("seriesHashes") or {}
+        paths = {str(e.get("id")): str(e.get("path", ""))
+                 for e in self.series_index(run_id).get("series", []) if isinstance(e, dict)}
         for sid, expected in sorted(hashes.items()):
+            if sid not in paths:
+                problems.append(f"{sid}: not in the series index")
+                continue
             try:
-                data = self.file_path(run_id, f"{layout.SERIES_DIR}/{sid}.csv").read_bytes()
+                data = self.series_bytes(run_id, {"id": sid, "path": paths[sid]})
             except RunNotFound:
+                if not self._complete(run_id):
+                    raise
                 problems.append(f"{sid}: file missing")
                 continue
             actual = sha256_text(data)
@@ -570,18 +498,3 @@ class Registry:
 def _node_id(entry: dict[str, Any]) -> str:
     node = entry.get("nodeId")
     return node if isinstance(node, str) else str(entry.get("id", "")).split("@", 1)[0]
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
-    conn.execute(begin)
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")

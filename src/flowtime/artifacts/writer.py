@@ -23,8 +23,9 @@ import orjson
 from flowtime._version import __version__
 from flowtime.artifacts import layout
 from flowtime.artifacts.canonical import CSV_HEADER, format_rows, sha256_text
+from flowtime.artifacts.index import is_disk_full
 from flowtime.engine.evaluate import Results
-from flowtime.errors import ArtifactError
+from flowtime.errors import ArtifactError, StorageFull
 from flowtime.model.hashing import model_hash, scenario_hash
 from flowtime.model.load import LoadedModel
 from flowtime.model.provenance import Provenance
@@ -74,6 +75,18 @@ def _write_new(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def _write_series(folder: Path, node_id: str, data: bytes) -> str:
+    """Write one series file; returns its path relative to the run folder (for the index)."""
+    rel = layout.series_file(node_id)
+    try:
+        _write_new(folder / rel, data)
+    except FileExistsError:
+        # Two node ids that differ only in case (a, A) on a case-insensitive file system.
+        rel = layout.encoded_series_file(node_id)
+        _write_new(folder / rel, data)
+    return rel
+
+
 def _dump(path: Path, obj: Any) -> bytes:
     # orjson: the stdlib encoder falls back to pure Python when indenting.
     data = orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
@@ -98,7 +111,10 @@ def write_run(
     m_hash = model_hash(model)
     s_hash = scenario_hash(model, results.seed, bool(results.sampled))
     run_id = layout.deterministic_run_id(s_hash) if deterministic_id else layout.new_run_id(now)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(exc, root, run_id) from exc
     final = root / run_id
     if deterministic_id and (final / layout.MANIFEST).exists():
         return _reuse(final, run_id, s_hash)
@@ -112,6 +128,7 @@ def write_run(
 
         as_names = {o.series: o.as_ for o in model.outputs if o.as_}
         series_hashes: dict[str, str] = {}
+        series_paths: dict[str, str] = {}
         index_entries: list[dict[str, Any]] = []
         run_series: list[dict[str, Any]] = []
         # One thread, in order: a pool of writers measured slower here (GIL hand-offs
@@ -123,11 +140,11 @@ def write_run(
             block = np.stack([results.series[n] for n in chunk])
             for node_id, body in zip(chunk, format_rows(block), strict=True):
                 data = header + body
-                _write_new(tmp / layout.series_file(node_id), data)
+                series_paths[node_id] = _write_series(tmp, node_id, data)
                 series_hashes[layout.series_id(node_id)] = sha256_text(data)
         for node_id in results.output_ids:
             sid = layout.series_id(node_id)
-            rel = layout.series_file(node_id)
+            rel = series_paths[node_id]
             h = series_hashes[sid]
             entry = {
                 "id": sid, "nodeId": node_id, "kind": "flow", "path": rel, "unit": "entities/bin",
@@ -190,11 +207,18 @@ def write_run(
             raise
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ArtifactError(f"cannot write run {run_id} under {root}: {exc}") from exc
+        raise _write_error(exc, root, run_id) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return RunRecord(run_id, final, manifest, run)
+
+
+def _write_error(exc: OSError, root: Path, run_id: str) -> ArtifactError:
+    if is_disk_full(exc):
+        return StorageFull(f"the disk holding {root} is full: run {run_id} was not stored "
+                           "(nothing was kept; free some space and try again)")
+    return ArtifactError(f"cannot write run {run_id} under {root}: {exc}")
 
 
 def _reuse(final: Path, run_id: str, s_hash: str) -> RunRecord:
