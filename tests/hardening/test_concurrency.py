@@ -213,3 +213,101 @@ def test_concurrent_named_versions_each_get_their_own_number(tmp_path: Path,
     assert set(agents) == {10, 11, 12, 13}
     assert [v.version for v in versions] == list(range(1, len(versions) + 1))
     assert all((v.path / "model.yaml").is_file() for v in versions)
+
+
+# -- reads racing deletes -----------------------------------------------------------------------------
+
+RACED_RUNS = 40
+READERS = 8
+
+
+def _read_paths(run_id: str, keep: str) -> list[str]:
+    return [f"/v1/runs/{run_id}", f"/v1/runs/{run_id}/index", f"/v1/runs/{run_id}/series/served",
+            f"/v1/runs/{run_id}/series/served?format=json", f"/v1/runs/{run_id}/export",
+            f"/v1/runs/{run_id}/export?format=ndjson", f"/v1/artifacts/{run_id}",
+            f"/v1/artifacts/{run_id}/files", f"/v1/artifacts/{run_id}/files/spec.yaml",
+            f"/v1/artifacts/{run_id}/files/series/served@SERVED@DEFAULT.csv",
+            f"/v1/runs/compare?a={run_id}&b={keep}"]
+
+
+def test_reads_racing_deletes_answer_200_or_404_with_whole_bodies(tmp_path: Path) -> None:
+    """
+    Every read of a run - details, index, series, files, export, compare - answers
+    200 with the whole body or 404 with a problem, whatever moment the run is
+    deleted at; never a 500, never a cut-off download.
+    """
+    import random
+    import threading
+
+    from flowtime.artifacts.writer import write_run
+    from flowtime.engine import compile_model, evaluate
+    from flowtime.model.load import load_model
+
+    root = tmp_path / "data"
+    loaded = load_model(HELLO)
+    graph = compile_model(loaded.model)
+    keep, *runs = [write_run(loaded, evaluate(graph, seed=i), root).run_id for i in range(RACED_RUNS + 1)]
+    with engine(root) as url, httpx.Client(base_url=url, timeout=60) as probe:
+        # What a whole answer is, per route (the runs differ only in their ids and seeds).
+        whole = {p.replace(keep, "{run}"): probe.get(p).content for p in _read_paths(keep, keep)}
+        outcomes: list[tuple[str, int, str]] = []
+        lock = threading.Lock()
+        done = threading.Event()
+
+        def reader(seed: int) -> None:
+            rng = random.Random(seed)
+            with httpx.Client(base_url=url, timeout=60) as c:
+                while not done.is_set():
+                    run_id = rng.choice(runs)
+                    path = rng.choice(_read_paths(run_id, keep))
+                    try:
+                        resp = c.get(path)
+                    except httpx.HTTPError as exc:
+                        verdict = f"dropped: {type(exc).__name__}"
+                        status = 0
+                    else:
+                        status = resp.status_code
+                        verdict = _judge(resp, path, run_id, keep, whole)
+                    with lock:
+                        outcomes.append((path, status, verdict))
+
+        def deleter() -> None:
+            rng = random.Random(7)
+            with httpx.Client(base_url=url, timeout=60) as c:
+                for run_id in rng.sample(runs, len(runs)):
+                    done.wait(rng.uniform(0.0, 0.03))
+                    status = c.delete(f"/v1/runs/{run_id}").status_code
+                    with lock:
+                        outcomes.append((f"DELETE {run_id}", status, "ok" if status == 204 else "bad"))
+            done.set()
+
+        threads = [threading.Thread(target=reader, args=(k,)) for k in range(READERS)]
+        threads.append(threading.Thread(target=deleter))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert probe.get("/v1/runs").json()["total"] == 1
+    reads = [o for o in outcomes if not o[0].startswith("DELETE")]
+    assert len(reads) > 10 * RACED_RUNS
+    assert {s for _, s, _ in reads} <= {200, 404}, sorted({(p, s) for p, s, _ in reads if s not in (200, 404)})[:5]
+    assert [o for o in outcomes if o[2] != "ok"] == []
+
+
+def _judge(resp: httpx.Response, path: str, run_id: str, keep: str, whole: dict[str, bytes]) -> str:
+    if resp.status_code == 404:
+        ok = resp.headers.get("content-type") == "application/problem+json" and resp.json()["status"] == 404
+        return "ok" if ok else "404 without a problem body"
+    if resp.status_code != 200:
+        return f"status {resp.status_code}"
+    if "content-length" in resp.headers and int(resp.headers["content-length"]) != len(resp.content):
+        return "cut off"
+    template = path.replace(run_id, "{run}").replace(keep, "{run}")
+    expected = whole[template]
+    if "/files/" in path or ("/series/served" in path and "format=json" not in path):
+        return "ok" if resp.content == expected else "different bytes"
+    if "/export" in path:  # same shape, other seed: the same number of whole lines
+        same = resp.content.count(b"\n") == expected.count(b"\n") and resp.content.endswith(b"\n")
+        return "ok" if same else "cut off"
+    resp.json()  # parses whole
+    return "ok"
