@@ -223,7 +223,7 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
         provenance = header
     record = write_run(loaded, results, settings.data_dir, provenance=provenance, timings={
         "compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)})
-    registry.add(record.run_id)
+    registry.register(record)
     out: dict[str, Any] = {
         "runId": record.run_id,
         "grid": effective.grid.to_json(),

@@ -107,7 +107,7 @@ def run(
         loaded, results, root, provenance=loaded.provenance, deterministic_id=deterministic_run_id,
         timings={"compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)},
     )
-    Registry(root).add(record.run_id)
+    Registry(root).register(record)
     _warn([*loaded.warnings, *results.warnings, *results.nonfinite_warnings()])
     if as_json:
         typer.echo(json.dumps({
