@@ -25,7 +25,7 @@ from tests.hardening.servers import HELLO, PROBLEM, engine, raw_request, sim
 
 from flowtime.artifacts import layout
 from flowtime.artifacts.registry import Registry
-from flowtime.errors import ModelNotFound, RunNotFound
+from flowtime.errors import InvalidRunId, ModelNotFound, RunNotFound
 from flowtime.sim.store import NAME, NAME_ID, ModelStore, NamedStore
 
 SECRET = "HARDENING-SECRET-7f3a"
@@ -103,8 +103,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def assert_refused(base_url: str, method: str, path: str, body: bytes | None = None) -> None:
-    status, headers, data = raw_request(base_url, method, path, body,
-                                        {"Content-Type": "application/json"} if body else None)
+    try:
+        status, headers, data = raw_request(base_url, method, path, body,
+                                            {"Content-Type": "application/json"} if body else None)
+    except ConnectionResetError:
+        # uvicorn answers a request line h11 cannot parse (raw NUL, raw non-ASCII) with 400
+        # and closes at once; the close may overtake the answer. Refused either way.
+        return
     assert 400 <= status < 500, (method, path, status, data[:300])
     assert SECRET.encode() not in data and b"root:" not in data, (method, path)
     if status in (400, 404, 422) and headers.get("content-type", "").startswith("application/"):
@@ -329,3 +334,49 @@ def test_quoted_paths_of_real_files_still_work(site: Site) -> None:
     name = quote("series/served@SERVED@DEFAULT.csv", safe="")
     status, _, data = raw_request(site.engine_url, "GET", f"/v1/artifacts/{site.run_id}/files/{name}")
     assert status == 200 and data.startswith(b"t,value")
+
+
+# -- run ids are ASCII; text that is not one is a 400 ---------------------------------------------
+
+NOT_ASCII_RUN_IDS = [
+    "run_\u0662\u0660\u0662\u0665\u0660\u0661\u0660\u0661T000000Z_ab12cd34",  # Arabic-Indic digits
+    "run_20250101T000000Z_ab12cd3\uff14",  # a fullwidth 4
+    "run_\U0001d7ce0250101T000000Z_ab12cd34",  # a mathematical bold 2
+    "run_deterministic_ab12cd3\u0664",
+]
+
+
+@pytest.mark.parametrize("bad", NOT_ASCII_RUN_IDS)
+def test_run_ids_are_ascii_only(tmp_path: Path, bad: str) -> None:
+    assert not layout.is_run_id(bad)
+    with pytest.raises(InvalidRunId, match=r"is not a run id; run ids look like run_20250101T000000Z_ab12cd34"):
+        layout.run_dir(tmp_path, bad)
+
+
+@pytest.mark.parametrize("bad", ["series/\uff41.csv", "\u00e9t\u00e9.json", "series/a\u0661.csv"])
+def test_file_names_are_ascii_only(tmp_path: Path, bad: str) -> None:
+    assert not layout.FILE_NAME.match(bad.rsplit("/", 1)[-1])
+    run = tmp_path / DECOY_RUN
+    (run / "series").mkdir(parents=True)
+    (run / "manifest.json").write_text("{}")
+    (run / bad).write_text("x")
+    with pytest.raises(RunNotFound, match="not found"):
+        Registry(tmp_path).file_path(DECOY_RUN, bad)
+    assert bad not in [f["name"] for f in Registry(tmp_path).files(DECOY_RUN)]
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/runs/{bad}", "/v1/runs/{bad}/index", "/v1/runs/{bad}/series/served", "/v1/runs/{bad}/export",
+    "/v1/artifacts/{bad}", "/v1/artifacts/{bad}/files", "/v1/artifacts/{bad}/files/spec.yaml",
+    "/v1/runs/compare?a={bad}&b={good}",
+])
+def test_text_that_is_not_a_run_id_is_a_400_and_an_absent_run_a_404(site: Site, path: str) -> None:
+    for bad in [*NOT_ASCII_RUN_IDS, "not-a-run-id", "run_20250101T000000Z_ABCDEF12"]:
+        resp = httpx.get(site.engine_url + path.format(bad=quote(bad), good=site.run_id))
+        assert resp.status_code == 400, (path, bad, resp.text)
+        assert resp.headers["content-type"] == PROBLEM
+        assert "is not a run id; run ids look like run_" in resp.json()["detail"]
+    absent = httpx.get(site.engine_url + path.format(bad="run_20200101T000000Z_00000000", good=site.run_id))
+    assert absent.status_code == 404 and absent.headers["content-type"] == PROBLEM
+    deleted = httpx.delete(f"{site.engine_url}/v1/runs/{quote(NOT_ASCII_RUN_IDS[0])}")
+    assert deleted.status_code == 400

@@ -539,20 +539,29 @@ class QuerySql:
     skip: int
     scan: bool  # the filter reads every candidate (text search): count and page in one pass
 
+    def ids_sql(self) -> tuple[str, tuple[Any, ...]]:
+        """The query of the page's ids (and its parameters): an index walk when the index fits."""
+        if self.scan:
+            return f"SELECT id FROM artifacts{self.where} ORDER BY {self.order}", self.params
+        return (f"SELECT id FROM artifacts{self.where} ORDER BY {self.order} LIMIT ? OFFSET ?",
+                (*self.params, self.limit, self.skip))
+
+    def plan(self, conn: sqlite3.Connection) -> list[str]:
+        """SQLite's plan of the ids query, one line per step (``EXPLAIN QUERY PLAN``)."""
+        sql, params = self.ids_sql()
+        return [str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+
     def page(self, conn: sqlite3.Connection) -> Page:
         with transaction(conn, "BEGIN"):
+            sql, params = self.ids_sql()
+            # Ids first (an index walk: skipped rows are never read), then the page's rows.
+            ids = [r[0] for r in conn.execute(sql, params)]
             if self.scan:
-                ids = [r[0] for r in conn.execute(
-                    f"SELECT id FROM artifacts{self.where} ORDER BY {self.order}", self.params)]
                 total = len(ids)
                 ids = ids[self.skip:self.skip + self.limit]
             else:
                 total = conn.execute(f"SELECT COUNT(*) FROM artifacts{self.where}",
                                      self.params).fetchone()[0]
-                # Ids first (an index walk, skipped rows never read), then the page's rows.
-                ids = [r[0] for r in conn.execute(
-                    f"SELECT id FROM artifacts{self.where} ORDER BY {self.order} LIMIT ? OFFSET ?",
-                    (*self.params, self.limit, self.skip))]
             rows = {r["id"]: r for r in conn.execute(
                 f"SELECT * FROM artifacts WHERE id IN ({', '.join('?' * len(ids))})", ids)} if ids else {}
         return Page([Artifact._from_row(rows[i]) for i in ids if i in rows], int(total))
