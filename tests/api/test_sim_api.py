@@ -6,6 +6,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,8 @@ from tests.servers import serve
 from flowtime.api.sim import create_sim_app
 from flowtime.model.load import load_model
 from flowtime.settings import SimSettings
+from flowtime.sim.catalog import Catalog
+from flowtime.sim.workspace import Workspace
 
 REFERENCE_DIR = Path(__file__).parents[1] / "sim" / "reference_templates"
 TOKEN = "s3cret"
@@ -73,6 +76,14 @@ def test_healthz(client: httpx.Client, data_dir: Path) -> None:
     assert isinstance(body["modelCount"], int)
 
 
+def test_healthz_is_also_served_unversioned_like_the_references_sim(client: httpx.Client) -> None:
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["status"] == "ok" and body["service"] == "sim"
+    assert set(body) == set(client.get("/api/v1/healthz").json())
+
+
 def test_templates_list_search_and_tag(client: httpx.Client) -> None:
     items = client.get("/api/v1/templates").json()
     assert len(items) == 13 and items == sorted(items, key=lambda t: t["id"])
@@ -93,8 +104,9 @@ def test_template_detail_has_typed_defaults(client: httpx.Client) -> None:
     assert bins == {"name": "bins", "type": "integer", "title": "Time Periods",
                     "description": "Number of time periods to simulate", "default": 6, "required": False,
                     "min": 3, "max": 48, "enum": None, "items": None, "minItems": None, "maxItems": None,
-                    "unit": None}
+                    "unit": None, "perBin": False}
     assert demand["default"] == [10, 15, 20, 25, 18, 12] and demand["items"] == {"type": "number"}
+    assert demand["perBin"] is True and body["binsParameter"] == "bins"
     rate = next(p for p in client.get("/api/v1/templates/manufacturing-line").json()["parameters"]
                 if p["name"] == "qualityRate")
     assert rate["default"] == 0.95 and rate["type"] == "number"
@@ -158,7 +170,26 @@ def test_bad_parameters_are_400_listing_each_problem(client: httpx.Client) -> No
     assert "the limit is 500 (max_array_length)" in str(long["errors"])
     mismatch = problem_of(client.post("/api/v1/templates/support-backlog/generate",
                                       json={"parameters": {"arrivals": [1, 2]}}), 400)
-    assert "provides 2 values but grid.bins is 8" in str(mismatch["detail"])
+    assert mismatch["errors"] == [{"path": "parameters.arrivals", "line": None, "column": None,
+                                   "severity": "error",
+                                   "message": "`arrivals` has 2 values; grid.bins is 8: give 8 values"}]
+
+
+def test_an_earlier_model_id_still_resolves_after_regenerating(client: httpx.Client, data_dir: Path) -> None:
+    # The first generation happened "earlier" (a fixed past second), through the same store.
+    earlier = Workspace(Catalog.load(REFERENCE_DIR), data_dir).generate(
+        "support-backlog", {"agents": 9}, now=datetime(2025, 10, 3, 12, 0, tzinfo=UTC))
+    now = generate(client, "support-backlog", {"agents": 9})
+    first = earlier.generated.model_id
+    assert now["modelId"] != first and now["hash"] == earlier.generated.hash_prefix
+    for model_id in (first, now["modelId"]):
+        got = client.get(f"/sim/models/{model_id}")
+        assert got.status_code == 200, got.text
+        body = got.json()
+        assert body["model_id"] == model_id and body["provenance"]["modelId"] == model_id
+        assert body["model"] == now["model"]
+    old = client.get(f"/sim/models/{first}").json()["provenance"]
+    assert old["generatedAt"] == "2025-10-03T12:00:00.000Z"
 
 
 def test_malformed_bodies_are_400(client: httpx.Client) -> None:
@@ -194,12 +225,12 @@ def test_preview_svg(client: httpx.Client) -> None:
                    "admitted", "discharged", "utilisation"}
 
 
-def test_unknown_models_and_traversal_are_404(client: httpx.Client) -> None:
+def test_unknown_models_and_traversal_are_404_and_malformed_hashes_400(client: httpx.Client) -> None:
     problem_of(client.get("/api/v1/models/never-generated"), 404)
     problem_of(client.get("/api/v1/models/support-backlog/0123456789ab"), 404)
     problem_of(client.get("/api/v1/models/support-backlog/..%2F..%2F..%2Fetc"), 404)
     problem_of(client.get("/api/v1/models/..%2F..%2F/0123456789ab/preview.svg"), 404)
-    problem_of(client.get("/api/v1/models/support-backlog/ZZZ/preview.svg"), 404)
+    problem_of(client.get("/api/v1/models/support-backlog/ZZZ/preview.svg"), 400)
 
 
 def test_validate_yaml_and_json_models(client: httpx.Client) -> None:

@@ -41,7 +41,7 @@ def test_templates_lists_the_library_as_a_table(sim: Invoke) -> None:
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["ID", "VERSION", "PARAMS", "TITLE", "TAGS"]
     assert lines[1].startswith("assembly-line            1.0.0    7       Assembly Line with Rework")
-    assert len(lines) == 1 + 8
+    assert len(lines) == 1 + 9
 
 
 def test_templates_dir_adds_templates_and_can_filter(sim: Invoke) -> None:
@@ -132,7 +132,7 @@ def test_parameter_errors_are_listed_and_exit_1(tmp_path: Path) -> None:
 def test_unknown_template_exits_1_naming_it(tmp_path: Path) -> None:
     proc = flowtime("sim", "show", "nope", "--data-dir", str(tmp_path))
     assert proc.returncode == 1 and proc.stdout == ""
-    assert proc.stderr == "error: template 'nope' not found; 8 templates are available\n"
+    assert proc.stderr == "error: template 'nope' not found; 9 templates are available\n"
 
 
 def test_usage_errors_exit_2(sim: Invoke, tmp_path: Path) -> None:

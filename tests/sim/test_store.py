@@ -15,7 +15,7 @@ from flowtime.sim.store import ModelStore, NamedStore, name_id
 from flowtime.sim.workspace import Workspace
 
 T0 = datetime(2025, 10, 3, 12, 0, 0, tzinfo=UTC)
-FILES = {"model.yaml", "provenance.json", "metadata.json", "validation.json", "preview.svg"}
+FILES = {"model.yaml", "provenance.json", "metadata.json", "validation.json", "preview.svg", "issued.jsonl"}
 
 
 def test_a_generated_model_is_stored_under_template_and_hash_prefix(workspace: Workspace) -> None:
@@ -26,7 +26,7 @@ def test_a_generated_model_is_stored_under_template_and_hash_prefix(workspace: W
     assert {p.name for p in folder.iterdir()} == FILES
     assert (folder / "model.yaml").read_text() == gen.generated.model_text
     meta = json.loads((folder / "metadata.json").read_text())
-    assert meta["title"] == "Support Ticket Backlog" and meta["tags"][0] == "service"
+    assert meta["title"] == "Support Ticket Backlog (agents=6)" and meta["tags"][0] == "service"
     assert meta["template"] == {"id": "support-backlog", "version": "1.0.0", "title": "Support Ticket Backlog"}
     assert meta["parameters"]["agents"] == 6 and meta["created"] == "2025-10-03T12:00:00.000Z"
     assert meta["validation"] == {"valid": True, "problemCount": 0, "warningCount": 0, "qualityScore": 1.0}
@@ -157,3 +157,50 @@ def test_concurrent_generations_of_one_model_share_one_folder(workspace: Workspa
     assert len({r.stored.path for r in results if r.stored is not None}) == 1
     folder = workspace.data_dir / "models" / "commuter-rail"
     assert [p.name for p in folder.iterdir()] == [results[0].generated.hash_prefix]
+
+
+def test_every_model_id_issued_resolves_while_its_model_is_stored(workspace: Workspace) -> None:
+    first = workspace.generate("support-backlog", {"agents": 6}, now=T0)
+    second = workspace.generate("support-backlog", {"agents": 6}, now=T0 + timedelta(seconds=1))
+    a, b = first.generated.model_id, second.generated.model_id
+    assert a != b and a.endswith(b[-8:])  # new time, same parameters
+    assert len(workspace.store.models()) == 1
+    old, new = workspace.find(a), workspace.find(b)
+    assert old.path == new.path and (old.model_id, new.model_id) == (a, b)
+    # Each id answers with the provenance it was issued with.
+    assert old.provenance() == first.generated.provenance.to_json()
+    assert old.provenance()["generatedAt"] == "2025-10-03T12:00:00.000Z"
+    assert new.provenance()["generatedAt"] == "2025-10-03T12:00:01.000Z"
+    assert workspace.resolve(a).provenance == first.generated.provenance.to_json()
+    lines = (old.path / "issued.jsonl").read_text().splitlines()
+    assert [json.loads(line)["modelId"] for line in lines] == [a, b]
+    workspace.gc(now=T0 + timedelta(days=8))  # once the model expires, so do its ids
+    for gone in (a, b):
+        with pytest.raises(ModelNotFound):
+            workspace.find(gone)
+
+
+def test_regenerating_in_the_same_second_records_the_id_once(workspace: Workspace) -> None:
+    first = workspace.generate("support-backlog", {"agents": 6}, now=T0)
+    workspace.generate("support-backlog", {"agents": 6}, now=T0)
+    assert first.stored is not None
+    assert len((first.stored.path / "issued.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_named_models_ids_resolve_even_when_no_new_version_is_made(workspace: Workspace) -> None:
+    v1 = workspace.export_named("ecommerce-checkout", "checkout-baseline", now=T0)
+    same = workspace.export_named("ecommerce-checkout", "checkout-baseline", now=T0 + timedelta(seconds=5))
+    assert not same.created and v1.stored is not None
+    for gen in (v1, same):
+        found = workspace.find(gen.generated.model_id)
+        assert found.path == v1.stored.path and found.provenance()["modelId"] == gen.generated.model_id
+
+
+def test_a_torn_issued_line_does_not_hide_the_others(workspace: Workspace) -> None:
+    first = workspace.generate("support-backlog", {"agents": 6}, now=T0)
+    assert first.stored is not None
+    with (first.stored.path / "issued.jsonl").open("a") as f:
+        f.write('{"modelId":"model_20251003T1')  # a crash mid-append
+    second = workspace.generate("support-backlog", {"agents": 6}, now=T0 + timedelta(seconds=2))
+    assert workspace.find(first.generated.model_id).model_id == first.generated.model_id
+    assert workspace.find(second.generated.model_id).model_id == second.generated.model_id

@@ -5,12 +5,14 @@ Sim turns templates into models and keeps them in a temporary store; it never
 executes a model and never calls the Engine (the UI carries a model from here
 to there). Routes:
 
-    /api/v1/healthz, /api/v1/templates[/{id}[/generate]]
+    /healthz, /api/v1/healthz, /api/v1/templates[/{id}[/generate]]
     /api/v1/models[/{templateId}[/{hash}[/preview.svg]]], /api/v1/models/validate
     /sim/models/export, /sim/models/validate, /sim/models/{model_id}   (SIM-M2.6 shapes)
 
 Everything - catalog, store, background sweep - is built inside
-``create_sim_app``; two apps never share state.
+``create_sim_app``; two apps never share state. An id in a path that is not
+shaped like one (template id, hash prefix, model id, model name) is a 400;
+a well-formed id nothing answers to is a 404.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -37,7 +40,8 @@ from flowtime.api.problems import install_problem_handlers, problem_responses
 from flowtime.settings import SimSettings
 from flowtime.sim.catalog import Catalog
 from flowtime.sim.quality import ValidationReport
-from flowtime.sim.store import NAME, StoredModel
+from flowtime.sim.store import HASH_PREFIX, NAME, VERSION_DIR, StoredModel
+from flowtime.sim.template import TEMPLATE_ID
 from flowtime.sim.workspace import MODEL_ID, Workspace
 
 log = logging.getLogger("flowtime.sim")
@@ -73,6 +77,7 @@ def create_sim_app(settings: SimSettings) -> FastAPI:
     app.state.settings = settings
     app.state.workspace = workspace
     install_problem_handlers(app)
+    app.include_router(root)
     app.include_router(api)
     app.include_router(m26)
     app.add_middleware(RequestGuard, realm="flowtime-sim", limit_setting="FLOWTIME_SIM_MAX_BODY_BYTES",
@@ -185,7 +190,7 @@ async def _model_text(request: Request) -> tuple[str, str]:
 
 # -- OpenAPI documentation of the bodies read by hand above ------------------------------------
 
-READ_ERRORS = problem_responses(404, 422)
+READ_ERRORS = problem_responses(400, 404, 422)
 WRITE_ERRORS = problem_responses(400, 401, 404, 413, 422)
 
 
@@ -224,11 +229,43 @@ _VALIDATE_BODY = {"requestBody": {"required": True, "content": {
 }}}
 
 
-# -- /api/v1 ---------------------------------------------------------------------------------
+# -- ids in paths ------------------------------------------------------------------------------
 
+
+def _well_formed(value: str, pattern: re.Pattern[str], what: str, shape: str) -> str:
+    """``value`` when it matches ``pattern`` (ASCII, whole string); a 400 otherwise."""
+    if pattern.fullmatch(value) is None:
+        raise HTTPException(400, f"{what} {value[:80]!r} is malformed: expected {shape}")
+    return value
+
+
+def _template_id(value: str) -> str:
+    return _well_formed(value, TEMPLATE_ID, "template id",
+                        "ASCII letters, digits, '-', '_' and '.' (at most 128, starting with a letter or digit)")
+
+
+def _hash_prefix(value: str) -> str:
+    return _well_formed(value, HASH_PREFIX, "model hash", "12 lowercase hex digits")
+
+
+def _artifact_ref(value: str) -> str:
+    """A model id (``model_<yyyyMMddTHHmmssZ>_<8 hex>``) or a model name, optionally ``@v<n>``."""
+    if MODEL_ID.fullmatch(value):
+        return value
+    head, at, tail = value.partition("@")
+    if NAME.fullmatch(head) and (not at or VERSION_DIR.fullmatch(tail)):
+        return value
+    raise HTTPException(400, f"model id {value[:80]!r} is malformed: expected model_<yyyyMMddTHHmmssZ>_<8 hex> "
+                        "or a model name (ASCII letters, digits, '-', '_', '.'), optionally with @v<n>")
+
+
+# -- /healthz and /api/v1 --------------------------------------------------------------------
+
+root = APIRouter()
 api = APIRouter(prefix="/api/v1")
 
 
+@root.get("/healthz", tags=["health"], summary="Liveness and service facts (the reference's path)")
 @api.get("/healthz", tags=["health"], summary="Liveness and service facts")
 def healthz(workspace: WorkspaceDep, settings: SettingsDep) -> dict[str, Any]:
     return {
@@ -253,7 +290,7 @@ def list_templates(workspace: WorkspaceDep, search: str | None = None,
 @api.get("/templates/{template_id}", tags=["templates"], summary="A template and its parameters",
          responses=READ_ERRORS)
 def get_template(template_id: str, workspace: WorkspaceDep) -> dict[str, Any]:
-    return workspace.catalog.get(template_id).describe()
+    return workspace.catalog.get(_template_id(template_id)).describe()
 
 
 @api.post("/templates/{template_id}/generate", tags=["templates"], responses=WRITE_ERRORS,
@@ -261,6 +298,7 @@ def get_template(template_id: str, workspace: WorkspaceDep) -> dict[str, Any]:
           summary="Generate a model (and store it temporarily)")
 async def generate(template_id: str, request: Request, workspace: WorkspaceDep,
                    embed_provenance: Annotated[str | None, Query()] = None) -> JSONResponse:
+    _template_id(template_id)
     body = await json_body(request)
     params = _generate_parameters(body)
     generation = await run_in_threadpool(workspace.generate, template_id, params)
@@ -287,6 +325,8 @@ def _generate_parameters(body: Any) -> dict[str, Any]:
 
 @api.get("/models", tags=["models"], summary="Models in the temporary store", responses=READ_ERRORS)
 def list_models(workspace: WorkspaceDep, template: str | None = None) -> dict[str, Any]:
+    if template is not None:
+        _template_id(template)
     return {"models": [m.summary() for m in workspace.store.models(template)]}
 
 
@@ -301,19 +341,20 @@ async def validate_model(request: Request, workspace: WorkspaceDep) -> dict[str,
 @api.get("/models/{template_id}", tags=["models"], summary="The latest model of a template",
          responses=READ_ERRORS)
 def latest_model(template_id: str, workspace: WorkspaceDep) -> dict[str, Any]:
-    return _stored_body(workspace.store.latest(template_id))
+    return _stored_body(workspace.store.latest(_template_id(template_id)))
 
 
 @api.get("/models/{template_id}/{hash_prefix}", tags=["models"], summary="One stored model",
          responses=READ_ERRORS)
 def get_model(template_id: str, hash_prefix: str, workspace: WorkspaceDep) -> dict[str, Any]:
-    return _stored_body(workspace.store.get(template_id, hash_prefix))
+    return _stored_body(workspace.store.get(_template_id(template_id), _hash_prefix(hash_prefix)))
 
 
 @api.get("/models/{template_id}/{hash_prefix}/preview.svg", tags=["models"], responses=READ_ERRORS,
          summary="The model's DAG as SVG", response_class=Response)
 def model_preview(template_id: str, hash_prefix: str, workspace: WorkspaceDep) -> Response:
-    return Response(workspace.store.get(template_id, hash_prefix).preview(), media_type=SVG)
+    stored = workspace.store.get(_template_id(template_id), _hash_prefix(hash_prefix))
+    return Response(stored.preview(), media_type=SVG)
 
 
 def _stored_body(stored: StoredModel) -> dict[str, Any]:
@@ -369,7 +410,7 @@ async def validate_structure(request: Request, workspace: WorkspaceDep) -> dict[
          responses=READ_ERRORS)
 def get_artifact(model_id: str, workspace: WorkspaceDep,
                  version: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
-    stored = _artifact(workspace, model_id, version)
+    stored = _artifact(workspace, _artifact_ref(model_id), version)
     report = stored.validation()
     return {
         "model_id": stored.metadata.get("nameId", stored.model_id),
@@ -396,8 +437,8 @@ def get_artifact(model_id: str, workspace: WorkspaceDep,
 
 
 def _artifact(workspace: Workspace, model_id: str, version: int | None) -> StoredModel:
-    if MODEL_ID.match(model_id):
-        return workspace.store.find(model_id)
+    if MODEL_ID.fullmatch(model_id):
+        return workspace.find(model_id)
     return workspace.named.get(model_id, version)
 
 

@@ -23,7 +23,7 @@ from flowtime.expr.functions import suggest
 
 PARAM_TYPES = ("integer", "number", "boolean", "string", "array")
 ITEM_TYPES = ("integer", "number")
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 # Spellings seen in templates of other tools, mapped to ours.
 _TYPE_ALIASES = {

@@ -26,8 +26,10 @@ from flowtime.model.hashing import model_digest
 from flowtime.model.load import LoadedModel, load_model
 from flowtime.model.parameters import check_parameters
 from flowtime.model.provenance import Provenance
+from flowtime.sim.bins import fit_arrays
 from flowtime.sim.canonical import parameters_hash
 from flowtime.sim.template import PLACEHOLDER, WHOLE_PLACEHOLDER, Template, TemplateValidationError
+from flowtime.sim.titles import model_title
 from flowtime.sim.topology import Topology, topology
 
 SOURCE = "flowtime-sim"
@@ -126,8 +128,9 @@ def substitute(data: Any, values: Mapping[str, Any]) -> Any:
 @dataclass(frozen=True)
 class Generated:
     """
-    One generation: the model (text and validated form), its provenance and
-    the resolved parameters.
+    One generation: the model (text and validated form), its provenance, the
+    resolved parameters and what generation adjusted on the way (``warnings``:
+    per-bin arrays fitted to the grid).
     """
 
     template: Template
@@ -136,7 +139,12 @@ class Generated:
     model_text: str  # YAML without a provenance block
     loaded: LoadedModel
     provenance: Provenance
-    hash: str  # SHA-256 hex of the canonical model (provenance excluded)
+    hash: str  # SHA-256 hex of the canonical model (provenance and metadata excluded)
+    warnings: tuple[Problem, ...] = ()
+
+    @property
+    def title(self) -> str:
+        return self.loaded.model.metadata.title or self.template.title
 
     @property
     def model_id(self) -> str:
@@ -196,18 +204,25 @@ def render_template(
     """
     Generate a model from ``template`` with ``overrides``.
 
+    Per-bin arrays left at their default follow ``grid.bins`` (``Generated.warnings``
+    says which). The model carries ``metadata.title``: the template's title
+    and the parameters that differ from their defaults.
+
     Raises ``ParameterError`` (every parameter problem at once) or the model
     loader's ``ModelError`` when the generated model is not valid.
     """
     overrides = dict(overrides or {})
-    resolved, problems = check_parameters(template.parameters, overrides,
-                                          max_array_length=max_array_length)
-    problems += _length_problems(template, resolved)
+    checked, problems = check_parameters(template.parameters, overrides,
+                                         max_array_length=max_array_length)
+    fitted = fit_arrays(template, checked, overrides, max_array_length=max_array_length)
+    problems += fitted.problems
     if problems:
         raise ParameterError(problems, template.id)
+    resolved = fitted.values
 
     body = substitute(template.body, resolved)
-    data: dict[str, Any] = {"schemaVersion": body.get("schemaVersion", 1)}
+    data: dict[str, Any] = {"schemaVersion": body.get("schemaVersion", 1),
+                            "metadata": {"title": model_title(template, resolved, fitted.defaults)}}
     data.update((k, v) for k, v in body.items() if k != "schemaVersion")
     text = dump_yaml(_quote_expressions(data))
     loaded = load_model(text, f"{template.id} (generated)")
@@ -226,7 +241,7 @@ def render_template(
         derived_from=derived_from,
     )
     return Generated(template, resolved, data, text, loaded, provenance,
-                     model_digest(loaded.model))
+                     model_digest(loaded.model), fitted.warnings)
 
 
 def _quote_expressions(data: dict[str, Any]) -> dict[str, Any]:
@@ -241,37 +256,6 @@ def _quote_expressions(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "nodes": quoted}
 
 
-def _length_problems(template: Template, resolved: Mapping[str, Any]) -> list[Problem]:
-    """A const node fed by an array parameter needs exactly grid.bins values."""
-    grid = template.body.get("grid")
-    if not isinstance(grid, dict):
-        return []
-    bins = substitute(grid.get("bins"), _Lenient(resolved))
-    if not isinstance(bins, int) or isinstance(bins, bool):
-        return []
-    problems = []
-    for ph in template.placeholders:
-        if not (ph.whole and len(ph.path) == 3 and ph.path[0] == "nodes" and ph.path[2] == "values"):
-            continue
-        node = template.body["nodes"][ph.path[1]]
-        value = resolved.get(ph.name)
-        if node.get("kind", "const") != "const" or not isinstance(value, list) or len(value) == bins:
-            continue
-        problems.append(Problem(
-            f"parameters.{ph.name}",
-            f"`{ph.name}` provides {len(value)} values but grid.bins is {bins}; const node "
-            f"'{node.get('id')}' needs exactly {bins} (give {bins} values or change bins)",
-        ))
-    return problems
-
-
-class _Lenient(dict[str, Any]):
-    """Values for a partial substitution: unresolved names read as the placeholder itself."""
-
-    def __missing__(self, key: str) -> Any:
-        return f"${{{key}}}"
-
-
 def check_template(template: Template, *, max_array_length: int | None = None) -> None:
     """
     Render the defaults and validate the model they give; raise
@@ -282,7 +266,9 @@ def check_template(template: Template, *, max_array_length: int | None = None) -
     if any(p.required for p in template.parameters):
         return
     try:
-        render_template(template, {}, max_array_length=max_array_length)
+        # The defaults as if given: a default array must fit the default grid
+        # (fitting is for a changed bins, not for an inconsistent template).
+        render_template(template, template.defaults, max_array_length=max_array_length)
     except ParameterError as exc:
         raise TemplateValidationError(
             [Problem(p.path, f"with the defaults: {p.message}", source=template.source)

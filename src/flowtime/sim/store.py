@@ -6,8 +6,11 @@ Layout (see docs/decisions/0007-sim-store-and-ids.md)::
     <data>/models/<templateId>/<hashPrefix>/   generated models
     <data>/named/<name>_<4 hex>/v<n>/          named models, one folder per version
 
-Each folder holds model.yaml, provenance.json, metadata.json,
-validation.json and preview.svg. A folder is written under a temporary
+Each folder holds model.yaml, provenance.json (the latest generation's),
+metadata.json, validation.json, preview.svg and issued.jsonl: every
+provenance record issued for this model, one per line, so each model id ever
+handed out resolves for as long as its model is stored (generating the same
+model again a second later issues a new id; runs keep naming the first). A folder is written under a temporary
 sibling name and renamed into place, so a reader (or a crash) never sees a
 half-written model; listings skip anything whose name does not match the
 strict patterns below, and symbolic links (folders or files) are never
@@ -41,6 +44,7 @@ PROVENANCE_FILE = "provenance.json"
 METADATA_FILE = "metadata.json"
 VALIDATION_FILE = "validation.json"
 PREVIEW_FILE = "preview.svg"
+ISSUED_FILE = "issued.jsonl"
 HASH_PREFIX = re.compile(r"^[0-9a-f]{12}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NAME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}_[0-9a-f]{4}$")
@@ -90,10 +94,14 @@ def json_text(data: Any) -> str:
 
 @dataclass(frozen=True)
 class StoredModel:
-    """A model folder and its metadata.json."""
+    """
+    A model folder and its metadata.json; ``issued`` is the provenance of the
+    model id it was looked up by, when that is not the latest one.
+    """
 
     path: Path
     metadata: dict[str, Any]
+    issued: dict[str, Any] | None = None
 
     @property
     def template_id(self) -> str:
@@ -105,6 +113,8 @@ class StoredModel:
 
     @property
     def model_id(self) -> str:
+        if self.issued is not None:
+            return str(self.issued.get("modelId", ""))
         return str(self.metadata.get("modelId", ""))
 
     @property
@@ -132,8 +142,17 @@ class StoredModel:
         return self.read(MODEL_FILE)
 
     def provenance(self) -> dict[str, Any]:
+        if self.issued is not None:
+            return dict(self.issued)
         data: dict[str, Any] = json.loads(self.read(PROVENANCE_FILE))
         return data
+
+    def issued_as(self, model_id: str) -> StoredModel | None:
+        """This model as looked up by ``model_id``; None when that id was never issued for it."""
+        if model_id == self.metadata.get("modelId"):
+            return StoredModel(self.path, self.metadata)
+        record = _find_issued(self.path, model_id)
+        return StoredModel(self.path, self.metadata, record) if record is not None else None
 
     def validation(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.read(VALIDATION_FILE))
@@ -163,6 +182,45 @@ def _read_text(path: Path) -> str:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(fd, "rb") as f:
         return f.read().decode("utf-8")
+
+
+def _issued_line(provenance: Mapping[str, Any]) -> str:
+    return json.dumps(provenance, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _append_issued(folder: Path, provenance: Mapping[str, Any]) -> None:
+    """
+    One line appended with a single O_APPEND write: concurrent generations of
+    the same model each add their line whole, and nothing else is rewritten.
+    """
+    data = _issued_line(provenance).encode("utf-8")
+    fd = os.open(folder / ISSUED_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _find_issued(folder: Path, model_id: str) -> dict[str, Any] | None:
+    """The provenance recorded in ``issued.jsonl`` for ``model_id``, if any."""
+    needle = '"modelId":' + json.dumps(model_id, ensure_ascii=False)  # as _issued_line writes it
+    try:
+        text = _read_text(folder / ISSUED_FILE)
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in text.splitlines():
+        if needle not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a torn line from a crash; the others still count
+        if isinstance(record, dict) and record.get("modelId") == model_id:
+            return record
+    return None
 
 
 def _is_real_dir(path: Path) -> bool:
@@ -270,11 +328,14 @@ class ModelStore:
         _clean_temp(self.root, stale_after)
 
     def save(self, template_id: str, hash_prefix: str, files: Mapping[str, str],
-             metadata: Mapping[str, Any], *, now: datetime | None = None) -> tuple[StoredModel, bool]:
+             metadata: Mapping[str, Any], *, now: datetime | None = None,
+             issued: Mapping[str, Any] | None = None) -> tuple[StoredModel, bool]:
         """
         Store a model; (stored, True) when new. Saving the same model again
         reuses its folder: files are refreshed, ``created`` is kept and
-        ``updated`` moves on (which restarts its time-to-live).
+        ``updated`` moves on (which restarts its time-to-live). ``issued`` is
+        the provenance handed out with this generation; it is recorded so its
+        model id keeps resolving.
         """
         if not TEMPLATE_ID.fullmatch(template_id) or not HASH_PREFIX.fullmatch(hash_prefix):
             raise ArtifactError(f"refusing to store under {template_id!r}/{hash_prefix!r}")
@@ -283,12 +344,17 @@ class ModelStore:
                 "created": stamp, "updated": stamp}
         parent = self.root / template_id
         target = parent / hash_prefix
+        first = {ISSUED_FILE: _issued_line(issued)} if issued is not None else {}
         for _ in range(3):  # a clean-up may remove the folder between our look and our write
-            if not target.exists() and _publish(parent, hash_prefix, {**files, METADATA_FILE: json_text(meta)}):
+            if not target.exists() and _publish(parent, hash_prefix,
+                                                {**files, **first, METADATA_FILE: json_text(meta)}):
                 return StoredModel(target, meta), True
             old = _read_metadata(target) or {}
             meta["created"] = old.get("created", stamp)
             try:
+                if issued is not None and issued.get("modelId") != old.get("modelId"):
+                    # Before metadata moves on: an id is findable once it is answered.
+                    _append_issued(target, issued)
                 _replace_files(target, {**files, METADATA_FILE: json_text(meta)})
             except FileNotFoundError:
                 meta["created"] = stamp
@@ -335,11 +401,11 @@ class ModelStore:
         return models[0]
 
     def find(self, model_id: str) -> StoredModel:
-        """The stored model whose provenance has ``model_id``."""
-        for stored in self.models():
-            if stored.model_id == model_id:
-                return stored
-        raise ModelNotFound(f"no stored model with id {_shown(model_id)}")
+        """The stored model ``model_id`` was issued for (the latest generation or an earlier one)."""
+        found = _find_in(self.models(), model_id)
+        if found is None:
+            raise ModelNotFound(f"no stored model with id {_shown(model_id)}")
+        return found
 
     def gc(self, ttl_seconds: float, *, now: datetime | None = None) -> list[Path]:
         """Remove models last generated more than ``ttl_seconds`` ago, and temp leftovers."""
@@ -363,22 +429,28 @@ class NamedStore:
         _clean_temp(self.root, stale_after)
 
     def save(self, name: str, model_hash: str, files: Mapping[str, str], metadata: Mapping[str, Any],
-             *, now: datetime | None = None) -> tuple[StoredModel, bool]:
+             *, now: datetime | None = None,
+             issued: Mapping[str, Any] | None = None) -> tuple[StoredModel, bool]:
         """
         A new version unless the latest version holds the same model
         (same ``model_hash``), which is returned as is: (stored, created).
+        ``issued`` is recorded either way, so its model id resolves.
         """
         nid = name_id(name)
         versions = self.versions(nid)
         if versions and versions[-1].metadata.get("modelHash") == model_hash:
-            return versions[-1], False
+            latest = versions[-1]
+            if issued is not None and issued.get("modelId") != latest.metadata.get("modelId"):
+                _append_issued(latest.path, issued)
+            return latest, False
         number = (versions[-1].version or 0) + 1 if versions else 1
         stamp = utc_iso(now or datetime.now(UTC))
         parent = self.root / nid
         for _ in range(100):  # concurrent writers take the next free number
             meta = {**metadata, "name": name, "nameId": nid, "version": number,
                     "modelHash": model_hash, "created": stamp, "updated": stamp}
-            if _publish(parent, f"v{number}", {**files, METADATA_FILE: json_text(meta)}):
+            first = {ISSUED_FILE: _issued_line(issued)} if issued is not None else {}
+            if _publish(parent, f"v{number}", {**files, **first, METADATA_FILE: json_text(meta)}):
                 return StoredModel(parent / f"v{number}", meta), True
             number += 1
         raise ArtifactError(f"could not allocate a version for named model {nid}")
@@ -420,6 +492,14 @@ class NamedStore:
         raise ModelNotFound(f"named model {nid} has no version v{version} "
                             f"(latest is v{versions[-1].version})")
 
+    def find(self, model_id: str) -> StoredModel:
+        """The named model version ``model_id`` was issued for."""
+        every = [v for latest in self.models() for v in self.versions(latest.path.parent.name)]
+        found = _find_in(every, model_id)
+        if found is None:
+            raise ModelNotFound(f"no named model with id {_shown(model_id)}")
+        return found
+
     def models(self) -> list[StoredModel]:
         """The latest version of every named model, by name."""
         if not self.root.is_dir():
@@ -441,6 +521,18 @@ class NamedStore:
                     removed.append(version.path)
         _remove_empty_children(self.root)
         return removed
+
+
+def _find_in(models: list[StoredModel], model_id: str) -> StoredModel | None:
+    """Latest ids first (one read of metadata each), then the issued records."""
+    for stored in models:
+        if stored.model_id == model_id:
+            return stored
+    for stored in models:
+        found = stored.issued_as(model_id)
+        if found is not None:
+            return found
+    return None
 
 
 def _remove_empty_children(root: Path) -> None:

@@ -28,7 +28,8 @@ from flowtime.model.yamltext import Path, SourceMap, format_path, parse_yaml
 TEMPLATE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
 WHOLE_PLACEHOLDER = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}\Z")
-SEMVER = re.compile(r"^\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.+-]+)?\Z")
+# ASCII classes only: `\d` would also take other scripts' digits ("١.٠").
+SEMVER = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?([-+][0-9A-Za-z.+-]+)?\Z")
 DEFAULT_VERSION = "1.0"
 TEMPLATE_ONLY_KEYS = ("metadata", "parameters")
 # Engine spelling -> the reference's authoring spelling, to locate renamed keys.
@@ -94,6 +95,32 @@ class Template:
         return {p.name: p.default for p in self.parameters if not p.required}
 
     @property
+    def bins_parameter(self) -> str | None:
+        """The parameter that is the whole of ``grid.bins``, if one is."""
+        for ph in self.placeholders:
+            if ph.whole and ph.path == ("grid", "bins"):
+                return ph.name
+        return None
+
+    @property
+    def per_bin_arrays(self) -> tuple[str, ...]:
+        """
+        Array parameters that are the whole ``values:`` of a const node: one
+        value per bin, so their length follows ``grid.bins``.
+        """
+        arrays = {p.name for p in self.parameters if p.type == "array"}
+        nodes = self.body.get("nodes")
+        out: list[str] = []
+        for ph in self.placeholders:
+            if not (ph.whole and ph.name in arrays and len(ph.path) == 3 and ph.path[0] == "nodes"
+                    and ph.path[2] == "values" and isinstance(nodes, list)):
+                continue
+            node = nodes[int(ph.path[1])]
+            if isinstance(node, dict) and node.get("kind", "const") == "const" and ph.name not in out:
+                out.append(ph.name)
+        return tuple(out)
+
+    @property
     def unused_parameters(self) -> list[str]:
         used = {ph.name for ph in self.placeholders}
         return [p.name for p in self.parameters if p.name not in used]
@@ -112,7 +139,10 @@ class Template:
     def describe(self) -> dict[str, Any]:
         """The detail served by ``GET /api/v1/templates/{id}``: the summary with full parameters."""
         head = {k: v for k, v in self.summary().items() if k != "parameterCount"}
-        return {**head, "parameters": [p.describe() for p in self.parameters]}
+        per_bin = self.per_bin_arrays
+        # perBin and binsParameter let a form resize those arrays when bins changes.
+        return {**head, "binsParameter": self.bins_parameter,
+                "parameters": [{**p.describe(), "perBin": p.name in per_bin} for p in self.parameters]}
 
 
 class _Findings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from flowtime.sim.store import (
 )
 from flowtime.sim.template import TEMPLATE_ID
 
-MODEL_ID = re.compile(r"^model_\d{8}T\d{6}Z_[0-9a-f]{8}\Z")
+MODEL_ID = re.compile(r"^model_[0-9]{8}T[0-9]{6}Z_[0-9a-f]{8}\Z")  # ASCII digits only, not \d
 DAY_SECONDS = 86_400.0
 
 
@@ -112,7 +112,7 @@ class Workspace:
             return Generation(generated, report, None, False)
         stored, created = self.store.save(
             generated.template.id, generated.hash_prefix, self._files(generated, report),
-            self._metadata(generated, report), now=now)
+            self._metadata(generated, report), now=now, issued=generated.provenance.to_json())
         return Generation(generated, report, stored, created)
 
     def export_named(self, template_id: str, name: str, overrides: Mapping[str, Any] | None = None,
@@ -132,7 +132,8 @@ class Workspace:
         meta["tags"] = list(dict.fromkeys([*meta["tags"], *tags]))
         named = self.named if root is None else NamedStore(root)
         stored, created = named.save(name, f"sha256:{generated.hash}",
-                                     self._files(generated, report), meta, now=now)
+                                     self._files(generated, report), meta, now=now,
+                                     issued=generated.provenance.to_json())
         return Generation(generated, report, stored, created)
 
     def derive(self, ref: str | Resolved, changes: Mapping[str, Any], *, name: str | None = None,
@@ -171,18 +172,24 @@ class Workspace:
         if ("/" in ref or ref.endswith((".yaml", ".yml")) or path.is_dir()) and path.exists():
             return _resolve_path(path)
         if MODEL_ID.match(ref):
-            for stored in (*self.store.models(), *self._all_named()):
-                if stored.model_id == ref:
-                    return _resolved(stored)
-            raise ModelNotFound(f"no stored model with id {ref} (models expire after "
-                                f"{self.ttl_seconds / DAY_SECONDS:g} days)")
+            return _resolved(self.find(ref))
         head, _, tail = ref.partition("/")
         if tail and TEMPLATE_ID.match(head) and re.fullmatch(r"[0-9a-f]{12}", tail):
             return _resolved(self.store.get(head, tail))
         return _resolved(self.named.get(ref))
 
-    def _all_named(self) -> list[StoredModel]:
-        return [v for latest in self.named.models() for v in self.named.versions(latest.path.parent.name)]
+    def find(self, model_id: str) -> StoredModel:
+        """
+        The model a model id was issued for, temporary or named; every id
+        issued resolves while its model is stored.
+        """
+        for store in (self.store, self.named):
+            try:
+                return store.find(model_id)
+            except ModelNotFound:
+                continue
+        raise ModelNotFound(f"no stored model with id {model_id} (models expire after "
+                            f"{self.ttl_seconds / DAY_SECONDS:g} days)")
 
     def validate(self, text: str, source: str = "<string>",
                  provenance: Mapping[str, Any] | None = None) -> ValidationReport:
@@ -207,8 +214,10 @@ class Workspace:
     # -- files --------------------------------------------------------------
 
     def _report(self, generated: Generated) -> ValidationReport:
-        return validate_loaded(generated.loaded, unused_parameters=generated.template.unused_parameters,
-                               topo=generated.topology)
+        report = validate_loaded(generated.loaded, unused_parameters=generated.template.unused_parameters,
+                                 topo=generated.topology)
+        # What generation adjusted is reported with the model's own warnings.
+        return replace(report, warnings=(*generated.warnings, *report.warnings))
 
     @staticmethod
     def _files(generated: Generated, report: ValidationReport) -> dict[str, str]:
@@ -226,7 +235,7 @@ class Workspace:
         t = generated.template
         meta: dict[str, Any] = {
             "modelId": generated.model_id,
-            "title": t.title,
+            "title": generated.title,
             "description": t.description,
             "tags": list(t.tags),
             "template": {"id": t.id, "version": t.version, "title": t.title},
