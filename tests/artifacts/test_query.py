@@ -90,10 +90,34 @@ def test_every_filter_and_sort_walks_an_index(tmp_path: Path, name: str) -> None
     assert not any("TEMP B-TREE" in step for step in plan), plan
 
 
-def test_tag_filters_look_tags_up_in_their_own_index(tmp_path: Path) -> None:
+def test_one_tag_walks_its_own_rows_in_order(tmp_path: Path) -> None:
+    Registry(tmp_path).count()
+    with sqlite3.connect(tmp_path / INDEX_FILE) as conn:
+        plan = query_sql(ArtifactQuery(type="run", tags=("a",), skip=9_000)).plan(conn)
+    conn.close()
+    assert plan == ["SEARCH artifact_tags USING PRIMARY KEY (tag=? AND type=?)"]  # no sort, no row read
+
+
+def test_several_tags_merge_their_own_rows(tmp_path: Path) -> None:
+    """Any of several tags: their rows merged in one pass (a sort of the matches, never of every run)."""
     Registry(tmp_path).count()
     with sqlite3.connect(tmp_path / INDEX_FILE) as conn:
         plan = query_sql(ArtifactQuery(type="run", tags=("a", "b"))).plan(conn)
+        with_template = query_sql(ArtifactQuery(type="run", tags=("a", "b"), template_id="t")).plan(conn)
     conn.close()
-    assert any("artifact_tags USING PRIMARY KEY (tag=?)" in step for step in plan), plan
-    assert not any("json_each" in step or "TEMP B-TREE FOR ORDER BY" in step for step in plan), plan
+    assert plan == ["SEARCH artifact_tags USING PRIMARY KEY (tag=? AND type=?)", "USE TEMP B-TREE FOR GROUP BY"]
+    assert any("artifacts_template" in step for step in with_template), with_template
+    assert any("artifact_tags USING PRIMARY KEY (tag=?)" in step for step in with_template), with_template
+    assert not any("json_each" in step for step in plan + with_template)
+
+
+def test_tag_listings_count_a_run_with_several_of_the_tags_once(tmp_path: Path) -> None:
+    made = [make_run(tmp_path, minutes=i, tags=tags) for i, tags in
+            enumerate(["[red]", "[red, blue]", "[green]", "[blue, red, red]"])]
+    reg = Registry(tmp_path)
+    page = reg.query(ArtifactQuery(tags=("red", "blue"), limit=2, skip=1))
+    assert (page.total, [a.id for a in page.artifacts]) == (3, [made[1], made[0]])
+    assert ids(reg, tags=("red", "blue"), sort_order="asc") == [made[0], made[1], made[3]]
+    assert ids(reg, tags=("red",), type="run", created_after=T0 + timedelta(minutes=1)) == [made[3], made[1]]
+    assert ids(reg, tags=("red", "green"), sort_by="title", sort_order="asc") == sorted(made)  # ties by id
+    assert reg.query(ArtifactQuery(tags=("red",))).total == 3

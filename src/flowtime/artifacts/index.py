@@ -44,7 +44,7 @@ from flowtime.errors import ArtifactError, StorageFull
 log = logging.getLogger("flowtime.registry")
 T = TypeVar("T")
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 MAX_LIMIT = 1000
 SORT_KEYS = ("created", "id", "title", "size")
 _SORT_SQL = {"created": "created", "id": "id", "title": "title COLLATE NOCASE", "size": "total_size"}
@@ -75,8 +75,10 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 CREATE TABLE IF NOT EXISTS artifact_tags (
     tag TEXT NOT NULL,
+    type TEXT NOT NULL,
+    created TEXT NOT NULL,
     id TEXT NOT NULL,
-    PRIMARY KEY (tag, id)
+    PRIMARY KEY (tag, type, created, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS artifact_tags_id ON artifact_tags (id);
 CREATE INDEX IF NOT EXISTS artifacts_type_created ON artifacts (type, created, id, search);
@@ -88,7 +90,8 @@ CREATE INDEX IF NOT EXISTS artifacts_template ON artifacts (template_id, type, c
 CREATE INDEX IF NOT EXISTS artifacts_model ON artifacts (model_id, type, created, id)
 """
 # search is covered by the (type, created, id, search) index: a text search reads
-# that index, not every whole row.
+# that index, not every whole row. Tags carry type and created so that a one-tag
+# listing walks its own index in order.
 _COLUMNS = ("id", "type", "created", "title", "tags", "template_id", "model_id", "scenario_hash",
             "seed", "bins", "bin_size", "bin_unit", "series_count", "total_size", "parameters",
             "search")
@@ -447,8 +450,8 @@ class RunIndex:
         ids = [(a.id,) for a in arts]
         conn.executemany("DELETE FROM artifact_tags WHERE id = ?", ids)
         conn.executemany(_UPSERT, (a._row() for a in arts))
-        conn.executemany("INSERT OR IGNORE INTO artifact_tags (tag, id) VALUES (?, ?)",
-                         ((t, a.id) for a in arts for t in a.tags))
+        conn.executemany("INSERT OR IGNORE INTO artifact_tags (tag, type, created, id) VALUES (?, ?, ?, ?)",
+                         ((t, a.type, a.created, a.id) for a in arts for t in a.tags))
 
     @staticmethod
     def _drop(conn: sqlite3.Connection, ids: Iterable[str]) -> None:
@@ -538,12 +541,14 @@ class QuerySql:
     limit: int
     skip: int
     scan: bool  # the filter reads every candidate (text search): count and page in one pass
+    source: str = "artifacts"  # or artifact_tags, for tags in created order
+    group: str = ""  # several tags: one row per run (always with scan)
 
     def ids_sql(self) -> tuple[str, tuple[Any, ...]]:
         """The query of the page's ids (and its parameters): an index walk when the index fits."""
         if self.scan:
-            return f"SELECT id FROM artifacts{self.where} ORDER BY {self.order}", self.params
-        return (f"SELECT id FROM artifacts{self.where} ORDER BY {self.order} LIMIT ? OFFSET ?",
+            return f"SELECT id FROM {self.source}{self.where}{self.group} ORDER BY {self.order}", self.params
+        return (f"SELECT id FROM {self.source}{self.where} ORDER BY {self.order} LIMIT ? OFFSET ?",
                 (*self.params, self.limit, self.skip))
 
     def plan(self, conn: sqlite3.Connection) -> list[str]:
@@ -560,7 +565,7 @@ class QuerySql:
                 total = len(ids)
                 ids = ids[self.skip:self.skip + self.limit]
             else:
-                total = conn.execute(f"SELECT COUNT(*) FROM artifacts{self.where}",
+                total = conn.execute(f"SELECT COUNT(*) FROM {self.source}{self.where}",
                                      self.params).fetchone()[0]
             rows = {r["id"]: r for r in conn.execute(
                 f"SELECT * FROM artifacts WHERE id IN ({', '.join('?' * len(ids))})", ids)} if ids else {}
@@ -585,14 +590,21 @@ def _bound(dt: datetime) -> str:
 def query_sql(q: ArtifactQuery) -> QuerySql:
     where: list[str] = []
     params: list[Any] = []
+    tags = list(dict.fromkeys(t for t in q.tags if t))
+    # Tags, newest or oldest first, nothing else but type and dates: the tags' own rows
+    # (one tag: its index in order; several: their rows merged, one per run).
+    by_tag = (bool(tags) and q.sort_by == "created" and not q.search and q.template_id is None
+              and q.model_id is None)
+    if by_tag:
+        where.append(f"tag IN ({', '.join('?' * len(tags))})")
+        params.extend(tags)
     if q.type:
         where.append("type = ?")
         params.append(q.type.lower())
     if q.search:
         where.append("instr(search, ?) > 0")
         params.append(q.search.lower())
-    tags = [t for t in q.tags if t]
-    if tags:
+    if tags and not by_tag:
         where.append(f"id IN (SELECT id FROM artifact_tags WHERE tag IN ({', '.join('?' * len(tags))}))")
         params.extend(tags)
     if q.template_id is not None:
@@ -614,8 +626,11 @@ def query_sql(q: ArtifactQuery) -> QuerySql:
     direction = "ASC" if q.sort_order.lower() == "asc" else "DESC"
     order = f"{sort} {direction}" + ("" if q.sort_by == "id" else f", id {direction}")
     clause = f" WHERE {' AND '.join(where)}" if where else ""
+    merged = by_tag and len(tags) > 1
     return QuerySql(clause, tuple(params), order, max(0, min(q.limit, MAX_LIMIT)),
-                    min(max(0, q.skip), 2**62), scan=bool(q.search))
+                    min(max(0, q.skip), 2**62), scan=bool(q.search) or merged,
+                    source="artifact_tags" if by_tag else "artifacts",
+                    group=" GROUP BY created, id" if merged else "")
 
 
 @contextmanager
