@@ -127,7 +127,7 @@ def assert_507(resp: httpx.Response) -> None:
     assert resp.headers["content-type"] == PROBLEM
     body = resp.json()
     assert body["title"] == "Insufficient storage"
-    assert "full" in body["detail"] and "not stored" in body["detail"]
+    assert "is full" in body["detail"] and " stored" in body["detail"]
 
 
 # -- file writes: ENOSPC ----------------------------------------------------------------------
@@ -243,6 +243,20 @@ def test_a_run_the_index_cannot_take_is_removed_again(tmp_path: Path,
     third = _long_title_run(tmp_path)
     assert registry.register(third) is not None
     assert registry.count() == 2
+
+
+def test_a_posted_run_whose_index_row_does_not_fit_is_a_507_and_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    long_title = HELLO.replace("Hardening hello", "x" * 20000)
+    with engine(tmp_path) as url, httpx.Client(base_url=url, timeout=60) as c:
+        first = post(c).json()["runId"]
+        cap_index(monkeypatch)
+        assert_507(post(c, long_title))
+        assert run_folders(tmp_path) == [first]
+        assert [r["id"] for r in c.get("/v1/runs").json()["runs"]] == [first]
+        monkeypatch.undo()
+        assert post(c, long_title).status_code == 200
+        assert c.get("/v1/runs").json()["total"] == 2
 
 
 @pytest.mark.usefixtures("capped_index")
