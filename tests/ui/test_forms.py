@@ -8,9 +8,11 @@ import pytest
 
 from flowtime.model.parameters import Parameter
 from flowtime.ui.forms import (
+    BinsLink,
     FormField,
     build_form,
     field_message,
+    follow_bins,
     parameters_from_schema,
     parse_form,
     parse_value,
@@ -240,3 +242,38 @@ def test_form_and_sim_messages_read_the_same_at_the_field() -> None:
 
     per_field, _ = split_upstream_errors([P("parameters.x", "`x` must be between 3 and 48, got 99")], ["x"])
     assert per_field == errors
+
+
+# ---- per-bin arrays follow bins ---------------------------------------------------------------
+
+SCHEMA = {"binsParameter": "days", "parameters": [
+    {"name": "days", "type": "integer", "default": 4, "min": 1, "max": 30},
+    {"name": "load", "type": "array", "default": [1, 2, 3, 4], "perBin": True},
+    {"name": "weights", "type": "array", "default": [0.5, 0.5], "perBin": False},
+]}
+PARAMS = parameters_from_schema(SCHEMA["parameters"])
+LINK = BinsLink.from_template(SCHEMA)
+
+
+def test_the_bins_link_comes_from_sims_description() -> None:
+    assert BinsLink.from_template(SCHEMA) == BinsLink("days", ("load",))
+    assert BinsLink.from_template({"binsParameter": "nope", "parameters": SCHEMA["parameters"]}) == BinsLink()
+    assert BinsLink.from_template({"parameters": SCHEMA["parameters"]}) == BinsLink()
+
+
+@pytest.mark.parametrize(("days", "load"), [("6", "1, 2, 3, 4, 1, 2"), ("2", "1, 2"), ("4", "1, 2, 3, 4")])
+def test_an_untouched_per_bin_field_follows_days(days: str, load: str) -> None:
+    texts = follow_bins(PARAMS, {"days": days, "load": "1, 2, 3, 4", "weights": "0.5, 0.5"}, LINK)
+    assert texts == {"days": days, "load": load, "weights": "0.5, 0.5"}
+    assert parse_form(PARAMS, texts)[1] == {}
+
+
+def test_a_changed_or_unreadable_field_is_left_as_typed() -> None:
+    assert follow_bins(PARAMS, {"days": "6", "load": "9, 9"}, LINK)["load"] == "9, 9"
+    assert follow_bins(PARAMS, {"days": "6", "load": "1, x"}, LINK)["load"] == "1, x"
+    assert follow_bins(PARAMS, {"days": "many", "load": "1, 2, 3, 4"}, LINK)["load"] == "1, 2, 3, 4"
+    assert follow_bins(PARAMS, {"days": "6", "load": "1, 2, 3, 4"}, BinsLink())["load"] == "1, 2, 3, 4"
+
+
+def test_a_field_missing_from_the_texts_is_filled_at_the_new_length() -> None:
+    assert follow_bins(PARAMS, {"days": "5"}, LINK)["load"] == "1, 2, 3, 4, 1"

@@ -141,6 +141,19 @@ max=None, enum=None, items=None, min_items=None, max_items=None, unit=None)
         )
 
 
+def fit_to_length(values: Sequence[Any], n: int) -> list[Any]:
+    """
+    ``values`` repeated, then cut, to ``n`` items: how a per-bin array left at
+    its default follows a changed ``bins`` (Sim and the UI's form use this one rule).
+
+    >>> fit_to_length([1, 2, 3], 7), fit_to_length([1, 2, 3], 2), fit_to_length([5], 3)
+    ([1, 2, 3, 1, 2, 3, 1], [1, 2], [5, 5, 5])
+    """
+    if not values:
+        raise ValueError("nothing to repeat")
+    return [values[i % len(values)] for i in range(n)]
+
+
 def fmt_value(v: Any, limit: int = 60) -> str:
     """
     A value as it reads in a message: numbers without a trailing ``.0``.

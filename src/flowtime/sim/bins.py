@@ -10,24 +10,13 @@ the length needed. See docs/decisions/0010-array-parameters-follow-bins.md.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from flowtime.errors import Problem
+from flowtime.model.parameters import fit_to_length
 from flowtime.sim.template import WHOLE_PLACEHOLDER, Template
-
-
-def fit(values: Sequence[Any], bins: int) -> list[Any]:
-    """
-    ``values`` repeated, then cut, to ``bins`` items.
-
-    >>> fit([1, 2, 3], 7), fit([1, 2, 3], 2), fit([5], 3)
-    ([1, 2, 3, 1, 2, 3, 1], [1, 2], [5, 5, 5])
-    """
-    if not values:
-        raise ValueError("nothing to repeat")
-    return [values[i % len(values)] for i in range(bins)]
 
 
 def grid_bins(template: Template, resolved: Mapping[str, Any]) -> int | None:
@@ -80,7 +69,7 @@ def fit_arrays(template: Template, resolved: Mapping[str, Any], given: Collectio
         path = f"parameters.{name}"
         default = param.default if isinstance(param.default, list) and param.default else None
         if default is not None:
-            defaults[name] = fit(default, bins)
+            defaults[name] = fit_to_length(default, bins)
         if len(value) == bins:
             continue
         if name in given or default is None:

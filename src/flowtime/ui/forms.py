@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from flowtime.model.parameters import Parameter, fmt_value
+from flowtime.model.parameters import Parameter, fit_to_length, fmt_value
 
 _TRUE = {"true", "on", "1", "yes"}
 _FALSE = {"false", "off", "0", "no", ""}
@@ -127,6 +127,71 @@ class FormField:
 def parameters_from_schema(schema: Iterable[Mapping[str, Any]]) -> list[Parameter]:
     """Sim's parameter descriptions -> parameters; entries without a name are skipped."""
     return [Parameter.from_description(p) for p in schema if isinstance(p, Mapping) and p.get("name")]
+
+
+@dataclass(frozen=True)
+class BinsLink:
+    """
+    Which field holds the number of bins and which array fields need one value
+    per bin (Sim's ``binsParameter`` and ``perBin``): those follow the bins field.
+    """
+
+    bins: str | None = None
+    arrays: tuple[str, ...] = ()
+
+    @classmethod
+    def from_template(cls, template: Mapping[str, Any]) -> BinsLink:
+        """
+        >>> BinsLink.from_template({"binsParameter": "bins", "parameters": [
+        ...     {"name": "bins", "type": "integer"}, {"name": "xs", "type": "array", "perBin": True}]})
+        BinsLink(bins='bins', arrays=('xs',))
+        >>> BinsLink.from_template({"parameters": [{"name": "xs", "type": "array", "perBin": True}]})
+        BinsLink(bins=None, arrays=())
+        """
+        params = [p for p in template.get("parameters") or [] if isinstance(p, Mapping)]
+        names = {str(p.get("name")) for p in params}
+        bins = template.get("binsParameter")
+        if not isinstance(bins, str) or bins not in names:
+            return cls()
+        arrays = tuple(str(p["name"]) for p in params
+                       if p.get("perBin") is True and p.get("type") == "array" and p.get("name") != bins)
+        return cls(bins, arrays)
+
+
+def follow_bins(parameters: Sequence[Parameter], texts: Mapping[str, str], link: BinsLink) -> dict[str, str]:
+    """
+    ``texts`` with each per-bin field that still holds its default fitted to
+    the bins field (pattern repeated, or trimmed), as the page's script does
+    while the user types; a field the user changed is left for Sim to check.
+
+    >>> ps = parameters_from_schema([{"name": "bins", "type": "integer", "default": 3},
+    ...                              {"name": "xs", "type": "array", "default": [1, 2, 3]}])
+    >>> follow_bins(ps, {"bins": "5", "xs": "1, 2, 3"}, BinsLink("bins", ("xs",)))["xs"]
+    '1, 2, 3, 1, 2'
+    >>> follow_bins(ps, {"bins": "5", "xs": "7, 8"}, BinsLink("bins", ("xs",)))["xs"]
+    '7, 8'
+    """
+    out = dict(texts)
+    by_name = {p.name: p for p in parameters}
+    if link.bins not in by_name:
+        return out
+    try:
+        bins = parse_value(by_name[link.bins], out.get(link.bins, to_text(by_name[link.bins].default)))
+    except ValueError:
+        return out  # the bins field shows its own message
+    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
+        return out
+    for name in link.arrays:
+        p = by_name.get(name)
+        if p is None or not isinstance(p.default, list) or not p.default or len(p.default) == bins:
+            continue
+        try:
+            current = parse_value(p, out.get(name, to_text(p.default)))
+        except ValueError:
+            continue
+        if current == p.default:
+            out[name] = to_text(fit_to_length(p.default, bins))
+    return out
 
 
 def to_text(value: Any) -> str:

@@ -16,7 +16,9 @@ from flowtime.ui.clients import ServiceProblem, path_id
 from flowtime.ui.dag import render_svg
 from flowtime.ui.deps import Engine, Sim
 from flowtime.ui.forms import (
+    BinsLink,
     build_form,
+    follow_bins,
     parameters_from_schema,
     parse_form,
     prefill_url,
@@ -77,6 +79,7 @@ def _form_page(request: Request, tpl: dict[str, Any], params: list[Parameter],
     return page(request, "template.html", {
         "title": tpl.get("title") or tpl.get("id"),
         "template": tpl,
+        "bins_link": BinsLink.from_template(tpl),
         "fields": build_form(params, texts, errors),
         "general_errors": general or [],
         "from_run": request.query_params.get("_from", ""),
@@ -88,6 +91,7 @@ async def template_form(request: Request, template_id: str, sim: Sim) -> HTMLRes
     tpl, params = await _template(sim, template_id)
     given = _texts(request.query_params, [p.name for p in params])
     texts = {p.name: to_text(p.default) for p in params if p.default is not None} | given
+    texts = follow_bins(params, texts, BinsLink.from_template(tpl))
     # Pre-filled (e.g. "re-generate" from a run): say at once what no longer fits.
     _, errors = parse_form(params, texts) if given else ({}, {})
     return _form_page(request, tpl, params, texts, {k: v for k, v in errors.items() if k in given})
@@ -97,7 +101,8 @@ async def template_form(request: Request, template_id: str, sim: Sim) -> HTMLRes
 async def generate(request: Request, template_id: str, sim: Sim, engine: Engine) -> HTMLResponse:
     tpl, params = await _template(sim, template_id)
     form = await request.form()
-    texts = _texts(form, [p.name for p in params])
+    # Per-bin fields still at their default follow bins here too, so the form works without script.
+    texts = follow_bins(params, _texts(form, [p.name for p in params]), BinsLink.from_template(tpl))
     values, errors = parse_form(params, texts)
     if errors:
         return _form_page(request, tpl, params, texts, errors, status=400)

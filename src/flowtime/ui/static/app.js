@@ -216,6 +216,58 @@
     });
   });
 
+  // ---- per-bin arrays follow the bins field (same rule as Sim, docs/decisions/0010) ---------
+  // Each array keeps the pattern the user last typed; changing bins repeats or trims that
+  // pattern, so going 6 -> 3 -> 6 gives the six values back. The values stay editable.
+  document.querySelectorAll("form[data-bins][data-per-bin]").forEach((form) => {
+    const binsEl = form.elements.namedItem(form.dataset.bins);
+    if (!binsEl || !binsEl.dataset) return;
+    const split = (text) => {
+      const body = text.trim().replace(/^\[/, "").replace(/\]$/, "").trim();
+      return body ? body.split(/[\s,;]+/).filter(Boolean) : [];
+    };
+    const arrays = form.dataset.perBin.split(/\s+/).filter(Boolean)
+      .map((name) => form.elements.namedItem(name))
+      .filter((el) => el && el.dataset && el.dataset.kind === "array");
+    const patterns = new Map(arrays.map((el) => [el, split(el.value)]));
+
+    function note(el, text) {
+      let slot = document.getElementById("resized-" + el.name);
+      if (!slot) {
+        slot = document.createElement("div");
+        slot.className = "hint";
+        slot.id = "resized-" + el.name;
+        slot.setAttribute("aria-live", "polite");
+        el.insertAdjacentElement("afterend", slot);
+      }
+      slot.textContent = text;
+    }
+
+    function resize() {
+      const n = Number(binsEl.value);
+      if (validateField(binsEl) || !Number.isInteger(n) || n < 1) return;
+      for (const el of arrays) {
+        const pattern = patterns.get(el) || [];
+        if (!pattern.length || split(el.value).length === n) continue;
+        const values = Array.from({ length: n }, (_, i) => pattern[i % pattern.length]);
+        el.value = values.join(", ");
+        const how = n > pattern.length ? "pattern repeated" : "trimmed";
+        note(el, `Resized to ${n} value${n === 1 ? "" : "s"} (${how}) to follow ${binsEl.name}.`);
+        el.closest(".field")?.classList.add("changed");
+        showError(el, validateField(el));
+      }
+    }
+
+    binsEl.addEventListener("input", resize);
+    binsEl.addEventListener("change", resize);
+    for (const el of arrays) {
+      el.addEventListener("input", () => {
+        patterns.set(el, split(el.value));
+        note(el, "");
+      });
+    }
+  });
+
   // Busy state on the other long-running forms.
   document.querySelectorAll("#run-form, #yaml-form").forEach((form) => {
     form.addEventListener("submit", (e) => {

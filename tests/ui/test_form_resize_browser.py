@@ -1,0 +1,145 @@
+"""
+The template form resizes per-bin arrays when Periods changes, in headless
+Chromium against a real Engine, a real Sim and the UI on loopback; and the
+server does the same for a form posted without script.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from playwright.sync_api import Page
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from live import serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
+DEMAND = [120, 300, 450, 260, 150, 90]  # commuter-rail's default, one value per period
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
+                       "(apt-get install chromium)"),
+]
+
+
+class Services:
+    def __init__(self, engine: str, sim: str, ui: str) -> None:
+        self.engine, self.sim, self.ui = engine, sim, ui
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    from flowtime.api.engine import create_engine_app
+    from flowtime.api.sim import create_sim_app
+    from flowtime.settings import EngineSettings, SimSettings, UiSettings
+    from flowtime.ui.app import create_ui_app
+
+    root = tmp_path_factory.mktemp("resize")
+    with serve(create_engine_app(EngineSettings(data_dir=root / "engine")), "engine") as engine, \
+            serve(create_sim_app(SimSettings(data_dir=root / "sim")), "sim") as sim, \
+            serve(create_ui_app(UiSettings(engine_url=engine, sim_url=sim)), "ui") as ui:
+        yield Services(engine, sim, ui)
+
+
+@pytest.fixture
+def page(services: Services) -> Iterator[Page]:
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        context = browser.new_context(viewport={"width": 1366, "height": 900})
+        pg = context.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.set_default_timeout(20_000)
+        yield pg
+        context.close()
+        browser.close()
+        assert not errors, f"JavaScript errors: {errors}"
+
+
+def numbers(text: str) -> list[float]:
+    return [float(x) for x in re.split(r"[\s,]+", text.strip()) if x]
+
+
+def stored_model(services: Services, model_hash: str) -> dict[str, object]:
+    body: dict[str, object] = httpx.get(f"{services.sim}/api/v1/models/commuter-rail/{model_hash}").json()
+    return body
+
+
+def test_changing_periods_resizes_the_demand_field_and_the_model_follows(page: Page, services: Services) -> None:
+    pg = page
+    pg.goto(services.ui + "/templates/commuter-rail")
+    assert numbers(pg.input_value("#f-demand")) == DEMAND
+    assert pg.locator("#bins-note").is_visible()
+
+    pg.fill("#f-bins", "12")
+    assert numbers(pg.input_value("#f-demand")) == DEMAND * 2
+    assert pg.inner_text("#resized-demand") == "Resized to 12 values (pattern repeated) to follow bins."
+    assert pg.locator("[data-field=demand].changed").count() == 1
+    pg.screenshot(path=str(SHOTS / "resize-01-bins-12.png"), full_page=True)
+
+    # Editable afterwards: a new pattern typed by hand is what the next resize repeats or trims.
+    pg.fill("#f-demand", "10, 20, 30")
+    assert pg.inner_text("#resized-demand") == ""
+    pg.fill("#f-bins", "2")
+    assert numbers(pg.input_value("#f-demand")) == [10, 20]
+    assert pg.inner_text("#resized-demand") == "Resized to 2 values (trimmed) to follow bins."
+    pg.fill("#f-bins", "7")
+    assert numbers(pg.input_value("#f-demand")) == [10, 20, 30, 10, 20, 30, 10]
+    # An invalid bins leaves the values alone (the field shows its own message).
+    pg.fill("#f-bins", "0")
+    assert numbers(pg.input_value("#f-demand")) == [10, 20, 30, 10, 20, 30, 10]
+
+    pg.fill("#f-bins", "12")
+    assert numbers(pg.input_value("#f-demand")) == [10, 20, 30] * 4
+    pg.click("#generate")
+    pg.wait_for_selector("#run-form")
+    assert pg.locator("#dag svg.dag").count() == 1
+    code = pg.inner_text(".code")
+    assert re.search(r"bins:\s*12", code)
+    assert "Commuter Rail Line (bins=12, demand=[10, 20, 30, … 12 values])" in code
+    pg.screenshot(path=str(SHOTS / "resize-02-model.png"), full_page=True)
+
+    model_hash = pg.locator("#run-form input[name=hash]").get_attribute("value")
+    stored = stored_model(services, str(model_hash))
+    provenance = stored["provenance"]
+    assert isinstance(provenance, dict) and provenance["parameters"]["demand"] == [10, 20, 30] * 4
+    model = yaml.safe_load(str(stored["model"]))
+    assert model["grid"]["bins"] == 12 and model["nodes"][0]["values"] == [10, 20, 30] * 4
+
+
+def test_a_form_posted_without_script_gets_its_untouched_arrays_fitted(services: Services) -> None:
+    with httpx.Client(base_url=services.ui, timeout=30) as ui:  # keeps the session cookie, as a browser does
+        page = ui.get("/templates/commuter-rail").text
+        hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
+        form = {**hidden, "bins": "12", "binSize": "60", "demand": ", ".join(map(str, DEMAND)),
+                "trains_per_period": "2", "seats_per_train": "150"}
+        r = ui.post("/templates/commuter-rail/generate", data=form)
+        assert r.status_code == 200, r.text
+        model_hash = re.search(r'name="hash" value="([^"]+)"', r.text)
+        assert model_hash
+        model = yaml.safe_load(str(stored_model(services, model_hash.group(1))["model"]))
+        assert model["nodes"][0]["values"] == DEMAND * 2
+        # A demand the user did change must fit: Sim's message lands at the field.
+        r = ui.post("/templates/commuter-rail/generate", data={**form, "demand": "1, 2, 3"})
+    assert r.status_code == 400
+    assert re.search(r'id="err-demand" role="alert">Has 3 values; grid\.bins is 12: give 12 values\.<', r.text)
+
+
+def test_a_prefilled_periods_fits_the_untouched_arrays_on_the_page(services: Services) -> None:
+    r = httpx.get(f"{services.ui}/templates/commuter-rail", params={"bins": "3"}, timeout=30)
+    assert r.status_code == 200
+    assert 'value="120, 300, 450"' in r.text
