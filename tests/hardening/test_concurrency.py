@@ -193,7 +193,7 @@ def test_concurrent_sim_writers_of_one_model_share_one_complete_folder(tmp_path:
     assert paths == {str(stored.path)}
     assert stored.metadata["parameters"]["agents"] == 7
     assert sorted(p.name for p in stored.path.iterdir()) == [
-        "metadata.json", "model.yaml", "preview.svg", "provenance.json", "validation.json"]
+        "issued.jsonl", "metadata.json", "model.yaml", "preview.svg", "provenance.json", "validation.json"]
     assert list(data.rglob(".tmp-*")) == []
 
 

@@ -163,8 +163,12 @@ def test_sim_refuses_traversal_in_every_id(site: Site, variant: str) -> None:
     x = VARIANTS[variant]
     for method, path in sim_paths(x, site):
         assert_refused(site.sim_url, method, path, b"{}" if method == "POST" else None)
-    listing = httpx.get(f"{site.sim_url}/api/v1/models", params={"template": x}).json()
-    assert listing == {"models": []}
+    listing = httpx.get(f"{site.sim_url}/api/v1/models", params={"template": x})
+    if listing.status_code == 200:  # shaped like a template id: simply no models of it
+        assert listing.json() == {"models": []}
+    else:  # not a template id at all
+        assert listing.status_code == 400 and listing.headers["content-type"] == PROBLEM, listing.text
+        assert SECRET not in listing.text
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
