@@ -32,6 +32,7 @@ import os
 import shutil
 import sqlite3
 import stat
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -268,6 +269,7 @@ class RunIndex:
         self._present = present
         self._ready: tuple[int, int] | None = None  # (device, inode) of the file last checked
         self._scanned: list[Artifact] | None = None  # folders already read by the caller
+        self._setting_up = threading.Lock()  # one thread of a server reads the folders, not each
         self.recovered: list[Recovery] = []
 
     # -- connections ------------------------------------------------------------------------
@@ -297,7 +299,9 @@ class RunIndex:
             conn.execute("PRAGMA busy_timeout = 30000")
             if ident is None or ident != self._ready:
                 if not self._current(conn):
-                    self._set_up(conn)
+                    with self._setting_up:
+                        if not self._current(conn):
+                            self._set_up(conn)
                 self._ready = self._identity()
             # Process crashes cannot lose committed rows without fsync; power loss may,
             # and a damaged index is rebuilt from the folders.
