@@ -6,6 +6,7 @@ server does the same for a form posted without script.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -143,3 +144,40 @@ def test_a_prefilled_periods_fits_the_untouched_arrays_on_the_page(services: Ser
     r = httpx.get(f"{services.ui}/templates/commuter-rail", params={"bins": "3"}, timeout=30)
     assert r.status_code == 200
     assert 'value="120, 300, 450"' in r.text
+
+
+def run_on_engine(services: Services, params: dict[str, object]) -> str:
+    """Generate on Sim and run on the Engine with the provenance header, as the UI's Run button does."""
+    generated = httpx.post(f"{services.sim}/api/v1/templates/commuter-rail/generate",
+                           json={"parameters": params}, timeout=30).json()
+    r = httpx.post(f"{services.engine}/v1/run", content=generated["model"].encode(), timeout=30,
+                   headers={"X-Model-Provenance": json.dumps(generated["provenance"], separators=(",", ":"))})
+    assert r.status_code == 200, r.text
+    return str(r.json()["runId"])
+
+
+def test_the_runs_list_filtered_by_template_shows_the_parameters_that_differ(page: Page,
+                                                                           services: Services) -> None:
+    a = run_on_engine(services, {"bins": 12, "seats_per_train": 200})
+    b = run_on_engine(services, {})
+    pg = page
+    pg.goto(services.ui + "/runs?template=commuter-rail")
+    headers = pg.eval_on_selector_all("#runs-table th.param", "els => els.map(e => e.dataset.param)")
+    assert headers == ["bins", "demand", "seats_per_train"]  # binSize, trains_per_period: the same in both
+
+    def cells(run_id: str) -> list[str]:
+        return [t.strip() for t in pg.eval_on_selector_all(
+            f"#runs-table tr[data-run='{run_id}'] td.param", "els => els.map(e => e.textContent)")]
+
+    assert cells(a) == ["12", "[120, 300, 450, … 12 values]", "200"]
+    assert cells(b) == ["6", "[120, 300, 450, … 6 values]", "150"]
+    full = pg.get_attribute(f"#runs-table tr[data-run='{a}'] td.param[data-param=demand]", "title")
+    assert full == "demand = " + ", ".join(map(str, DEMAND * 2))
+    titles = pg.eval_on_selector_all("#runs-table td.title", "els => els.map(e => e.textContent.trim())")
+    assert sorted(titles) == ["Commuter Rail Line", "Commuter Rail Line (bins=12, seats_per_train=200)"]
+    pg.screenshot(path=str(SHOTS / "resize-03-runs-parameters.png"), full_page=True)
+
+    # Unfiltered, runs of different templates have no common parameters to compare.
+    pg.goto(services.ui + "/runs")
+    assert pg.locator("#runs-table tr[data-run]").count() == 2
+    assert pg.locator("#runs-table th.param").count() == 0

@@ -18,6 +18,7 @@ from starlette.datastructures import FormData, QueryParams, UploadFile
 
 from flowtime.ui.clients import ServiceProblem, UpstreamProblem, path_id
 from flowtime.ui.deps import Engine, Sim
+from flowtime.ui.forms import fmt_number
 from flowtime.ui.pages.home import probe
 from flowtime.ui.render import is_fragment, page
 from flowtime.ui.yamlview import highlight
@@ -27,6 +28,7 @@ router = APIRouter()
 SORT_KEYS = ("created", "id", "title", "size")
 PAGE_SIZES = (25, 50, 100, 200)
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+ARRAY_SHOWN = 3  # values of a longer array shown in a parameter cell
 
 
 def _date(text: str) -> str:
@@ -98,6 +100,57 @@ class RunQuery:
         return any((self.q, self.template, self.model, self.tags, self.after, self.before))
 
 
+def show_parameter(value: Any) -> str:
+    """
+    A parameter value in a runs-table cell: scalars in full, long arrays abbreviated.
+
+    >>> show_parameter(12), show_parameter(0.5), show_parameter([1, 2.5]), show_parameter(list(range(9)))
+    ('12', '0.5', '[1, 2.5]', '[0, 1, 2, … 9 values]')
+    >>> show_parameter(None), show_parameter({"a": 1})
+    ('—', '{"a": 1}')
+    """
+    if value is None:
+        return "—"
+    if isinstance(value, list):
+        shown = [show_parameter(v) for v in value[:ARRAY_SHOWN + 1]]
+        if len(value) <= ARRAY_SHOWN + 1:
+            return "[" + ", ".join(shown) + "]"
+        return "[" + ", ".join(shown[:ARRAY_SHOWN]) + f", … {len(value)} values]"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return fmt_number(value)
+
+
+def parameter_columns(runs: list[dict[str, Any]]) -> list[str]:
+    """
+    The parameters whose values differ among ``runs`` (first-seen order): the
+    columns that tell runs of one template apart. A run without the parameter
+    (or without provenance parameters) counts as one more distinct value.
+
+    >>> parameter_columns([{"parameters": {"bins": 6, "seats": 150}}, {"parameters": {"bins": 12, "seats": 150}}])
+    ['bins']
+    >>> parameter_columns([{"parameters": {"a": 1}}, {"parameters": None}])
+    ['a']
+    >>> parameter_columns([{"parameters": {"a": 1}}])
+    []
+    """
+    names: list[str] = []
+    for run in runs:
+        params = run.get("parameters")
+        if isinstance(params, dict):
+            names.extend(str(k) for k in params if str(k) not in names)
+    out = []
+    for name in names:
+        seen = set()
+        for run in runs:
+            params = run.get("parameters")
+            value = params.get(name) if isinstance(params, dict) else None
+            seen.add(json.dumps(value, sort_keys=True, default=str))
+        if len(seen) > 1:
+            out.append(name)
+    return out
+
+
 @router.get("/runs", response_class=HTMLResponse)
 async def runs_list(request: Request, engine: Engine, sim: Sim) -> HTMLResponse:
     query = RunQuery.from_params(request.query_params)
@@ -108,10 +161,15 @@ async def runs_list(request: Request, engine: Engine, sim: Sim) -> HTMLResponse:
     pages = max(1, -(-total // query.size))
     template_ids = sorted({str(t.get("id")) for t in templates or []} | (
         {query.template} if query.template else set()))
+    runs = [r for r in listing.get("artifacts", []) if isinstance(r, dict)]
+    # Filtered by one template, the parameters that differ are what set its runs apart.
+    columns = parameter_columns(runs) if query.template else []
     ctx = {
         "title": "Runs",
         "query": query,
-        "runs": listing.get("artifacts", []),
+        "runs": runs,
+        "param_columns": columns,
+        "param_cells": {str(r.get("id")): {name: _cell(r, name) for name in columns} for r in runs},
         "total": total,
         "pages": pages,
         "template_ids": template_ids,
@@ -120,6 +178,14 @@ async def runs_list(request: Request, engine: Engine, sim: Sim) -> HTMLResponse:
         "page_sizes": PAGE_SIZES,
     }
     return page(request, "_runs_table.html" if is_fragment(request) else "runs.html", ctx)
+
+
+def _cell(run: dict[str, Any], name: str) -> tuple[str, str]:
+    """(shown text, full text for the tooltip) of one parameter of one run."""
+    params = run.get("parameters")
+    value = params.get(name) if isinstance(params, dict) else None
+    full = show_parameter(value) if not isinstance(value, list) else ", ".join(map(show_parameter, value))
+    return show_parameter(value), full
 
 
 def _seed(text: Any) -> int | None:
