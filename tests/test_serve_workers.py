@@ -6,22 +6,29 @@ start at the same moment.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
+import pickle
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from tests.servers import serve
 
 from flowtime.api.engine import create_engine_app
+from flowtime.api.factories import _port_share, server_config
 from flowtime.artifacts.registry import ArtifactQuery, Registry
 from flowtime.settings import EngineSettings
 
@@ -47,7 +54,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "flowtime", "serve", "engine", "--port", str(port),
                              "--data-dir", str(tmp_path / "data"), "--workers", "2", "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 60  # a guard against a server that never starts
         while True:
@@ -61,12 +68,19 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]
             time.sleep(0.1)
         yield proc, port
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[Any]) -> None:
+    """Ctrl-C for a server started in a session of its own, then SIGKILL for anything left of it (workers)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def children_of(pid: int) -> set[int]:
@@ -163,6 +177,7 @@ START_UP = """
 import asyncio, sys, time
 from pathlib import Path
 from flowtime.api.engine import create_engine_app
+from flowtime.api.factories import _port_share, server_config
 from flowtime.settings import EngineSettings
 
 root, ready, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
@@ -225,3 +240,70 @@ def test_engines_starting_at_once_on_a_populated_folder_list_every_run_once(tmp_
     assert page.total == 25
     assert sorted(a.id for a in page.artifacts) == sorted(ids)
     assert not (root / ".tmp-run_20200101T000000Z_00000000").exists()
+
+
+# ---- the sockets the workers listen on --------------------------------------------------------
+
+
+def test_connections_have_nagle_off_even_from_a_listener_made_without_a_protocol_number(tmp_path: Path) -> None:
+    """uvicorn's --workers listener has proto 0, so asyncio leaves Nagle on (a 40 ms wait per answer)."""
+    config = server_config(create_engine_app(EngineSettings(data_dir=tmp_path)), host="127.0.0.1", port=0,
+                           log_level="warning")
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # proto 0, as uvicorn's bind_socket makes it
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive()
+            time.sleep(0.01)
+        with httpx.Client(base_url=f"http://127.0.0.1:{listener.getsockname()[1]}") as client:
+            assert client.get("/v1/healthz").status_code == 200
+            [conn] = list(server.server_state.connections)
+            sock = conn.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="workers share one socket without SO_REUSEPORT")
+def test_each_worker_gets_a_listening_socket_of_its_own_on_the_servers_port() -> None:
+    config = server_config("flowtime.api.factories:engine_app", host="127.0.0.1", port=0, workers=2)
+    claim = _port_share(config)
+    try:
+        # What uvicorn's supervisor does to hand a socket to a worker process.
+        first, second = (pickle.loads(ForkingPickler.dumps(claim)) for _ in range(2))
+        try:
+            for sock in (first, second):
+                assert type(sock) is socket.socket and sock.fileno() != claim.fileno()
+                assert sock.getsockname() == claim.getsockname()
+                assert sock.proto == socket.IPPROTO_TCP
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) != 0
+            first.listen()
+            second.listen()  # both listen on one port: the kernel spreads connections over them
+        finally:
+            first.close()
+            second.close()
+    finally:
+        claim.close()
+
+
+@pytest.mark.slow
+def test_a_second_server_on_a_port_with_workers_is_refused(
+        two_workers: tuple[subprocess.Popen[bytes], int], tmp_path: Path) -> None:
+    """SO_REUSEPORT must not let another server start on the port and take half its connections."""
+    _, port = two_workers
+    second = subprocess.Popen([sys.executable, "-m", "flowtime", "serve", "engine", "--port", str(port),
+                               "--data-dir", str(tmp_path / "other"), "--workers", "2", "--log-level", "warning"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = second.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        err = ""
+    finally:
+        stop_group(second)
+    assert second.returncode == 3
+    assert f"Cannot listen on 127.0.0.1:{port}" in err

@@ -92,7 +92,7 @@ def test_up_starts_three_services_and_stops_them_on_ctrl_c(tmp_path: Path) -> No
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            stop(proc)
             proc.communicate()
     assert proc.returncode == 0, err
     assert out.splitlines()[-2:] == ["stopping Engine, Sim and UI ...", "stopped."]
@@ -148,6 +148,17 @@ class Lines:
         return found
 
 
+def stop(proc: subprocess.Popen[str]) -> None:
+    """If a test failed with the process still running: SIGTERM (``up`` then stops its services), SIGKILL last."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def wait_healthy(url: str, guard: float = 60.0) -> httpx.Response:
     deadline = time.monotonic() + guard
     while True:
@@ -195,9 +206,7 @@ def test_up_restarts_a_killed_engine_on_its_port_and_leaves_sim_and_ui_running(t
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     assert proc.returncode == 0, err.lines
     assert out.lines[-2:] == ["stopping Engine, Sim and UI ...", "stopped."]
     assert all(port_is_free("127.0.0.1", p) for p in ports) or _ports_free_soon(ports)
@@ -296,6 +305,4 @@ def test_serve_engine_serves_dir_engine_and_moves_runs_of_the_old_layout_there(t
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)

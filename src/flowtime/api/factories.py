@@ -6,8 +6,9 @@ How ``flowtime serve`` hands the services to uvicorn.
     SETTINGS_ENV                    settings JSON the factories read
     server_config(...)              the one uvicorn configuration every service
                                     is started with: timeouts and a connection cap
-    HeadTimeoutProtocol             uvicorn's h11 protocol plus a deadline for
-                                    a request's head (uvicorn has none)
+    GuardedH11Protocol              uvicorn's h11 protocol plus a deadline for
+                                    a request's head (uvicorn has none), the
+                                    connection cap and TCP_NODELAY
     serve(config)                   run it, with one process or several workers
 
 uvicorn starts several workers by importing the app in each new process, so the
@@ -20,9 +21,11 @@ Why a header deadline and a cap are needed: docs/decisions/0011-http-server-time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -114,12 +117,17 @@ _FULL_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain
                   b"connection: close\r\ncontent-length: 25\r\n\r\ntoo many open connections")
 
 
-class HeadTimeoutProtocol(H11Protocol):
+class GuardedH11Protocol(H11Protocol):
     """
     uvicorn's h11 protocol, closing connections whose request head is not
     complete within ``config.header_timeout`` seconds, and connections opened
     past ``limit_concurrency``. uvicorn's own keep-alive timer is reset by every
     byte received, so a client sending a byte a second held a connection forever.
+
+    It also turns Nagle's algorithm off on every connection: with ``--workers``
+    uvicorn binds the listening socket itself with ``proto=0``, so asyncio does
+    not (uvicorn issue #3149), and each answer on a kept-alive connection waited
+    for the client's delayed ACK (about 40 ms on Linux).
     """
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
@@ -130,6 +138,10 @@ class HeadTimeoutProtocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.limit_concurrency is not None and len(self.connections) > self.limit_concurrency:
             logger.warning("Closing a connection: %d are open, the limit is %d",
                            len(self.connections), self.limit_concurrency)
@@ -180,7 +192,7 @@ def server_config(app: ASGIApp | str, *, host: str, port: int, workers: int = 1,
     limits = limits or ServerLimits()
     return ServerConfig(
         app, host=host, port=port, workers=workers, factory=isinstance(app, str), log_level=log_level,
-        http=HeadTimeoutProtocol, ws="none", lifespan="on",
+        http=GuardedH11Protocol, ws="none", lifespan="on",
         header_timeout=limits.header_timeout, timeout_keep_alive=limits.keep_alive_timeout,
         limit_concurrency=limits.max_connections,
     )
@@ -202,6 +214,49 @@ def _raise_file_limit(needed: int) -> None:
         logger.warning("Could not raise the open-files limit from %d to %d", soft, target)
 
 
+def _listener(family: int, address: tuple[Any, ...]) -> socket.socket:
+    """A socket of its own on ``address``, sharing the port with its siblings (SO_REUSEPORT)."""
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _PortShare(socket.socket):
+    """
+    The parent's claim on the port (bound, never listening), which each worker
+    receives as a listening socket of its own on the same port. With one shared
+    listening socket, the worker that wakes first accepts every connection of a
+    burst, and kept-alive clients then stay on that one worker.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:  # how uvicorn hands the "socket" to a worker
+        return (_listener, (self.family, self.getsockname()))
+
+
+def _port_share(config: ServerConfig) -> socket.socket:
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = _PortShare(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        if config.port:
+            # A plain bind first: SO_REUSEPORT alone would let a second server on the
+            # same port start and silently take half of the first one's connections.
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((config.host, config.port))
+        sock.bind((config.host, config.port))
+    except OSError as exc:
+        sock.close()
+        logger.error("Cannot listen on %s:%d: %s", config.host, config.port, exc)
+        sys.exit(STARTUP_FAILURE)
+    logger.info("Listening on http://%s:%d with %d workers", config.host, sock.getsockname()[1], config.workers)
+    return sock
+
+
 def serve(config: ServerConfig) -> None:
     """Run the server until it is told to stop; exits with code 3 when it cannot start."""
     if config.limit_concurrency is not None:
@@ -209,7 +264,9 @@ def serve(config: ServerConfig) -> None:
     if config.workers > 1:
         from uvicorn.supervisors import Multiprocess
 
-        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+        # Without SO_REUSEPORT (Windows) the workers share uvicorn's one listening socket.
+        sock = _port_share(config) if hasattr(socket, "SO_REUSEPORT") else config.bind_socket()
+        supervisor = Multiprocess(config, sockets=[sock])
         supervisor.run()
         if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
             sys.exit(STARTUP_FAILURE)
