@@ -61,7 +61,7 @@ CORRUPTIONS: dict[str, Callable[[Path], None]] = {
     "zeroed header": _zeroed_header,
     "truncated": _truncated,
     "a directory": _a_directory,
-    "a FIFO": _a_fifo,
+    **({"a FIFO": _a_fifo} if hasattr(os, "mkfifo") else {}),
 }
 
 
