@@ -84,11 +84,11 @@ def test_changing_periods_resizes_the_demand_field_and_the_model_follows(page: P
     pg = page
     pg.goto(services.ui + "/templates/commuter-rail")
     assert numbers(pg.input_value("#f-demand")) == DEMAND
-    assert pg.locator("#bins-note").is_visible()
+    assert "follow Periods:" in pg.inner_text("#bins-note")
 
     pg.fill("#f-bins", "12")
     assert numbers(pg.input_value("#f-demand")) == DEMAND * 2
-    assert pg.inner_text("#resized-demand") == "Resized to 12 values (pattern repeated) to follow bins."
+    assert pg.inner_text("#resized-demand") == "Resized to 12 values (pattern repeated) to follow Periods."
     assert pg.locator("[data-field=demand].changed").count() == 1
     pg.screenshot(path=str(SHOTS / "resize-01-bins-12.png"), full_page=True)
 
@@ -97,7 +97,7 @@ def test_changing_periods_resizes_the_demand_field_and_the_model_follows(page: P
     assert pg.inner_text("#resized-demand") == ""
     pg.fill("#f-bins", "2")
     assert numbers(pg.input_value("#f-demand")) == [10, 20]
-    assert pg.inner_text("#resized-demand") == "Resized to 2 values (trimmed) to follow bins."
+    assert pg.inner_text("#resized-demand") == "Resized to 2 values (trimmed) to follow Periods."
     pg.fill("#f-bins", "7")
     assert numbers(pg.input_value("#f-demand")) == [10, 20, 30, 10, 20, 30, 10]
     # An invalid bins leaves the values alone (the field shows its own message).

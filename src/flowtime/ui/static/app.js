@@ -252,7 +252,7 @@
         const values = Array.from({ length: n }, (_, i) => pattern[i % pattern.length]);
         el.value = values.join(", ");
         const how = n > pattern.length ? "pattern repeated" : "trimmed";
-        note(el, `Resized to ${n} value${n === 1 ? "" : "s"} (${how}) to follow ${binsEl.name}.`);
+        note(el, `Resized to ${n} value${n === 1 ? "" : "s"} (${how}) to follow ${form.dataset.binsLabel || binsEl.name}.`);
         el.closest(".field")?.classList.add("changed");
         showError(el, validateField(el));
       }
