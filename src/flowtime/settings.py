@@ -7,10 +7,13 @@ nothing here is instantiated at import time.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from flowtime.model.limits import Limits
 
@@ -23,11 +26,39 @@ class _Base(BaseSettings):
     api_token: str | None = None
     # Allowed CORS origin (e.g. the UI's URL); CORS is off when unset.
     cors_origin: str | None = None
+    # Host names requests may carry besides loopback and ``host`` (comma-separated, "*" for
+    # any; FLOWTIME_ALLOWED_HOSTS, shared by the three services): the DNS-rebinding check.
+    allowed_hosts: str = Field(default="", validation_alias="FLOWTIME_ALLOWED_HOSTS")
+
+
+class _EngineFolder(PydanticBaseSettingsSource):
+    """
+    ``data_dir`` from the environment the way every command reads it: FLOWTIME_DATA_DIR
+    names the data folder D and the Engine keeps its runs in D/engine (not in D itself).
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        own = os.environ.get("FLOWTIME_ENGINE_DATA_DIR", "").strip()
+        if own:
+            return {"data_dir": Path(own)}
+        root = os.environ.get("FLOWTIME_DATA_DIR", "").strip()
+        return {"data_dir": Path(root) / "engine"} if root else {}
 
 
 class EngineSettings(_Base):
     port: int = 8080
-    data_dir: Path = Field(default=Path("data"))
+    # The Engine's own folder: D/engine of the data folder D (FLOWTIME_DATA_DIR, default ./data),
+    # or FLOWTIME_ENGINE_DATA_DIR for this service alone; see _EngineFolder.
+    data_dir: Path = Field(default=Path("data/engine"))
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any,
+                                   env_settings: Any, dotenv_settings: Any, file_secret_settings: Any
+                                   ) -> tuple[Any, ...]:
+        return (init_settings, _EngineFolder(settings_cls), env_settings, dotenv_settings, file_secret_settings)
     max_body_bytes: int = 10 * 1024 * 1024
     max_bins: int = 1_000_000
     max_nodes: int = 100_000

@@ -454,7 +454,6 @@ def test_run_details_index_and_series(client: httpx.Client, data_dir: Path) -> N
     "/v1/runs/run_20200101T000000Z_00000000",
     "/v1/runs/run_20200101T000000Z_00000000/index",
     "/v1/runs/run_20200101T000000Z_00000000/series/served",
-    "/v1/runs/not-a-run-id",
     "/v1/artifacts/run_20200101T000000Z_00000000",
     "/v1/artifacts/run_20200101T000000Z_00000000/files",
 ])
@@ -463,6 +462,15 @@ def test_unknown_runs_are_404_problems(client: httpx.Client, path: str) -> None:
     assert resp.status_code == 404
     assert resp.headers["content-type"] == PROBLEM
     assert "not found" in resp.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/v1/runs/not-a-run-id", "/v1/runs/run_20200101T000000Z_0000000g/index",
+                                  "/v1/runs/run_\u0662\u0660\u0662\u0665\u0660\u0661\u0660\u0661T000000Z_ab12cd34"])
+def test_malformed_run_ids_are_400_problems(client: httpx.Client, path: str) -> None:
+    resp = client.get(path)
+    assert resp.status_code == 400
+    assert resp.headers["content-type"] == PROBLEM
+    assert "is not a run id" in resp.json()["detail"]
 
 
 def test_unknown_series_is_a_404(client: httpx.Client) -> None:
@@ -575,10 +583,11 @@ def test_file_names_outside_the_run_folder_are_rejected(base_url: str, one_run: 
 
 @pytest.mark.parametrize("run_part", ["..", "..%2f..%2fetc", "%2e%2e", "run_x%2f..%2f.."])
 def test_run_ids_that_are_paths_are_rejected(base_url: str, run_part: str) -> None:
+    # Malformed ids (`..`) are 400s; paths that no longer match a route are 404s; never 2xx or 5xx.
     status, _ = raw_get(base_url, f"/v1/artifacts/{run_part}/files/passwd")
-    assert status == 404
+    assert status in (400, 404)
     status, _ = raw_get(base_url, f"/v1/runs/{run_part}/series/passwd")
-    assert status == 404
+    assert status in (400, 404)
 
 
 def test_symlinks_inside_a_run_are_never_served(client: httpx.Client, data_dir: Path,

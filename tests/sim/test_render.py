@@ -129,7 +129,7 @@ def test_embedded_provenance_sits_after_schema_version_and_the_loader_strips_it(
     g = render_template(typed, now=NOON)
     embedded = g.text(embed_provenance=True)
     assert embedded.startswith("schemaVersion: 1\n\nprovenance:\n  source: flowtime-sim\n")
-    assert list(yaml.safe_load(embedded))[:3] == ["schemaVersion", "provenance", "grid"]
+    assert list(yaml.safe_load(embedded))[:4] == ["schemaVersion", "provenance", "metadata", "grid"]
     loaded = load_model(embedded)
     assert loaded.provenance is not None and loaded.provenance.to_json() == g.provenance.to_json()
     assert loaded.model.canonical() == g.loaded.model.canonical()

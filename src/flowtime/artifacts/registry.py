@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -316,7 +315,7 @@ class Registry:
                 raise RunNotFound(f"run '{run_id}' not found (already deleted)")
             self.index.remove([run_id])  # a ghost row: its folder went, the row stayed
             return
-        doomed = self.root / f"{layout.TMP_PREFIX}deleted-{run_id}-{secrets.token_hex(4)}"
+        doomed = self.root / f"{layout.TMP_PREFIX}deleted-{run_id}-{os.urandom(4).hex()}"
         try:
             os.rename(self.root / run_id, doomed)
         except FileNotFoundError:
@@ -332,7 +331,7 @@ class Registry:
             log.warning("run %s deleted, but its index row could not be dropped: %s", run_id, exc)
 
     def _remove_folder(self, run_id: str) -> None:
-        doomed = self.root / f"{layout.TMP_PREFIX}deleted-{run_id}-{secrets.token_hex(4)}"
+        doomed = self.root / f"{layout.TMP_PREFIX}deleted-{run_id}-{os.urandom(4).hex()}"
         try:
             os.rename(self.root / run_id, doomed)
         except OSError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,8 +103,16 @@ def write_run(
     timings: dict[str, float] | None = None,
     now: datetime | None = None,
 ) -> RunRecord:
-    """Write one run under ``root`` and return where it went."""
-    model = loaded.model
+    """
+    Write one run under ``root`` and return where it went. The model that is
+    hashed and described is the one ``results`` were computed from (what-if
+    overrides applied); ``spec.yaml`` keeps the text as given, and ``run.json``
+    (and the provenance, when there is one) record the overrides.
+    """
+    model = results.model if results.model is not None else loaded.model
+    overrides = dict(results.overrides)
+    if provenance is not None and overrides:
+        provenance = provenance.with_overrides(overrides)
     now = now or datetime.now(UTC)
     created = layout.utc_iso(now)
     m_hash = model_hash(model)
@@ -119,7 +126,7 @@ def write_run(
     if deterministic_id and (final / layout.MANIFEST).exists():
         return _reuse(final, run_id, s_hash)
 
-    tmp = root / f"{layout.TMP_PREFIX}{run_id}-{secrets.token_hex(4)}"
+    tmp = root / f"{layout.TMP_PREFIX}{run_id}-{os.urandom(4).hex()}"
     try:
         tmp.mkdir()
         (tmp / layout.SERIES_DIR).mkdir()
@@ -176,6 +183,7 @@ def write_run(
             "seed": results.seed,
             "samplePmf": results.sample_pmf,
             "sampled": results.sampled,
+            "overrides": overrides,
             "order": results.order,
             "warnings": warnings,
             "series": run_series,

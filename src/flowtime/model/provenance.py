@@ -36,7 +36,7 @@ def to_camel(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Provenance:
     """
     A provenance record. Unknown keys are kept in ``extra`` so nothing a client
@@ -46,8 +46,9 @@ class Provenance:
     {'modelId': 'model_x', 'templateId': 't'}
     """
 
-    model_id: str
+    # Field order is the order of ``to_json`` (the reference's: sim.md 5.1).
     source: str | None = None
+    model_id: str
     template_id: str | None = None
     template_version: str | None = None
     template_title: str | None = None
