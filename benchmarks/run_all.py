@@ -27,7 +27,7 @@ def main() -> int:
     plan: list[tuple[str, list[str]]] = [
         ("engine vs the NumPy floor, artifact writing", ["bench_engine.py", *(["--quick"] if quick else [])]),
         ("FlowTime vs PySD", ["bench_pysd.py", *(["--quick"] if quick else [])]),
-        ("registry at 10,000 runs", ["bench_registry.py", *(["--runs", "2000", "--repeats", "50"] if quick else [])]),
+        ("registry at 100,000 runs", ["bench_registry.py", *(["--runs", "2000", "--repeats", "50"] if quick else [])]),
         ("Sim generate, in process and over HTTP", ["bench_sim.py", *(["--quick"] if quick else [])]),
         ("UI pages with 10,000 runs", ["bench_ui.py", *(["--runs", "2000", "--repeats", "5"] if quick else [])]),
         ("Engine service: POST /v1/run on 1 and 2 workers", ["bench_service.py", *(["--quick"] if quick else [])]),

@@ -97,7 +97,8 @@ def test_public_api_is_pinned() -> None:
     import flowtime
 
     assert sorted(flowtime.__all__) == sorted([
-        "ArtifactError", "EvaluationError", "ExpressionError", "FlowTimeError", "Graph", "LimitExceeded",
+        "ArtifactError", "EvaluationError", "ExpressionError", "FlowTimeError", "Graph", "InvalidRunId",
+        "LimitExceeded", "StorageFull",
         "Model", "ModelError", "ModelSyntaxError", "ModelValidationError", "ParameterError", "Problem",
         "Registry", "Results", "RunNotFound", "TemplateError", "TemplateNotFound", "__version__", "compile_model",
         "evaluate", "load_model",

@@ -23,7 +23,7 @@ ENV = "FLOWTIME_DATA_DIR"
 DEFAULT = Path("data")
 ENGINE = "engine"
 SIM = "sim"
-_INDEX_FILES = ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm")
+_INDEX_FILES = ("index.sqlite", "index.sqlite-journal", "index.sqlite-wal", "index.sqlite-shm")
 # Run folders of the old layout (ASCII: the writer only ever made these).
 _LEGACY_RUN = re.compile(r"^run_(?:[0-9]{8}T[0-9]{6}Z_[0-9a-f]{8}|deterministic_[0-9a-f]{8})\Z")
 

@@ -148,7 +148,7 @@ def header_provenance(request: Request) -> Provenance | None:
     return provenance_from_header(value)
 
 
-router = APIRouter(tags=["models"], responses=problem_responses(400, 401, 413, 415, 422))
+router = APIRouter(tags=["models"], responses=problem_responses(400, 401, 413, 415, 422, 507))
 ProvenanceHeader = Annotated[str | None, Header(
     alias=HEADER, description="Provenance as a JSON object (camelCase or snake_case keys, "
                               "modelId required); replaces an embedded provenance block.")]
