@@ -2,8 +2,9 @@
 Every ``flowtime`` command in the README's shell blocks runs, as written, on a fresh data folder.
 
 Placeholders are filled the way a reader would: ``model.yaml`` is the PMF example
-(the commands around it use ``--sample-pmf``), ``RUN``/``RUN_A``/``RUN_B`` are runs
-the earlier commands made. Not run here: the venv/pip lines of the quick start
+(the commands around it use ``--sample-pmf``); ``RUN`` is the first run the earlier
+commands made (``hello.yaml``: it has the ``served`` series the README shows), and
+``RUN_A``/``RUN_B`` the second and the first (two runs on the same grid). Not run here: the venv/pip lines of the quick start
 (``.ci/run`` runs the test command itself; installing takes minutes and the
 network), ``flowtime up`` / ``flowtime serve`` (long-running; started for real by
 ``tests/ui/test_serve_cli.py`` and ``tests/ui/test_data_folder_browser.py``) and
@@ -52,13 +53,13 @@ def test_every_readme_command_runs_on_a_fresh_data_folder(tmp_path: Path) -> Non
     for command in readme_commands():
         if "RUN" in command:
             assert len(made) >= 2, f"no runs yet for {command!r}"
-            command = (command.replace("RUN_A", made[-1]).replace("RUN_B", made[-2])
-                       .replace("RUN ", f"{made[-1]} ").replace(" RUN", f" {made[-1]}"))
+            command = (command.replace("RUN_A", made[1]).replace("RUN_B", made[0])
+                       .replace("RUN ", f"{made[0]} ").replace(" RUN", f" {made[0]}"))
         proc = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=work, env=env, capture_output=True,
                               text=True, timeout=180)
         assert proc.returncode == 0, f"{command!r} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
         assert "Traceback" not in proc.stderr, command
-        if command.startswith("flowtime run") or "| flowtime run" in command:
+        if command.startswith("flowtime run ") or "| flowtime run " in command:
             run_id = re.search(r"run_[0-9]{8}T[0-9]{6}Z_[0-9a-f]{8}|run_deterministic_[0-9a-f]{8}", proc.stdout)
             assert run_id, f"{command!r} printed no run id:\n{proc.stdout}"
             made.append(run_id.group())
