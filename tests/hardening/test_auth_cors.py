@@ -189,7 +189,7 @@ def cors_probes(c: httpx.Client, origin: str, service: str) -> list[httpx.Respon
     """A read, a write, an error and a preflight, all from ``origin``."""
     o = {"Origin": origin}
     if service == "engine":
-        return [c.get("/v1/healthz", headers=o), c.get("/v1/runs/nope", headers=o),
+        return [c.get("/v1/healthz", headers=o), c.get("/v1/runs/run_20250101T000000Z_0123abcd", headers=o),
                 c.post("/v1/validate", content=HELLO, headers={**o, "Content-Type": "text/yaml"}),
                 c.options("/v1/run", headers={**o, **PREFLIGHT})]
     return [c.get("/api/v1/healthz", headers=o), c.get("/api/v1/templates/nope", headers=o),

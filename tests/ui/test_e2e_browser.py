@@ -9,6 +9,7 @@ Screenshots of each page go to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import sys
@@ -38,8 +39,17 @@ pytestmark = [
 
 
 class Services:
-    def __init__(self, engine: str, sim: str, ui: str, engine_dir: Path) -> None:
-        self.engine, self.sim, self.ui, self.engine_dir = engine, sim, ui, engine_dir
+    def __init__(self, engine: str, sim: str, ui: str, engine_dir: Path, sim_dir: Path) -> None:
+        self.engine, self.sim, self.ui, self.engine_dir, self.sim_dir = engine, sim, ui, engine_dir, sim_dir
+
+    def run_count(self) -> int:
+        return int(httpx.get(f"{self.engine}/v1/runs").json()["total"])
+
+    def sim_writes(self) -> int:
+        """Models Sim stored: generated ones (listed) and named exports (folders)."""
+        named = self.sim_dir / "named"
+        listed = len(httpx.get(f"{self.sim}/api/v1/models").json()["models"])
+        return listed + (len(list(named.iterdir())) if named.is_dir() else 0)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +64,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     with serve(create_engine_app(EngineSettings(data_dir=engine_dir)), "engine") as engine, \
             serve(create_sim_app(SimSettings(data_dir=sim_dir)), "sim") as sim, \
             serve(create_ui_app(UiSettings(engine_url=engine, sim_url=sim)), "ui") as ui:
-        yield Services(engine, sim, ui, engine_dir)
+        yield Services(engine, sim, ui, engine_dir, sim_dir)
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +197,88 @@ def test_a_service_that_is_down_is_a_banner(page: Page, services: Services) -> N
         page.goto(ui + "/runs")
         assert "Engine is not reachable" in page.inner_text("#error")
         shot(page, "12-engine-down-runs")
+
+
+# ---- forms that work, forms that are forged ------------------------------------------------------------
+
+HELLO = ("schemaVersion: 1\ngrid: {bins: 4, binSize: 1, binUnit: hours}\nnodes:\n"
+         "  - {id: demand, kind: const, values: [10, 20, 30, 40]}\n")
+
+
+def test_delete_works_with_the_script_and_without_it(page: Page, services: Services) -> None:
+    """The Delete link posts a form app.js builds (token added on submit); the confirm page works without JS."""
+    pg = page
+    pg.goto(services.ui + "/run-yaml")
+    pg.fill("#yaml", HELLO)
+    pg.click("#run")
+    pg.wait_for_url(re.compile(r".*/runs/run_[^/]+$"))
+    run_id = pg.url.rsplit("/", 1)[-1]
+    pg.once("dialog", lambda d: d.accept())
+    pg.click(f"a[data-delete='{run_id}']")
+    pg.wait_for_selector("#deleted-note")
+    assert httpx.get(f"{services.engine}/v1/runs/{run_id}").status_code == 404
+
+    made = httpx.post(f"{services.engine}/v1/run", content=HELLO, headers={"Content-Type": "text/yaml"})
+    run_id = made.json()["runId"]
+    browser = pg.context.browser
+    assert browser is not None
+    no_js = browser.new_context(java_script_enabled=False)
+    try:
+        other = no_js.new_page()
+        other.goto(f"{services.ui}/runs/{run_id}/delete")
+        other.click("#confirm-delete")
+        other.wait_for_selector("#deleted-note")
+    finally:
+        no_js.close()
+    assert httpx.get(f"{services.engine}/v1/runs/{run_id}").status_code == 404
+
+
+def attacker_page(services: Services) -> str:
+    """A page of another origin that tries to write to all three services, as a browser allows it to."""
+    yaml_field = html.escape(HELLO + "#", quote=True)
+    export_field = html.escape('{"template": "support-backlog", "name": "forged", "tags": ["', quote=True)
+    forms = [
+        f'<form method="post" action="{services.engine}/v1/run" enctype="text/plain">'
+        f'<input name="{yaml_field}" value=""></form>',
+        f'<form method="post" action="{services.sim}/sim/models/export" enctype="text/plain">'
+        f'<input name="{export_field}" value=\'"]}}\'></form>',
+        f'<form method="post" action="{services.sim}/api/v1/templates/support-backlog/generate" enctype="text/plain">'
+        f'<input name=\'{{"parameters": {{"agents": 9, "x": "\' value=\'"}}}}\'></form>',
+        f'<form method="post" action="{services.ui}/run-yaml"><textarea name="yaml">{html.escape(HELLO)}</textarea>'
+        '<input name="action" value="run"></form>',
+        f'<form method="post" action="{services.ui}/templates/support-backlog/generate">'
+        '<input name="agents" value="9"></form>',
+    ]
+    frames = "".join(f'<iframe srcdoc="{html.escape(f + "<script>document.forms[0].submit()</script>")}"></iframe>'
+                     for f in forms)
+    fetches = json.dumps([
+        [f"{services.engine}/v1/run", HELLO],
+        [f"{services.sim}/sim/models/export", json.dumps({"template": "support-backlog", "name": "forged2"})],
+        [f"{services.ui}/run-yaml", "yaml=x&action=run"],
+    ])
+    return f"""<!doctype html><title>attacker</title>{frames}
+<script>
+window.fetched = Promise.all({fetches}.map(([url, body]) => fetch(url, {{
+  mode: "no-cors", method: "POST", body, headers: {{"Content-Type": "text/plain"}}, credentials: "include",
+}}).then(() => "sent", (e) => String(e))));
+</script>"""
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])  # another port of the same site; another site
+def test_pages_of_another_origin_cannot_write_to_any_service(page: Page, services: Services, host: str) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    pg = page
+    pg.goto(services.ui + "/runs")  # the browser holds the UI's session cookie, as a user's would
+    runs, models = services.run_count(), services.sim_writes()
+    body = attacker_page(services)
+    evil = Starlette(routes=[Route("/", lambda request: HTMLResponse(body))])
+    with serve(evil, "attacker") as url:
+        pg.goto(url.replace("127.0.0.1", host) + "/")
+        assert pg.evaluate("window.fetched") == ["sent"] * 3  # the browser did send them
+        # Every forged form was submitted and answered: each frame now shows another origin's response.
+        pg.wait_for_function("[...document.querySelectorAll('iframe')].every((f) => f.contentDocument === null)")
+    assert services.run_count() == runs
+    assert services.sim_writes() == models

@@ -62,7 +62,8 @@ def create_engine_app(settings: EngineSettings) -> FastAPI:
     app.include_router(engine_runs.router)
     app.include_router(engine_artifacts.router)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes,
-                       api_token=settings.api_token)
+                       api_token=settings.api_token, host=settings.host,
+                       allowed_hosts=settings.allowed_hosts, cors_origin=settings.cors_origin)
     if settings.cors_origin:  # outermost, so errors from the guard carry CORS headers too
         app.add_middleware(CORSMiddleware, allow_origins=[settings.cors_origin],
                            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],

@@ -82,7 +82,9 @@ def create_sim_app(settings: SimSettings) -> FastAPI:
     app.include_router(m26)
     app.add_middleware(RequestGuard, realm="flowtime-sim", limit_setting="FLOWTIME_SIM_MAX_BODY_BYTES",
                        max_body_bytes=settings.max_body_bytes,
-                       api_token=settings.api_token)
+                       api_token=settings.api_token, host=settings.host,
+                       allowed_hosts=settings.allowed_hosts, cors_origin=settings.cors_origin,
+                       cors_setting="FLOWTIME_SIM_CORS_ORIGIN")
     if settings.cors_origin:
         app.add_middleware(CORSMiddleware, allow_origins=[settings.cors_origin],
                            allow_methods=["GET", "POST", "OPTIONS"],

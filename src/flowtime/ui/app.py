@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowtime.settings import UiSettings
+from flowtime.ui import csrf
 from flowtime.ui.clients import EngineClient, InvalidId, ServiceProblem, ServiceUnavailable, SimClient
 from flowtime.ui.pages import compare, home, run_detail, runs, templates
 from flowtime.ui.render import make_templates, page
@@ -98,13 +99,16 @@ def create_ui_app(settings: UiSettings, *,
             await app.state.engine.aclose()
             await app.state.sim.aclose()
 
+    # Every route, including those added later, checks state-changing requests for the form token.
     app = FastAPI(title="FlowTime UI", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+                  openapi_url=None, dependencies=[Depends(csrf.csrf_protect)])
     app.state.settings = settings
     app.state.templates = make_templates()
     app.state.version = _version()
+    app.state.csrf_secret = csrf.new_secret()
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(ServerTiming)
+    app.add_middleware(csrf.HostCheck, names=csrf.allowed_host_names(settings.host, settings.allowed_hosts))
 
     bundle = plotly_bundle()
 
@@ -148,6 +152,10 @@ def _install_error_pages(app: FastAPI) -> None:
             "hint": (f"The {exc.service} wants an API token: start the UI with the same "
                      "FLOWTIME_API_TOKEN as the services.") if exc.status in (401, 403) else "",
         }, status=status)
+
+    @app.exception_handler(csrf.CsrfRejected)
+    async def _forged(request: Request, exc: csrf.CsrfRejected) -> Response:
+        return page(request, "error.html", {"title": "Request refused", "message": str(exc)}, status=403)
 
     @app.exception_handler(InvalidId)
     async def _bad_id(request: Request, exc: InvalidId) -> Response:

@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from flowtime.ui import csrf
 from flowtime.ui.forms import fmt_number
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -127,6 +128,7 @@ def make_templates() -> Jinja2Templates:
     env.filters["num"] = _num
     env.filters["pretty_json"] = _pretty_json
     env.filters["text"] = fmt_number
+    env.globals["csrf_field"] = csrf.csrf_field
     return templates
 
 
@@ -136,7 +138,10 @@ def is_fragment(request: Request) -> bool:
 
 def page(request: Request, name: str, context: dict[str, Any], status: int = 200,
          headers: dict[str, str] | None = None) -> HTMLResponse:
-    """Render ``name``; ``context`` gets ``request``, the service URLs and the version."""
+    """
+    Render ``name``; ``context`` gets ``request``, the service URLs, the version
+    and the form token (the session cookie is set when the browser has none).
+    """
     templates: Jinja2Templates = request.app.state.templates
     ctx = {
         "settings": request.app.state.settings,
@@ -144,5 +149,8 @@ def page(request: Request, name: str, context: dict[str, Any], status: int = 200
         "path": request.url.path,
         "banners": [],
         **context,
+        csrf.FIELD: csrf.token_for(request),
     }
-    return templates.TemplateResponse(request, name, ctx, status_code=status, headers=headers)
+    response = templates.TemplateResponse(request, name, ctx, status_code=status, headers=headers)
+    csrf.set_cookie(request, response)
+    return response
