@@ -252,8 +252,10 @@ def create_fake_engine(extra_runs: int = 0, token: str | None = None) -> FastAPI
             return problem(404, "Run not found", f"run {rid} not found")
         return runs[rid]
 
+    app.state.compare_limit = 200  # series per comparison page, as the Engine's MAX_COMPARED_SERIES
+
     @app.get("/v1/runs/compare")
-    async def compare(a: str, b: str) -> Any:
+    async def compare(a: str, b: str, offset: int = 0) -> Any:
         ra, rb = _get(a), _get(b)
         if isinstance(ra, JSONResponse):
             return ra
@@ -262,7 +264,9 @@ def create_fake_engine(extra_runs: int = 0, token: str | None = None) -> FastAPI
         if ra["grid"] != rb["grid"]:
             return problem(409, "Grids differ", "the two runs have different grids")
         out = []
-        for sid in [s for s in ra["series"] if s in rb["series"]]:
+        common = [s for s in ra["series"] if s in rb["series"]]
+        limit = app.state.compare_limit
+        for sid in common[offset:offset + limit]:
             xa, xb = ra["series"][sid], rb["series"][sid]
             d = [p - q for p, q in zip(xa, xb, strict=True)]
             out.append({"id": _series_id(sid), "a": xa, "b": xb, "delta": d, "relDelta": d,
@@ -270,7 +274,11 @@ def create_fake_engine(extra_runs: int = 0, token: str | None = None) -> FastAPI
         ranking = sorted(({"id": s["id"], "maxAbsDelta": s["maxAbsDelta"], "sumDelta": s["sumDelta"]}
                           for s in out), key=lambda r: -r["maxAbsDelta"])
         return {"a": {"runId": a, "provenance": ra["provenance"]}, "b": {"runId": b, "provenance": rb["provenance"]},
-                "grid": ra["grid"], "series": out, "ranking": ranking, "onlyInA": [], "onlyInB": []}
+                "grid": ra["grid"], "series": out, "ranking": ranking, "onlyInA": [], "onlyInB": [],
+                "page": {"offset": offset, "limit": limit, "returned": len(out), "total": len(common),
+                         "truncated": len(out) < len(common),
+                         "nextOffset": offset + len(out) if offset + len(out) < len(common) else None,
+                         "onlyInACount": 0, "onlyInBCount": 0}}
 
     @app.get("/v1/runs/{rid}")
     async def run_detail(rid: str) -> Any:
@@ -318,8 +326,9 @@ def create_fake_engine(extra_runs: int = 0, token: str | None = None) -> FastAPI
         if format == "parquet":
             return Response(b"PAR1fake", media_type="application/vnd.apache.parquet",
                             headers={"Content-Disposition": f'attachment; filename="{rid}.parquet"'})
-        rows = "".join(f"{t},{n},{x}\n" for n, v in r["series"].items() for t, x in enumerate(v))
-        return Response("time,series,value\n" + rows, media_type="text/csv",
+        # The Engine's long table; values in the same text as this fake's series CSVs.
+        rows = "".join(f"{t},{t * 60},{n},{x}\n" for n, v in r["series"].items() for t, x in enumerate(v))
+        return Response("time_bin,offset_minutes,series,value\n" + rows, media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{rid}.csv"'})
 
     @app.get("/v1/artifacts/{rid}/files/{name}")

@@ -8,6 +8,9 @@ import re
 import zipfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Any
+
+import httpx
 
 from conftest import Stack
 
@@ -22,13 +25,26 @@ nodes:
 """
 
 StartStack = Callable[..., AbstractContextManager[Stack]]
+TOKEN_FIELD = re.compile(r'<input type="hidden" name="csrf_token" value="([^"]+)">')
+
+
+def form_token(stack: Stack) -> str:
+    """The token a page of the UI gives its forms (the client keeps the session cookie)."""
+    m = TOKEN_FIELD.search(stack.http.get("/run-yaml").text)
+    assert m
+    return m.group(1)
+
+
+def post(stack: Stack, path: str, data: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+    """A form post as the UI's own pages make it: with the page's CSRF token."""
+    return stack.http.post(path, data={**(data or {}), "csrf_token": form_token(stack)}, **kwargs)
 
 
 def generate(stack: Stack, **params: str) -> str:
     """Generate a transport model through the UI; returns the stored model's hash."""
     form = {"bins": "4", "demand": "10, 15, 20, 25", "capacity": "18", "unit": "hours", "surge": "false",
             **params}
-    r = stack.http.post("/templates/transport/generate", data=form)
+    r = post(stack, "/templates/transport/generate", data=form)
     assert r.status_code == 200, r.text
     m = re.search(r'name="hash" value="([^"]+)"', r.text)
     assert m
@@ -36,7 +52,7 @@ def generate(stack: Stack, **params: str) -> str:
 
 
 def run_generated(stack: Stack, model_hash: str, seed: str = "") -> str:
-    r = stack.http.post("/runs/new", data={"templateId": "transport", "hash": model_hash, "seed": seed})
+    r = post(stack, "/runs/new", data={"templateId": "transport", "hash": model_hash, "seed": seed})
     assert r.status_code == 303, r.text
     return str(r.headers["location"]).rsplit("/", 1)[-1]
 
@@ -122,7 +138,7 @@ def test_the_form_is_prefilled_from_the_query_and_flags_what_no_longer_fits(stac
 
 
 def test_invalid_parameters_are_rejected_before_sim_with_messages_at_the_fields(stack: Stack) -> None:
-    r = stack.http.post("/templates/transport/generate",
+    r = post(stack, "/templates/transport/generate",
                         data={"bins": "99", "demand": "1, x", "capacity": "18", "unit": "hours"})
     assert r.status_code == 400
     assert re.search(r'id="err-bins" role="alert">Must be between 3 and 48, got 99\.<', r.text)
@@ -132,14 +148,14 @@ def test_invalid_parameters_are_rejected_before_sim_with_messages_at_the_fields(
 
 
 def test_parameters_sim_rejects_are_shown_at_their_fields(stack: Stack) -> None:
-    r = stack.http.post("/templates/transport/generate",
+    r = post(stack, "/templates/transport/generate",
                         data={"bins": "5", "demand": "1, 2", "capacity": "18", "unit": "hours"})
     assert r.status_code == 400
     assert re.search(r'id="err-demand" role="alert">demand has 2 values; bins is 5<', r.text)
 
 
 def test_generate_shows_yaml_graph_provenance_and_quality(stack: Stack) -> None:
-    r = stack.http.post("/templates/transport/generate",
+    r = post(stack, "/templates/transport/generate",
                         data={"bins": "4", "demand": "1, 2, 3, 4", "capacity": "3", "unit": "hours"})
     assert r.status_code == 200
     html = r.text
@@ -184,19 +200,19 @@ def test_without_a_token_no_authorization_header_is_sent(stack: Stack) -> None:
 
 
 def test_run_yaml_runs_pasted_text_and_opens_the_run(stack: Stack) -> None:
-    r = stack.http.post("/run-yaml", data={"yaml": MODEL_OK, "seed": "3", "action": "run"})
+    r = post(stack, "/run-yaml", data={"yaml": MODEL_OK, "seed": "3", "action": "run"})
     assert r.status_code == 303 and r.headers["location"].startswith("/runs/run_")
 
 
 def test_run_yaml_accepts_an_uploaded_file(stack: Stack) -> None:
-    r = stack.http.post("/run-yaml", data={"action": "run"},
+    r = post(stack, "/run-yaml", data={"action": "run"},
                         files={"file": ("m.yaml", MODEL_OK.encode(), "application/x-yaml")})
     assert r.status_code == 303
 
 
 def test_an_invalid_model_is_shown_with_its_located_problems(stack: Stack) -> None:
     bad = MODEL_OK.replace("MIN(demand, 25)", "MIN(demnd, 25)")
-    r = stack.http.post("/run-yaml", data={"yaml": bad, "action": "run"})
+    r = post(stack, "/run-yaml", data={"yaml": bad, "action": "run"})
     assert r.status_code == 400
     assert 'class="problems"' in r.text and "demnd" in r.text
     assert '<span class="loc">line 8, column 15, nodes.served.expr</span>' in r.text
@@ -204,17 +220,17 @@ def test_an_invalid_model_is_shown_with_its_located_problems(stack: Stack) -> No
 
 
 def test_check_validates_without_running(stack: Stack) -> None:
-    r = stack.http.post("/run-yaml", data={"yaml": MODEL_OK, "action": "validate"})
+    r = post(stack, "/run-yaml", data={"yaml": MODEL_OK, "action": "validate"})
     assert r.status_code == 200 and "The model is valid." in r.text
     assert not stack.engine_requests("POST", "/v1/run")
 
 
 def test_a_bad_seed_or_empty_model_is_a_message_not_a_crash(stack: Stack) -> None:
-    r = stack.http.post("/run-yaml", data={"yaml": MODEL_OK, "seed": "x", "action": "run"})
+    r = post(stack, "/run-yaml", data={"yaml": MODEL_OK, "seed": "x", "action": "run"})
     assert r.status_code == 400 and "Seed must be a whole number, got &#39;x&#39;." in r.text
-    r = stack.http.post("/run-yaml", data={"yaml": "  ", "action": "run"})
+    r = post(stack, "/run-yaml", data={"yaml": "  ", "action": "run"})
     assert r.status_code == 400 and "Paste a model or choose a file." in r.text
-    r = stack.http.post("/run-yaml", data={"yaml": MODEL_OK, "provenance": "[1]", "action": "run"})
+    r = post(stack, "/run-yaml", data={"yaml": MODEL_OK, "provenance": "[1]", "action": "run"})
     assert r.status_code == 400 and "Provenance must be a JSON object." in r.text
 
 
@@ -259,15 +275,21 @@ def test_series_and_exports_download_through_the_ui(stack: Stack) -> None:
     js = stack.http.get(f"/runs/{run_id}/series/served@SERVED@DEFAULT.json")
     assert js.json()["values"] == [10, 15, 18, 18]
     long_csv = stack.http.get(f"/runs/{run_id}/export/csv")
-    assert long_csv.status_code == 200 and long_csv.text.startswith("time,series,value\n")
+    assert long_csv.status_code == 200
+    assert long_csv.text.startswith("time_bin,offset_minutes,series,value\n0,0,demand,10")
     assert long_csv.headers["content-disposition"] == f'attachment; filename="{run_id}.csv"'
     assert stack.http.get(f"/runs/{run_id}/export/parquet").content.startswith(b"PAR1")
     assert stack.http.get(f"/runs/{run_id}/export/xlsx").status_code == 404
     z = stack.http.get(f"/runs/{run_id}/download.zip")
     assert z.status_code == 200
-    names = zipfile.ZipFile(io.BytesIO(z.content)).namelist()
+    archive = zipfile.ZipFile(io.BytesIO(z.content))
+    assert not stack.engine_requests("GET", f"/v1/runs/{run_id}/series/demand")  # one export, not a request per series
+    names = archive.namelist()
     assert names == [f"{run_id}/spec.yaml", f"{run_id}/run.json", f"{run_id}/series/demand@DEMAND@DEFAULT.csv",
                      f"{run_id}/series/served@SERVED@DEFAULT.csv", f"{run_id}/series/unmet@UNMET@DEFAULT.csv"]
+    # Each series file of the zip is the series' own CSV, though the zip is built from one export.
+    for sid in ("demand@DEMAND@DEFAULT", "served@SERVED@DEFAULT", "unmet@UNMET@DEFAULT"):
+        assert archive.read(f"{run_id}/series/{sid}.csv") == stack.http.get(f"/runs/{run_id}/series/{sid}.csv").content
 
 
 def test_compare_shows_ranking_deltas_and_differing_parameters(stack: Stack) -> None:
@@ -285,6 +307,25 @@ def test_compare_shows_ranking_deltas_and_differing_parameters(stack: Stack) -> 
     assert served["delta"] == [0, 3, 6, 6]
 
 
+def test_compare_pages_through_the_series_the_engine_caps(stack: Stack) -> None:
+    """The Engine compares one page of series per request; the page links to the others."""
+    a = run_generated(stack, generate(stack, capacity="18"))
+    b = run_generated(stack, generate(stack, capacity="12"))
+    stack.engine_app.state.compare_limit = 2
+    first = stack.http.get("/compare", params={"a": a, "b": b})
+    assert first.status_code == 200
+    assert "Showing common series 1–2 of 3" in first.text and "3 common series" in first.text
+    assert f'href="/compare?a={a}&amp;b={b}&amp;offset=2">Next' in first.text and 'rel="prev"' not in first.text
+    second = stack.http.get("/compare", params={"a": a, "b": b, "offset": "2"})
+    assert "Showing common series 3–3 of 3" in second.text
+    assert f'href="/compare?a={a}&amp;b={b}&amp;offset=0">← Previous' in second.text and 'rel="next"' not in second.text
+    data = json.loads(re.search(r'id="compare-data">(.*?)</script>', second.text, re.S).group(1))  # type: ignore[union-attr]
+    assert [s["label"] for s in data["series"]] == ["unmet"]
+    stack.engine_app.state.compare_limit = 200
+    whole = stack.http.get("/compare", params={"a": a, "b": b})
+    assert 'id="compare-paging"' not in whole.text
+
+
 def test_compare_needs_exactly_two_different_runs(stack: Stack) -> None:
     assert stack.http.get("/compare", params={"run": "run_a"}).status_code == 400
     assert stack.http.get("/compare", params={"a": "run_a", "b": "run_a"}).status_code == 400
@@ -299,7 +340,7 @@ def test_delete_asks_then_deletes(stack: Stack) -> None:
     run_id = run_generated(stack, generate(stack))
     confirm = stack.http.get(f"/runs/{run_id}/delete")
     assert confirm.status_code == 200 and 'id="confirm-delete"' in confirm.text
-    r = stack.http.post(f"/runs/{run_id}/delete")
+    r = post(stack, f"/runs/{run_id}/delete")
     assert r.status_code == 303 and r.headers["location"] == f"/runs?deleted={run_id}"
     assert stack.http.get(f"/runs/{run_id}").status_code == 404
 

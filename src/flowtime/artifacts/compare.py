@@ -13,6 +13,12 @@ For each common series::
 NaN and infinities propagate into the statistics as they would in NumPy (and
 are written as JSON null); a series whose ``maxAbsDelta`` is NaN ranks last.
 
+``compare_runs`` does bounded work per call: one page of the common series (at
+most ``MAX_COMPARED_SERIES``, fewer on long grids so that no more than
+``MAX_COMPARED_VALUES`` values per run are read), found from the two series
+indexes without reading any other series. The answer's ``page`` says which
+slice it holds and whether there is more; the ranking covers that slice.
+
 >>> c = compare_series({"x": np.array([3.0, 5.0])}, {"x": np.array([1.0, 0.0])})
 >>> s = c.series[0]
 >>> s.delta.tolist(), s.rel_delta.tolist(), s.sum_delta, s.max_abs_delta
@@ -36,6 +42,11 @@ if TYPE_CHECKING:
 
 Series = npt.NDArray[np.float64]
 GRID_KEYS = ("bins", "binSize", "binUnit")
+# Work bounds of one comparison (SECURITY.md): series compared, values read per run,
+# and ids listed as only in one run (the counts are always given in full).
+MAX_COMPARED_SERIES = 200
+MAX_COMPARED_VALUES = 1_000_000
+MAX_LISTED_IDS = 1000
 
 
 def json_number(v: float) -> float | None:
@@ -136,6 +147,32 @@ def grid_mismatch(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
 
 
 @dataclass(frozen=True)
+class ComparePage:
+    """
+    Which slice of the common series a comparison holds: ``total`` common
+    series, ``returned`` of them from ``offset``; ``truncated`` when some were left out.
+    """
+
+    offset: int
+    limit: int
+    returned: int
+    total: int
+    only_in_a: int
+    only_in_b: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.returned < self.total
+
+    def to_json(self) -> dict[str, Any]:
+        following = self.offset + self.returned
+        return {"offset": self.offset, "limit": self.limit, "returned": self.returned,
+                "total": self.total, "truncated": self.truncated,
+                "nextOffset": following if following < self.total else None,
+                "onlyInACount": self.only_in_a, "onlyInBCount": self.only_in_b}
+
+
+@dataclass(frozen=True)
 class RunComparison:
     """Two stored runs compared: who they are, the shared grid and the series deltas."""
 
@@ -143,19 +180,41 @@ class RunComparison:
     b: dict[str, Any]
     grid: dict[str, Any]
     comparison: Comparison
+    page: ComparePage | None = None
 
     def to_json(self) -> dict[str, Any]:
         c = self.comparison
-        return {
+        body = {
             "a": self.a, "b": self.b, "grid": self.grid,
             "series": [d.to_json() for d in c.series],
             "ranking": [d.summary() for d in c.ranking],
             "onlyInA": c.only_in_a, "onlyInB": c.only_in_b,
         }
+        if self.page is not None:
+            body["page"] = self.page.to_json()
+        return body
 
 
-def compare_runs(registry: Registry, a: str, b: str) -> RunComparison:
-    """Compare runs ``a`` and ``b``; ``ConflictError`` when their grids differ."""
+def series_limit(bins: int, limit: int | None = MAX_COMPARED_SERIES) -> int | None:
+    """
+    How many series one comparison reads on a grid of ``bins`` (None: all).
+
+    >>> series_limit(2), series_limit(100_000), series_limit(10_000_000), series_limit(4, 10)
+    (200, 10, 1, 10)
+    """
+    if limit is None:
+        return None
+    by_values = max(1, MAX_COMPARED_VALUES // max(1, bins))
+    return max(1, min(limit, MAX_COMPARED_SERIES, by_values))
+
+
+def compare_runs(registry: Registry, a: str, b: str, *, offset: int = 0,
+                 limit: int | None = MAX_COMPARED_SERIES) -> RunComparison:
+    """
+    Compare runs ``a`` and ``b`` over one page of their common series (in A's
+    index order); ``limit=None`` compares them all (for local callers such as
+    the CLI). ``ConflictError`` when their grids differ.
+    """
     run_a, run_b = registry.run_json(a), registry.run_json(b)
     grid_a, grid_b = run_a.get("grid") or {}, run_b.get("grid") or {}
     why = grid_mismatch(grid_a, grid_b)
@@ -168,6 +227,29 @@ def compare_runs(registry: Registry, a: str, b: str) -> RunComparison:
                 "provenance": registry.provenance(run_id),
                 "scenarioHash": run.get("scenarioHash"), "createdUtc": run.get("createdUtc")}
 
+    entries_a, entries_b = _entries(registry, a), _entries(registry, b)
+    common = [sid for sid in entries_a if sid in entries_b]
+    only_a = [sid for sid in entries_a if sid not in entries_b]
+    only_b = [sid for sid in entries_b if sid not in entries_a]
+    bins = grid_a.get("bins")
+    count = series_limit(bins if isinstance(bins, int) else 1, limit)
+    start = max(0, offset)
+    chosen = common[start:] if count is None else common[start:start + count]
+    comparison = compare_series({sid: registry.series_values(a, entries_a[sid]) for sid in chosen},
+                                {sid: registry.series_values(b, entries_b[sid]) for sid in chosen})
+    listed = MAX_LISTED_IDS if limit is not None else None
+    comparison = Comparison(comparison.series, comparison.ranking, only_a[:listed], only_b[:listed])
+    page = ComparePage(start, count if count is not None else len(common), len(chosen), len(common),
+                       len(only_a), len(only_b))
     grid = {k: grid_a.get(k) for k in (*GRID_KEYS, "binMinutes") if k in grid_a}
-    comparison = compare_series(registry.all_series(a), registry.all_series(b))
-    return RunComparison(who(a, run_a), who(b, run_b), grid, comparison)
+    return RunComparison(who(a, run_a), who(b, run_b), grid, comparison, page)
+
+
+def _entries(registry: Registry, run_id: str) -> dict[str, dict[str, Any]]:
+    """A run's series index entries by node id, in index order (the first of a repeated id)."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in registry.series_index(run_id).get("series", []):
+        if isinstance(e, dict):
+            node = e.get("nodeId")
+            out.setdefault(node if isinstance(node, str) else str(e.get("id", "")).split("@", 1)[0], e)
+    return out

@@ -16,8 +16,10 @@ page's flow (a form re-rendered with its messages).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +30,10 @@ from flowtime.model.provenance import HEADER as PROVENANCE_HEADER
 
 # Ids travel in URL paths: keep them to the characters the services issue.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.@:-]{1,200}$")
+# JSON bodies larger than this are parsed in a worker thread, off the event loop.
+OFF_LOOP_JSON_BYTES = 256 * 1024
+# Most of an error body read from a streamed answer (a problem document is small).
+MAX_ERROR_BODY = 64 * 1024
 
 
 class InvalidId(ValueError):
@@ -129,6 +135,36 @@ class Download:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class Stream:
+    """
+    An answer being received: its media type and file name, and the body as
+    chunks, read as the browser takes them (``close`` when not read to the end).
+    """
+
+    response: httpx.Response
+    media_type: str
+    filename: str | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.aiter_bytes():
+                yield chunk
+        finally:
+            await self.response.aclose()
+
+    async def close(self) -> None:
+        await self.response.aclose()
+
+
+def _filename(resp: httpx.Response) -> str | None:
+    disposition = resp.headers.get("content-disposition")
+    if not disposition:
+        return None
+    m = re.search(r'filename="?([^";]+)"?', disposition)
+    return m.group(1) if m else None
+
+
 def path_id(value: str) -> str:
     """
     Check an id before it goes into a URL path, and quote it.
@@ -176,17 +212,43 @@ class ServiceClient:
 
     async def get_json(self, path: str, **kwargs: Any) -> Any:
         resp = await self.request("GET", path, **kwargs)
-        return _json(resp, self)
+        return await _json_off_loop(resp, self)
 
     async def download(self, path: str, **kwargs: Any) -> Download:
         resp = await self.request("GET", path, **kwargs)
         media = resp.headers.get("content-type", "application/octet-stream")
-        disposition = resp.headers.get("content-disposition")
-        filename = None
-        if disposition:
-            m = re.search(r'filename="?([^";]+)"?', disposition)
-            filename = m.group(1) if m else None
-        return Download(resp.content, media, filename)
+        return Download(resp.content, media, _filename(resp))
+
+    async def stream(self, path: str, **kwargs: Any) -> Stream:
+        """
+        GET ``path`` and return as soon as the headers are in; the body is not
+        held in memory (an error answer is read, at most ``MAX_ERROR_BODY`` bytes).
+        """
+        headers = kwargs.pop("headers", None)
+        req = self._http.build_request("GET", path, headers=headers, **kwargs)
+        try:
+            resp = await self._http.send(req, stream=True)
+        except httpx.TimeoutException:
+            raise ServiceUnavailable(self.name, self.base_url, "timed out") from None
+        except httpx.TransportError as exc:
+            reason = "connection refused" if isinstance(exc, httpx.ConnectError) else type(exc).__name__
+            raise ServiceUnavailable(self.name, self.base_url, reason) from None
+        if resp.status_code >= 400:
+            body = bytearray()
+            try:
+                async for chunk in resp.aiter_bytes():
+                    body += chunk
+                    if len(body) >= MAX_ERROR_BODY:
+                        break
+            except httpx.HTTPError:
+                pass
+            finally:
+                await resp.aclose()
+            read = httpx.Response(resp.status_code, headers=resp.headers, content=bytes(body[:MAX_ERROR_BODY]),
+                                  request=req)
+            raise ServiceProblem.from_response(self.name, self.base_url, read)
+        media = resp.headers.get("content-type", "application/octet-stream")
+        return Stream(resp, media, _filename(resp))
 
 
 def _json(resp: httpx.Response, client: ServiceClient) -> Any:
@@ -195,6 +257,13 @@ def _json(resp: httpx.Response, client: ServiceClient) -> Any:
     except ValueError:
         raise ServiceProblem(client.name, client.base_url, 502, "Bad response",
                              f"expected JSON from {resp.request.url.path}") from None
+
+
+async def _json_off_loop(resp: httpx.Response, client: ServiceClient) -> Any:
+    """Parse a large answer (a 100k-series index is megabytes) in a thread: the loop keeps serving."""
+    if len(resp.content) < OFF_LOOP_JSON_BYTES:
+        return _json(resp, client)
+    return await asyncio.to_thread(_json, resp, client)
 
 
 class EngineClient(ServiceClient):
@@ -214,19 +283,19 @@ class EngineClient(ServiceClient):
                                                     ensure_ascii=True)
         body = {"yaml": model_yaml, "seed": seed, "samplePmf": sample_pmf}
         resp = await self.request("POST", "/v1/run", json=body, headers=headers)
-        data: dict[str, Any] = _json(resp, self)
+        data: dict[str, Any] = await _json_off_loop(resp, self)
         return data
 
     async def graph(self, model_yaml: str) -> dict[str, Any]:
         resp = await self.request("POST", "/v1/graph", content=model_yaml.encode(),
                                   headers={"Content-Type": "application/x-yaml"})
-        data: dict[str, Any] = _json(resp, self)
+        data: dict[str, Any] = await _json_off_loop(resp, self)
         return data
 
     async def validate(self, model_yaml: str) -> dict[str, Any]:
         resp = await self.request("POST", "/v1/validate", content=model_yaml.encode(),
                                   headers={"Content-Type": "application/x-yaml"})
-        data: dict[str, Any] = _json(resp, self)
+        data: dict[str, Any] = await _json_off_loop(resp, self)
         return data
 
     async def artifacts(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -254,18 +323,30 @@ class EngineClient(ServiceClient):
         return await self.download(f"/v1/runs/{path_id(run_id)}/series/{path_id(series_id)}",
                                    headers={"Accept": "text/csv"})
 
-    async def export(self, run_id: str, fmt: str) -> Download:
-        return await self.download(f"/v1/runs/{path_id(run_id)}/export", params={"format": fmt})
+    async def export(self, run_id: str, fmt: str) -> Stream:
+        """The whole run as one long table (``time_bin,offset_minutes,series,value``), streamed."""
+        return await self.stream(f"/v1/runs/{path_id(run_id)}/export", params={"format": fmt})
 
     async def file(self, run_id: str, name: str) -> Download:
         return await self.download(f"/v1/artifacts/{path_id(run_id)}/files/{path_id(name)}")
 
+    async def file_stream(self, run_id: str, name: str) -> Stream:
+        return await self.stream(f"/v1/artifacts/{path_id(run_id)}/files/{path_id(name)}")
+
+    async def series_stream(self, run_id: str, series_id: str, accept: str) -> Stream:
+        return await self.stream(f"/v1/runs/{path_id(run_id)}/series/{path_id(series_id)}",
+                                 headers={"Accept": accept})
+
     async def delete_run(self, run_id: str) -> None:
         await self.request("DELETE", f"/v1/runs/{path_id(run_id)}")
 
-    async def compare(self, a: str, b: str) -> dict[str, Any]:
+    async def compare(self, a: str, b: str, *, offset: int = 0) -> dict[str, Any]:
+        """One page of the comparison (the Engine caps the series per answer; ``page`` says which)."""
         path_id(a), path_id(b)
-        data: dict[str, Any] = await self.get_json("/v1/runs/compare", params={"a": a, "b": b})
+        params: dict[str, Any] = {"a": a, "b": b}
+        if offset:
+            params["offset"] = offset
+        data: dict[str, Any] = await self.get_json("/v1/runs/compare", params=params)
         return data
 
 
@@ -291,7 +372,7 @@ class SimClient(ServiceClient):
     async def generate(self, template_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
         resp = await self.request("POST", f"/api/v1/templates/{path_id(template_id)}/generate",
                                   json={"parameters": parameters})
-        data: dict[str, Any] = _json(resp, self)
+        data: dict[str, Any] = await _json_off_loop(resp, self)
         return data
 
     async def models(self) -> list[dict[str, Any]]:

@@ -2,6 +2,9 @@
 Compare two runs (Engine ``/v1/runs/compare``): overlaid and delta charts per
 series, the series ranked by how much they changed, and the two runs'
 provenance parameters side by side with the differences marked.
+
+The Engine compares one page of the common series per request (its ``page``
+field); runs with more get Previous/Next links (``?offset=N``).
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ async def compare(request: Request, engine: Engine) -> HTMLResponse:
     picked = [r for r in params.getlist("run") if r]
     a = params.get("a") or (picked[0] if picked else "")
     b = params.get("b") or (picked[1] if len(picked) > 1 else "")
+    try:
+        offset = max(0, int(params.get("offset") or 0))
+    except ValueError:
+        offset = 0
     if not a or not b or len(picked) > 2 or a == b:
         return page(request, "error.html", {
             "title": "Pick two runs",
@@ -63,8 +70,9 @@ async def compare(request: Request, engine: Engine) -> HTMLResponse:
             "back": "/runs",
         }, status=400)
     result, (run_a, _), (run_b, _) = await asyncio.gather(
-        engine.compare(a, b), probe(engine.run_detail(a)), probe(engine.run_detail(b)),
+        engine.compare(a, b, offset=offset), probe(engine.run_detail(a)), probe(engine.run_detail(b)),
     )
+    paging = _paging(result.get("page"), offset)
     prov_a = (result.get("a") or {}).get("provenance") or (run_a or {}).get("provenance") or {}
     prov_b = (result.get("b") or {}).get("provenance") or (run_b or {}).get("provenance") or {}
     series = [s for s in result.get("series") or [] if isinstance(s, dict)]
@@ -85,6 +93,8 @@ async def compare(request: Request, engine: Engine) -> HTMLResponse:
         "changed_count": len(changed),
         "only_in_a": result.get("onlyInA") or [],
         "only_in_b": result.get("onlyInB") or [],
+        "paging": paging,
+        "common_total": paging["total"] if paging else len(series),
         "meta_rows": [Row(label, to_text(prov_a.get(key)) or "—", to_text(prov_b.get(key)) or "—")
                       for label, key in PROVENANCE_FIELDS],
         "param_rows": side_by_side(prov_a.get("parameters") or {}, prov_b.get("parameters") or {}),
@@ -93,3 +103,24 @@ async def compare(request: Request, engine: Engine) -> HTMLResponse:
                                    "a": s.get("a"), "b": s.get("b"), "delta": s.get("delta"),
                                    "maxAbsDelta": s.get("maxAbsDelta")} for s in series]},
     })
+
+
+def _paging(page: Any, asked: int) -> dict[str, Any] | None:
+    """
+    The Engine's ``page`` with Previous/Next offsets, or None when it sent none
+    (or ignored the offset asked for).
+
+    >>> _paging({"offset": 200, "limit": 200, "returned": 200, "total": 900, "nextOffset": 400}, 200)["prev"]
+    0
+    >>> _paging({"offset": 0, "limit": 200, "returned": 3, "total": 3}, 400) is None
+    True
+    """
+    if not isinstance(page, dict) or not all(isinstance(page.get(k), int) for k in ("offset", "limit", "total")):
+        return None
+    if page["offset"] != asked:
+        return None
+    limit = max(1, int(page["limit"]))
+    nxt = page.get("nextOffset")
+    return {**page, "prev": max(0, asked - limit) if asked > 0 else None,
+            "next": nxt if isinstance(nxt, int) and nxt > asked else None,
+            "first": asked + 1, "last": asked + int(page.get("returned") or 0)}
