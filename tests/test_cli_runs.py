@@ -118,6 +118,9 @@ def test_compare_prints_a_ranking_table(data: tuple[Path, list[str]]) -> None:
         f"A: {b}  More demand",
         f"B: {a}  Baseline",
         "grid: 4 bins of 1 hours",
+        "model: 2 differences (B -> A)",
+        "  demand (values): 3 of 4 bins, first bin 0: 10 -> 12",
+        "  extra (added): const 0 in every bin",
         "SERIES   MAX_ABS_DELTA      SUM_DELTA     MEAN_DELTA",
         "demand              10             -4             -1",
         "served               5             -3          -0.75",
@@ -127,6 +130,29 @@ def test_compare_prints_a_ranking_table(data: tuple[Path, list[str]]) -> None:
     body = json.loads(out)
     assert body["series"][0]["delta"] == [2, 0, -10, 4]
     assert body["onlyInA"] == ["extra"]
+
+
+def test_compare_and_diff_show_overrides_and_the_model_difference_they_make(tmp_path: Path) -> None:
+    """A run of a hand-written model with --set is compared with the plain run: the override is the difference."""
+    model = tmp_path / "m.yaml"
+    model.write_text("schemaVersion: 1\ngrid: {bins: 3, binSize: 1, binUnit: hours}\nnodes:\n"
+                     "  - {id: capacity, values: 10}\n  - {id: served, kind: expr, expr: 'MIN(capacity, 12)'}\n")
+    ids = []
+    for extra in ([], ["--set", "capacity=14"]):
+        r = CliRunner().invoke(app, ["run", str(model), "--data-dir", str(tmp_path), "--quiet", *extra])
+        assert r.exit_code == 0, r.stderr
+        ids.append(r.stdout.strip())
+    plain, edited = ids
+    code, out = invoke("runs", "compare", edited, plain, "--data-dir", str(tmp_path))
+    assert code == 0
+    assert out.splitlines()[3:6] == ["overrides A: capacity=14", "model: 1 difference (B -> A)",
+                                     "  capacity (values): 10 -> 14 in every bin"]
+    code, out = invoke("runs", "diff", edited, plain, "--data-dir", str(tmp_path), "--json")
+    body = json.loads(out)
+    assert body["a"]["overrides"] == {"capacity": 14.0} and body["b"]["overrides"] == {}
+    assert body["modelChanges"] == [{"node": "capacity", "change": "values", "detail": "10 -> 14 in every bin"}]
+    code, out = invoke("runs", "diff", plain, plain, "--data-dir", str(tmp_path))
+    assert out.splitlines()[-1] == "model: no differences"
 
 
 def test_rebuild_index_and_delete(data: tuple[Path, list[str]]) -> None:

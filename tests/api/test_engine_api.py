@@ -156,6 +156,23 @@ def test_run_takes_overrides_as_a_json_set_or_a_query_and_records_them(client: h
     assert stored["overrides"] == {"demand": 5.0} and stored["modelId"] == "model_a"
 
 
+def test_compare_and_diff_show_the_overrides_and_the_model_difference(client: httpx.Client) -> None:
+    base = post_run(client, model([10, 20, 30, 40]))
+    what_if = post_run(client, model([10, 20, 30, 40]), set="demand=[10,20,35,40]")
+    body = client.get("/v1/runs/compare", params={"a": what_if["runId"], "b": base["runId"]}).json()
+    assert body["a"]["overrides"] == {"demand": [10.0, 20.0, 35.0, 40.0]} and body["b"]["overrides"] == {}
+    assert body["modelChanges"] == [{"node": "demand", "change": "values",
+                                     "detail": "1 of 4 bins, first bin 2: 30 -> 35"}]
+    other_grid = post_run(client, model([1, 2, 3]).replace("title: Hello model", "title: Other"))
+    assert client.get("/v1/runs/compare", params={"a": other_grid["runId"], "b": base["runId"]}).status_code == 409
+    diff = client.get("/v1/runs/diff", params={"a": other_grid["runId"], "b": base["runId"]})
+    assert diff.status_code == 200  # any two runs: the grids need not match
+    assert diff.json()["modelChanges"] == [
+        {"part": "grid", "change": "grid", "detail": "4 bins of 1 hours -> 3 bins of 1 hours"},
+        {"node": "demand", "change": "values", "detail": "4 values -> 3 values"},
+    ]
+
+
 def test_bad_overrides_are_a_400_naming_each_node(client: httpx.Client) -> None:
     before = client.get("/v1/runs").json()["total"]
     resp = client.post("/v1/run", json={"yaml": model([1, 2]), "set": {"served": 1, "demand": [1, 2, 3]}})

@@ -166,6 +166,9 @@ def test_generate_run_browse_inspect_and_compare(page: Page, services: Services)
     pg.wait_for_selector("#compare-charts .chart-sm[data-ready=true]")
     diff_row = pg.locator(f"#provenance-compare tr.diff[data-param={PARAM}]")
     assert diff_row.count() == 1
+    # The models differ in the one node the parameter feeds, shown node by node.
+    changed = pg.locator("#model-changes tr[data-node=seat_capacity]")
+    assert changed.count() == 1 and "->" in changed.inner_text()
     assert int(pg.inner_text("#changed-count")) >= 1
     top_delta = float(pg.inner_text("#ranking tbody tr:first-child td.num").replace(",", ""))
     assert top_delta > 0

@@ -20,7 +20,7 @@ from pydantic import BeforeValidator
 
 from flowtime.api.engine_deps import get_registry
 from flowtime.api.problems import problem_responses
-from flowtime.artifacts.compare import compare_runs, json_values
+from flowtime.artifacts.compare import MAX_COMPARED_SERIES, compare_runs, json_values, model_diff
 from flowtime.artifacts.export import export_run
 from flowtime.artifacts.registry import MAX_LIMIT, ArtifactQuery, Registry, parse_series_csv
 
@@ -95,11 +95,21 @@ def list_runs(q: ArtifactQuery = Depends(artifact_query),
             "count": page.count, "limit": q.limit, "skip": q.skip}
 
 
-@router.get("/v1/runs/compare", summary="Compare two runs on the same grid, series by series")
+@router.get("/v1/runs/compare", summary="Compare two runs on the same grid: model differences, series deltas")
 def compare(a: Annotated[str, Query(description="Run A")],
             b: Annotated[str, Query(description="Run B (deltas are A - B)")],
+            offset: Annotated[int, Query(ge=0, description="First common series of the page.")] = 0,
+            limit: Annotated[int, Query(ge=1, le=MAX_COMPARED_SERIES, description=(
+                f"Series per page (at most {MAX_COMPARED_SERIES}; fewer on long grids)."))] = MAX_COMPARED_SERIES,
             registry: Registry = Depends(get_registry)) -> dict[str, Any]:
-    return compare_runs(registry, a, b).to_json()
+    return compare_runs(registry, a, b, offset=offset, limit=limit).to_json()
+
+
+@router.get("/v1/runs/diff", summary="How the models of any two runs differ, node by node (any grids)")
+def diff(a: Annotated[str, Query(description="Run A")],
+         b: Annotated[str, Query(description="Run B, the baseline (changes read from B to A)")],
+         registry: Registry = Depends(get_registry)) -> dict[str, Any]:
+    return model_diff(registry, a, b)
 
 
 @router.get("/v1/runs/{run_id}", summary="run.json, manifest and provenance of a run")

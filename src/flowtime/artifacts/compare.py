@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from flowtime.errors import ConflictError
+from flowtime.errors import ConflictError, FlowTimeError
+from flowtime.model.diff import Change, diff_models
+from flowtime.model.schema import Model
 
 if TYPE_CHECKING:
     from flowtime.artifacts.registry import Registry
@@ -174,25 +176,72 @@ class ComparePage:
 
 @dataclass(frozen=True)
 class RunComparison:
-    """Two stored runs compared: who they are, the shared grid and the series deltas."""
+    """
+    Two stored runs compared: who they are (with their overrides), the shared
+    grid, how their models differ node by node, and the series deltas.
+    ``model_changes`` is None when a stored model can no longer be read.
+    """
 
     a: dict[str, Any]
     b: dict[str, Any]
     grid: dict[str, Any]
     comparison: Comparison
     page: ComparePage | None = None
+    model_changes: list[Change] | None = None
+    model_note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         c = self.comparison
         body = {
             "a": self.a, "b": self.b, "grid": self.grid,
+            "modelChanges": None if self.model_changes is None else [m.to_json() for m in self.model_changes],
             "series": [d.to_json() for d in c.series],
             "ranking": [d.summary() for d in c.ranking],
             "onlyInA": c.only_in_a, "onlyInB": c.only_in_b,
         }
+        if self.model_note:
+            body["modelNote"] = self.model_note
         if self.page is not None:
             body["page"] = self.page.to_json()
         return body
+
+
+def stored_model(registry: Registry, run_id: str) -> Model:
+    """
+    The model a stored run computed: its ``spec.yaml`` with the overrides of its
+    ``run.json`` applied (an embedded provenance block was already cut out).
+    """
+    from flowtime.model.load import load_model
+    from flowtime.model.overrides import apply_overrides
+
+    text = registry.file_path(run_id, "spec.yaml").read_text(encoding="utf-8-sig")
+    model = load_model(text, f"{run_id}/spec.yaml").model
+    overrides = registry.run_json(run_id).get("overrides") or {}
+    return apply_overrides(model, overrides)[0] if isinstance(overrides, dict) else model
+
+
+def model_diff(registry: Registry, a: str, b: str) -> dict[str, Any]:
+    """
+    The node-level differences of two stored runs' models (any grids), read from B
+    (the baseline, as in the deltas A - B) to A, with each run's overrides.
+    """
+    changes, note = _model_changes(registry, a, b)
+    out: dict[str, Any] = {
+        "a": {"runId": a, "overrides": registry.run_json(a).get("overrides") or {}},
+        "b": {"runId": b, "overrides": registry.run_json(b).get("overrides") or {}},
+        "modelChanges": None if changes is None else [c.to_json() for c in changes],
+    }
+    if note:
+        out["modelNote"] = note
+    return out
+
+
+def _model_changes(registry: Registry, a: str, b: str) -> tuple[list[Change] | None, str | None]:
+    """What changed from B's model to A's (None and a note when one cannot be read)."""
+    try:
+        return diff_models(stored_model(registry, b), stored_model(registry, a)), None
+    except (FlowTimeError, OSError, UnicodeDecodeError) as exc:  # a spec this engine no longer reads
+        return None, f"the models could not be compared: {str(exc).splitlines()[0][:200]}"
 
 
 def series_limit(bins: int, limit: int | None = MAX_COMPARED_SERIES) -> int | None:
@@ -224,7 +273,8 @@ def compare_runs(registry: Registry, a: str, b: str, *, offset: int = 0,
 
     def who(run_id: str, run: dict[str, Any]) -> dict[str, Any]:
         return {"runId": run_id, "title": run.get("title"),
-                "provenance": registry.provenance(run_id),
+                "provenance": registry.provenance(run_id), "overrides": run.get("overrides") or {},
+                "modelHash": run.get("modelHash"),
                 "scenarioHash": run.get("scenarioHash"), "createdUtc": run.get("createdUtc")}
 
     entries_a, entries_b = _entries(registry, a), _entries(registry, b)
@@ -242,7 +292,8 @@ def compare_runs(registry: Registry, a: str, b: str, *, offset: int = 0,
     page = ComparePage(start, count if count is not None else len(common), len(chosen), len(common),
                        len(only_a), len(only_b))
     grid = {k: grid_a.get(k) for k in (*GRID_KEYS, "binMinutes") if k in grid_a}
-    return RunComparison(who(a, run_a), who(b, run_b), grid, comparison, page)
+    changes, note = _model_changes(registry, a, b)
+    return RunComparison(who(a, run_a), who(b, run_b), grid, comparison, page, changes, note)
 
 
 def _entries(registry: Registry, run_id: str) -> dict[str, dict[str, Any]]:

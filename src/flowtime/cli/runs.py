@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -242,7 +242,7 @@ def compare(
     """Compare two runs on the same grid: per series, the change from B to A, most changed first."""
     from flowtime.artifacts.compare import compare_runs
 
-    result = compare_runs(_registry(data_dir), a, b)
+    result = compare_runs(_registry(data_dir), a, b, limit=None)  # local: every series, no paging
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -250,6 +250,8 @@ def compare(
     typer.echo(f"A: {a}  {result.a.get('title') or ''}".rstrip())
     typer.echo(f"B: {b}  {result.b.get('title') or ''}".rstrip())
     typer.echo(f"grid: {g.get('bins')} bins of {g.get('binSize')} {g.get('binUnit')}")
+    _print_model_changes(result.a, result.b, [c.to_json() for c in result.model_changes or []],
+                         result.model_note)
     ranking = result.comparison.ranking
     if ranking:
         width = max(6, *(len(d.id) for d in ranking))
@@ -264,6 +266,43 @@ def compare(
         typer.echo("only in A: " + ", ".join(result.comparison.only_in_a))
     if result.comparison.only_in_b:
         typer.echo("only in B: " + ", ".join(result.comparison.only_in_b))
+
+
+def _print_model_changes(a: dict[str, Any], b: dict[str, Any], changes: list[dict[str, Any]],
+                         note: str | None) -> None:
+    """Overrides of each run (when any), then one line per model difference from B to A."""
+    for label, side in (("A", a), ("B", b)):
+        overrides = side.get("overrides") or {}
+        if overrides:
+            typer.echo(f"overrides {label}: " + ", ".join(f"{k}={_short(v)}" for k, v in overrides.items()))
+    if note:
+        typer.echo(f"model: {note}")
+    elif not changes:
+        typer.echo("model: no differences")
+    else:
+        typer.echo(f"model: {len(changes)} difference{'s' if len(changes) != 1 else ''} (B -> A)")
+        for c in changes:
+            where = c.get("node") or c.get("part")
+            typer.echo(f"  {where} ({c['change']}): {c['detail']}")
+
+
+@runs_app.command("diff")
+def diff(
+    a: Annotated[str, typer.Argument(metavar="A", help="Run A.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="Run B (changes read from B to A).")],
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """How the models of two runs differ, node by node (runs on any grids)."""
+    from flowtime.artifacts.compare import model_diff
+
+    body = model_diff(_registry(data_dir), a, b)
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    typer.echo(f"A: {a}")
+    typer.echo(f"B: {b}")
+    _print_model_changes(body["a"], body["b"], body["modelChanges"] or [], body.get("modelNote"))
 
 
 @runs_app.command("rebuild-index")

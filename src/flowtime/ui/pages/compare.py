@@ -1,7 +1,8 @@
 """
-Compare two runs (Engine ``/v1/runs/compare``): overlaid and delta charts per
-series, the series ranked by how much they changed, and the two runs'
-provenance parameters side by side with the differences marked.
+Compare two runs (Engine ``/v1/runs/compare``): how their models differ node by
+node (overrides included), overlaid and delta charts per series, the series
+ranked by how much they changed, and the two runs' provenance parameters side
+by side with the differences marked.
 
 The Engine compares one page of the common series per request (its ``page``
 field); runs with more get Previous/Next links (``?offset=N``).
@@ -98,6 +99,11 @@ async def compare(request: Request, engine: Engine) -> HTMLResponse:
         "meta_rows": [Row(label, to_text(prov_a.get(key)) or "—", to_text(prov_b.get(key)) or "—")
                       for label, key in PROVENANCE_FIELDS],
         "param_rows": side_by_side(prov_a.get("parameters") or {}, prov_b.get("parameters") or {}),
+        "override_rows": side_by_side((result.get("a") or {}).get("overrides") or {},
+                                      (result.get("b") or {}).get("overrides") or {}),
+        "model_changes": [c for c in result.get("modelChanges") or [] if isinstance(c, dict)],
+        "model_changes_known": isinstance(result.get("modelChanges"), list),
+        "model_note": result.get("modelNote"),
         "chart_data": {"a": a, "b": b, "grid": result.get("grid") or {},
                        "series": [{"id": s.get("id"), "label": str(s.get("id", "")).split("@")[0],
                                    "a": s.get("a"), "b": s.get("b"), "delta": s.get("delta"),
