@@ -2,13 +2,15 @@
 Every ``flowtime`` command in the README's shell blocks runs, as written, on a fresh data folder.
 
 Placeholders are filled the way a reader would: ``model.yaml`` is the PMF example
-(the commands around it use ``--sample-pmf``); ``RUN`` is the first run the earlier
-commands made (``hello.yaml``: it has the ``served`` series the README shows), and
-``RUN_A``/``RUN_B`` the second and the first (two runs on the same grid). Not run here: the venv/pip lines of the quick start
-(``.ci/run`` runs the test command itself; installing takes minutes and the
-network), ``flowtime up`` / ``flowtime serve`` (long-running; started for real by
-``tests/ui/test_serve_cli.py`` and ``tests/ui/test_data_folder_browser.py``) and
-the development tools (``ruff``, ``mypy``: run by ``.ci/run``'s environment).
+(the commands around it use ``--sample-pmf``); ``RUN`` is the first run the
+earlier commands made (``hello.yaml``: it has the ``served`` series the README
+shows), and ``RUN_A``/``RUN_B`` the second and the first (one grid).
+
+Not run here: the venv/pip lines of the quick start (``.ci/run`` runs the test
+command itself; installing takes minutes and the network), ``flowtime up`` and
+``flowtime serve`` (long-running; started for real by ``tests/ui/test_serve_cli.py``
+and ``tests/ui/test_data_folder_browser.py``) and the development tools
+(``ruff``, ``mypy``: run by ``.ci/run``'s environment).
 """
 
 from __future__ import annotations
