@@ -86,7 +86,10 @@ def make_run(ui: httpx.Client, seats: int) -> str:
     page.raise_for_status()
     model_hash = re.search(r'name="hash" value="([^"]+)"', page.text)
     assert model_hash, "no model hash on the generated-model page"
-    resp = ui.post("/runs/new", data={"templateId": TEMPLATE, "hash": model_hash.group(1)})
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, "no CSRF token on the generated-model page"
+    resp = ui.post("/runs/new", data={"templateId": TEMPLATE, "hash": model_hash.group(1),
+                                      "csrf_token": token.group(1)})
     assert resp.status_code == 303, resp.text[:500]
     return str(resp.headers["location"]).rsplit("/", 1)[-1]
 
