@@ -27,6 +27,7 @@ def main() -> int:
     plan: list[tuple[str, list[str]]] = [
         ("engine vs the NumPy floor, artifact writing", ["bench_engine.py", *(["--quick"] if quick else [])]),
         ("FlowTime vs PySD", ["bench_pysd.py", *(["--quick"] if quick else [])]),
+        ("start-up: flowtime run vs import numpy", ["bench_startup.py", *(["--quick"] if quick else [])]),
         ("registry at 100,000 runs", ["bench_registry.py", *(["--runs", "2000", "--repeats", "50"] if quick else [])]),
         ("Sim generate, in process and over HTTP", ["bench_sim.py", *(["--quick"] if quick else [])]),
         ("UI pages with 10,000 runs", ["bench_ui.py", *(["--runs", "2000", "--repeats", "5"] if quick else [])]),

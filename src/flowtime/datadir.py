@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
+
+from flowtime.records import record
 
 ENV = "FLOWTIME_DATA_DIR"
 DEFAULT = Path("data")
@@ -28,7 +29,7 @@ _INDEX_FILES = ("index.sqlite", "index.sqlite-journal", "index.sqlite-wal", "ind
 _LEGACY_RUN = re.compile(r"^run_(?:[0-9]{8}T[0-9]{6}Z_[0-9a-f]{8}|deterministic_[0-9a-f]{8})\Z")
 
 
-@dataclass(frozen=True)
+@record
 class DataDir:
     """
     The folders under one data root.

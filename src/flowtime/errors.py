@@ -27,8 +27,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from flowtime.records import record
 
-@dataclass(frozen=True, order=False)
+
+@record
 class Problem:
     """
     One thing wrong (or worth a warning) in an input, with where it is.

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,6 +37,7 @@ import numpy.typing as npt
 from flowtime.errors import ConflictError, FlowTimeError
 from flowtime.model.diff import Change, diff_models
 from flowtime.model.schema import Model
+from flowtime.records import record
 
 if TYPE_CHECKING:
     from flowtime.artifacts.registry import Registry
@@ -69,7 +69,7 @@ def json_values(arr: Series) -> list[float | None]:
     return values
 
 
-@dataclass(frozen=True)
+@record
 class SeriesDelta:
     id: str
     a: Series
@@ -93,7 +93,7 @@ class SeriesDelta:
         }
 
 
-@dataclass(frozen=True)
+@record
 class Comparison:
     """Common series in A's order, the ranking (most changed first), and the unmatched ids."""
 
@@ -148,7 +148,7 @@ def grid_mismatch(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
     return "; ".join(diffs) or None
 
 
-@dataclass(frozen=True)
+@record
 class ComparePage:
     """
     Which slice of the common series a comparison holds: ``total`` common
@@ -174,7 +174,7 @@ class ComparePage:
                 "onlyInACount": self.only_in_a, "onlyInBCount": self.only_in_b}
 
 
-@dataclass(frozen=True)
+@record
 class RunComparison:
     """
     Two stored runs compared: who they are (with their overrides), the shared
@@ -192,7 +192,7 @@ class RunComparison:
 
     def to_json(self) -> dict[str, Any]:
         c = self.comparison
-        body = {
+        body: dict[str, Any] = {
             "a": self.a, "b": self.b, "grid": self.grid,
             "modelChanges": None if self.model_changes is None else [m.to_json() for m in self.model_changes],
             "series": [d.to_json() for d in c.series],

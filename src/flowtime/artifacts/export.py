@@ -20,13 +20,13 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from flowtime.artifacts.canonical import series_csv
+from flowtime.records import record
 
 if TYPE_CHECKING:
     from flowtime.artifacts.registry import Registry
@@ -95,7 +95,7 @@ def to_parquet(series: NamedSeries, bin_minutes: int) -> bytes:
     return buf.getvalue()
 
 
-@dataclass(frozen=True)
+@record
 class Export:
     """An export ready to send: its media type, a file name, and the bytes as chunks."""
 

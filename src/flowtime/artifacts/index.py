@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import shutil
 import sqlite3
@@ -35,14 +34,20 @@ import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from flowtime.errors import ArtifactError, StorageFull
+from flowtime.records import record
 
-log = logging.getLogger("flowtime.registry")
+
+def _log() -> Any:
+    """The registry's logger, imported on first use: logging costs the CLI's start-up time."""
+    import logging
+
+    return logging.getLogger("flowtime.registry")
 T = TypeVar("T")
 
 SCHEMA_VERSION = "4"
@@ -106,7 +111,7 @@ _CORRUPT = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CORRUPT_INDEX",
 _FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
-@dataclass(frozen=True)
+@record
 class Artifact:
     """One indexed run: what listing and searching need, nothing that must be read from disk."""
 
@@ -178,7 +183,7 @@ def index_parameters(value: Any) -> dict[str, Any] | None:
     return out
 
 
-@dataclass(frozen=True)
+@record
 class ArtifactQuery:
     """
     Filters (all ANDed), then sort, then a page. ``search`` is a case-insensitive
@@ -200,7 +205,7 @@ class ArtifactQuery:
     skip: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class Page:
     artifacts: list[Artifact]
     total: int
@@ -210,7 +215,7 @@ class Page:
         return len(self.artifacts)
 
 
-@dataclass(frozen=True)
+@record
 class Recovery:
     """An index that could not be used and was replaced: when, why, and where the old file went."""
 
@@ -430,7 +435,7 @@ class RunIndex:
                 os.rename(f"{self.path}{suffix}", f"{target}{suffix}")
         self._ready = None
         self.recovered.append(Recovery(stamp, reason, moved))
-        log.warning("run index %s could not be used (%s); set aside as %s, rebuilding it from the "
+        _log().warning("run index %s could not be used (%s); set aside as %s, rebuilding it from the "
                     "run folders", self.path, reason, moved or "(nothing left to move)")
 
     # -- checks --------------------------------------------------------------------------------
@@ -535,7 +540,7 @@ class RunIndex:
         return self._run(sql.page, write=False)
 
 
-@dataclass(frozen=True)
+@record
 class QuerySql:
     """The SQL of one query: a WHERE clause with its parameters, an ORDER BY, a page."""
 

@@ -21,12 +21,11 @@ moment - raise ``RunNotFound``, never a bare ``OSError``.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -48,6 +47,7 @@ from flowtime.artifacts.index import (
     index_parameters,
 )
 from flowtime.errors import ArtifactError, RunNotFound
+from flowtime.records import record
 
 if TYPE_CHECKING:
     from flowtime.artifacts.writer import RunRecord
@@ -56,13 +56,17 @@ __all__ = ["INDEX_FILE", "MAX_LIMIT", "SCHEMA_VERSION", "SORT_KEYS", "Artifact",
            "Page", "Recovery", "Registry", "SyncReport", "folder_size", "parse_series_csv",
            "read_artifact"]
 
-log = logging.getLogger("flowtime.registry")
+def _log() -> Any:
+    """The registry's logger, imported on first use: logging costs the CLI's start-up time."""
+    import logging
+
+    return logging.getLogger("flowtime.registry")
 INDEX_FILE = "index.sqlite"
 
 Series = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True)
+@record
 class SyncReport:
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -299,7 +303,7 @@ class Registry:
             if isinstance(exc, RunNotFound):
                 raise
             # The index cannot be written now (a full disk): answer from the folder.
-            log.warning("run %s is not in the index and cannot be added now: %s", run_id, exc)
+            _log().warning("run %s is not in the index and cannot be added now: %s", run_id, exc)
         return art
 
     def delete(self, run_id: str) -> None:
@@ -328,7 +332,7 @@ class Registry:
         except ArtifactError as exc:
             # The run is gone; its row is a ghost that no listing shows and the next
             # sync (or delete) drops.
-            log.warning("run %s deleted, but its index row could not be dropped: %s", run_id, exc)
+            _log().warning("run %s deleted, but its index row could not be dropped: %s", run_id, exc)
 
     def _remove_folder(self, run_id: str) -> None:
         doomed = self.root / f"{layout.TMP_PREFIX}deleted-{run_id}-{os.urandom(4).hex()}"

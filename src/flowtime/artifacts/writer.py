@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,12 @@ from flowtime.model.hashing import model_hash, scenario_hash
 from flowtime.model.load import LoadedModel
 from flowtime.model.provenance import Provenance
 from flowtime.model.schema import Model
+from flowtime.records import record
 
 _BLOCK = 256  # series formatted together (bounds the temporary memory of a block)
 
 
-@dataclass(frozen=True)
+@record
 class RunRecord:
     run_id: str
     path: Path

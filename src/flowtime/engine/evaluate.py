@@ -11,16 +11,14 @@ other's past. Steps follow the level schedule of ``engine.schedule``.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from flowtime.engine.codegen import Code, kernel_runtime, model_runtime, vector_expr
-from flowtime.engine.feedback import LoopKernel, loop_kernel, wave_kernel
 from flowtime.engine.graph import Graph, compile_model
 from flowtime.engine.pmf import node_seed, sample
 from flowtime.engine.schedule import levels, loop_expressions
@@ -30,6 +28,9 @@ from flowtime.model.overrides import apply_overrides
 from flowtime.model.schema import ConstNode, Grid, Model, PmfNode
 
 Series = npt.NDArray[np.float64]
+
+if TYPE_CHECKING:
+    from flowtime.engine.feedback import LoopKernel
 
 
 @dataclass
@@ -226,6 +227,8 @@ class _Steps:
 
     def wave(self, components: list[list[str]], asts: dict[str, Expr]) -> Step:
         """Linked loops stepped together; each series is a column of one (bins, members) array."""
+        from flowtime.engine.feedback import wave_kernel  # only models with loops need the kernels
+
         wk = wave_kernel(components, asts)
         fn = self._exec(wk.source, "<flowtime-wave>", "_w", wk.bindings)
         bins = self.bins
@@ -272,6 +275,8 @@ def _compile_plan(graph: Graph) -> _Plan:
             steps.append(build.chunk(batch))
             batch = []
         shapes: dict[str, list[LoopKernel]] = {}
+        if lv.alone:
+            from flowtime.engine.feedback import loop_kernel
         for c in lv.alone:
             k = loop_kernel(graph.components[c], asts)
             shapes.setdefault(k.shape_key, []).append(k)
@@ -307,6 +312,8 @@ def evaluate(model: Model | Graph, seed: int | None = None, *, sample_pmf: bool 
         seed = int(seed)
     plan = _plan_for(graph)
     if seed is None and any(n.sample or sample_pmf for n in plan.pmfs):
+        import secrets
+
         seed = secrets.randbits(31)
         warnings.append(Problem("rng.seed", f"PMF sampling without a seed: drew seed {seed}; pass --seed "
                                 f"{seed} (or set rng.seed) to reproduce", severity="warning"))

@@ -16,16 +16,17 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
 import numpy as np
 
+from flowtime.records import record
+
 Value = Any  # a float or a float64 array
 
 
-@dataclass(frozen=True)
+@record
 class Function:
     name: str
     min_args: int

@@ -8,8 +8,10 @@ Columns are 1-based and excluded from equality, so a tree printed with
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TypeVar
+
+from flowtime.records import record
 
 T = TypeVar("T")
 
@@ -23,26 +25,26 @@ _PRECEDENCE = {
 _UNARY_PRECEDENCE = 4
 
 
-@dataclass(frozen=True)
+@record
 class Num:
     value: float
     column: int = field(default=1, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@record
 class Ref:
     name: str
     column: int = field(default=1, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@record
 class Unary:
     op: str  # "-" or "+"
     operand: Expr
     column: int = field(default=1, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@record
 class BinOp:
     op: str
     left: Expr
@@ -50,7 +52,7 @@ class BinOp:
     column: int = field(default=1, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@record
 class Call:
     name: str  # upper-cased: function names are case-insensitive
     args: tuple[Expr, ...]

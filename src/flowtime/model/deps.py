@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 from flowtime.expr.functions import check_call
 from flowtime.expr.syntax import Call, Expr, Num, Ref, Unary, children
+from flowtime.records import record
 
 
-@dataclass(frozen=True)
+@record
 class ExprIssue:
     message: str
     column: int

@@ -10,16 +10,16 @@ difference.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from flowtime.model.schema import ConstNode, ExprNode, Model, Node, PmfNode
+from flowtime.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Change:
     """One difference: ``where`` is a node id, or ``grid``/``outputs``/``rng``; ``kind`` says what sort."""
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from flowtime.records import record
 
 
-@dataclass(frozen=True)
+@record
 class Limits:
     """
     Upper bounds on what a model may ask for.

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from typing import Any
 
 from flowtime.errors import ModelValidationError, Problem
+from flowtime.records import record
 
 HEADER = "X-Model-Provenance"
 MAX_HEADER_BYTES = 64 * 1024
@@ -36,7 +37,7 @@ def to_camel(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class Provenance:
     """
     A provenance record. Unknown keys are kept in ``extra`` so nothing a client

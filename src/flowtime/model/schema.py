@@ -9,12 +9,14 @@ import, where pydantic classes cost half the CLI's start-up budget (0013).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from flowtime.records import record
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -35,7 +37,7 @@ class BinUnit(StrEnum):
 _UNIT_MINUTES = {BinUnit.MINUTES: 1, BinUnit.HOURS: 60, BinUnit.DAYS: 1440, BinUnit.WEEKS: 10080}
 
 
-@dataclass(frozen=True)
+@record
 class Grid:
     """
     The time grid: ``bins`` bins of ``bin_size`` ``bin_unit`` each.
@@ -65,7 +67,7 @@ class Grid:
         return {"bins": self.bins, "binSize": self.bin_size, "binUnit": self.bin_unit.value}
 
 
-@dataclass(frozen=True, eq=False)
+@record
 class ConstNode:
     id: str
     values: FloatArray
@@ -85,7 +87,7 @@ class ConstNode:
         return {"id": self.id, "kind": "const", "values": self.values.tolist()}
 
 
-@dataclass(frozen=True)
+@record
 class ExprNode:
     id: str
     expr: str
@@ -111,7 +113,7 @@ class ExprNode:
         return to_text(self.ast if self.ast is not None else parse_expression(self.expr))
 
 
-@dataclass(frozen=True, eq=False)
+@record
 class PmfNode:
     id: str
     values: FloatArray
@@ -152,7 +154,7 @@ class PmfNode:
 Node = ConstNode | ExprNode | PmfNode
 
 
-@dataclass(frozen=True)
+@record
 class Output:
     series: str
     as_: str | None = None
@@ -165,7 +167,7 @@ class Output:
         return {"series": self.series, "as": self.as_}
 
 
-@dataclass(frozen=True)
+@record
 class Rng:
     kind: Literal["pcg32"] = "pcg32"
     seed: int | None = None
@@ -174,14 +176,14 @@ class Rng:
         return {"kind": self.kind, "seed": self.seed}
 
 
-@dataclass(frozen=True)
+@record
 class Metadata:
     title: str | None = None
     description: str | None = None
     tags: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Model:
     """A validated model. Build it with ``flowtime.model.load.load_model``."""
 
