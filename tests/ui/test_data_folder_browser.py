@@ -14,18 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.browser import SHOTS, chromium_page, marks
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
-                       "(apt-get install chromium)"),
-]
+pytestmark = marks
 
 
 def free_port() -> int:
@@ -64,16 +57,10 @@ def up(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 def test_a_run_made_on_the_command_line_is_listed_in_the_ui(up: tuple[Path, str]) -> None:
-    from playwright.sync_api import sync_playwright
-
     data, ui = up
     run_id = (data / "run-id").read_text()
     assert (data / "engine" / run_id / "manifest.json").is_file()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(20_000)
+    with chromium_page() as page:
         page.goto(ui + "/runs")
         row = page.locator(f"a[href='/runs/{run_id}']")
         row.first.wait_for()
@@ -82,4 +69,3 @@ def test_a_run_made_on_the_command_line_is_listed_in_the_ui(up: tuple[Path, str]
         row.first.click()
         page.wait_for_url(f"**/runs/{run_id}")
         assert run_id in page.content()
-        browser.close()

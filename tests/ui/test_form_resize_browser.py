@@ -20,18 +20,11 @@ from playwright.sync_api import Page
 sys.path.insert(0, str(Path(__file__).parent))
 
 from live import serve
+from tests.browser import SHOTS, chromium_page, marks
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 DEMAND = [120, 300, 450, 260, 150, 90]  # commuter-rail's default, one value per period
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
-                       "(apt-get install chromium)"),
-]
+pytestmark = marks
 
 
 class Services:
@@ -55,20 +48,8 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
 
 @pytest.fixture
 def page(services: Services) -> Iterator[Page]:
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        context = browser.new_context(viewport={"width": 1366, "height": 900})
-        pg = context.new_page()
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.set_default_timeout(20_000)
+    with chromium_page() as pg:
         yield pg
-        context.close()
-        browser.close()
-        assert not errors, f"JavaScript errors: {errors}"
 
 
 def numbers(text: str) -> list[float]:
