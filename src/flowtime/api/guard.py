@@ -17,12 +17,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowtime.api.problems import problem
+from flowtime.origins import origin_of
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TOO_LARGE = "Request body too large"
@@ -30,7 +30,6 @@ TOO_LARGE = "Request body too large"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 # Bind addresses that name no host (listening on every interface).
 WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]"})
-DEFAULT_PORTS = {"http": 80, "https": 443}
 # Sec-Fetch-Site values that mean another origin's page sent the request.
 FOREIGN_SITES = frozenset({"cross-site", "same-site"})
 
@@ -77,21 +76,12 @@ def allowed_host_names(host: str, extra: str | Iterable[str] = "") -> frozenset[
 
 def origin_key(text: str) -> str:
     """
-    An origin in one spelling, so that equal origins compare equal.
+    An origin in one spelling, so that equal origins compare equal (the text itself when it is no origin).
 
-    >>> origin_key("HTTP://LocalHost:80/"), origin_key("https://ui.example:5219")
-    ('http://localhost', 'https://ui.example:5219')
+    >>> origin_key("HTTP://LocalHost:80/"), origin_key("null")
+    ('http://localhost', 'null')
     """
-    try:
-        parts = urlsplit(text.strip())
-        port = parts.port
-    except ValueError:
-        return text
-    if not parts.scheme or not parts.hostname:
-        return text
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    keep_port = port is not None and port != DEFAULT_PORTS.get(parts.scheme.lower())
-    return f"{parts.scheme.lower()}://{host}{f':{port}' if keep_port else ''}"
+    return origin_of(text) or text
 
 
 class BodyTooLarge(HTTPException):

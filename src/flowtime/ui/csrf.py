@@ -20,7 +20,6 @@ import hmac
 import re
 import secrets
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -29,12 +28,13 @@ from markupsafe import Markup, escape
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from flowtime.origins import origin_of
+
 FIELD = "csrf_token"
 COOKIE_PREFIX = "flowtime_csrf"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]"})
-DEFAULT_PORTS = {"http": 80, "https": 443}
 _SESSION = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 
@@ -105,25 +105,6 @@ class HostCheck:
 
 
 # ---- origins ---------------------------------------------------------------------------------
-
-
-def origin_of(url: str) -> str | None:
-    """
-    The origin of a URL (or an ``Origin`` value), in one spelling.
-
-    >>> origin_of("HTTP://LocalHost:80/runs?x=1"), origin_of("null")
-    ('http://localhost', None)
-    """
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    if not parts.scheme or not parts.hostname:
-        return None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    keep = port is not None and port != DEFAULT_PORTS.get(parts.scheme.lower())
-    return f"{parts.scheme.lower()}://{host}{f':{port}' if keep else ''}"
 
 
 def own_origin(request: Request) -> str | None:
