@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from flowtime.artifacts import layout
-from flowtime.artifacts.index import query_sql
+from flowtime.artifacts.query import query_sql
 from flowtime.artifacts.registry import INDEX_FILE, ArtifactQuery, Registry
 from flowtime.artifacts.writer import write_run
 from flowtime.engine import evaluate

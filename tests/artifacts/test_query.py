@@ -11,7 +11,7 @@ import pytest
 from tests.artifacts.test_registry import T0, ids, make_run
 from tests.hardening.servers import engine
 
-from flowtime.artifacts.index import query_sql
+from flowtime.artifacts.query import query_sql
 from flowtime.artifacts.registry import INDEX_FILE, ArtifactQuery, Registry
 
 PLUS_1 = timezone(timedelta(hours=1))

@@ -37,10 +37,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowtime.errors import ArtifactError, StorageFull
 from flowtime.records import record
+
+if TYPE_CHECKING:
+    from flowtime.artifacts.query import ArtifactQuery, Page
 
 
 def _log() -> Any:
@@ -51,9 +54,6 @@ def _log() -> Any:
 T = TypeVar("T")
 
 SCHEMA_VERSION = "4"
-MAX_LIMIT = 1000
-SORT_KEYS = ("created", "id", "title", "size")
-_SORT_SQL = {"created": "created", "id": "id", "title": "title COLLATE NOCASE", "size": "total_size"}
 _FIELD_SEP = "\x1f"  # between searchable fields, so a search never spans two of them
 SIBLINGS = ("-journal", "-wal", "-shm")
 # A parameter whose JSON text is longer than this stays in provenance.json only:
@@ -181,38 +181,6 @@ def index_parameters(value: Any) -> dict[str, Any] | None:
         if len(text) <= MAX_PARAMETER_JSON:
             out[str(key)] = v
     return out
-
-
-@record
-class ArtifactQuery:
-    """
-    Filters (all ANDed), then sort, then a page. ``search`` is a case-insensitive
-    substring of id, title, tags, template id or model id; ``tags`` match when the
-    run has any of them; ``template_id``/``model_id`` are exact; the created
-    bounds are inclusive. Ties sort by id in the same direction.
-    """
-
-    type: str | None = None
-    search: str | None = None
-    tags: tuple[str, ...] = ()
-    template_id: str | None = None
-    model_id: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    sort_by: str = "created"
-    sort_order: str = "desc"
-    limit: int = 50
-    skip: int = 0
-
-
-@record
-class Page:
-    artifacts: list[Artifact]
-    total: int
-
-    @property
-    def count(self) -> int:
-        return len(self.artifacts)
 
 
 @record
@@ -527,6 +495,8 @@ class RunIndex:
 
     def query(self, q: ArtifactQuery) -> Page:
         """One page of rows matching ``q`` (ghost rows left out and dropped), with the total."""
+        from flowtime.artifacts.query import Page, query_sql  # query builds on this module's rows
+
         sql = query_sql(q)
         page = self._run(sql.page, write=False)
         ghosts = [a.id for a in page.artifacts if not self._present(a.id)]
@@ -538,108 +508,6 @@ class RunIndex:
             kept = [a for a in page.artifacts if a.id not in ghosts]
             return Page(kept, max(len(kept), page.total - len(ghosts)))
         return self._run(sql.page, write=False)
-
-
-@record
-class QuerySql:
-    """The SQL of one query: a WHERE clause with its parameters, an ORDER BY, a page."""
-
-    where: str
-    params: tuple[Any, ...]
-    order: str
-    limit: int
-    skip: int
-    scan: bool  # the filter reads every candidate (text search): count and page in one pass
-    source: str = "artifacts"  # or artifact_tags, for tags in created order
-    group: str = ""  # several tags: one row per run (always with scan)
-
-    def ids_sql(self) -> tuple[str, tuple[Any, ...]]:
-        """The query of the page's ids (and its parameters): an index walk when the index fits."""
-        if self.scan:
-            return f"SELECT id FROM {self.source}{self.where}{self.group} ORDER BY {self.order}", self.params
-        return (f"SELECT id FROM {self.source}{self.where} ORDER BY {self.order} LIMIT ? OFFSET ?",
-                (*self.params, self.limit, self.skip))
-
-    def plan(self, conn: sqlite3.Connection) -> list[str]:
-        """SQLite's plan of the ids query, one line per step (``EXPLAIN QUERY PLAN``)."""
-        sql, params = self.ids_sql()
-        return [str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
-
-    def page(self, conn: sqlite3.Connection) -> Page:
-        with transaction(conn, "BEGIN"):
-            sql, params = self.ids_sql()
-            # Ids first (an index walk: skipped rows are never read), then the page's rows.
-            ids = [r[0] for r in conn.execute(sql, params)]
-            if self.scan:
-                total = len(ids)
-                ids = ids[self.skip:self.skip + self.limit]
-            else:
-                total = conn.execute(f"SELECT COUNT(*) FROM {self.source}{self.where}",
-                                     self.params).fetchone()[0]
-            rows = {r["id"]: r for r in conn.execute(
-                f"SELECT * FROM artifacts WHERE id IN ({', '.join('?' * len(ids))})", ids)} if ids else {}
-        return Page([Artifact._from_row(rows[i]) for i in ids if i in rows], int(total))
-
-
-_LOWEST, _HIGHEST = "below", "above"
-
-
-def _bound(dt: datetime) -> str:
-    """
-    A created bound as stored text; ``below``/``above`` when it lies outside the
-    years 1..9999 in UTC (``0001-01-01T00:00:00+01:00`` is in year 0).
-    """
-    aware = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-    try:
-        return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    except OverflowError:
-        return _LOWEST if aware.year == 1 else _HIGHEST
-
-
-def query_sql(q: ArtifactQuery) -> QuerySql:
-    where: list[str] = []
-    params: list[Any] = []
-    tags = list(dict.fromkeys(t for t in q.tags if t))
-    # Tags, newest or oldest first, nothing else but type and dates: the tags' own rows
-    # (one tag: its index in order; several: their rows merged, one per run).
-    by_tag = (bool(tags) and q.sort_by == "created" and not q.search and q.template_id is None
-              and q.model_id is None)
-    if by_tag:
-        where.append(f"tag IN ({', '.join('?' * len(tags))})")
-        params.extend(tags)
-    if q.type:
-        where.append("type = ?")
-        params.append(q.type.lower())
-    if q.search:
-        where.append("instr(search, ?) > 0")
-        params.append(q.search.lower())
-    if tags and not by_tag:
-        where.append(f"id IN (SELECT id FROM artifact_tags WHERE tag IN ({', '.join('?' * len(tags))}))")
-        params.extend(tags)
-    if q.template_id is not None:
-        where.append("template_id = ?")
-        params.append(q.template_id)
-    if q.model_id is not None:
-        where.append("model_id = ?")
-        params.append(q.model_id)
-    for dt, op, empty in ((q.created_after, ">=", _HIGHEST), (q.created_before, "<=", _LOWEST)):
-        if dt is None:
-            continue
-        text = _bound(dt)
-        if text == empty:
-            where.append("0")  # after the end of time, or before its start: nothing matches
-        elif text not in (_LOWEST, _HIGHEST):
-            where.append(f"created {op} ?")
-            params.append(text)
-    sort = _SORT_SQL.get(q.sort_by, "created")
-    direction = "ASC" if q.sort_order.lower() == "asc" else "DESC"
-    order = f"{sort} {direction}" + ("" if q.sort_by == "id" else f", id {direction}")
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    merged = by_tag and len(tags) > 1
-    return QuerySql(clause, tuple(params), order, max(0, min(q.limit, MAX_LIMIT)),
-                    min(max(0, q.skip), 2**62), scan=bool(q.search) or merged,
-                    source="artifact_tags" if by_tag else "artifacts",
-                    group=" GROUP BY created, id" if merged else "")
 
 
 @contextmanager

@@ -35,17 +35,8 @@ import numpy.typing as npt
 
 from flowtime.artifacts import layout
 from flowtime.artifacts.canonical import sha256_text
-from flowtime.artifacts.index import (
-    MAX_LIMIT,
-    SCHEMA_VERSION,
-    SORT_KEYS,
-    Artifact,
-    ArtifactQuery,
-    Page,
-    Recovery,
-    RunIndex,
-    index_parameters,
-)
+from flowtime.artifacts.index import SCHEMA_VERSION, Artifact, Recovery, RunIndex, index_parameters
+from flowtime.artifacts.query import MAX_LIMIT, SORT_KEYS, ArtifactQuery, Page
 from flowtime.errors import ArtifactError, RunNotFound
 from flowtime.records import record
 
