@@ -63,10 +63,48 @@ def _repr(self: Any) -> str:
     return f"{type(self).__qualname__}({parts})"
 
 
+def _init_source(cls: type[Any], fields: tuple[dataclasses.Field[Any], ...]) -> tuple[str, dict[str, Any]]:
+    """``__init__`` storing each field with ``object.__setattr__`` (as a frozen dataclass's does)."""
+    env: dict[str, Any] = {"_set": object.__setattr__, "_MISSING": dataclasses.MISSING}
+    params: list[str] = []
+    kw: list[str] = []
+    body: list[str] = []
+    for f in fields:
+        if not f.init:
+            if f.default_factory is not dataclasses.MISSING:
+                env[f"_factory_{f.name}"] = f.default_factory
+                body.append(f"    _set(self, {f.name!r}, _factory_{f.name}())")
+            elif f.default is not dataclasses.MISSING:
+                env[f"_default_{f.name}"] = f.default
+                body.append(f"    _set(self, {f.name!r}, _default_{f.name})")
+            continue
+        if f.default_factory is not dataclasses.MISSING:
+            env[f"_factory_{f.name}"] = f.default_factory
+            param = f"{f.name}=_MISSING"
+            body.append(f"    _set(self, {f.name!r}, _factory_{f.name}() if {f.name} is _MISSING else {f.name})")
+        else:
+            if f.default is not dataclasses.MISSING:
+                env[f"_default_{f.name}"] = f.default
+                param = f"{f.name}=_default_{f.name}"
+            else:
+                param = f.name
+            body.append(f"    _set(self, {f.name!r}, {f.name})")
+        (kw if f.kw_only else params).append(param)
+    if hasattr(cls, "__post_init__"):
+        body.append("    self.__post_init__()")
+    signature = ", ".join(["self", *params, *(["*", *kw] if kw else [])])
+    return f"def __init__({signature}):\n" + "\n".join(body or ["    pass"]), env
+
+
 def _make(cls: type[T], kw_only: bool) -> type[T]:
     own = cls.__dict__
-    cls = dataclasses.dataclass(cls, repr=False, eq=False, kw_only=kw_only)
+    cls = dataclasses.dataclass(cls, init=False, repr=False, eq=False, kw_only=kw_only)
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    source, env = _init_source(cls, fields)
+    exec(source, env)  # one small function per class: the only code compiled for a record
+    init = env["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[misc,method-assign]
     cls.__record_compare__ = tuple(f.name for f in fields if f.compare)  # type: ignore[attr-defined]
     cls.__record_repr__ = tuple(f.name for f in fields if f.repr)  # type: ignore[attr-defined]
     cls.__setattr__ = _setattr  # type: ignore[method-assign]
