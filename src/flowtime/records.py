@@ -104,7 +104,7 @@ def _make(cls: type[T], kw_only: bool) -> type[T]:
     exec(source, env)  # one small function per class: the only code compiled for a record
     init = env["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc,method-assign]
+    cls.__init__ = init  # type: ignore[method-assign]
     cls.__record_compare__ = tuple(f.name for f in fields if f.compare)  # type: ignore[attr-defined]
     cls.__record_repr__ = tuple(f.name for f in fields if f.repr)  # type: ignore[attr-defined]
     cls.__setattr__ = _setattr  # type: ignore[method-assign]
