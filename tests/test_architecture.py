@@ -102,7 +102,7 @@ def test_public_api_is_pinned() -> None:
 
     assert sorted(flowtime.__all__) == sorted([
         "ArtifactError", "EvaluationError", "ExpressionError", "FlowTimeError", "Graph", "InvalidRunId",
-        "LimitExceeded", "StorageFull",
+        "LimitExceeded", "StorageFull", "ManyResults", "ModelGraph", "Plan", "plan",
         "Model", "ModelError", "ModelSyntaxError", "ModelValidationError", "ParameterError", "Problem",
         "Registry", "Results", "RunNotFound", "TemplateError", "TemplateNotFound", "__version__", "compile_model",
         "evaluate", "load_model",

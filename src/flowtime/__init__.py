@@ -35,8 +35,10 @@ from flowtime.errors import (
 
 if TYPE_CHECKING:
     from flowtime.artifacts.registry import Registry
-    from flowtime.engine.evaluate import Results, evaluate
-    from flowtime.engine.graph import Graph, compile_model
+    from flowtime.engine import Graph, compile_model
+    from flowtime.engine.evaluate import ManyResults, Results, evaluate
+    from flowtime.engine.plan import Plan, plan
+    from flowtime.model.graph import ModelGraph
     from flowtime.model.schema import Model
 
 # Imported on first use, so that `import flowtime.sim` (which must never run
@@ -44,9 +46,13 @@ if TYPE_CHECKING:
 _LAZY = {
     "Registry": "flowtime.artifacts.registry",
     "Results": "flowtime.engine.evaluate",
+    "ManyResults": "flowtime.engine.evaluate",
     "evaluate": "flowtime.engine.evaluate",
-    "Graph": "flowtime.engine.graph",
-    "compile_model": "flowtime.engine.graph",
+    "Plan": "flowtime.engine.plan",
+    "plan": "flowtime.engine.plan",
+    "Graph": "flowtime.engine",
+    "compile_model": "flowtime.engine",
+    "ModelGraph": "flowtime.model.graph",
     "Model": "flowtime.model.schema",
 }
 
@@ -67,11 +73,14 @@ __all__ = [
     "Graph",
     "InvalidRunId",
     "LimitExceeded",
+    "ManyResults",
     "Model",
     "ModelError",
+    "ModelGraph",
     "ModelSyntaxError",
     "ModelValidationError",
     "ParameterError",
+    "Plan",
     "Problem",
     "Registry",
     "Results",
@@ -83,6 +92,7 @@ __all__ = [
     "compile_model",
     "evaluate",
     "load_model",
+    "plan",
 ]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from flowtime.engine.graph import Graph
+from flowtime.engine.plan import Plan as Graph
 from flowtime.expr import functions as fx
 from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
 from flowtime.model.schema import ConstNode, PmfNode
@@ -36,7 +36,7 @@ def interpret(graph: Graph) -> dict[str, list[float]]:
             elif isinstance(node, PmfNode):
                 memo[key] = float(node.expected_value)
             else:
-                memo[key] = at(graph.asts[name], t)
+                memo[key] = at(graph.exprs[name], t)
         return memo[key]
 
     def at(e: Expr, t: int) -> float:

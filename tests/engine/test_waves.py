@@ -39,7 +39,7 @@ def test_a_chain_of_delays_is_one_level_and_one_wave() -> None:
     assert [lv.nodes for lv in schedule] == [["inflow"], []]
     assert len(schedule[1].waves) == 1 and len(schedule[1].waves[0]) == 5
     # The first stock reads the inflow, the other four read a peer: two shapes, one of them a vector group.
-    kernel = wave_kernel([graph.components[c] for c in schedule[1].waves[0]], graph.asts)
+    kernel = wave_kernel([graph.components[c] for c in schedule[1].waves[0]], graph.exprs)
     assert sorted(len(g.components) for g in kernel.groups) == [1, 4]
 
 
@@ -92,7 +92,7 @@ def test_loops_that_differ_only_in_their_numbers_share_a_kernel_and_keep_their_n
     )
     graph = compile_model(load_model(text).model)
     [level] = levels(graph)
-    kernels = [loop_kernel(graph.components[c], graph.asts) for c in level.alone]
+    kernels = [loop_kernel(graph.components[c], graph.exprs) for c in level.alone]
     assert len(kernels) == 8 and len({k.shape_key for k in kernels}) == 1  # one vector kernel for all
     r = evaluate(graph)
     assert r["q0"].tolist() == [0, 3, 6, 9, 12, 15]
@@ -111,7 +111,7 @@ def test_a_delay_chain_with_a_rate_per_stage_is_still_two_groups() -> None:
         body += f"  - {{id: out{k}, kind: expr, expr: 's{k} * {k / 10}'}}\n"
     graph = compile_model(load_model(HEAD + body).model)
     [wave] = levels(graph)[1].waves
-    kernel = wave_kernel([graph.components[c] for c in wave], graph.asts)
+    kernel = wave_kernel([graph.components[c] for c in wave], graph.exprs)
     assert sorted(len(g.components) for g in kernel.groups) == [1, 4]
     r = evaluate(graph)
     expected = interpret(graph)
@@ -246,7 +246,7 @@ def meshes(draw: st.DrawFn) -> str:
 def test_linked_loops_give_the_numbers_of_a_bin_by_bin_interpreter(text: str) -> None:
     graph = compile_model(load_model(text).model)
     waves = [w for lv in levels(graph) for w in lv.waves]
-    groups = [g for w in waves for g in wave_kernel([graph.components[c] for c in w], graph.asts).groups]
+    groups = [g for w in waves for g in wave_kernel([graph.components[c] for c in w], graph.exprs).groups]
     alone = max((len(lv.alone) for lv in levels(graph)), default=0)
     event(f"waves: {len(waves)}, vector groups: {sum(len(g.components) > 1 for g in groups)}, "
           f"most loops alone on a level: {min(alone, 2)}")

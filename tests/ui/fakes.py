@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from flowtime.engine.evaluate import evaluate
-from flowtime.engine.graph import compile_model
+from flowtime.engine import compile_model
 from flowtime.errors import ModelError
 from flowtime.model.load import load_model
 

@@ -78,15 +78,19 @@ def vector_expr(ast: Expr, ref: Callable[[str], str], code: Code, shape: str | N
 # names the generated code calls
 
 
-def model_runtime(shape: tuple[int, ...]) -> dict[str, Any]:
-    """Globals for whole-model chunks: ``_f_``/``_c_`` functions and SHIFT on the model's grid."""
+def model_runtime(bins: int) -> dict[str, Any]:
+    """
+    Globals for whole-model chunks: ``_f_``/``_c_`` functions and SHIFT on the
+    model's grid. Series are ``(bins,)`` or, for several scenarios at once,
+    ``(scenarios, bins)``: time is always the last axis.
+    """
 
     def _shift(x: Any, k: int) -> Any:
-        return shift_s(x, k, shape)
+        return shift_last(x, k, bins)
 
     def _full(x: Any) -> Any:
         if np.ndim(x) == 0:
-            return np.full(shape, float(x), dtype=np.float64)
+            return np.full(bins, float(x), dtype=np.float64)
         if x.dtype != np.float64:
             return x.astype(np.float64)
         return x
@@ -98,6 +102,21 @@ def model_runtime(shape: tuple[int, ...]) -> dict[str, Any]:
     for op, cmp in fx.VECTOR_COMPARE.items():
         env[f"_c_{CMP_NAMES[op]}"] = cmp
     return env
+
+
+def shift_last(x: Any, k: int, bins: int) -> Any:
+    """``x`` (a number, a series or one series per scenario) read ``k`` bins back along its last axis."""
+    if k == 0:
+        return x
+    if np.ndim(x) == 0:
+        out = np.zeros(bins, dtype=np.float64)
+        if k < bins:
+            out[k:] = x
+        return out
+    out = np.zeros(np.shape(x), dtype=np.float64)
+    if k < bins:
+        out[..., k:] = x[..., : bins - k]
+    return out
 
 
 def shift_s(x: Any, k: int, shape: tuple[int, ...]) -> Any:

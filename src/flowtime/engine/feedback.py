@@ -337,8 +337,9 @@ class WaveGroup:
 class WaveKernel:
     source: str
     groups: list[WaveGroup]
-    columns: dict[str, int]  # member id -> its column in the (bins, columns) result, in column order
+    columns: dict[str, list[int]]  # member id -> its columns (one per lane) in the (bins, columns) result
     bindings: dict[str, object]  # globals the source reads: column slices and index arrays
+    lanes: int = 1
 
 
 def _columns(cols: list[int]) -> object:
@@ -350,10 +351,13 @@ def _columns(cols: list[int]) -> object:
     return np.array(cols, dtype=np.intp)
 
 
-def wave_kernel(components: list[list[str]], asts: dict[str, Expr]) -> WaveKernel:
+def wave_kernel(components: list[list[str]], asts: dict[str, Expr], lanes: int = 1) -> WaveKernel:
     """
     One kernel stepping ``components`` together. Each may read the others'
     members only through SHIFT with a lag >= 1 (the scheduler guarantees it).
+    With ``lanes`` > 1 every component runs ``lanes`` times side by side (one
+    lane per scenario of ``Plan.evaluate_many``): a member's value is then
+    ``lanes`` columns, and every group is a vector group.
     """
     everyone = frozenset(m for c in components for m in c)
     shapes: dict[str, list[tuple[list[str], LoopParts]]] = {}
@@ -361,15 +365,17 @@ def wave_kernel(components: list[list[str]], asts: dict[str, Expr]) -> WaveKerne
         parts = loop_parts(comp, asts, _WaveNaming("", True), everyone - set(comp))
         shapes.setdefault(parts.signature, []).append((comp, parts))
 
-    # Columns: member slot by member slot, and within a slot group by group, so a
-    # vector group's own columns for one slot are a slice - and so are its peers'
-    # in a chain, where component k reads slot i of component k - 1.
-    columns: dict[str, int] = {}
+    # Columns: member slot by member slot, and within a slot group by group (and
+    # lane by lane), so a vector group's own columns for one slot are a slice -
+    # and so are its peers' in a chain, where component k reads slot i of k - 1.
+    columns: dict[str, list[int]] = {}
+    count = 0
     for i in range(max(len(c) for c in components)):
         for entries in shapes.values():
             for comp, _ in entries:
                 if i < len(comp):
-                    columns[comp[i]] = len(columns)
+                    columns[comp[i]] = list(range(count, count + lanes))
+                    count += lanes
 
     groups: list[WaveGroup] = []
     bindings: dict[str, object] = {}
@@ -379,20 +385,20 @@ def wave_kernel(components: list[list[str]], asts: dict[str, Expr]) -> WaveKerne
     tail: list[str] = []
     lags: set[int] = set()
     for gi, entries in enumerate(shapes.values()):
-        size = len(entries)
+        size = len(entries) * lanes
         scalar = size == 1
         prefix = f"g{gi}_"
         naming = _WaveNaming(prefix, scalar)
         parts = loop_parts(entries[0][0], asts, naming, everyone - set(entries[0][0]))
         lags |= naming.lags
-        own = [_columns([columns[comp[i]] for comp, _ in entries]) for i in range(len(entries[0][0]))]
-        peer = [_columns([columns[ps.peers[j]] for _, ps in entries]) for j in range(len(parts.peers))]
+        own = [_columns([c for comp, _ in entries for c in columns[comp[i]]]) for i in range(len(entries[0][0]))]
+        peer = [_columns([c for _, ps in entries for c in columns[ps.peers[j]]]) for j in range(len(parts.peers))]
         for i, cols in enumerate(own):
             bindings[f"{prefix}O{i}"] = cols
         for j, cols in enumerate(peer):
             bindings[f"{prefix}P{j}"] = cols
         constants: list[object] = [
-            ks[0] if scalar else np.array(ks, dtype=np.float64)
+            ks[0] if scalar else np.repeat(np.array(ks, dtype=np.float64), lanes)
             for ks in zip(*(ps.constants for _, ps in entries), strict=True)
         ]
         groups.append(WaveGroup([c for c, _ in entries], [ps.externals for _, ps in entries], constants,
@@ -410,12 +416,12 @@ def wave_kernel(components: list[list[str]], asts: dict[str, Expr]) -> WaveKerne
         tail += parts.tail
 
     # Every column of every row is stored before it is read: no need to zero S.
-    lines = ["def _w(XS, KS, BINS):", f"    S = np.empty((BINS, {len(columns)}), dtype=np.float64)",
-             f"    ZROW = np.zeros({len(columns)}, dtype=np.float64)"]
+    lines = ["def _w(XS, KS, BINS):", f"    S = np.empty((BINS, {count}), dtype=np.float64)",
+             f"    ZROW = np.zeros({count}, dtype=np.float64)"]
     lines += [f"    {s}" for s in pre + alloc]
     lines.append("    for t in range(BINS):")
     lines.append("        CUR = S[t]")
     lines += [f"        R{k} = S[t - {k}] if t >= {k} else ZROW" for k in sorted(lags)]
     lines += [f"        {s}" for s in body + tail]
     lines.append("    return S")
-    return WaveKernel("\n".join(lines), groups, columns, bindings)
+    return WaveKernel("\n".join(lines), groups, columns, bindings, lanes)

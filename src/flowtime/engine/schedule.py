@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flowtime.engine.graph import Graph
 from flowtime.expr.syntax import BinOp, Call, Expr, Ref, Unary, fold, walk
 from flowtime.model.deps import references_with_lag
-from flowtime.model.schema import ExprNode
+from flowtime.model.graph import ModelGraph
 
 INLINE_LIMIT = 64  # syntax nodes: a bigger node is read as a finished series, not recomputed per bin
 
@@ -54,7 +53,7 @@ def _substitute(e: Expr, inline: dict[str, Expr]) -> Expr:
     return fold(e, fn)
 
 
-def loop_expressions(graph: Graph) -> dict[str, Expr]:
+def loop_expressions(graph: ModelGraph) -> dict[str, Expr]:
     """
     Every node's expression as loops read it: in a loop member's, each small
     acyclic node that reads a loop (directly or through another such node) is
@@ -62,9 +61,9 @@ def loop_expressions(graph: Graph) -> dict[str, Expr]:
     the same numbers, only computed where the loop needs them.
 
     >>> from flowtime.model.load import load_model
-    >>> from flowtime.engine.graph import compile_model
+    >>> from flowtime.model.graph import graph_of
     >>> from flowtime.expr.syntax import to_text
-    >>> g = compile_model(load_model("schemaVersion: 1\\ngrid: {bins: 3, binSize: 1, binUnit: hours}\\nnodes:\\n"
+    >>> g = graph_of(load_model("schemaVersion: 1\\ngrid: {bins: 3, binSize: 1, binUnit: hours}\\nnodes:\\n"
     ...     "  - {id: a, values: [1, 2, 3]}\\n"
     ...     "  - {id: q1, kind: expr, expr: 'SHIFT(q1, 1) + a'}\\n"
     ...     "  - {id: in2, kind: expr, expr: 'SHIFT(q1, 2) * 0.5'}\\n"
@@ -74,47 +73,46 @@ def loop_expressions(graph: Graph) -> dict[str, Expr]:
     """
     members = {m for c in graph.components for m in c}
     if not members:
-        return dict(graph.asts)
+        return dict(graph.exprs)
     inline: dict[str, Expr] = {}
     for n in graph.order:  # inputs first, so a node's own inlined form is ready
-        node = graph.nodes[n]
-        if n in members or not isinstance(node, ExprNode):
+        if n in members or n not in graph.exprs:
             continue
-        e = graph.asts[n]
+        e = graph.exprs[n]
         refs = references_with_lag(e)
         if not any(r in members or r in inline for r in refs):
             continue
         e = _substitute(e, inline) if any(r in inline for r in refs) else e
         if sum(1 for _ in walk(e)) <= INLINE_LIMIT:
             inline[n] = e
-    out = dict(graph.asts)
+    out = dict(graph.exprs)
     for m in members:
         if any(r in inline for r in graph.lags[m]):
-            out[m] = _substitute(graph.asts[m], inline)
+            out[m] = _substitute(graph.exprs[m], inline)
     return out
 
 
-def levels(graph: Graph, asts: dict[str, Expr] | None = None) -> list[Level]:
+def levels(graph: ModelGraph, asts: dict[str, Expr] | None = None) -> list[Level]:
     """
     The level schedule of ``graph``, in order; loop members read what their
     expressions in ``asts`` read (by default ``loop_expressions(graph)``).
 
     >>> from flowtime.model.load import load_model
-    >>> from flowtime.engine.graph import compile_model
+    >>> from flowtime.model.graph import graph_of
     >>> m = load_model("schemaVersion: 1\\ngrid: {bins: 3, binSize: 1, binUnit: hours}\\nnodes:\\n"
     ...     "  - {id: a, values: [1, 2, 3]}\\n"
     ...     "  - {id: q1, kind: expr, expr: 'SHIFT(q1, 1) + a'}\\n"
     ...     "  - {id: q2, kind: expr, expr: 'SHIFT(q2, 1) + SHIFT(q1, 1)'}\\n"
     ...     "  - {id: q3, kind: expr, expr: 'SHIFT(q3, 1) + a'}\\n"
     ...     "  - {id: total, kind: expr, expr: q2 + q3}\\n").model
-    >>> [(lv.nodes, lv.alone, lv.waves) for lv in levels(compile_model(m))]
+    >>> [(lv.nodes, lv.alone, lv.waves) for lv in levels(graph_of(m))]
     [(['a'], [], []), ([], [2], [[0, 1]]), (['total'], [], [])]
     """
     asts = loop_expressions(graph) if asts is None else asts
     comp_of = {m: i for i, c in enumerate(graph.components) for m in c}
     unit_of: dict[str, int | str] = {n: comp_of.get(n, n) for n in graph.order}
     # What each node reads, and through how much lag: loop members as they read with nodes inlined.
-    reads = {n: (references_with_lag(asts[n]) if n in comp_of and asts[n] is not graph.asts[n] else graph.lags[n])
+    reads = {n: (references_with_lag(asts[n]) if n in comp_of and asts[n] is not graph.exprs[n] else graph.lags[n])
              for n in graph.order}
     level: dict[int | str, int] = {}
     links: dict[int, set[int]] = {}  # component -> components it reads on its own level

@@ -3,9 +3,8 @@ Built-in functions: one table of name -> arity and implementations.
 
 Each function has a NumPy implementation over whole series (or floats) and a
 plain-float implementation used inside feedback loops, which are computed bin
-by bin. Both give the same IEEE results for the exact operations
-(+ - * /, MIN, MAX, comparisons, FLOOR/CEIL/ROUND/MOD/ABS/SQRT); EXP, LOG and
-POW use NumPy and ``math`` respectively, which may differ in the last bit.
+by bin. Both give the same bits for every input: the exact operations agree
+by IEEE; EXP, LOG and POW call NumPy on the float too.
 
 ``SHIFT`` is listed for arity checks; its lag must be a literal and it is
 compiled by the engine, not called.
@@ -72,6 +71,18 @@ def v_max(*xs: Value) -> Value:
 
 def v_clamp(v: Value, lo: Value, hi: Value) -> Value:
     return np.maximum(lo, np.minimum(hi, v)) + 0.0
+
+
+def v_pow(a: Value, b: Value) -> Value:
+    """
+    a ** b as C99 pow gives it everywhere: NumPy replaces some powers by a scalar
+    exponent with a faster function (x ** 0.5 by sqrt, so POW(-0, 0.5) would be
+    -0 and POW(-inf, 0.5) NaN) - an exponent given as an array never takes that path.
+    """
+    if np.ndim(b) == 0:
+        b = np.full(np.shape(a) or (1,), float(b))
+        return np.power(a, b) if np.ndim(a) else float(np.power(np.array([a], dtype=np.float64), b)[0])
+    return np.power(a, b)
 
 
 def v_round(x: Value) -> Value:
@@ -151,25 +162,20 @@ def s_sqrt(x: float) -> float:
     return math.sqrt(x) if x >= 0 else _NAN
 
 
+# EXP, LOG and POW on one float go through NumPy too: its routines (vectorised,
+# CPU-specific) and the C library's differ in the last bit, and a loop's numbers
+# must not depend on whether it ran on floats or as vectors (0014).
+
 def s_log(x: float) -> float:
-    if x > 0:
-        return math.log(x)
-    return -math.inf if x == 0 else _NAN
+    return float(np.log(x))
 
 
 def s_exp(x: float) -> float:
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return math.inf
+    return float(np.exp(x))
 
 
 def s_pow(a: float, b: float) -> float:
-    try:
-        r = math.pow(a, b)
-    except (OverflowError, ValueError):
-        return float(np.power(np.float64(a), np.float64(b)))
-    return r
+    return float(v_pow(np.array([a]), np.array([b]))[0])
 
 
 def s_floor(x: float) -> float:
@@ -209,7 +215,7 @@ FUNCTIONS: dict[str, Function] = {
         Function("CLAMP", 3, 3, v_clamp, s_clamp, "CLAMP(value, lo, hi)"),
         Function("ABS", 1, 1, np.abs, abs, "ABS(x)"),
         Function("SQRT", 1, 1, np.sqrt, s_sqrt, "SQRT(x)"),
-        Function("POW", 2, 2, np.power, s_pow, "POW(base, exponent)"),
+        Function("POW", 2, 2, v_pow, s_pow, "POW(base, exponent)"),
         Function("EXP", 1, 1, np.exp, s_exp, "EXP(x)"),
         Function("LOG", 1, 1, np.log, s_log, "LOG(x)"),
         Function("FLOOR", 1, 1, np.floor, s_floor, "FLOOR(x)"),

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from flowtime.expr.parser import parse_expression
+from flowtime.expr.syntax import to_text
 from flowtime.model.schema import ConstNode, ExprNode, Model, Node, PmfNode
 from flowtime.records import record
 
@@ -39,9 +41,14 @@ def _n(v: float) -> str:
     return "0" if text == "-0" else text
 
 
+def _expr_text(node: ExprNode) -> str:
+    """The expression as printed from the model graph's syntax tree (spacing and parentheses do not count)."""
+    return to_text(parse_expression(node.expr))
+
+
 def _describe(node: Node) -> str:
     if isinstance(node, ExprNode):
-        return f"expr {node.canonical_expr()}"
+        return f"expr {_expr_text(node)}"
     if isinstance(node, ConstNode):
         return f"const {_values_text(node.values)}"
     return f"pmf {_pmf_text(node)}"
@@ -75,7 +82,7 @@ def _node_change(a: Node, b: Node) -> Change | None:
     if a.kind != b.kind:
         return Change(a.id, "kind", f"{_describe(a)} -> {_describe(b)}")
     if isinstance(a, ExprNode) and isinstance(b, ExprNode):
-        ea, eb = a.canonical_expr(), b.canonical_expr()
+        ea, eb = _expr_text(a), _expr_text(b)
         return Change(a.id, "expr", f"{ea} -> {eb}") if ea != eb else None
     if isinstance(a, ConstNode) and isinstance(b, ConstNode):
         detail = _values_change(a.values, b.values)

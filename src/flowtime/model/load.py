@@ -8,7 +8,6 @@ where (file, line, column, node, field), what was expected and what was found.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,19 +24,17 @@ from flowtime.errors import (
 from flowtime.expr.functions import suggest
 from flowtime.expr.parser import parse_expression
 from flowtime.expr.syntax import Expr
-from flowtime.model.deps import analyse, expression_issues, references_with_lag
+from flowtime.model import kinds
+from flowtime.model.graph import Analysis, ModelGraph, analyse_nodes, graph_from, graph_of, output_pattern, remember
 from flowtime.model.limits import DEFAULT_LIMITS, Limits
+from flowtime.model.nodes import is_number, type_name
 from flowtime.model.provenance import Provenance, provenance_from_mapping
 from flowtime.model.schema import (
-    NODE_KINDS,
     BinUnit,
-    ConstNode,
-    ExprNode,
     Grid,
     Metadata,
     Model,
     Output,
-    PmfNode,
     Rng,
 )
 from flowtime.model.yamltext import Path, SourceMap, format_path, parse_yaml, remove_top_level_key
@@ -46,17 +43,6 @@ TOP_LEVEL_KEYS = ("schemaVersion", "grid", "nodes", "outputs", "rng", "metadata"
 # \Z, not $: `$` also matches before a final newline ("b\n" must not pass).
 NODE_ID = re.compile(r"^[^\W\d][\w.\-]{0,127}\Z")
 OUTPUT_NAME = re.compile(r"^[\w][\w.\- ]{0,127}\Z")
-PMF_TOLERANCE = 1e-6
-# Sums this close to 1 are float noise: used as given, so expected values match
-# the reference bit for bit. Between this and PMF_TOLERANCE: normalised, warned.
-PMF_NOISE = 1e-9
-
-_NODE_FIELDS = {
-    "const": {"id", "kind", "values", "title", "description"},
-    "expr": {"id", "kind", "expr", "title", "description"},
-    "pmf": {"id", "kind", "pmf", "title", "description"},
-}
-
 
 @dataclass
 class LoadedModel:
@@ -67,6 +53,11 @@ class LoadedModel:
     provenance: Provenance | None
     warnings: list[Problem] = field(default_factory=list)
     source: str = "<string>"
+
+    @property
+    def graph(self) -> ModelGraph:
+        """The model analysed (the loader's own analysis, kept with the model)."""
+        return graph_of(self.model)
 
 
 @dataclass
@@ -95,6 +86,8 @@ class _Ctx:
 
     node_names: dict[int, str] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    # node id -> (path of its expression field, the text): where to point at an issue
+    texts: dict[str, tuple[Path, str]] = field(default_factory=dict)
 
     def text_line(self, line: int) -> str:
         return self.lines[line - 1] if 0 < line <= len(self.lines) else ""
@@ -105,24 +98,6 @@ def _display_path(path: Path, ctx: _Ctx) -> str:
     if len(path) >= 2 and path[0] == "nodes" and isinstance(path[1], int) and path[1] in ctx.node_names:
         return format_path(("nodes", ctx.node_names[path[1]], *path[2:]))
     return format_path(path)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _type_name(v: Any) -> str:
-    if v is None:
-        return "nothing (null)"
-    if isinstance(v, bool):
-        return f"a boolean ({str(v).lower()})"
-    if isinstance(v, str):
-        return f"the text {v!r}" if len(v) < 40 else "a text"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, dict):
-        return "a mapping"
-    return f"{v!r}"
 
 
 def load_model(text: str, source: str = "<string>", *, limits: Limits = DEFAULT_LIMITS) -> LoadedModel:
@@ -148,7 +123,7 @@ def load_model(text: str, source: str = "<string>", *, limits: Limits = DEFAULT_
         ctx.error((), "model is empty; expected a mapping with schemaVersion, grid and nodes")
         raise ModelValidationError(ctx.problems, source)
     if not isinstance(data, dict):
-        ctx.error((), f"the top level must be a mapping (schemaVersion, grid, nodes, ...), got {_type_name(data)}")
+        ctx.error((), f"the top level must be a mapping (schemaVersion, grid, nodes, ...), got {type_name(data)}")
         raise ModelValidationError(ctx.problems, source)
 
     provenance = _provenance(data, ctx)
@@ -156,18 +131,18 @@ def load_model(text: str, source: str = "<string>", *, limits: Limits = DEFAULT_
     _schema_version(data, ctx)
     grid = _grid(data, ctx)
     bins = grid.bins if grid else _valid_bins(data, ctx.limits)
-    nodes, asts = _nodes(data, ctx, bins)
+    nodes, exprs = _nodes(data, ctx, bins)
     outputs = _outputs(data, ctx, [n.id for n in nodes])
     rng = _rng(data, ctx)
     metadata = _metadata(data, ctx)
-    if nodes:
-        _dependencies(nodes, asts, ctx)
+    analysis = _analyse(nodes, exprs, ctx)
 
     errors = [p for p in ctx.problems if p.severity == "error"]
     if errors or grid is None:
         raise ModelValidationError(ctx.problems, source)
 
     model = Model(grid=grid, nodes=tuple(nodes), outputs=tuple(outputs), rng=rng, metadata=metadata)
+    remember(graph_from(model, analysis))  # analysed once, here: Sim and the engine read this graph
     spec_text = text
     if "provenance" in data:
         stripped = remove_top_level_key(text, "provenance", smap)
@@ -211,7 +186,7 @@ def _schema_version(data: dict[Any, Any], ctx: _Ctx) -> None:
     if isinstance(v, str) and re.fullmatch(r"[0-9]{1,9}", v.strip()):
         v = int(v)
     if not isinstance(v, int) or isinstance(v, bool):
-        ctx.error(("schemaVersion",), f"schemaVersion must be the integer 1, got {_type_name(v)}")
+        ctx.error(("schemaVersion",), f"schemaVersion must be the integer 1, got {type_name(v)}")
     elif v != 1:
         ctx.error(("schemaVersion",), f"schemaVersion must be 1 (the only version this engine reads), got {v}")
 
@@ -224,7 +199,7 @@ def _int_field(ctx: _Ctx, grid: dict[Any, Any], key: str, lo: int, hi: int, limi
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if not isinstance(v, int) or isinstance(v, bool):
-        ctx.error(("grid", key), f"{key} must be a whole number between {lo} and {hi}, got {_type_name(v)}")
+        ctx.error(("grid", key), f"{key} must be a whole number between {lo} and {hi}, got {type_name(v)}")
         return None
     if not lo <= v <= hi:
         extra = f" (limit {limit_name})" if limit_name else ""
@@ -252,14 +227,14 @@ def _grid(data: dict[Any, Any], ctx: _Ctx) -> Grid | None:
         return None
     g = data["grid"]
     if not isinstance(g, dict):
-        ctx.error(("grid",), f"grid must be a mapping with bins, binSize and binUnit, got {_type_name(g)}")
+        ctx.error(("grid",), f"grid must be a mapping with bins, binSize and binUnit, got {type_name(g)}")
         return None
     lim = ctx.limits
     bins = _int_field(ctx, g, "bins", 1, lim.max_bins, "max_bins")
     if "binMinutes" in g:
         bm = g["binMinutes"]
         if not isinstance(bm, int) or isinstance(bm, bool) or bm < 1:
-            ctx.error(("grid", "binMinutes"), f"binMinutes must be a whole number >= 1, got {_type_name(bm)}")
+            ctx.error(("grid", "binMinutes"), f"binMinutes must be a whole number >= 1, got {type_name(bm)}")
             return None
         conv = convert_bin_minutes(bm, lim.max_bin_size)
         if conv is None:
@@ -287,7 +262,7 @@ def _grid(data: dict[Any, Any], ctx: _Ctx) -> Grid | None:
         if unit_v is None:
             hint = suggest(str(raw).lower(), [u.value for u in BinUnit])
             ctx.error(("grid", "binUnit"), f"binUnit must be one of minutes, hours, days, weeks, got "
-                      f"{_type_name(raw)}{hint}")
+                      f"{type_name(raw)}{hint}")
     for key in g:
         if key not in ("bins", "binSize", "binUnit", "binMinutes", "start"):
             ctx.warn(("grid", key), f"unknown grid key '{key}' is ignored", key=True)
@@ -303,6 +278,7 @@ def _valid_bins(data: dict[Any, Any], limits: Limits) -> int | None:
 
 
 def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any], dict[str, Expr]]:
+    """The nodes (each read by its kind's entry in the kind table) and the expressions parsed on the way."""
     raw = data.get("nodes")
     if raw is None:
         return [], {}
@@ -310,7 +286,7 @@ def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any]
         ctx.error(("nodes",), "nodes must be a list of node mappings (`- id: demand` ...), got a mapping")
         return [], {}
     if not isinstance(raw, list):
-        ctx.error(("nodes",), f"nodes must be a list of node mappings, got {_type_name(raw)}")
+        ctx.error(("nodes",), f"nodes must be a list of node mappings, got {type_name(raw)}")
         return [], {}
     if len(raw) > ctx.limits.max_nodes:
         raise LimitExceeded(f"{ctx.source}: model has {len(raw)} nodes; the limit is {ctx.limits.max_nodes}",
@@ -319,13 +295,15 @@ def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any]
     for i, item in enumerate(raw):
         if isinstance(item, dict) and isinstance(item.get("id"), str):
             ctx.node_names[i] = item["id"]
+    table = kinds.kinds()
+    default = next((k for k in table.values() if k.default), None)
     nodes: list[Any] = []
-    asts: dict[str, Expr] = {}
+    exprs: dict[str, Expr] = {}
     first_seen: dict[str, int] = {}
     for i, item in enumerate(raw):
         path: Path = ("nodes", i)
         if not isinstance(item, dict):
-            ctx.error(path, f"each node must be a mapping with id and kind, got {_type_name(item)}")
+            ctx.error(path, f"each node must be a mapping with id and kind, got {type_name(item)}")
             continue
         node_id = item.get("id")
         if not isinstance(node_id, str) or not node_id.strip():
@@ -340,28 +318,66 @@ def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any]
             ctx.error((*path, "id"), f"duplicate node id '{node_id}' (first defined on line {line})")
             continue
         first_seen[node_id] = i
-        kind = item.get("kind", "const")
-        if kind not in NODE_KINDS:
-            hint = suggest(str(kind), NODE_KINDS)
-            ctx.error((*path, "kind"), f"unknown node kind {kind!r}{hint}; expected one of {', '.join(NODE_KINDS)}")
+        name = item.get("kind", default.name if default else None)
+        spec = table.get(name) if isinstance(name, str) else None
+        if spec is None:
+            names = tuple(table)
+            ctx.error((*path, "kind"), f"unknown node kind {name!r}{suggest(str(name), names)}; expected one of "
+                      f"{', '.join(names)}")
             continue
         for key in item:
-            if key not in _NODE_FIELDS[kind] and not (kind == "expr" and key == "expression"):
-                ctx.warn((*path, key), f"field '{key}' is not used by {kind} nodes and is ignored", key=True)
-        node: ConstNode | ExprNode | PmfNode | None
+            if key not in spec.fields and not (spec.name == "expr" and key == "expression"):
+                ctx.warn((*path, key), f"field '{key}' is not used by {spec.name} nodes and is ignored", key=True)
         title = item.get("title") if isinstance(item.get("title"), str) else None
         desc = item.get("description") if isinstance(item.get("description"), str) else None
-        if kind == "const":
-            node = _const(item, path, ctx, bins, node_id, title, desc)
-        elif kind == "expr":
-            node, ast = _expr(item, path, ctx, node_id, title, desc)
-            if ast is not None:
-                asts[node_id] = ast
-        else:
-            node = _pmf(item, path, ctx, node_id, title, desc)
+        source = _NodeSource(ctx, path, node_id, bins, title, desc)
+        node = spec.parse(item, source)
         if node is not None:
             nodes.append(node)
-    return nodes, asts
+            exprs.update(source.parsed)
+    return nodes, exprs
+
+
+class _NodeSource:
+    """The loader's side of ``kinds.NodeSource``: one node's fields, located in the text."""
+
+    def __init__(self, ctx: _Ctx, path: Path, node_id: str, bins: int | None, title: str | None,
+                 description: str | None) -> None:
+        self.ctx = ctx
+        self.path = path
+        self.node_id = node_id
+        self.bins = bins
+        self.title = title
+        self.description = description
+        self.parsed: dict[str, Expr] = {}
+
+    def _at(self, field: str | tuple[str | int, ...]) -> Path:
+        return (*self.path, *((field,) if isinstance(field, str) else field))
+
+    def error(self, field: str | tuple[str | int, ...], message: str, *, key: bool = False) -> None:
+        self.ctx.error(self._at(field), message, key=key)
+
+    def warn(self, field: str | tuple[str | int, ...], message: str, *, key: bool = False) -> None:
+        self.ctx.warn(self._at(field), message, key=key)
+
+    def numbers(self, field: str | tuple[str | int, ...], values: list[Any], what: str) -> np.ndarray | None:
+        return _number_array(values, self._at(field), self.ctx, what)
+
+    def expression(self, field: str, text: str) -> Expr | None:
+        ctx, where = self.ctx, self._at(field)
+        try:
+            ast = parse_expression(text, max_nesting=ctx.limits.max_expression_nesting,
+                                   max_length=ctx.limits.max_expression_length)
+        except ExpressionError as exc:
+            block = _block_scalar_start(ctx, where)
+            if block is not None:
+                ctx.error_at(where, str(exc), block[0], block[1] + exc.column - 1)
+            else:
+                ctx.error(where, str(exc), column_offset=_quote_offset(ctx, where, exc.column))
+            return None
+        self.parsed[self.node_id] = ast
+        ctx.texts[self.node_id] = (where, text)
+        return ast
 
 
 def _check_work(raw: list[Any], ctx: _Ctx, bins: int | None) -> None:
@@ -392,8 +408,8 @@ def _number_array(values: list[Any], path: Path, ctx: _Ctx, what: str) -> np.nda
         arr = np.array(values, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         for j, v in enumerate(values):
-            if not _is_number(v):
-                ctx.error((*path, j), f"{what} must be numbers; item {j} is {_type_name(v)}")
+            if not is_number(v):
+                ctx.error((*path, j), f"{what} must be numbers; item {j} is {type_name(v)}")
                 return None
         ctx.error(path, f"{what} must be numbers")
         return None
@@ -403,58 +419,6 @@ def _number_array(values: list[Any], path: Path, ctx: _Ctx, what: str) -> np.nda
         return None
     arr.flags.writeable = False
     return arr
-
-
-def _const(item: dict[Any, Any], path: Path, ctx: _Ctx, bins: int | None, node_id: str,
-           title: str | None, desc: str | None) -> ConstNode | None:
-    if "values" not in item:
-        ctx.error(path, f"const node '{node_id}' needs `values`: a list of {bins or 'grid.bins'} numbers")
-        return None
-    raw = item["values"]
-    if _is_number(raw) and bins is not None and math.isfinite(float(raw)):
-        # A single number means "this value in every bin" (no list of a million floats on the way).
-        full = np.full(bins, float(raw), dtype=np.float64)
-        full.flags.writeable = False
-        return ConstNode(id=node_id, values=full, title=title, description=desc)
-    if not isinstance(raw, list):
-        ctx.error((*path, "values"), f"values must be a list of numbers, got {_type_name(raw)}")
-        return None
-    arr = _number_array(raw, (*path, "values"), ctx, "values")
-    if arr is None:
-        return None
-    if bins is not None and arr.size != bins:
-        ctx.error((*path, "values"), f"const node '{node_id}' has {arr.size} values but grid.bins is "
-                  f"{bins}; give one value per bin")
-        return None
-    return ConstNode(id=node_id, values=arr, title=title, description=desc)
-
-
-def _expr(item: dict[Any, Any], path: Path, ctx: _Ctx, node_id: str, title: str | None,
-          desc: str | None) -> tuple[ExprNode | None, Expr | None]:
-    text = item.get("expr")
-    if text is None and "expression" in item:
-        ctx.error((*path, "expression"), "the field is called `expr`, not `expression`; rename it", key=True)
-        return None, None
-    if text is None:
-        ctx.error(path, f"expr node '{node_id}' needs `expr`, a formula such as `MIN(demand, capacity)`")
-        return None, None
-    if _is_number(text):
-        text = repr(float(text)) if isinstance(text, float) else str(text)
-    if not isinstance(text, str):
-        ctx.error((*path, "expr"), f"expr must be a text formula, got {_type_name(text)}")
-        return None, None
-    text = text.rstrip("\n")  # block scalars (`expr: |`) end with a newline
-    try:
-        ast = parse_expression(text, max_nesting=ctx.limits.max_expression_nesting,
-                               max_length=ctx.limits.max_expression_length)
-    except ExpressionError as exc:
-        block = _block_scalar_start(ctx, (*path, "expr"))
-        if block is not None:
-            ctx.error_at((*path, "expr"), str(exc), block[0], block[1] + exc.column - 1)
-        else:
-            ctx.error((*path, "expr"), str(exc), column_offset=_quote_offset(ctx, (*path, "expr"), exc.column))
-        return None, None
-    return ExprNode(id=node_id, expr=text, title=title, description=desc, ast=ast), ast
 
 
 def _block_scalar_start(ctx: _Ctx, path: Path) -> tuple[int, int] | None:
@@ -475,84 +439,12 @@ def _quote_offset(ctx: _Ctx, path: Path, column: int) -> int:
     return column if quoted else column - 1
 
 
-def _pmf(item: dict[Any, Any], path: Path, ctx: _Ctx, node_id: str, title: str | None,
-         desc: str | None) -> PmfNode | None:
-    raw = item.get("pmf")
-    ppath = (*path, "pmf")
-    if raw is None:
-        ctx.error(path, f"pmf node '{node_id}' needs `pmf`: either {{values: [...], probabilities: [...]}} "
-                  "or a mapping of value: probability")
-        return None
-    if not isinstance(raw, dict) or not raw:
-        ctx.error(ppath, f"pmf must be a non-empty mapping, got {_type_name(raw)}")
-        return None
-    sample = False
-    if "values" in raw or "probabilities" in raw:
-        for key in raw:
-            if key not in ("values", "probabilities", "sample"):
-                ctx.warn((*ppath, key), f"pmf field '{key}' is ignored", key=True)
-        vals, probs = raw.get("values"), raw.get("probabilities")
-        if not isinstance(vals, list) or not vals:
-            ctx.error((*ppath, "values"), f"pmf.values must be a non-empty list of numbers, got {_type_name(vals)}")
-            return None
-        if not isinstance(probs, list) or not probs:
-            ctx.error((*ppath, "probabilities"),
-                      f"pmf.probabilities must be a non-empty list of numbers, got {_type_name(probs)}")
-            return None
-        if len(vals) != len(probs):
-            ctx.error(ppath, f"pmf has {len(vals)} values but {len(probs)} probabilities; they must pair up")
-            return None
-        v_arr = _number_array(vals, (*ppath, "values"), ctx, "pmf values")
-        p_arr = _number_array(probs, (*ppath, "probabilities"), ctx, "pmf probabilities")
-        s = raw.get("sample", False)
-        if not isinstance(s, bool):
-            ctx.error((*ppath, "sample"), f"pmf.sample must be true or false, got {_type_name(s)}")
-            return None
-        sample = s
-    else:
-        keys: list[float] = []
-        probs_l: list[Any] = []
-        for k, p in raw.items():
-            try:
-                kv = float(k) if not isinstance(k, bool) else math.nan
-            except (TypeError, ValueError, OverflowError):
-                kv = math.nan
-            if not math.isfinite(kv):
-                ctx.error((*ppath, k), f"pmf value {k!r} must be a number", key=True)
-                return None
-            keys.append(kv)
-            probs_l.append(p)
-        v_arr = np.array(keys, dtype=np.float64)
-        p_arr = _number_array(probs_l, ppath, ctx, "pmf probabilities")
-    if v_arr is None or p_arr is None:
-        return None
-    uniq, counts = np.unique(v_arr, return_counts=True)
-    if (counts > 1).any():
-        ctx.error(ppath, f"duplicate pmf value {uniq[counts > 1][0]:g}; list each value once")
-        return None
-    neg = np.flatnonzero(p_arr < 0)
-    if neg.size:
-        j = int(neg[0])
-        ctx.error(ppath, f"pmf probabilities must be >= 0; value {v_arr[j]:g} has {p_arr[j]:g}")
-        return None
-    total = math.fsum(p_arr.tolist())
-    if abs(total - 1.0) > PMF_TOLERANCE:
-        ctx.error(ppath, f"pmf probabilities sum to {total:.9g}, not 1 (tolerance {PMF_TOLERANCE:g}); fix them")
-        return None
-    if abs(total - 1.0) > PMF_NOISE:
-        ctx.warn(ppath, f"pmf probabilities sum to {total:.12g}; normalised to 1")
-        p_arr = p_arr / total
-        p_arr.flags.writeable = False
-    v_arr.flags.writeable = False
-    return PmfNode(id=node_id, values=v_arr, probabilities=p_arr, sample=sample, title=title, description=desc)
-
-
 def _outputs(data: dict[Any, Any], ctx: _Ctx, ids: list[str]) -> list[Output]:
     raw = data.get("outputs")
     if raw is None:
         return []
     if not isinstance(raw, list):
-        ctx.error(("outputs",), f"outputs must be a list of {{series, as}} mappings, got {_type_name(raw)}")
+        ctx.error(("outputs",), f"outputs must be a list of {{series, as}} mappings, got {type_name(raw)}")
         return []
     if len(raw) > ctx.limits.max_outputs:
         raise LimitExceeded(f"{ctx.source}: {len(raw)} outputs; the limit is {ctx.limits.max_outputs}",
@@ -565,7 +457,7 @@ def _outputs(data: dict[Any, Any], ctx: _Ctx, ids: list[str]) -> list[Output]:
         if isinstance(item, str):
             item = {"series": item}
         if not isinstance(item, dict):
-            ctx.error(path, f"each output must be a mapping with `series`, got {_type_name(item)}")
+            ctx.error(path, f"each output must be a mapping with `series`, got {type_name(item)}")
             continue
         series = item.get("series")
         if not isinstance(series, str) or not series.strip():
@@ -573,7 +465,7 @@ def _outputs(data: dict[Any, Any], ctx: _Ctx, ids: list[str]) -> list[Output]:
             continue
         as_ = item.get("as")
         if as_ is not None and not isinstance(as_, str):
-            ctx.error((*path, "as"), f"`as` must be a file name, got {_type_name(as_)}")
+            ctx.error((*path, "as"), f"`as` must be a file name, got {type_name(as_)}")
             continue
         for key in item:
             if key not in ("series", "as", "id", "description"):
@@ -582,7 +474,7 @@ def _outputs(data: dict[Any, Any], ctx: _Ctx, ids: list[str]) -> list[Output]:
             if as_ is not None:
                 ctx.error((*path, "as"), "`as` names one file and cannot be used with a wildcard series")
                 continue
-            pattern = re.compile("^" + ".*".join(re.escape(p) for p in series.split("*")) + "$")
+            pattern = output_pattern(series)
             if not any(pattern.match(n) for n in ids):
                 ctx.warn((*path, "series"), f"output pattern '{series}' matches no node")
         elif series not in known:
@@ -607,17 +499,17 @@ def _rng(data: dict[Any, Any], ctx: _Ctx) -> Rng | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        ctx.error(("rng",), f"rng must be a mapping such as `{{kind: pcg32, seed: 42}}`, got {_type_name(raw)}")
+        ctx.error(("rng",), f"rng must be a mapping such as `{{kind: pcg32, seed: 42}}`, got {type_name(raw)}")
         return None
     kind = raw.get("kind", "pcg32")
     if not isinstance(kind, str) or kind.lower() != "pcg32":
-        ctx.error(("rng", "kind"), f"rng.kind must be pcg32, got {_type_name(kind)}")
+        ctx.error(("rng", "kind"), f"rng.kind must be pcg32, got {type_name(kind)}")
         return None
     seed = raw.get("seed")
     if isinstance(seed, str) and re.fullmatch(r"-?[0-9]{1,20}", seed.strip()):
         seed = int(seed)
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        ctx.error(("rng", "seed"), f"rng.seed must be a whole number, got {_type_name(seed)}")
+        ctx.error(("rng", "seed"), f"rng.seed must be a whole number, got {type_name(seed)}")
         return None
     if isinstance(seed, int) and not -(2**63) <= seed < 2**64:
         ctx.error(("rng", "seed"), "rng.seed must fit in 64 bits")
@@ -630,7 +522,7 @@ def _metadata(data: dict[Any, Any], ctx: _Ctx) -> Metadata:
     if raw is None:
         return Metadata()
     if not isinstance(raw, dict):
-        ctx.warn(("metadata",), f"metadata must be a mapping; ignored ({_type_name(raw)})")
+        ctx.warn(("metadata",), f"metadata must be a mapping; ignored ({type_name(raw)})")
         return Metadata()
     title = raw.get("title")
     desc = raw.get("description")
@@ -646,53 +538,24 @@ def _metadata(data: dict[Any, Any], ctx: _Ctx) -> Metadata:
     elif isinstance(raw_tags, str):  # "a, b" or "[a, b]"
         tags = tuple(t.strip() for t in raw_tags.strip("[]").split(",") if t.strip())
     elif raw_tags is not None:
-        ctx.warn(("metadata", "tags"), f"metadata.tags should be a list of text; ignored ({_type_name(raw_tags)})")
+        ctx.warn(("metadata", "tags"), f"metadata.tags should be a list of text; ignored ({type_name(raw_tags)})")
     return Metadata(title=title, description=desc, tags=tags)
 
 
-def _dependencies(nodes: list[Any], asts: dict[str, Expr], ctx: _Ctx) -> None:
-    ids = [n.id for n in nodes]
-    declared = list(dict.fromkeys(ctx.node_names.values()))
-    known = set(declared)
+def _analyse(nodes: list[Any], exprs: dict[str, Expr], ctx: _Ctx) -> Analysis:
+    """Analyse the nodes once; every issue located in the text (the caret under the expression)."""
+    analysis = analyse_nodes(nodes, exprs, declared=ctx.node_names.values())
     raw_index = {name: i for i, name in ctx.node_names.items()}
-    lags: dict[str, dict[str, int]] = {}
-    ok = True
-    for node in nodes:
-        ast = asts.get(node.id)
-        if ast is None:
-            lags[node.id] = {}
+    for issue in analysis.issues:
+        if issue.what == "cycle":
+            ctx.error(("nodes", raw_index.get(issue.node, 0)),
+                      f"{issue.message}; each node reads the next in the same bin. "
+                      "Read the past with SHIFT(x, 1) somewhere on the loop")
             continue
-        path: Path = ("nodes", raw_index.get(node.id, 0), "expr")
-        for issue in expression_issues(ast):
-            ok = False
-            ctx.error(path, _located(issue.message, node.expr, issue.column),
-                      column_offset=_quote_offset(ctx, path, issue.column))
-        refs = references_with_lag(ast)
-        for name in refs:
-            if name not in known:
-                ok = False
-                hint = suggest(name, declared)
-                col = _ref_column(ast, name)
-                ctx.error(path, _located(f"unknown node '{name}'{hint}", node.expr, col),
-                          column_offset=_quote_offset(ctx, path, col))
-        lags[node.id] = {k: v for k, v in refs.items() if k in lags or k in ids}
-    del ok
-    graph = analyse(ids, lags)
-    for cycle in graph.cycles:
-        first = cycle[0]
-        path = ("nodes", raw_index.get(first, 0))
-        chain = " -> ".join(cycle)
-        ctx.error(path, f"cycle without delay: {chain}; each node reads the next in the same bin. "
-                  "Read the past with SHIFT(x, 1) somewhere on the loop")
-
-
-def _ref_column(ast: Expr, name: str) -> int:
-    from flowtime.expr.syntax import Ref, walk
-
-    for n in walk(ast):
-        if isinstance(n, Ref) and n.name == name:
-            return n.column
-    return 1
+        where, text = ctx.texts.get(issue.node, (("nodes", raw_index.get(issue.node, 0)), ""))
+        ctx.error(where, _located(issue.message, text, issue.column),
+                  column_offset=_quote_offset(ctx, where, issue.column))
+    return analysis
 
 
 def _located(message: str, expr: str, column: int) -> str:

@@ -20,7 +20,6 @@ from flowtime.records import record
 
 FloatArray = npt.NDArray[np.float64]
 
-NODE_KINDS = ("const", "expr", "pmf")
 
 
 class BinUnit(StrEnum):
@@ -94,23 +93,9 @@ class ExprNode:
     kind: Literal["expr"] = "expr"
     title: str | None = None
     description: str | None = None
-    # The parsed expression, attached by the loader so it is parsed only once.
-    ast: Any = field(default=None, repr=False, compare=False)
-
-    @property
-    def _ast(self) -> Any:
-        return self.ast
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": "expr", "expr": self.expr}
-
-    def canonical_expr(self) -> str:
-        """The expression as printed from its syntax tree: spacing, line breaks and
-        redundant parentheses do not change it (nor, therefore, the model hash)."""
-        from flowtime.expr.parser import parse_expression
-        from flowtime.expr.syntax import to_text
-
-        return to_text(self.ast if self.ast is not None else parse_expression(self.expr))
 
 
 @record
@@ -151,7 +136,7 @@ class PmfNode:
         return out
 
 
-Node = ConstNode | ExprNode | PmfNode
+Node = ConstNode | ExprNode | PmfNode  # the built-in kinds; others register in model.kinds
 
 
 @record
@@ -208,13 +193,19 @@ class Model:
         """
         The parts that decide what is computed, as plain JSON data: the input of
         ``modelHash``. Comments, key order, number spelling, metadata and
-        provenance do not appear here, so they cannot change the hash.
+        provenance do not appear here, so they cannot change the hash; an
+        expression appears as printed from its syntax tree (the model graph's),
+        so spacing and redundant parentheses do not count either.
         """
+        from flowtime.expr.syntax import to_text
+        from flowtime.model.graph import graph_of
+
+        exprs = graph_of(self).exprs
         return {
             "schemaVersion": self.schema_version,
             "grid": self.grid.to_json(),
             "nodes": [
-                {**n.to_json(), "expr": n.canonical_expr()} if isinstance(n, ExprNode) else n.to_json()
+                {**n.to_json(), "expr": to_text(exprs[n.id])} if isinstance(n, ExprNode) else n.to_json()
                 for n in self.nodes
             ],
             "outputs": [o.to_json() for o in self.outputs],

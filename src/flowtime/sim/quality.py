@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowtime.errors import ModelError, Problem
-from flowtime.expr.parser import parse_expression
 from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
 from flowtime.model.load import LoadedModel, load_error_problems, load_model
-from flowtime.model.schema import ConstNode, ExprNode, Model, PmfNode
+from flowtime.model.schema import ConstNode, Model, PmfNode
 from flowtime.sim.topology import Topology, topology
 
 PMF_EXACT = 1e-9  # the loader's "float noise" bound: beyond it a PMF is normalised
@@ -207,9 +206,8 @@ def provably_zero(model: Model, topo: Topology) -> dict[str, bool]:
         node = model.node(node_id)
         if isinstance(node, ConstNode | PmfNode):
             zero[node_id] = bool((node.values == 0).all())
-        elif isinstance(node, ExprNode):
-            ast = topo.asts.get(node_id) or parse_expression(node.expr)
-            zero[node_id] = _zero(ast, zero)
+        elif node_id in topo.asts:
+            zero[node_id] = _zero(topo.asts[node_id], zero)
     return zero
 
 

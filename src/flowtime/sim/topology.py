@@ -1,17 +1,17 @@
 """
-The shape of a validated model, read without executing it: who reads whom
-(with SHIFT lags), which nodes are outputs, and an evaluation order.
+The shape of a validated model for Sim's quality checks and previews: its model
+graph (``flowtime.model.graph``, the loader's own analysis - nothing is parsed or
+ordered again here) seen as who reads whom and which nodes are declared outputs.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flowtime.expr.parser import parse_expression
 from flowtime.expr.syntax import Expr
-from flowtime.model.deps import analyse, references_with_lag
-from flowtime.model.schema import ExprNode, Model
+from flowtime.model.graph import ModelGraph, graph_of
+from flowtime.model.schema import Model
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,12 @@ class Topology:
     ({'a': {}, 'q': {'q': 1, 'a': 0}}, ('q',), ('a', 'q'))
     """
 
-    inputs: dict[str, dict[str, int]]
+    inputs: Mapping[str, Mapping[str, int]]
     outputs: tuple[str, ...]
     order: tuple[str, ...]
     kinds: dict[str, str]
-    asts: dict[str, Expr] = field(default_factory=dict)  # parsed expressions of expr nodes
+    asts: Mapping[str, Expr] = field(default_factory=dict)  # every computed node's expression
+    graph: ModelGraph | None = None
 
     def readers(self) -> dict[str, list[str]]:
         """For each node, the nodes that read it (declaration order)."""
@@ -56,34 +57,20 @@ class Topology:
 
 
 def topology(model: Model) -> Topology:
-    inputs: dict[str, dict[str, int]] = {}
-    asts: dict[str, Expr] = {}
-    for node in model.nodes:
-        if isinstance(node, ExprNode):
-            # The loader keeps each parsed expression on its node; parse only if it did not.
-            ast = node._ast if node._ast is not None else parse_expression(node.expr)
-            asts[node.id] = ast
-            inputs[node.id] = dict(references_with_lag(ast))
-        else:
-            inputs[node.id] = {}
-    ids = model.node_ids
+    graph = graph_of(model)
     return Topology(
-        inputs=inputs,
-        outputs=tuple(output_ids(model)),
-        order=tuple(analyse(ids, inputs).order),
+        inputs=graph.lags,
+        outputs=tuple(output_ids(model, graph)),
+        order=graph.order,
         kinds={n.id: n.kind for n in model.nodes},
-        asts=asts,
+        asts=graph.exprs,
+        graph=graph,
     )
 
 
-def output_ids(model: Model) -> list[str]:
-    """Node ids named by the outputs, wildcards expanded, declaration order."""
-    ids = model.node_ids
-    chosen: set[str] = set()
-    for out in model.outputs:
-        if out.is_wildcard:
-            pattern = re.compile("^" + ".*".join(re.escape(p) for p in out.series.split("*")) + "$")
-            chosen.update(n for n in ids if pattern.match(n))
-        elif out.series in ids:
-            chosen.add(out.series)
-    return [n for n in ids if n in chosen]
+def output_ids(model: Model, graph: ModelGraph | None = None) -> list[str]:
+    """The node ids the model's outputs name (declaration order); none when it declares no outputs."""
+    if not model.outputs:
+        return []
+    chosen = set((graph or graph_of(model)).outputs)
+    return [n for n in model.node_ids if n in chosen]

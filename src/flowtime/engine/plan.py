@@ -1,0 +1,460 @@
+"""
+Model graph -> a frozen plan: compiled steps, built once, evaluated many times.
+
+``plan(model)`` turns the model graph into straight-line code over NumPy
+arrays (one statement per operation) and per-bin kernels for feedback loops
+(``engine.feedback``), scheduled by ``engine.schedule``. Const nodes and PMF
+nodes are the plan's *inputs*: they are filled in per evaluation, so
+``Plan.evaluate(set={...})`` and sampling switches never re-plan.
+
+``Plan.evaluate_many`` runs K scenarios (seeds and/or const values) in one
+pass: a series is then ``(K, bins)``, acyclic steps broadcast over the
+scenarios, and feedback kernels step K lanes together, one bin at a time.
+Each scenario equals the separate ``evaluate`` call bit for bit.
+
+Generated code is registered with ``linecache`` (tracebacks show its lines)
+and shown by ``Plan.source()``; an error while evaluating names the node and
+summarises its inputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import linecache
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from flowtime.engine.codegen import Code, kernel_runtime, model_runtime, vector_expr
+from flowtime.engine.pmf import node_seed, sample
+from flowtime.engine.schedule import levels, loop_expressions
+from flowtime.errors import EvaluationError, ModelValidationError, Problem
+from flowtime.expr.syntax import Expr, Ref, walk
+from flowtime.model.graph import ModelGraph, graph_of
+from flowtime.model.overrides import normalise
+from flowtime.model.schema import ConstNode, Grid, Model, PmfNode
+
+if TYPE_CHECKING:
+    from flowtime.engine.evaluate import ManyResults, Results
+    from flowtime.engine.feedback import LoopKernel
+
+Series = npt.NDArray[np.float64]
+Values = dict[str, Any]
+Step = Callable[[Values, int], None]  # (values, lanes): lanes = 1 for one scenario, K for evaluate_many
+CHUNK_NODES = 2000  # acyclic nodes per compiled chunk
+_counter = itertools.count()
+
+
+def _register(source: str, label: str) -> str:
+    """A file name for generated ``source`` that tracebacks (and ``linecache``) can show."""
+    name = f"<flowtime-{label}-{next(_counter)}>"
+    linecache.cache[name] = (len(source), None, source.splitlines(keepends=True), name)
+    return name
+
+
+def _summary(values: Values, names: Sequence[str]) -> str:
+    """A short account of a node's inputs for an error message."""
+    parts = []
+    for n in list(names)[:6]:
+        v = values.get(n)
+        if v is None:
+            continue
+        a = np.asarray(v)
+        finite = a[np.isfinite(a)]
+        rng = f"{finite.min():g}..{finite.max():g}" if finite.size else "no finite values"
+        parts.append(f"{n} {a.shape} {rng}" + (f", {a.size - finite.size} non-finite" if finite.size < a.size else ""))
+    more = f", and {len(names) - 6} more" if len(names) > 6 else ""
+    return "; inputs: " + ", ".join(parts) + more if parts else ""
+
+
+class Plan:
+    """
+    A model planned for evaluation: immutable, reusable, cheap to evaluate again.
+
+    >>> from flowtime.model.load import load_model
+    >>> p = plan(load_model("schemaVersion: 1\\ngrid: {bins: 3, binSize: 1, binUnit: hours}\\nnodes:\\n"
+    ...                     "  - {id: cap, values: 2}\\n  - {id: q, kind: expr, expr: 'SHIFT(q, 1) + cap'}\\n").model)
+    >>> p.evaluate()["q"].tolist(), p.evaluate(set={"cap": [1, 2, 3]})["q"].tolist()
+    ([2.0, 4.0, 6.0], [1.0, 3.0, 6.0])
+    >>> p.evaluate_many(sets=[{"cap": 1}, {"cap": 10}])["q"].tolist()
+    [[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]]
+    """
+
+    def __init__(self, graph: ModelGraph) -> None:
+        self.graph = graph
+        self.model: Model = graph.model
+        self.grid: Grid = graph.model.grid
+        self.bins = self.grid.bins
+        nodes = graph.nodes
+        self.consts: dict[str, Series] = {n: v.values for n, v in nodes.items() if isinstance(v, ConstNode)}
+        self.pmfs: list[PmfNode] = [v for v in nodes.values() if isinstance(v, PmfNode)]
+        self._sources: list[tuple[str, str]] = []  # (file name, source) of every generated function
+        self._steps = _Builder(self).build()
+        self._wave_lanes: dict[int, Any] = {}
+
+    # -- what the graph knows, for callers that held a compiled graph ---------------------------
+
+    @property
+    def order(self) -> list[str]:
+        return list(self.graph.order)
+
+    @property
+    def components(self) -> list[list[str]]:
+        return [list(c) for c in self.graph.components]
+
+    @property
+    def output_ids(self) -> list[str]:
+        return list(self.graph.outputs)
+
+    @property
+    def inputs(self) -> dict[str, list[str]]:
+        return {n: list(v) for n, v in self.graph.inputs.items()}
+
+    @property
+    def lags(self) -> Mapping[str, Mapping[str, int]]:
+        return self.graph.lags
+
+    @property
+    def exprs(self) -> Mapping[str, Expr]:
+        return self.graph.exprs
+
+    @property
+    def nodes(self) -> dict[str, Any]:
+        return self.graph.nodes
+
+    def edges(self) -> list[tuple[str, str]]:
+        return self.graph.edges()
+
+    def describe(self) -> dict[str, object]:
+        return self.graph.describe()
+
+    def source(self) -> str:
+        """Every piece of code generated for this plan, each headed by the file name tracebacks show."""
+        return "\n\n".join(f"# {name}\n{src}" for name, src in self._sources)
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def _seed(self, seed: int | None, sample_pmf: bool, warnings: list[Problem]) -> int | None:
+        if seed is None and self.model.rng is not None:
+            seed = self.model.rng.seed
+        if seed is not None:
+            seed = int(seed)
+        if seed is None and any(n.sample or sample_pmf for n in self.pmfs):
+            import secrets
+
+            seed = secrets.randbits(31)
+            warnings.append(Problem("rng.seed", f"PMF sampling without a seed: drew seed {seed}; pass --seed "
+                                    f"{seed} (or set rng.seed) to reproduce", severity="warning"))
+        return seed
+
+    def _pmf(self, node: PmfNode, seed: int | None, sample_all: bool) -> Series | None:
+        """A PMF node's series, or None when it is drawn (and so depends on the seed)."""
+        if node.sample or sample_all:
+            return None
+        arr = np.full(self.bins, node.expected_value, dtype=np.float64)
+        arr.flags.writeable = False
+        return arr
+
+    def _run(self, values: Values, lanes: int) -> None:
+        with np.errstate(all="ignore"):
+            for step in self._steps:
+                step(values, lanes)
+
+    def evaluate(self, seed: int | None = None, *, sample_pmf: bool = False,
+                 set: Mapping[str, Any] | None = None) -> Results:  # PySD's name, and the CLI's --set
+        """
+        Evaluate once. ``seed`` overrides ``rng.seed``; PMF nodes give their
+        expected value unless they say ``sample: true`` or ``sample_pmf`` is set;
+        ``set`` gives const nodes new values (a number for every bin, or one per
+        bin) exactly as editing the model would.
+        """
+        from flowtime.engine.evaluate import Results
+
+        warnings: list[Problem] = []
+        overrides = normalise(set, self.bins, self.model) if set else {}
+        values: Values = dict(self.consts)
+        for n, v in overrides.items():
+            arr = np.full(self.bins, v, dtype=np.float64) if isinstance(v, float) else np.array(v, np.float64)
+            arr.flags.writeable = False
+            values[n] = arr
+        seed = self._seed(seed, sample_pmf, warnings)
+        sampled: list[str] = []
+        for node in self.pmfs:
+            drawn = self._pmf(node, seed, sample_pmf)
+            if drawn is None:
+                assert seed is not None
+                drawn = sample(node.values, node.probabilities, node_seed(seed, node.id), self.bins)
+                drawn.flags.writeable = False
+                sampled.append(node.id)
+            values[node.id] = drawn
+        self._run(values, 1)
+        series = {n: values[n] for n in self.graph.order}
+        model = self.model if not overrides else _edited(self.model, overrides, series)
+        return Results(grid=self.grid, order=list(self.graph.order), series=series,
+                       output_ids=list(self.graph.outputs), seed=seed, sample_pmf=sample_pmf,
+                       sampled=sampled, warnings=warnings, model=model, overrides=dict(overrides))
+
+    def evaluate_many(self, seeds: Sequence[int | None] | None = None,
+                      sets: Sequence[Mapping[str, Any] | None] | None = None, *,
+                      sample_pmf: bool = False) -> ManyResults:
+        """
+        K scenarios in one pass: scenario k uses ``seeds[k]`` and ``sets[k]``
+        (either list may be left out, or hold one entry for every scenario).
+        Each scenario equals ``evaluate(seed=seeds[k], set=sets[k], ...)`` bit for bit.
+        """
+        from flowtime.engine.evaluate import ManyResults
+
+        n_seeds = len(seeds) if seeds is not None else 1
+        n_sets = len(sets) if sets is not None else 1
+        k = max(n_seeds, n_sets)
+        for label, count in (("seeds", n_seeds), ("sets", n_sets)):
+            if count not in (1, k):
+                raise ModelValidationError([Problem(label, f"gives {count} scenarios but the other list gives {k}; "
+                                                           "give as many of each, or one for all")])
+        if k < 1:
+            raise ModelValidationError([Problem("seeds", "evaluate_many needs at least one scenario")])
+        seed_list: list[int | None] = list(seeds) if seeds is not None else [None]
+        given: list[dict[str, Any]] = [dict(x) if x else {} for x in (sets if sets is not None else [None])]
+        seed_list = seed_list * k if len(seed_list) == 1 else seed_list
+        given = given * k if len(given) == 1 else given
+        warnings: list[Problem] = []
+        checked = [normalise(g, self.bins, self.model, origin=f"sets[{i}]") if g else {} for i, g in enumerate(given)]
+        values: Values = dict(self.consts)
+        for name in sorted({n for c in checked for n in c}):
+            block = np.empty((k, self.bins), dtype=np.float64)
+            block[:] = self.consts[name]
+            for i, c in enumerate(checked):
+                if name in c:
+                    block[i] = c[name]
+            block.flags.writeable = False
+            values[name] = block
+        resolved = [self._seed(x, sample_pmf, warnings) for x in seed_list]
+        sampled: list[str] = []
+        for node in self.pmfs:
+            series = self._pmf(node, None, sample_pmf)
+            if series is None:
+                block = np.empty((k, self.bins), dtype=np.float64)
+                for i, x in enumerate(resolved):
+                    assert x is not None
+                    block[i] = sample(node.values, node.probabilities, node_seed(x, node.id), self.bins)
+                block.flags.writeable = False
+                series = block
+                sampled.append(node.id)
+            values[node.id] = series
+        self._run(values, k)
+        out = {n: values[n] for n in self.graph.order}
+        return ManyResults(plan=self, scenarios=k, seeds=resolved, overrides=checked, series=out,
+                           sampled=sampled, sample_pmf=sample_pmf, warnings=warnings)
+
+
+def _edited(model: Model, overrides: Mapping[str, Any], series: Mapping[str, Series]) -> Model:
+    """The model with its const nodes holding the overrides (what the run was computed from)."""
+    import dataclasses
+
+    nodes = tuple(dataclasses.replace(n, values=series[n.id]) if n.id in overrides and isinstance(n, ConstNode)
+                  else n for n in model.nodes)
+    return dataclasses.replace(model, nodes=nodes)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _lanes_of(x: Any, lanes: int, bins: int) -> Any:
+    """A value as ``(bins, lanes)`` columns for a kernel (a scenario-invariant series is repeated)."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 0:
+        return np.full((bins, lanes), float(a))
+    if a.ndim == 1:
+        return np.repeat(a[:, None], lanes, axis=1)
+    return np.ascontiguousarray(a.T)
+
+
+class _Builder:
+    """Builds a plan's steps: straight-line chunks, loop kernels and wave kernels."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.graph = plan.graph
+        self.bins = plan.bins
+        self.env = model_runtime(self.bins)
+        self.kernels: dict[str, Callable[..., Any]] = {}
+
+    def _exec(self, source: str, label: str, name: str, extra: dict[str, Any] | None = None) -> Callable[..., Any]:
+        filename = _register(source, label)
+        self.plan._sources.append((filename, source))
+        env = kernel_runtime()
+        env.update(extra or {})
+        exec(compile(source, filename, "exec"), env)
+        fn: Callable[..., Any] = env[name]
+        return fn
+
+    def kernel(self, source: str) -> Callable[..., Any]:
+        if source not in self.kernels:
+            self.kernels[source] = self._exec(source, "feedback", "_k")
+        return self.kernels[source]
+
+    def build(self) -> list[Step]:
+        graph = self.graph
+        steps: list[Step] = []
+        # Acyclic nodes accumulate across levels into one straight-line chunk; a chunk
+        # is closed only where a feedback step must run, or when it is long.
+        batch: list[str] = []
+        asts = loop_expressions(graph)  # loop members with small nodes between loops written in place
+        for lv in levels(graph, asts):
+            for n in lv.nodes:
+                if n in graph.exprs:
+                    batch.append(n)
+                    if len(batch) >= CHUNK_NODES:
+                        steps.append(self.chunk(batch))
+                        batch = []
+            if (lv.alone or lv.waves) and batch:
+                steps.append(self.chunk(batch))
+                batch = []
+            shapes: dict[str, list[LoopKernel]] = {}
+            if lv.alone:
+                from flowtime.engine.feedback import loop_kernel  # only models with loops need the kernels
+
+                for c in lv.alone:
+                    k = loop_kernel(list(graph.components[c]), asts)
+                    shapes.setdefault(k.shape_key, []).append(k)
+            steps += [self.loops(ks) for ks in shapes.values()]
+            steps += [self.wave([list(graph.components[c]) for c in wave], asts) for wave in lv.waves]
+        if batch:
+            steps.append(self.chunk(batch))
+        return steps
+
+    def chunk(self, ids: list[str]) -> Step:
+        """Straight-line code for a batch of independent nodes (no call per node)."""
+        lines = ["def _chunk(r):"]
+        owners = [""]
+        for n in ids:
+            code = Code()
+            e = self.graph.exprs[n]
+            val = vector_expr(e, lambda name: f"r[{name!r}]", code)
+            has_ref = any(isinstance(x, Ref) for x in walk(e))
+            code.lines.append(f"r[{n!r}] = {val}" if has_ref else f"r[{n!r}] = _full({val})")
+            lines += [f"    {ln}" for ln in code.lines]
+            owners += [n] * len(code.lines)
+        source = "\n".join(lines)
+        fname = _register(source, "model")
+        self.plan._sources.append((fname, source))
+        cenv = dict(self.env)
+        exec(compile(source, fname, "exec"), cenv)
+        fn = cenv["_chunk"]
+        inputs = self.graph.inputs
+
+        def step(r: Values, lanes: int) -> None:
+            try:
+                fn(r)
+                for n in ids:
+                    r[n].flags.writeable = False
+            except Exception as exc:
+                tb = exc.__traceback__
+                node = ids[0]
+                while tb is not None:
+                    if tb.tb_frame.f_code.co_filename == fname:
+                        node = owners[tb.tb_lineno - 1] or node
+                    tb = tb.tb_next
+                raise EvaluationError(node, f"{type(exc).__name__}: {exc}{_summary(r, inputs[node])}") from exc
+
+        return step
+
+    def loops(self, kernels: list[LoopKernel]) -> Step:
+        """Standalone loops of one shape: on floats if one, else as columns of NumPy vectors."""
+        bins = self.bins
+        constants = [np.array(ks, dtype=np.float64) for ks in zip(*(k.constants for k in kernels), strict=True)]
+        scalar_fn = self.kernel(kernels[0].scalar_source) if len(kernels) == 1 else None
+        vector_fn = self.kernel(kernels[0].vector_source)
+
+        def step(r: Values, lanes: int) -> None:
+            try:
+                if lanes == 1 and scalar_fn is not None:
+                    k = kernels[0]
+                    outs = scalar_fn([r[e] for e in k.externals], k.constants, (bins,))
+                    for m, o in zip(k.members, outs, strict=True):
+                        arr = np.array(o, dtype=np.float64)
+                        arr.flags.writeable = False
+                        r[m] = arr
+                    return
+                n_ext = len(kernels[0].externals)
+                # Columns kernel by kernel, each with one lane per scenario.
+                stacked = [np.concatenate([_lanes_of(r[k.externals[j]], lanes, bins) for k in kernels], axis=1)
+                           for j in range(n_ext)]
+                consts = [np.repeat(c, lanes) for c in constants]
+                outs = vector_fn(stacked, consts, (bins, len(kernels) * lanes))
+                for o in outs:
+                    o.flags.writeable = False
+                for gi, k in enumerate(kernels):
+                    for m, o in zip(k.members, outs, strict=True):
+                        block = o[:, gi * lanes:(gi + 1) * lanes]
+                        r[m] = block[:, 0] if lanes == 1 else block.T
+            except EvaluationError:
+                raise
+            except Exception as exc:
+                node = kernels[0].members[0]
+                raise EvaluationError(node, f"{type(exc).__name__}: {exc}"
+                                            f"{_summary(r, kernels[0].externals)}") from exc
+
+        return step
+
+    def wave(self, components: list[list[str]], asts: dict[str, Expr]) -> Step:
+        """Linked loops stepped together; each series is a column of one (bins, columns) array."""
+        from flowtime.engine.feedback import wave_kernel
+
+        bins = self.bins
+        made: dict[int, tuple[Any, Callable[..., Any]]] = {}
+
+        def kernel_for(lanes: int) -> tuple[Any, Callable[..., Any]]:
+            if lanes not in made:
+                wk = wave_kernel(components, asts, lanes)
+                made[lanes] = (wk, self._exec(wk.source, "wave", "_w", wk.bindings))
+            return made[lanes]
+
+        kernel_for(1)
+
+        def step(r: Values, lanes: int) -> None:
+            wk, fn = kernel_for(lanes)
+            try:
+                xs = []
+                for g in wk.groups:
+                    if len(g.components) == 1 and lanes == 1:
+                        xs.append([r[e] for e in g.externals[0]])
+                    else:
+                        xs.append([np.concatenate([_lanes_of(r[ext[j]], lanes, bins) for ext in g.externals],
+                                                  axis=1) for j in range(len(g.externals[0]))])
+                s = fn(xs, [g.constants for g in wk.groups], bins)
+                s.flags.writeable = False
+                for m, cols in wk.columns.items():
+                    r[m] = s[:, cols[0]] if lanes == 1 else s[:, cols[0]:cols[-1] + 1].T
+            except EvaluationError:
+                raise
+            except Exception as exc:
+                raise EvaluationError(components[0][0], f"{type(exc).__name__}: {exc}") from exc
+
+        return step
+
+
+# One plan per model object, built on first use and kept while the model lives.
+_PLANS: dict[int, Plan] = {}
+
+
+def plan(model: Model | ModelGraph | Plan) -> Plan:
+    """
+    The plan of ``model``: every problem is reported before anything runs
+    (``ModelValidationError`` for a model made in code with a problem), and the
+    same model object always gets the same plan.
+    """
+    if isinstance(model, Plan):
+        return model
+    graph = model if isinstance(model, ModelGraph) else graph_of(model)
+    key = id(graph.model)
+    cached = _PLANS.get(key)
+    if cached is not None and cached.model is graph.model:
+        return cached
+    built = Plan(graph)
+    _PLANS[key] = built
+    weakref.finalize(graph.model, _PLANS.pop, key, None)
+    return built
