@@ -342,22 +342,24 @@ class WaveKernel:
     lanes: int = 1
 
 
-def _columns(cols: list[int]) -> object:
-    """An int for one column, a slice for a run of consecutive ones, else an index array."""
-    if len(cols) == 1:
+def _columns(cols: list[int], scalar: bool = True) -> object:
+    """An int for one column (read as a float), a slice for a run of consecutive ones, else an index array."""
+    if len(cols) == 1 and scalar:
         return cols[0]
     if all(b == a + 1 for a, b in itertools.pairwise(cols)):
         return slice(cols[0], cols[-1] + 1)
     return np.array(cols, dtype=np.intp)
 
 
-def wave_kernel(components: list[list[str]], asts: dict[str, Expr], lanes: int = 1) -> WaveKernel:
+def wave_kernel(components: list[list[str]], asts: dict[str, Expr], lanes: int = 1, *,
+                vector: bool = False) -> WaveKernel:
     """
     One kernel stepping ``components`` together. Each may read the others'
     members only through SHIFT with a lag >= 1 (the scheduler guarantees it).
     With ``lanes`` > 1 every component runs ``lanes`` times side by side (one
     lane per scenario of ``Plan.evaluate_many``): a member's value is then
-    ``lanes`` columns, and every group is a vector group.
+    ``lanes`` columns. ``vector`` makes every group a vector group (as lanes > 1
+    does), so the kernel reads ``(bins, lanes)`` inputs even for one lane.
     """
     everyone = frozenset(m for c in components for m in c)
     shapes: dict[str, list[tuple[list[str], LoopParts]]] = {}
@@ -386,13 +388,15 @@ def wave_kernel(components: list[list[str]], asts: dict[str, Expr], lanes: int =
     lags: set[int] = set()
     for gi, entries in enumerate(shapes.values()):
         size = len(entries) * lanes
-        scalar = size == 1
+        scalar = size == 1 and not vector
         prefix = f"g{gi}_"
         naming = _WaveNaming(prefix, scalar)
         parts = loop_parts(entries[0][0], asts, naming, everyone - set(entries[0][0]))
         lags |= naming.lags
-        own = [_columns([c for comp, _ in entries for c in columns[comp[i]]]) for i in range(len(entries[0][0]))]
-        peer = [_columns([c for _, ps in entries for c in columns[ps.peers[j]]]) for j in range(len(parts.peers))]
+        own = [_columns([c for comp, _ in entries for c in columns[comp[i]]], scalar)
+               for i in range(len(entries[0][0]))]
+        peer = [_columns([c for _, ps in entries for c in columns[ps.peers[j]]], scalar)
+                for j in range(len(parts.peers))]
         for i, cols in enumerate(own):
             bindings[f"{prefix}O{i}"] = cols
         for j, cols in enumerate(peer):

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 Series = npt.NDArray[np.float64]
 Values = dict[str, Any]
-Step = Callable[[Values, int], None]  # (values, lanes): lanes = 1 for one scenario, K for evaluate_many
+Step = Callable[[Values, int | None], None]  # (values, lanes): None for one evaluation, K for evaluate_many
 CHUNK_NODES = 2000  # acyclic nodes per compiled chunk
 _counter = itertools.count()
 
@@ -158,7 +158,7 @@ class Plan:
         arr.flags.writeable = False
         return arr
 
-    def _run(self, values: Values, lanes: int) -> None:
+    def _run(self, values: Values, lanes: int | None) -> None:
         with np.errstate(all="ignore"):
             for step in self._steps:
                 step(values, lanes)
@@ -190,7 +190,7 @@ class Plan:
                 drawn.flags.writeable = False
                 sampled.append(node.id)
             values[node.id] = drawn
-        self._run(values, 1)
+        self._run(values, None)
         series = {n: values[n] for n in self.graph.order}
         model = self.model if not overrides else _edited(self.model, overrides, series)
         return Results(grid=self.grid, order=list(self.graph.order), series=series,
@@ -346,7 +346,7 @@ class _Builder:
         fn = cenv["_chunk"]
         inputs = self.graph.inputs
 
-        def step(r: Values, lanes: int) -> None:
+        def step(r: Values, lanes: int | None) -> None:
             try:
                 fn(r)
                 for n in ids:
@@ -369,9 +369,9 @@ class _Builder:
         scalar_fn = self.kernel(kernels[0].scalar_source) if len(kernels) == 1 else None
         vector_fn = self.kernel(kernels[0].vector_source)
 
-        def step(r: Values, lanes: int) -> None:
+        def step(r: Values, lanes: int | None) -> None:
             try:
-                if lanes == 1 and scalar_fn is not None:
+                if lanes is None and scalar_fn is not None:
                     k = kernels[0]
                     outs = scalar_fn([r[e] for e in k.externals], k.constants, (bins,))
                     for m, o in zip(k.members, outs, strict=True):
@@ -380,17 +380,18 @@ class _Builder:
                         r[m] = arr
                     return
                 n_ext = len(kernels[0].externals)
+                width = lanes or 1
                 # Columns kernel by kernel, each with one lane per scenario.
-                stacked = [np.concatenate([_lanes_of(r[k.externals[j]], lanes, bins) for k in kernels], axis=1)
+                stacked = [np.concatenate([_lanes_of(r[k.externals[j]], width, bins) for k in kernels], axis=1)
                            for j in range(n_ext)]
-                consts = [np.repeat(c, lanes) for c in constants]
-                outs = vector_fn(stacked, consts, (bins, len(kernels) * lanes))
+                consts = [np.repeat(c, width) for c in constants]
+                outs = vector_fn(stacked, consts, (bins, len(kernels) * width))
                 for o in outs:
                     o.flags.writeable = False
                 for gi, k in enumerate(kernels):
                     for m, o in zip(k.members, outs, strict=True):
-                        block = o[:, gi * lanes:(gi + 1) * lanes]
-                        r[m] = block[:, 0] if lanes == 1 else block.T
+                        block = o[:, gi * width:(gi + 1) * width]
+                        r[m] = block[:, 0] if lanes is None else block.T
             except EvaluationError:
                 raise
             except Exception as exc:
@@ -405,30 +406,32 @@ class _Builder:
         from flowtime.engine.feedback import wave_kernel
 
         bins = self.bins
-        made: dict[int, tuple[Any, Callable[..., Any]]] = {}
+        made: dict[int | None, tuple[Any, Callable[..., Any]]] = {}
 
-        def kernel_for(lanes: int) -> tuple[Any, Callable[..., Any]]:
+        def kernel_for(lanes: int | None) -> tuple[Any, Callable[..., Any]]:
+            """The kernel for one evaluation (None) or for ``lanes`` scenarios side by side."""
             if lanes not in made:
-                wk = wave_kernel(components, asts, lanes)
+                wk = wave_kernel(components, asts, lanes or 1, vector=lanes is not None)
                 made[lanes] = (wk, self._exec(wk.source, "wave", "_w", wk.bindings))
             return made[lanes]
 
-        kernel_for(1)
+        kernel_for(None)
 
-        def step(r: Values, lanes: int) -> None:
+        def step(r: Values, lanes: int | None) -> None:
+            width = lanes or 1
             wk, fn = kernel_for(lanes)
             try:
                 xs = []
                 for g in wk.groups:
-                    if len(g.components) == 1 and lanes == 1:
+                    if len(g.components) == 1 and lanes is None:
                         xs.append([r[e] for e in g.externals[0]])
                     else:
-                        xs.append([np.concatenate([_lanes_of(r[ext[j]], lanes, bins) for ext in g.externals],
+                        xs.append([np.concatenate([_lanes_of(r[ext[j]], width, bins) for ext in g.externals],
                                                   axis=1) for j in range(len(g.externals[0]))])
                 s = fn(xs, [g.constants for g in wk.groups], bins)
                 s.flags.writeable = False
                 for m, cols in wk.columns.items():
-                    r[m] = s[:, cols[0]] if lanes == 1 else s[:, cols[0]:cols[-1] + 1].T
+                    r[m] = s[:, cols[0]] if lanes is None else s[:, cols[0]:cols[-1] + 1].T
             except EvaluationError:
                 raise
             except Exception as exc:

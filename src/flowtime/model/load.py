@@ -552,7 +552,10 @@ def _analyse(nodes: list[Any], exprs: dict[str, Expr], ctx: _Ctx) -> Analysis:
                       f"{issue.message}; each node reads the next in the same bin. "
                       "Read the past with SHIFT(x, 1) somewhere on the loop")
             continue
-        where, text = ctx.texts.get(issue.node, (("nodes", raw_index.get(issue.node, 0)), ""))
+        if issue.node not in ctx.texts:  # a kind that lowers to an expression has no text to point into
+            ctx.error(("nodes", raw_index.get(issue.node, 0)), issue.message)
+            continue
+        where, text = ctx.texts[issue.node]
         ctx.error(where, _located(issue.message, text, issue.column),
                   column_offset=_quote_offset(ctx, where, issue.column))
     return analysis
