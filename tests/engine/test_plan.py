@@ -127,8 +127,8 @@ def test_an_evaluation_error_names_the_node_and_its_inputs_and_the_traceback_sho
     assert info.value.node_id == "root"
     assert "ValueError: refused; inputs: a (4,) 1..4" in str(info.value)
     shown = "".join(traceback.format_exception(info.value.__cause__))
-    assert "t0 = _f_SQRT(r['a'])" in shown  # the generated line itself, not '???'
-    assert "_f_SQRT(r['a'])" in p.source()
+    assert "v1 = (_f_SQRT(v0) + 1.0)" in shown  # the generated line itself, not '???'
+    assert "v0 = r['a']" in p.source() and "return (v1,)" in p.source()
 
 
 # -- a node kind added from outside: one schema class, a parse and an expression ---------------

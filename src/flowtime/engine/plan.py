@@ -28,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from flowtime.engine.codegen import Code, kernel_runtime, model_runtime, vector_expr
-from flowtime.engine.pmf import node_seed, sample
+from flowtime.engine.codegen import Code, inline_expr, kernel_runtime, model_runtime
+from flowtime.engine.jit import Accelerator
+from flowtime.engine.pmf import node_seed, sample, sample_nodes
 from flowtime.engine.schedule import levels, loop_expressions
 from flowtime.errors import EvaluationError, ModelValidationError, Problem
 from flowtime.expr.syntax import Expr, Ref, walk
+from flowtime.gcpause import paused_gc
 from flowtime.model.graph import ModelGraph, graph_of
 from flowtime.model.overrides import normalise
 from flowtime.model.schema import ConstNode, Grid, Model, PmfNode
@@ -83,8 +85,10 @@ class Plan:
     [[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]]
     """
 
-    def __init__(self, graph: ModelGraph) -> None:
+    def __init__(self, graph: ModelGraph, *, jit: bool | None = None) -> None:
         self.graph = graph
+        # Compiled per-bin kernels (engine.jit): None = auto, from a loop's second evaluation.
+        self.jit = Accelerator(jit)
         self.model: Model = graph.model
         self.grid: Grid = graph.model.grid
         self.bins = self.grid.bins
@@ -232,18 +236,15 @@ class Plan:
             block.flags.writeable = False
             values[name] = block
         resolved = [self._seed(x, sample_pmf, warnings) for x in seed_list]
-        sampled: list[str] = []
-        for node in self.pmfs:
-            series = self._pmf(node, None, sample_pmf)
-            if series is None:
-                block = np.empty((k, self.bins), dtype=np.float64)
-                for i, x in enumerate(resolved):
-                    assert x is not None
-                    block[i] = sample(node.values, node.probabilities, node_seed(x, node.id), self.bins)
-                block.flags.writeable = False
-                series = block
-                sampled.append(node.id)
-            values[node.id] = series
+        series_of = {node.id: self._pmf(node, None, sample_pmf) for node in self.pmfs}
+        drawn = [node for node in self.pmfs if series_of[node.id] is None]
+        if drawn:  # all K seeds of all drawn nodes at once, into one (P, K, bins) block
+            run_seeds = [x for x in resolved if x is not None]
+            assert len(run_seeds) == k  # _seed draws one when something is sampled
+            block = sample_nodes([(x.id, x.values, x.probabilities) for x in drawn], run_seeds, self.bins)
+            series_of.update(zip([x.id for x in drawn], block, strict=True))
+        sampled = [x.id for x in drawn]
+        values.update(series_of)
         self._run(values, k)
         out = {n: values[n] for n in self.graph.order}
         return ManyResults(plan=self, scenarios=k, seeds=resolved, overrides=checked, series=out,
@@ -327,18 +328,35 @@ class _Builder:
         return steps
 
     def chunk(self, ids: list[str]) -> Step:
-        """Straight-line code for a batch of independent nodes (no call per node)."""
-        lines = ["def _chunk(r):"]
-        owners = [""]
+        """
+        Straight-line code for a batch of independent nodes: one function, one
+        line per node (one expression), inputs and results in local variables.
+        """
+        local: dict[str, str] = {}
+        reads: list[str] = []
+
+        def ref(name: str) -> str:
+            if name not in local:
+                local[name] = f"v{len(local)}"
+                reads.append(name)
+            return local[name]
+
+        body: list[str] = []
+        owners: list[str] = []
         for n in ids:
             code = Code()
-            e = self.graph.exprs[n]
-            val = vector_expr(e, lambda name: f"r[{name!r}]", code)
-            has_ref = any(isinstance(x, Ref) for x in walk(e))
-            code.lines.append(f"r[{n!r}] = {val}" if has_ref else f"r[{n!r}] = _full({val})")
-            lines += [f"    {ln}" for ln in code.lines]
+            before = len(reads)
+            val = inline_expr(self.graph.exprs[n], ref, code)
+            # An expression of numbers alone (no reference) is one value: made a series.
+            constant = len(reads) == before and not any(isinstance(x, Ref) for x in walk(self.graph.exprs[n]))
+            target = local[n] = f"v{len(local)}"
+            code.lines.append(f"{target} = _full({val})" if constant else f"{target} = {val}")
+            body += code.lines
             owners += [n] * len(code.lines)
-        source = "\n".join(lines)
+        head = [f"{local[name]} = r[{name!r}]" for name in reads]
+        tail = [f"return ({', '.join(local[n] for n in ids)},)"]
+        owners = [""] * (1 + len(head)) + owners
+        source = "\n".join(["def _chunk(r):", *(f"    {ln}" for ln in head + body + tail)])
         fname = _register(source, "model")
         self.plan._sources.append((fname, source))
         cenv = dict(self.env)
@@ -348,14 +366,14 @@ class _Builder:
 
         def step(r: Values, lanes: int | None) -> None:
             try:
-                fn(r)
-                for n in ids:
-                    r[n].flags.writeable = False
+                for n, v in zip(ids, fn(r), strict=True):
+                    v.flags.writeable = False
+                    r[n] = v
             except Exception as exc:
                 tb = exc.__traceback__
                 node = ids[0]
                 while tb is not None:
-                    if tb.tb_frame.f_code.co_filename == fname:
+                    if tb.tb_frame.f_code.co_filename == fname and tb.tb_lineno - 1 < len(owners):
                         node = owners[tb.tb_lineno - 1] or node
                     tb = tb.tb_next
                 raise EvaluationError(node, f"{type(exc).__name__}: {exc}{_summary(r, inputs[node])}") from exc
@@ -368,9 +386,15 @@ class _Builder:
         constants = [np.array(ks, dtype=np.float64) for ks in zip(*(k.constants for k in kernels), strict=True)]
         scalar_fn = self.kernel(kernels[0].scalar_source) if len(kernels) == 1 else None
         vector_fn = self.kernel(kernels[0].vector_source)
+        jit = self.plan.jit
+        site = jit.site([k.members for k in kernels], bins, lambda: jit.loop_asts(lambda: loop_expressions(self.graph)),
+                        lambda name, source: self.plan._sources.append((name, source)))
 
         def step(r: Values, lanes: int | None) -> None:
             try:
+                if site.use(lanes):
+                    site.run(r, lanes)
+                    return
                 if lanes is None and scalar_fn is not None:
                     k = kernels[0]
                     outs = scalar_fn([r[e] for e in k.externals], k.constants, (bins,))
@@ -416,8 +440,16 @@ class _Builder:
             return made[lanes]
 
         kernel_for(None)
+        site = self.plan.jit.site(components, bins, lambda: asts,
+                                  lambda name, source: self.plan._sources.append((name, source)))
 
         def step(r: Values, lanes: int | None) -> None:
+            if site.use(lanes):
+                try:
+                    site.run(r, lanes)
+                except Exception as exc:
+                    raise EvaluationError(components[0][0], f"{type(exc).__name__}: {exc}") from exc
+                return
             width = lanes or 1
             wk, fn = kernel_for(lanes)
             try:
@@ -441,23 +473,26 @@ class _Builder:
 
 
 # One plan per model object, built on first use and kept while the model lives.
-_PLANS: dict[int, Plan] = {}
+_PLANS: dict[tuple[int, bool | None], Plan] = {}
 
 
-def plan(model: Model | ModelGraph | Plan) -> Plan:
+def plan(model: Model | ModelGraph | Plan, *, jit: bool | None = None) -> Plan:
     """
     The plan of ``model``: every problem is reported before anything runs
     (``ModelValidationError`` for a model made in code with a problem), and the
-    same model object always gets the same plan.
+    same model object always gets the same plan. ``jit`` chooses compiled
+    per-bin kernels for feedback loops (``engine.jit``; they give the same bits):
+    None compiles a loop from its second evaluation, True while planning, False never.
     """
     if isinstance(model, Plan):
         return model
     graph = model if isinstance(model, ModelGraph) else graph_of(model)
-    key = id(graph.model)
+    key = (id(graph.model), jit)
     cached = _PLANS.get(key)
     if cached is not None and cached.model is graph.model:
         return cached
-    built = Plan(graph)
+    with paused_gc():  # code generation makes many small objects and keeps them (see flowtime.gcpause)
+        built = Plan(graph, jit=jit)
     _PLANS[key] = built
     weakref.finalize(graph.model, _PLANS.pop, key, None)
     return built

@@ -24,6 +24,7 @@ from flowtime.errors import (
 from flowtime.expr.functions import suggest
 from flowtime.expr.parser import parse_expression
 from flowtime.expr.syntax import Expr
+from flowtime.gcpause import paused_gc
 from flowtime.model import kinds
 from flowtime.model.graph import Analysis, ModelGraph, analyse_nodes, graph_from, graph_of, output_pattern, remember
 from flowtime.model.limits import DEFAULT_LIMITS, Limits
@@ -116,6 +117,11 @@ def load_model(text: str, source: str = "<string>", *, limits: Limits = DEFAULT_
             f"{source}: model text is {len(text)} bytes; the limit is {limits.max_model_bytes}",
             limit_name="max_model_bytes",
         )
+    with paused_gc():
+        return _load(text, source, limits)
+
+
+def _load(text: str, source: str, limits: Limits) -> LoadedModel:
     data, smap = parse_yaml(text, source, max_nodes=limits.max_yaml_nodes)
     ctx = _Ctx(source, smap, limits)
     ctx.lines = text.splitlines()

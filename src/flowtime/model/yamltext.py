@@ -14,6 +14,7 @@ exception).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,26 +40,76 @@ MAX_DEPTH = 200
 
 @dataclass
 class SourceMap:
-    """Positions (1-based line, column) of values in the YAML text, by data path."""
+    """
+    Positions (1-based line, column) of values in the YAML text, by data path.
+
+    Built from the composed node tree only when a position is first asked for:
+    a valid model never needs one, so loading it pays for no index of marks.
+    """
 
     source: str
-    marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
-    key_marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    root: Node | None = None
     # End line (1-based, exclusive) of each top-level key's block, for text surgery.
     top_level_spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _marks: dict[Path, tuple[int, int]] | None = field(default=None, repr=False)
+    _key_marks: dict[Path, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    @property
+    def marks(self) -> dict[Path, tuple[int, int]]:
+        if self._marks is None:
+            self._marks = {}
+            if self.root is not None:
+                _index_marks(self.root, self._marks, self._key_marks)
+        return self._marks
+
+    @property
+    def key_marks(self) -> dict[Path, tuple[int, int]]:
+        self.marks  # noqa: B018 - builds both indexes
+        return self._key_marks
 
     def find(self, path: Path) -> tuple[int | None, int | None]:
         """Position of ``path`` or of its nearest located ancestor."""
+        marks = self.marks
         p = tuple(path)
         while True:
-            if p in self.marks:
-                return self.marks[p]
+            if p in marks:
+                return marks[p]
             if not p:
                 return (None, None)
             p = p[:-1]
 
     def find_key(self, path: Path) -> tuple[int | None, int | None]:
         return self.key_marks.get(tuple(path)) or self.find(path)
+
+
+def _index_marks(root: Node, marks: dict[Path, tuple[int, int]], key_marks: dict[Path, tuple[int, int]]) -> None:
+    """Every value's position by path, as ``_build`` reads the tree (merge keys already flattened)."""
+    builder = _ScalarBuilder()
+    stack: list[tuple[Node, Path, int]] = [(root, (), 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        marks[path] = _mark(node)
+        if depth >= MAX_DEPTH:
+            continue
+        if isinstance(node, SequenceNode):
+            items = node.value
+            if items and all(isinstance(i, ScalarNode) for i in items):
+                if len(items) <= 64:  # long numeric lists: the list's own position is precise enough
+                    for i, item in enumerate(items):
+                        marks[(*path, i)] = _mark(item)
+                continue
+            stack.extend((item, (*path, i), depth + 1) for i, item in enumerate(items))
+        elif isinstance(node, MappingNode):
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, ScalarNode):
+                    continue  # a key the loader reported already
+                try:
+                    key: str | int = _fast_scalar(key_node, builder)
+                    hash(key)
+                except Exception:
+                    continue
+                key_marks[(*path, key)] = _mark(key_node)
+                stack.append((value_node, (*path, key), depth + 1))
 
 
 class _ScalarBuilder(SafeConstructor):
@@ -144,13 +195,14 @@ def parse_yaml(text: str, source: str = "<string>", *, max_nodes: int = 20_000_0
     """
     _check_encodable(text, source)
     try:
-        _check_depth(text, source, MAX_DEPTH, _Loader)
+        if not _composer_bounds_depth():
+            _check_depth(text, source, MAX_DEPTH, _Loader)  # an older libyaml would recurse without end
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        # libyaml may refuse deep nesting with a limit of its own while scanning ahead
-        # (PyYAML 6.0.4 does at 1000 levels), before our event check sees level 201:
-        # on any YAML error, ask the pure-Python parser (no such limit) whether our
-        # limit is passed first, so the message is ours whatever the library does.
+        # libyaml refuses deep nesting with a limit of its own while scanning ahead
+        # (PyYAML 6.0.4 does at 1000 levels), before our limit can be checked on
+        # the tree: on any YAML error, ask the pure-Python parser (no such limit)
+        # whether our limit is passed first, so the message is ours whatever the library does.
         _check_depth_after_error(text, source, MAX_DEPTH)
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -159,6 +211,10 @@ def parse_yaml(text: str, source: str = "<string>", *, max_nodes: int = 20_000_0
         raise ModelSyntaxError(
             [Problem("", f"invalid YAML: {msg}", line, col, source=source)], source
         ) from None
+    except RecursionError:  # the pure-Python composer (no libyaml) on a deep document
+        _check_depth_after_error(text, source, MAX_DEPTH)
+        raise ModelSyntaxError([Problem("", f"nesting deeper than {MAX_DEPTH} levels", source=source)],
+                               source) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow (control characters)
         line, col = _text_position(text, exc.position)
         char = exc.character if isinstance(exc.character, int) else ord(exc.character)
@@ -166,18 +222,45 @@ def parse_yaml(text: str, source: str = "<string>", *, max_nodes: int = 20_000_0
                                         line, col, source=source)], source) from None
     except yaml.YAMLError as exc:
         raise ModelSyntaxError([Problem("", f"invalid YAML: {exc}", source=source)], source) from None
-    smap = SourceMap(source)
+    smap = SourceMap(source, root)
     if root is None:
         return None, smap
-    _check_bomb(root, max_nodes)
+    if "&" in text:  # no anchor, no alias: nothing can expand
+        _check_bomb(root, max_nodes)
     problems: list[Problem] = []
     builder = _ScalarBuilder()
-    data = _build(root, (), smap, builder, problems, depth=0)
+    try:
+        data = _build(root, (), builder, problems, depth=0)
+    except _TooDeep as deep:
+        line, col = _mark(deep.node)
+        raise ModelSyntaxError([Problem("", f"nesting deeper than {MAX_DEPTH} levels", line, col, source=source)],
+                               source) from None
     if isinstance(root, MappingNode):
         _record_top_level_spans(root, smap, text)
     if problems:
         raise ModelSyntaxError([dataclasses.replace(p, source=source) for p in problems], source)
     return data, smap
+
+
+class _TooDeep(Exception):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+
+@functools.lru_cache(maxsize=1)
+def _composer_bounds_depth() -> bool:
+    """
+    Whether the C composer refuses deep nesting itself (libyaml 0.2.6 does, at
+    1000 levels): then composing first is safe, and our limit is checked on the
+    tree for free. Older builds recurse on the C stack and need the event pass first.
+    """
+    if not hasattr(yaml, "CSafeLoader") or _Loader is not yaml.CSafeLoader:
+        return True  # the pure-Python composer raises RecursionError, caught above
+    try:
+        yaml.compose("[" * 5000, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError:
+        return True
+    return False
 
 
 def _text_position(text: str, offset: int) -> tuple[int, int]:
@@ -242,29 +325,16 @@ def _check_depth_after_error(text: str, source: str, max_depth: int) -> None:
 _MAX_DEPTH = MAX_DEPTH
 
 
-def _build(
-    node: Node, path: Path, smap: SourceMap, builder: _ScalarBuilder, problems: list[Problem], depth: int
-) -> Any:
-    if depth > _MAX_DEPTH:
-        line, col = _mark(node)
-        problems.append(Problem(_fmt(path), f"nesting deeper than {_MAX_DEPTH} levels", line, col))
-        return None
-    smap.marks[path] = _mark(node)
+def _build(node: Node, path: Path, builder: _ScalarBuilder, problems: list[Problem], depth: int) -> Any:
     if isinstance(node, ScalarNode):
         return _scalar(node, path, builder, problems)
+    if depth >= _MAX_DEPTH:  # this collection is the first one level too deep
+        raise _TooDeep(node)
     if isinstance(node, SequenceNode):
         items = node.value
         if items and all(isinstance(i, ScalarNode) for i in items):
-            # Long numeric lists (const values) skip per-item marks: the list's own
-            # position is precise enough and a million dict entries are not free.
-            out: list[Any] = []
-            for i, item in enumerate(items):
-                out.append(_scalar(item, (*path, i), builder, problems))
-            if len(items) <= 64:
-                for i, item in enumerate(items):
-                    smap.marks[(*path, i)] = _mark(item)
-            return out
-        return [_build(item, (*path, i), smap, builder, problems, depth + 1) for i, item in enumerate(items)]
+            return [_scalar(item, (*path, i), builder, problems) for i, item in enumerate(items)]
+        return [_build(item, (*path, i), builder, problems, depth + 1) for i, item in enumerate(items)]
     if isinstance(node, MappingNode):
         result: dict[Any, Any] = {}
         try:
@@ -275,8 +345,7 @@ def _build(
             problems.append(Problem(_fmt(path), f"bad merge key: {exc.problem}", line, col))
             return None
         for key_node, value_node in node.value:
-            key = _build(key_node, (*path, "<key>"), smap, builder, problems, depth + 1)
-            smap.marks.pop((*path, "<key>"), None)
+            key = _build(key_node, (*path, "<key>"), builder, problems, depth + 1)
             try:
                 hash(key)
             except TypeError:
@@ -288,8 +357,7 @@ def _build(
                 problems.append(
                     Problem(_fmt((*path, key)), f"duplicate key {key!r} (a key may appear once)", line, col)
                 )
-            smap.key_marks[(*path, key)] = _mark(key_node)
-            result[key] = _build(value_node, (*path, key), smap, builder, problems, depth + 1)
+            result[key] = _build(value_node, (*path, key), builder, problems, depth + 1)
         return result
     line, col = _mark(node)  # pragma: no cover - yaml has no other node kinds
     problems.append(Problem(_fmt(path), "unsupported YAML node", line, col))
@@ -307,12 +375,26 @@ def _bad_value(value: str, exc: Exception) -> str:
 _MAX_INT = 10**300  # beyond this an integer is not a model number (and may not even print)
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _fast_scalar(node: ScalarNode, builder: _ScalarBuilder) -> Any:
+    """A scalar's value through its tag's constructor directly (``construct_object``'s
+    bookkeeping for recursive collections is of no use for a scalar)."""
+    if node.tag == _STR_TAG:
+        return node.value
+    ctor = builder.yaml_constructors.get(node.tag)
+    if ctor is None:
+        return builder.construct_object(node)
+    return ctor(builder, node)
+
+
 def _scalar(node: ScalarNode, path: Path, builder: _ScalarBuilder, problems: list[Problem]) -> Any:
     """One scalar's value, or None plus a located problem. PyYAML's constructors fail
     in many ways on odd tagged scalars (`!!int ''`, `!!bool x`, `2001-02-29`), so
     anything they raise is a problem with the scalar, never a crash."""
     try:
-        value = builder.construct_object(node)
+        value = _fast_scalar(node, builder)
     except Exception as exc:
         line, col = _mark(node)
         kind = str(node.tag).rsplit(":", 1)[-1]
