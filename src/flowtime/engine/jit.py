@@ -1,0 +1,519 @@
+"""
+Compiled per-bin kernels (Numba): an optional accelerator for feedback loops.
+
+A *site* is one feedback step of a plan - standalone loops of one shape, or a
+wave of loops reading each other's past. Its compiled kernel computes exactly
+what the Python kernels of ``engine.feedback`` compute, bit for bit: the same
+float64 operations on the same numbers (MIN/MAX/CLAMP give +0 for a zero,
+division by zero gives 0, comparisons give 1.0/0.0, FLOOR/CEIL/ROUND/MOD keep
+the sign rules of ``expr.functions``). Subexpressions the Python kernels
+hoist over whole series are computed bin by bin here: element for element,
+the same operations. A loop calling EXP, LOG or POW is left to the Python
+kernels: NumPy computes those with its own CPU-dispatched routines and Numba
+with the C library's, which differ in the last bit (0015).
+
+Numba is imported only when a kernel is compiled: with ``mode`` None (auto) a
+site compiles from its second evaluation (or at once for a very long first
+one), never for tiny loops; True compiles while planning; False never. Compiled
+code is kept on disk (``cache_dir()``), keyed by the hash of its source, so a
+new process loads it instead of compiling. Whatever the reason a site is not
+compiled (no Numba, an unsupported function, a kernel too large), the Python
+kernel runs and ``Site.state`` says why.
+
+Kernel layout: every member of the site is a column of ``S`` (columns, lanes,
+bins); external series are rows of ``XS`` (externals, lanes, bins). Components
+of one shape form a group that shares code: group g's integer table ``IXg``
+holds, per component, its own columns, its peers' columns and its externals'
+rows; ``KGg`` its numbers. So loops that differ only in their numbers (the
+stages of a pipeline) share one compiled kernel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import linecache
+import math
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
+
+Series = npt.NDArray[np.float64]
+
+# With mode None (auto) a site compiles on this evaluation, unless one
+# evaluation of it is smaller than AUTO_MIN_WORK bin-steps (bins x lanes x loops:
+# such loops run in well under a millisecond in Python, and a model evaluated a
+# few times - most tests, most CLI runs - should not pay Numba's import); a
+# first evaluation of AUTO_EAGER_WORK bin-steps or more compiles at once (its
+# Python loop would cost about what a compile does).
+AUTO_CALLS = 2
+AUTO_MIN_WORK = 256
+AUTO_EAGER_WORK = 1_000_000
+NAN = math.nan  # the NaN of s_min/s_max, read by generated kernels
+MAX_STATEMENTS = 1500  # per-bin statements per kernel: past this, compiling takes seconds
+NO_NUMBA = "numba is not installed (pip install 'flowtime[jit]')"
+
+# Functions whose bits Numba cannot reproduce: NumPy's EXP/LOG/POW (the Python
+# kernels call them on floats too) are its own SIMD routines.
+UNSUPPORTED = {"EXP": "EXP", "LOG": "LOG", "POW": "POW"}
+_COMPARE = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
+
+
+class Unsupported(Exception):
+    """A site with no compiled form: the Python kernel runs it."""
+
+
+# ---------------------------------------------------------------------------
+# code generation: one component's per-bin statements
+
+
+@dataclass
+class Body:
+    """The per-bin code of one component, with its slots (filled per component from ``IXg``/``KGg``)."""
+
+    lines: list[str]
+    own: int  # member columns o0..
+    peers: list[str]  # peer columns p0.. (other components' members, read in the past)
+    externals: list[str]  # external rows e0..
+    constants: list[float]  # numbers k0..
+    statements: int
+
+    @property
+    def signature(self) -> tuple[object, ...]:
+        return (self.own, len(self.peers), len(self.externals), len(self.constants), tuple(self.lines))
+
+
+def body(members: Sequence[str], asts: Mapping[str, Expr], peers: frozenset[str] = frozenset()) -> Body:
+    """
+    Statements computing ``members`` at bin ``t`` of lane ``l``, in order (a
+    lag-0 read is of an earlier member). ``SHIFT(e, k)`` evaluates ``e`` at
+    ``t - k`` where ``t >= k`` (0 before): a member's or peer's past is read from
+    ``S``, an external's from ``XS``.
+    """
+    mindex = {m: i for i, m in enumerate(members)}
+    done_members: set[int] = set()
+    peer_slots: dict[str, int] = {}
+    ext_slots: dict[str, int] = {}
+    constants: list[float] = []
+    lines: list[str] = []
+    count = [0]
+
+    def fresh() -> str:
+        count[0] += 1
+        return f"a{count[0] - 1}"
+
+    def put(ind: int, text: str) -> None:
+        lines.append("    " * ind + text)
+
+    def slot(table: dict[str, int], name: str) -> int:
+        return table.setdefault(name, len(table))
+
+    def ref(name: str, d: int) -> str:
+        at = "t" if d == 0 else f"t - {d}"
+        if name in mindex:
+            i = mindex[name]
+            if d == 0:
+                if i not in done_members:
+                    raise Unsupported(f"{name} is read before it is computed")
+                return f"v{i}"
+            return f"S[o{i}, l, {at}]"
+        if name in peers:
+            if d == 0:
+                raise Unsupported(f"{name} (another loop of the wave) is read in the same bin")
+            return f"S[p{slot(peer_slots, name)}, l, {at}]"
+        return f"XS[e{slot(ext_slots, name)}, l, {at}]"
+
+    def min_max(ind: int, args: list[str], op: str) -> str:
+        if len(args) == 1:
+            return args[0]
+        r = fresh()
+        put(ind, f"{r} = {args[0]}")
+        for x in args[1:]:
+            # A NaN anywhere gives NaN; ties keep the earlier operand; then +0 for a zero (s_min, s_max).
+            put(ind, f"{r} = NAN if ({x} != {x} or {r} != {r}) else ({x} if {x} {op} {r} else {r})")
+        put(ind, f"{r} = {r} + 0.0")
+        return r
+
+    def call(ind: int, name: str, a: list[str]) -> str:
+        if name in ("MIN", "MAX"):
+            return min_max(ind, a, "<" if name == "MIN" else ">")
+        if name == "CLAMP":  # s_max(lo, s_min(hi, v))
+            return min_max(ind, [a[1], min_max(ind, [a[2], a[0]], "<")], ">")
+        r = fresh()
+        if name == "ABS":
+            put(ind, f"{r} = abs({a[0]})")
+        elif name == "SQRT":
+            put(ind, f"{r} = math.sqrt({a[0]}) if {a[0]} >= 0.0 else NAN")
+        elif name in ("FLOOR", "CEIL"):
+            # IEEE floor/ceil of a float; a zero result takes x's sign (s_floor, s_ceil).
+            put(ind, f"{r} = np.{name.lower()}({a[0]})")
+            put(ind, f"if {r} == 0.0:")
+            put(ind + 1, f"{r} = math.copysign(0.0, {a[0]})")
+        elif name == "ROUND":  # half away from zero; a non-finite value is itself (s_round)
+            x = a[0]
+            put(ind, f"{r} = {x}")
+            put(ind, f"if math.isfinite({x}):")
+            put(ind + 1, f"{r} = math.copysign(np.trunc({x}), {x})")
+            put(ind + 1, f"if abs({x} - {r}) >= 0.5:")
+            put(ind + 2, f"{r} = {r} + math.copysign(1.0, {x})")
+        elif name == "MOD":  # floored, as np.mod: C's fmod (exact), then the divisor's sign; b == 0 gives 0
+            x, y = a
+            put(ind, "if " + y + " == 0.0:")
+            put(ind + 1, f"{r} = 0.0")
+            put(ind, "else:")
+            put(ind + 1, f"{r} = np.fmod({x}, {y})")
+            put(ind + 1, f"if {r} != 0.0:")
+            put(ind + 2, f"if ({y} < 0.0) != ({r} < 0.0):")
+            put(ind + 3, f"{r} = {r} + {y}")
+            put(ind + 1, "else:")
+            put(ind + 2, f"{r} = math.copysign(0.0, {y})")
+        elif name == "IF":
+            put(ind, f"{r} = {a[1]} if {a[0]} != 0.0 else {a[2]}")
+        else:
+            raise Unsupported(f"{UNSUPPORTED.get(name, name)} has no bit-identical compiled form")
+        return r
+
+    def emit(root: Expr, ind: int) -> str:
+        """Post-order with an explicit stack (an expression may be thousands of terms deep)."""
+        done: list[str] = []
+        stack: list[tuple[Any, ...]] = [("visit", root, 0, ind)]
+        while stack:
+            step, *rest = stack.pop()
+            if step == "visit":
+                e, d, i = rest
+                if isinstance(e, Num):
+                    constants.append(float(e.value))
+                    done.append(f"k{len(constants) - 1}")
+                elif isinstance(e, Ref):
+                    done.append(ref(e.name, d))
+                elif isinstance(e, Unary):
+                    if e.op == "-":
+                        stack.append(("neg", i))
+                    stack.append(("visit", e.operand, d, i))
+                elif isinstance(e, BinOp):
+                    stack += [("binop", e.op, i), ("visit", e.right, d, i), ("visit", e.left, d, i)]
+                elif isinstance(e, Call) and e.name == "SHIFT":
+                    lag = e.args[1]
+                    assert isinstance(lag, Num)
+                    k = int(lag.value)
+                    if k == 0:
+                        stack.append(("visit", e.args[0], d, i))
+                    else:
+                        # Before bin d + k the value is 0, and nothing of the argument is read.
+                        put(i, f"if t >= {d + k}:")
+                        stack += [("shift", fresh(), i), ("visit", e.args[0], d + k, i + 1)]
+                else:
+                    assert isinstance(e, Call)
+                    if e.name in UNSUPPORTED:
+                        raise Unsupported(f"{e.name} has no bit-identical compiled form (0015)")
+                    stack.append(("call", e.name, len(e.args), i))
+                    stack += [("visit", arg, d, i) for arg in reversed(e.args)]
+            elif step == "neg":
+                (i,) = rest
+                r = fresh()
+                put(i, f"{r} = -{done.pop()}")
+                done.append(r)
+            elif step == "binop":
+                op, i = rest
+                b = done.pop()
+                a = done.pop()
+                r = fresh()
+                if op in ("+", "-", "*"):
+                    put(i, f"{r} = {a} {op} {b}")
+                elif op == "/":
+                    put(i, f"{r} = {a} / {b} if {b} != 0.0 else 0.0")
+                else:
+                    put(i, f"{r} = 1.0 if {a} {_COMPARE[op]} {b} else 0.0")
+                done.append(r)
+            elif step == "shift":
+                r, i = rest
+                put(i + 1, f"{r} = {done.pop()}")
+                put(i, "else:")
+                put(i + 1, f"{r} = 0.0")
+                done.append(r)
+            else:
+                name, n, i = rest
+                args = done[len(done) - n:]
+                del done[len(done) - n:]
+                done.append(call(i, name, args))
+        return done[0]
+
+    for m in members:
+        i = mindex[m]
+        put(0, f"v{i} = {emit(asts[m], 0)}")
+        put(0, f"S[o{i}, l, t] = v{i}")
+        done_members.add(i)
+    return Body(lines, len(members), list(peer_slots), list(ext_slots), constants, count[0] + len(lines))
+
+
+def kernel_source(groups: Sequence[Body]) -> str:
+    """
+    ``_j(XS, S, IX0, KG0, IX1, KG1, ...)``: fills ``S`` lane by lane, bin by
+    bin, group by group (no group reads another's present), component by
+    component within a group.
+    """
+    args = ["XS", "S"] + [f"{x}{g}" for g in range(len(groups)) for x in ("IX", "KG")]
+    lines = [f"def _j({', '.join(args)}):", "    L = S.shape[1]", "    BINS = S.shape[2]",
+             "    for l in range(L):", "        for t in range(BINS):"]
+    pad = " " * 16
+    for g, b in enumerate(groups):
+        lines.append(f"            for j in range(IX{g}.shape[1]):")
+        names = ([f"o{i}" for i in range(b.own)] + [f"p{i}" for i in range(len(b.peers))]
+                 + [f"e{i}" for i in range(len(b.externals))])
+        lines += [f"{pad}{n} = IX{g}[{row}, j]" for row, n in enumerate(names)]
+        lines += [f"{pad}k{c} = KG{g}[{c}, j]" for c in range(len(b.constants))]
+        lines += [pad + s for s in b.lines]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# compiling, in process and on disk
+
+
+def cache_dir() -> str:
+    """
+    Where compiled kernels are kept: ``$FLOWTIME_CACHE_DIR/jit``, else the
+    user's cache directory (``$XDG_CACHE_HOME/flowtime/jit``, ``~/.cache/flowtime/jit``).
+    A cache of compiled code, read only by Numba: the one place the engine
+    looks at the environment (0015).
+    """
+    root = os.environ.get("FLOWTIME_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "flowtime")
+    return os.path.join(root, "jit")
+
+
+@dataclass
+class Compiled:
+    run: Callable[..., None]  # the compiled entry point: no argument checks (the site builds every argument)
+    source: str
+    filename: str
+    origin: str  # "compiled", "loaded from the disk cache" or "compiled (no disk cache: ...)"
+    dispatcher: Any
+
+
+_LOCK = threading.Lock()
+_COMPILED: dict[str, Compiled] = {}  # by source: loops of one shape share a kernel across plans
+
+
+def _disk_cache(py_func: Any, filename: str, key: str, directory: str) -> Any:
+    """
+    A Numba function cache for generated code, which has no source file: its
+    index and object files go to ``directory``, stamped with the source's hash.
+    """
+    from numba.core import caching
+
+    class Locator:
+        def __init__(self, fn: Any, py_file: str) -> None:
+            self._py_file = py_file
+            self._lineno = fn.__code__.co_firstlineno
+
+        def ensure_cache_path(self) -> None:
+            os.makedirs(directory, exist_ok=True)
+
+        def get_cache_path(self) -> str:
+            return directory
+
+        def get_source_stamp(self) -> str:
+            return key
+
+        def get_disambiguator(self) -> str:
+            return key[:16]
+
+        @classmethod
+        def from_function(cls, fn: Any, py_file: str) -> Locator | None:
+            if py_file != filename:
+                return None
+            try:
+                made = cls(fn, py_file)
+                made.ensure_cache_path()
+            except OSError:
+                return None
+            return made
+
+    class Impl(caching.CompileResultCacheImpl):
+        _locator_classes = [Locator]  # noqa: RUF012 - Numba's own class attribute, overridden
+
+    class Cache(caching.FunctionCache):
+        _impl_class = Impl
+
+    return Cache(py_func)  # type: ignore[no-untyped-call]
+
+
+def compile_kernel(source: str, groups: int) -> Compiled:
+    """The compiled kernel of ``source`` (a ``kernel_source``): from this process, the disk cache or Numba."""
+    with _LOCK:
+        hit = _COMPILED.get(source)
+        if hit is not None:
+            return hit
+        try:
+            import numba
+        except ImportError as exc:
+            raise Unsupported(NO_NUMBA) from exc
+        key = hashlib.sha256(f"{numba.__version__}\n{source}".encode()).hexdigest()
+        filename = f"<flowtime-jit-{key[:16]}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+        # Named as this module, whose globals hold the same np, math and NAN: a kernel loaded
+        # from the disk cache rebuilds its globals by importing its module by name.
+        env: dict[str, Any] = {"__name__": __name__, "np": np, "math": math, "NAN": NAN}
+        exec(compile(source, filename, "exec"), env)
+        py_func = env["_j"]
+        dispatcher = numba.njit(error_model="numpy", nogil=True)(py_func)
+        note = ""
+        try:
+            dispatcher._cache = _disk_cache(py_func, filename, key, cache_dir())  # type: ignore[attr-defined]
+        except Exception as exc:  # an unwritable directory, or a Numba whose cache classes changed
+            note = f" (no disk cache: {type(exc).__name__}: {exc})"
+        f8_3, f8_2, i8_2 = numba.float64[:, :, ::1], numba.float64[:, ::1], numba.int64[:, ::1]
+        signature = numba.void(f8_3, f8_3, *([i8_2, f8_2] * groups))
+        dispatcher.compile(signature)
+        loaded = sum(dispatcher.stats.cache_hits.values()) > 0
+        origin = "loaded from the disk cache" if loaded else "compiled" + note
+        entry = dispatcher.overloads[signature.args].entry_point  # type: ignore[attr-defined]
+        made = Compiled(entry, source, filename, origin, dispatcher)
+        _COMPILED[source] = made
+        return made
+
+
+# ---------------------------------------------------------------------------
+# sites: what a plan's feedback step asks of the accelerator
+
+
+class Site:
+    """
+    One feedback step (loops or a wave) and its compiled kernel, once it has
+    one. ``use(lanes)`` counts an evaluation and says whether to run the
+    kernel; ``run`` computes every member's series into the plan's values.
+    """
+
+    def __init__(self, accel: Accelerator, components: Sequence[Sequence[str]], bins: int,
+                 asts: Callable[[], Mapping[str, Expr]], register: Callable[[str, str], None]) -> None:
+        self.accel = accel
+        self.components = [list(c) for c in components]
+        self.bins = bins
+        self._asts = asts
+        self._register = register
+        self.calls = 0
+        self.state = "python: not compiled (jit=False)" if accel.mode is False else "python: not compiled yet"
+        self.kernel: Compiled | None = None
+        self._closed = accel.mode is False
+        self._lock = threading.Lock()
+        self._columns: dict[str, int] = {}
+        self._externals: list[str] = []
+        self._tables: list[npt.NDArray[Any]] = []
+        if accel.mode is True:
+            self.prepare()
+
+    @property
+    def members(self) -> list[str]:
+        return [m for c in self.components for m in c]
+
+    def use(self, lanes: int | None) -> bool:
+        """Count one evaluation (``lanes`` None) or K scenarios at once; True: run the compiled kernel."""
+        if self.kernel is not None:
+            return True
+        if self._closed:
+            return False
+        self.calls += 1
+        work = self.bins * (lanes or 1) * len(self.components)
+        if work >= AUTO_EAGER_WORK or (self.calls >= AUTO_CALLS and work >= AUTO_MIN_WORK):
+            self.prepare()
+        return self.kernel is not None
+
+    def prepare(self) -> None:
+        """Generate and compile the kernel now (once); on any reason not to, keep the Python kernel."""
+        with self._lock:
+            if self.kernel is not None or self._closed:
+                return
+            try:
+                self._build()
+            except Unsupported as exc:
+                self._fallback(str(exc))
+            except Exception as exc:  # Numba refusing generated code: a bug to report, never a failed run
+                self._fallback(f"compiling failed: {type(exc).__name__}: {exc}")
+
+    def _fallback(self, reason: str) -> None:
+        self._closed = True
+        self.state = f"python: {reason}"
+        self._register(f"<flowtime-jit-fallback: {', '.join(self.members)}>", f"# Python kernel kept: {reason}")
+
+    def _build(self) -> None:
+        asts = self._asts()
+        everyone = frozenset(self.members)
+        shapes: dict[tuple[object, ...], list[tuple[list[str], Body]]] = {}
+        for comp in self.components:
+            b = body(comp, asts, everyone - set(comp))
+            shapes.setdefault(b.signature, []).append((comp, b))
+        groups = list(shapes.values())
+        if sum(g[0][1].statements for g in groups) > MAX_STATEMENTS:
+            raise Unsupported(f"more than {MAX_STATEMENTS} per-bin statements: compiling would take too long")
+        columns = {m: i for i, m in enumerate(m for g in groups for comp, _ in g for m in comp)}
+        externals: dict[str, int] = {}
+        tables: list[npt.NDArray[Any]] = []
+        for entries in groups:
+            ix = np.array([[columns[m] for m in comp] + [columns[p] for p in b.peers]
+                           + [externals.setdefault(x, len(externals)) for x in b.externals]
+                           for comp, b in entries], dtype=np.int64).T
+            kg = np.array([b.constants for _, b in entries], dtype=np.float64).reshape(len(entries), -1).T
+            tables += [np.ascontiguousarray(ix), np.ascontiguousarray(kg)]
+        source = kernel_source([entries[0][1] for entries in groups])
+        kernel = compile_kernel(source, len(groups))
+        self._columns, self._externals, self._tables = columns, list(externals), tables
+        self.kernel = kernel
+        self.state = f"compiled: {kernel.origin}"
+        self._register(kernel.filename, source)
+
+    def run(self, values: dict[str, Any], lanes: int | None) -> None:
+        """Every member's series into ``values``: (bins,) for one evaluation, (lanes, bins) for K scenarios."""
+        assert self.kernel is not None
+        bins = self.bins
+        width = lanes or 1
+        xs = np.empty((len(self._externals), width, bins), dtype=np.float64)
+        for i, name in enumerate(self._externals):
+            xs[i] = values[name]  # a series for every lane, or one per lane
+        s = np.empty((len(self._columns), width, bins), dtype=np.float64)
+        self.kernel.run(xs, s, *self._tables)
+        s.flags.writeable = False
+        for m, c in self._columns.items():
+            values[m] = s[c, 0] if lanes is None else s[c]
+
+
+class Accelerator:
+    """
+    A plan's compiled kernels: ``mode`` (None = auto, True, False) and one
+    ``Site`` per feedback step; ``describe()`` says what runs each.
+    """
+
+    def __init__(self, mode: bool | None = None) -> None:
+        self.mode = mode
+        self.sites: list[Site] = []
+        self._asts: Mapping[str, Expr] | None = None
+
+    def site(self, components: Sequence[Sequence[str]], bins: int, asts: Callable[[], Mapping[str, Expr]],
+             register: Callable[[str, str], None]) -> Site:
+        made = Site(self, components, bins, asts, register)
+        self.sites.append(made)
+        return made
+
+    def loop_asts(self, compute: Callable[[], Mapping[str, Expr]]) -> Mapping[str, Expr]:
+        """The loops' expressions, computed once per plan (for every site that needs them)."""
+        if self._asts is None:
+            self._asts = compute()
+        return self._asts
+
+    def prepare(self) -> None:
+        """Compile every site now (what ``mode=True`` does while planning)."""
+        for s in self.sites:
+            s.prepare()
+
+    def describe(self) -> list[dict[str, str]]:
+        return [{"members": ", ".join(s.members), "state": s.state} for s in self.sites]
+
+    def __repr__(self) -> str:
+        states = "; ".join(f"[{d['members']}] {d['state']}" for d in self.describe())
+        return f"Accelerator(mode={self.mode!r}: {states or 'no feedback loops'})"

@@ -1,0 +1,282 @@
+"""
+Compiled per-bin kernels (engine.jit) give the bits of the Python kernels:
+on every golden case and example with loops, on generated meshes of linked
+loops (one evaluation and K scenarios), and function by function on special
+values; loops they cannot reproduce fall back, and compiled code is reused
+from disk by a new process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("numba", reason="numba is not installed: the compiled kernels are the optional extra [jit]")
+
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.engine.oracle import same_bits
+from tests.engine.test_plan import _perturbed
+from tests.engine.test_waves import meshes
+from tests.fuzz.harness import fuzz_settings
+
+import flowtime
+from flowtime.engine import jit
+from flowtime.errors import FlowTimeError
+from flowtime.model.graph import graph_of
+from flowtime.model.load import load_model
+from flowtime.model.schema import Model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _has_loops(path: Path) -> bool:
+    try:
+        return bool(graph_of(load_model(path.read_text(encoding="utf-8")).model).components)
+    except FlowTimeError:  # the corpus' cases of errors
+        return False
+
+
+CORPUS = [*ROOT.glob("tests/cases/*/model.yaml"), *ROOT.glob("examples/*.yaml")]
+MODELS = sorted(str(p.relative_to(ROOT)) for p in CORPUS if _has_loops(p))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Compiled kernels go to a directory of this test run, not the user's cache."""
+    path = tmp_path_factory.mktemp("jit-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLOWTIME_CACHE_DIR", str(path))
+        yield path
+
+
+def both(model: Model) -> tuple[flowtime.Plan, flowtime.Plan]:
+    return flowtime.plan(model, jit=False), flowtime.plan(model, jit=True)
+
+
+def assert_same(a: flowtime.Results, b: flowtime.Results) -> None:
+    assert a.order == b.order
+    for n in a.order:
+        assert same_bits(a[n], b[n]), (n, a[n], b[n])
+
+
+def pipeline(stages: int, bins: int) -> str:
+    """The queue pipeline of issue 11: each stage serves what the one before served in the same bin."""
+    nodes = [f"  - {{id: arrivals, values: {[float((7 * t) % 23) for t in range(bins)]}}}"]
+    for k in range(1, stages + 1):
+        src = "arrivals" if k == 1 else f"served{k - 1}"
+        nodes += [f"  - {{id: cap{k}, values: {[10.0 + (t + k) % 5 for t in range(bins)]}}}",
+                  f"  - {{id: served{k}, kind: expr, expr: 'MIN(cap{k}, {src} + SHIFT(backlog{k}, 1))'}}",
+                  f"  - {{id: backlog{k}, kind: expr, expr: 'MAX(0, SHIFT(backlog{k}, 1) + {src} - served{k})'}}"]
+    return f"schemaVersion: 1\ngrid: {{bins: {bins}, binSize: 5, binUnit: minutes}}\nnodes:\n" + "\n".join(nodes) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# the corpus
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_golden_case_and_example_with_loops_gives_the_same_bits_compiled(name: str) -> None:
+    model = load_model((ROOT / name).read_text(encoding="utf-8"), source=name).model
+    python, compiled = both(model)
+    assert compiled.jit.sites, "a model with SHIFT and no feedback step: nothing compiled"
+    assert all(s.state.startswith("compiled") for s in compiled.jit.sites), compiled.jit
+    assert_same(python.evaluate(), compiled.evaluate())
+    many_p, many_c = python.evaluate_many(seeds=[1, 2, 3]), compiled.evaluate_many(seeds=[1, 2, 3])
+    assert all(same_bits(many_p[n], many_c[n]) for n in python.order)
+
+
+def test_the_corpus_has_loops_to_compile() -> None:
+    assert len(MODELS) >= 10
+    assert {"examples/staged-pipeline.yaml", "examples/backlog-queue.yaml"} <= set(MODELS)
+
+
+def test_the_pipeline_by_hand_and_its_stages_share_one_compiled_kernel() -> None:
+    model = load_model(pipeline(3, 4)).model
+    python, compiled = both(model)
+    r = compiled.evaluate()
+    # arrivals 0, 7, 14, 21; cap1 = 11, 12, 13, 14: backlog1 carries 1 into bin 3 (14 + 0 > 13)
+    assert r["served1"].tolist() == [0, 7, 13, 14]
+    assert r["backlog1"].tolist() == [0, 0, 1, 8]
+    assert r["served2"].tolist() == [0, 7, 13, 10]  # cap2 = 12, 13, 14, 10
+    assert_same(python.evaluate(), r)
+    kernels = {id(s.kernel) for s in compiled.jit.sites}
+    assert len(compiled.jit.sites) == 3 and len(kernels) == 1  # the stages differ only in their inputs
+    assert "def _j(XS, S, IX0, KG0):" in compiled.source()
+
+
+# ---------------------------------------------------------------------------
+# generated models
+
+
+@fuzz_settings(50)  # every mesh compiles kernels of its own: ~1 s each
+@given(meshes(), st.data())
+def test_linked_loops_give_the_same_bits_compiled_in_one_evaluation_and_in_lanes(text: str,
+                                                                                 data: st.DataObject) -> None:
+    python, compiled = both(load_model(text).model)
+    assert all(s.state.startswith("compiled") for s in compiled.jit.sites), compiled.jit
+    assert_same(python.evaluate(), compiled.evaluate())
+    k = data.draw(st.integers(1, 4))
+    sets = [_perturbed(text, data)[0] for _ in range(k)]
+    many_p, many_c = python.evaluate_many(sets=sets), compiled.evaluate_many(sets=sets)
+    for i in range(k):
+        alone = compiled.evaluate(set=sets[i])
+        for n in python.order:
+            assert same_bits(many_c[n], many_p[n]), n
+            assert same_bits(many_c[n][i], alone[n]), (i, n)
+
+
+SPECIAL = [0.0, -0.0, 0.5, -0.5, 1.5, -2.5, 3.0, -7.0, 1e-300, 5e-324, 1e300, -1e300, 2.0**53 + 1, -(2.0**62),
+           0.1, 1 / 3]
+CALLS = {
+    "MIN": "MIN({a}, {b})", "MIN3": "MIN({a}, {b}, {c})", "MAX": "MAX({a}, {b})", "MAX3": "MAX({a}, {b}, {c})",
+    "CLAMP": "CLAMP({a}, {b}, {c})", "ABS": "ABS({a})", "SQRT": "SQRT({a})", "FLOOR": "FLOOR({a})",
+    "CEIL": "CEIL({a})", "ROUND": "ROUND({a})", "MOD": "MOD({a}, {b})", "IF": "IF({a}, {b}, {c})",
+    "add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} * {b}", "div": "{a} / {b}", "neg": "-{a}",
+    **{op: f"{{a}} {op} {{b}}" for op in ("<", "<=", ">", ">=", "==", "!=")},
+}
+
+
+@fuzz_settings(100)
+@given(st.sampled_from(sorted(CALLS)), st.integers(1, 6), st.data())
+def test_every_function_gives_the_same_bits_compiled_on_special_values(name: str, bins: int,
+                                                                       data: st.DataObject) -> None:
+    """
+    Each function inside a loop, on zeros of both signs, halves, huge and tiny
+    numbers, infinities and NaN: once on inputs the Python kernel computes over
+    whole series first (hoisted), once per bin, and once in a batch of two
+    loops of one shape (vectors in the Python kernel).
+    """
+    nodes: list[dict[str, object]] = []
+    for x in "abc":
+        values = data.draw(st.lists(st.one_of(st.sampled_from(SPECIAL), st.floats(-1e6, 1e6)),
+                                    min_size=bins, max_size=bins))
+        # Non-finite values are no inputs: they are made by expressions, picked per bin.
+        pick = data.draw(st.lists(st.sampled_from([0.0, 0.0, 1.0, 2.0, 3.0]), min_size=bins, max_size=bins))
+        nodes += [{"id": f"{x}0", "kind": "const", "values": values},
+                  {"id": f"{x}pick", "kind": "const", "values": pick},
+                  {"id": x.upper(), "kind": "expr", "expr":
+                   f"IF({x}pick == 1, 1e308 * 10, IF({x}pick == 2, -1e308 * 10, "
+                   f"IF({x}pick == 3, 1e308 * 10 - 1e308 * 10, {x}0)))"}]
+    fn = CALLS[name]
+    same = "SHIFT({z}, 1) == SHIFT({z}, 1)"
+    hoisted = fn.format(a="A", b="B", c="C")
+    per_bin = fn.format(**{x: f"IF({same}, {x.upper()}, {x.upper()})" for x in "abc"})
+    per_bin_2 = fn.format(**{x: f"IF({same}, {y}, {y})" for x, y in zip("abc", "BCA", strict=True)})
+    nodes += [{"id": "h", "kind": "expr", "expr": f"IF({same.format(z='h')}, {hoisted}, {hoisted})"},
+              {"id": "p", "kind": "expr", "expr": per_bin.format(z="p")},
+              {"id": "q", "kind": "expr", "expr": per_bin_2.format(z="q")}]
+    text = json.dumps({"schemaVersion": 1, "grid": {"bins": bins, "binSize": 1, "binUnit": "hours"}, "nodes": nodes})
+    python, compiled = both(load_model(text).model)
+    assert all(s.state.startswith("compiled") for s in compiled.jit.sites), compiled.jit
+    assert_same(python.evaluate(), compiled.evaluate())
+
+
+# ---------------------------------------------------------------------------
+# what is not compiled, and when
+
+
+HEAD = ("schemaVersion: 1\ngrid: {bins: 6, binSize: 1, binUnit: hours}\nnodes:\n"
+        "  - {id: a, values: [1, 2, 3, 4, 5, 6]}\n")
+
+
+@pytest.mark.parametrize("fn", ["EXP(a * 0.1)", "LOG(a + 1)", "POW(a, 0.5)"])
+def test_a_loop_calling_exp_log_or_pow_falls_back_to_the_python_kernel_and_says_so(fn: str) -> None:
+    text = HEAD + (f"  - {{id: q, kind: expr, expr: 'SHIFT(q, 1) * 0.5 + {fn}'}}\n"
+                   "  - {id: r, kind: expr, expr: 'SHIFT(r, 1) + a'}\n")
+    python, compiled = both(load_model(text).model)
+    by_members = {s.members[0]: s.state for s in compiled.jit.sites}
+    name = fn.split("(")[0]
+    assert by_members["r"].startswith("compiled")
+    assert by_members["q"] == f"python: {name} has no bit-identical compiled form (0015)"
+    assert f"# Python kernel kept: {name} has no bit-identical compiled form" in compiled.source()
+    assert_same(python.evaluate(), compiled.evaluate())
+
+
+def test_a_kernel_too_long_to_compile_quickly_falls_back() -> None:
+    text = HEAD + f"  - {{id: q, kind: expr, expr: 'SHIFT(q, 1){' + a' * 2000}'}}\n"
+    python, compiled = both(load_model(text).model)
+    [site] = compiled.jit.sites
+    assert site.state == f"python: more than {jit.MAX_STATEMENTS} per-bin statements: compiling would take too long"
+    assert compiled.evaluate()["q"].tolist() == [2000, 6000, 12000, 20000, 30000, 42000]  # 2000 a a bin
+    assert_same(python.evaluate(), compiled.evaluate())
+
+
+def test_without_numba_the_python_kernels_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` fail
+    monkeypatch.setattr(jit, "_COMPILED", {})
+    python, compiled = both(load_model(pipeline(2, 5)).model)
+    assert [s.state for s in compiled.jit.sites] == [f"python: {jit.NO_NUMBA}"] * 2
+    assert_same(python.evaluate(), compiled.evaluate())
+
+
+def test_auto_compiles_a_loop_from_its_second_evaluation_and_never_a_tiny_one() -> None:
+    big = flowtime.plan(load_model(pipeline(2, jit.AUTO_MIN_WORK)).model)
+    small = flowtime.plan(load_model(pipeline(2, 8)).model)
+    assert big.jit.mode is None and small.jit.mode is None
+    first = big.evaluate()
+    assert [s.kernel for s in big.jit.sites] == [None, None]
+    assert big.jit.sites[0].state == "python: not compiled yet"
+    second = big.evaluate()
+    assert all(s.state.startswith("compiled") for s in big.jit.sites)
+    assert_same(first, second)
+    for _ in range(3):
+        small.evaluate()
+    assert [s.kernel for s in small.jit.sites] == [None, None]
+    off = flowtime.plan(load_model(pipeline(2, jit.AUTO_MIN_WORK)).model, jit=False)
+    for _ in range(3):
+        off.evaluate()
+    assert [s.state for s in off.jit.sites] == ["python: not compiled (jit=False)"] * 2
+
+
+def test_a_long_first_evaluation_compiles_at_once() -> None:
+    p = flowtime.plan(load_model(pipeline(1, 16)).model)
+    p.evaluate_many(sets=[{}] * (jit.AUTO_EAGER_WORK // 16))
+    assert p.jit.sites[0].state.startswith("compiled")
+
+
+def test_plans_are_kept_per_model_and_jit_choice() -> None:
+    model = load_model(pipeline(1, 4)).model
+    assert flowtime.plan(model) is flowtime.plan(model)
+    assert flowtime.plan(model, jit=True) is flowtime.plan(model, jit=True)
+    assert flowtime.plan(model, jit=True) is not flowtime.plan(model, jit=False)
+
+
+# ---------------------------------------------------------------------------
+# processes
+
+
+def _python(code: str, cache: Path) -> list[str]:
+    env = {**os.environ, "FLOWTIME_CACHE_DIR": str(cache)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    return done.stdout.split("\n")[:-1]
+
+
+def test_a_new_process_loads_the_compiled_kernel_from_the_disk_cache(tmp_path: Path) -> None:
+    text = pipeline(2, 6).replace("MAX(0,", "MAX(-1,")  # a shape no other test compiles
+    code = ("import flowtime, sys\nfrom flowtime.model.load import load_model\n"
+            f"p = flowtime.plan(load_model({text!r}).model, jit=True)\n"
+            "s = p.jit.sites[0]\nstats = s.kernel.dispatcher.stats\n"
+            "print(s.state)\nprint(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))\n"
+            "print(p.evaluate()['backlog2'].tolist())\n")
+    first = _python(code, tmp_path)
+    assert first[:2] == ["compiled: compiled", "0 1"]
+    files = sorted(p.suffix for p in (tmp_path / "jit").iterdir())
+    assert files == [".nbc", ".nbi"]  # one kernel: its index and its object code
+    second = _python(code, tmp_path)
+    assert second[:2] == ["compiled: loaded from the disk cache", "1 0"]  # nothing compiled
+    assert second[2] == first[2]
+
+
+def test_evaluating_a_model_once_never_imports_numba() -> None:
+    """The start-up path (``flowtime run``): a model with loops, evaluated, and again (too small to compile)."""
+    code = ("import sys, flowtime\nfrom flowtime.model.load import load_model\n"
+            "m = load_model(open('examples/staged-pipeline.yaml').read()).model\n"
+            "flowtime.evaluate(m)\nflowtime.evaluate(m)\nprint('numba' in sys.modules)\n")
+    assert _python(code, ROOT / "nonexistent") == ["False"]
