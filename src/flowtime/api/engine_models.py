@@ -30,7 +30,7 @@ from flowtime.api.problems import problem_responses
 from flowtime.artifacts.compare import json_values
 from flowtime.artifacts.registry import Registry
 from flowtime.artifacts.writer import write_run
-from flowtime.engine import compile_model, evaluate
+from flowtime.engine import plan
 from flowtime.errors import (
     LimitExceeded,
     ModelError,
@@ -39,7 +39,6 @@ from flowtime.errors import (
     Problem,
 )
 from flowtime.model.load import load_error_problems, load_model
-from flowtime.model.overrides import apply_overrides
 from flowtime.model.provenance import HEADER, Provenance, provenance_from_header
 from flowtime.settings import EngineSettings
 
@@ -201,17 +200,17 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
          registry: Registry, with_series: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     loaded = load_model(req.text, SOURCE, limits=settings.limits())
-    effective, given = apply_overrides(loaded.model, req.overrides)
-    values = effective.grid.bins * len(effective.nodes)
+    model = loaded.model
+    values = model.grid.bins * len(model.nodes)
     if with_series and values > settings.max_response_values:
-        raise LimitExceeded(f"the run would answer with {values} values ({len(effective.nodes)} nodes x "
-                            f"{effective.grid.bins} bins); the limit is {settings.max_response_values} "
+        raise LimitExceeded(f"the run would answer with {values} values ({len(model.nodes)} nodes x "
+                            f"{model.grid.bins} bins); the limit is {settings.max_response_values} "
                             "(FLOWTIME_MAX_RESPONSE_VALUES): ask with ?series=false and read the stored series",
                             limit_name="max_response_values")
-    graph = compile_model(effective)
+    planned = plan(model)
     t1 = time.perf_counter()
-    results = evaluate(graph, seed=req.seed, sample_pmf=req.sample_pmf)
-    results.overrides = given
+    results = planned.evaluate(req.seed, sample_pmf=req.sample_pmf, set=req.overrides)
+    given = results.overrides
     t2 = time.perf_counter()
     extra: list[dict[str, Any]] = []
     provenance = loaded.provenance
@@ -226,7 +225,7 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
     registry.register(record)
     out: dict[str, Any] = {
         "runId": record.run_id,
-        "grid": effective.grid.to_json(),
+        "grid": model.grid.to_json(),
         "order": results.order,
         "outputs": results.output_ids,
     }
@@ -254,7 +253,7 @@ async def post_graph(request: Request,
 
 
 def _graph(text: str, settings: EngineSettings) -> dict[str, Any]:
-    return compile_model(load_model(text, SOURCE, limits=settings.limits()).model).describe()
+    return load_model(text, SOURCE, limits=settings.limits()).graph.describe()
 
 
 @router.post("/v1/validate", openapi_extra=_body_doc(False),
@@ -274,8 +273,7 @@ def _validate(text: str, settings: EngineSettings) -> dict[str, Any]:
     # Reporting problems is this endpoint's answer, so model errors are caught here;
     # input over a limit is refused with a problem (400) as on every other route.
     try:
-        loaded = load_model(text, SOURCE, limits=settings.limits())
-        compile_model(loaded.model)
+        loaded = load_model(text, SOURCE, limits=settings.limits())  # analysed once: every problem found
     except ModelError as exc:
         return {"valid": False, "problems": [p.to_dict() for p in load_error_problems(exc)]}
     return {"valid": True, "problems": [p.to_dict() for p in loaded.warnings]}

@@ -86,9 +86,8 @@ def run(
     """Evaluate MODEL, write a run folder and print a summary of its series."""
     from flowtime.artifacts.registry import Registry
     from flowtime.artifacts.writer import write_run
-    from flowtime.engine import compile_model, evaluate
+    from flowtime.engine import plan
     from flowtime.model.load import load_model
-    from flowtime.model.overrides import apply_overrides
     from flowtime.sources import read_model_text
 
     seed = _check_seed(seed)
@@ -97,11 +96,10 @@ def run(
     text, name = read_model_text(model)
     t0 = time.perf_counter()
     loaded = load_model(text, name)
-    effective, given = apply_overrides(loaded.model, overrides)
-    graph = compile_model(effective)
+    planned = plan(loaded.model)
     t1 = time.perf_counter()
-    results = evaluate(graph, seed=seed, sample_pmf=sample_pmf)
-    results.overrides = given
+    results = planned.evaluate(seed, sample_pmf=sample_pmf, set=overrides)
+    given = results.overrides
     t2 = time.perf_counter()
     record = write_run(
         loaded, results, root, provenance=loaded.provenance, deterministic_id=deterministic_run_id,
@@ -122,7 +120,7 @@ def run(
         return
     from flowtime.cli.output import print_table, summary_rows
 
-    g = effective.grid
+    g = loaded.model.grid
     facts = [f"{g.bins} bins of {g.bin_size} {g.bin_unit.value}", f"seed {results.seed}" if results.seed is not None
              else "no seed", f"{len(results.output_ids)} series"]
     if given:
@@ -163,18 +161,17 @@ def _stats_json(values: Any) -> dict[str, float | None]:
 
 def validate(model: ModelArg) -> None:
     """Check MODEL and print every problem; exit 1 when there are errors."""
-    from flowtime.engine import compile_model
     from flowtime.model.load import load_model
     from flowtime.sources import read_model_text
 
     text, name = read_model_text(model)
     loaded = load_model(text, name)  # raises with every problem, located
-    graph = compile_model(loaded.model)
+    graph = loaded.graph
     _warn(loaded.warnings)
     g = loaded.model.grid
     loops = f", {len(graph.components)} feedback loop(s)" if graph.components else ""
     typer.echo(f"ok: {name} is valid - {len(graph.order)} nodes, {g.bins} bins of {g.bin_size} "
-               f"{g.bin_unit.value}, {len(graph.output_ids)} outputs{loops}")
+               f"{g.bin_unit.value}, {len(graph.outputs)} outputs{loops}")
 
 
 def graph(
@@ -182,12 +179,11 @@ def graph(
     as_json: Annotated[bool, typer.Option("--json", help="Print nodes, edges and order as JSON.")] = False,
 ) -> None:
     """Print the nodes, edges and evaluation order of MODEL without running it."""
-    from flowtime.engine import compile_model
     from flowtime.model.load import load_model
     from flowtime.sources import read_model_text
 
     text, name = read_model_text(model)
-    g = compile_model(load_model(text, name).model)
+    g = load_model(text, name).graph
     if as_json:
         typer.echo(json.dumps(g.describe(), indent=2))
         return
