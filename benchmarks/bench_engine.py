@@ -4,11 +4,15 @@ Engine benchmarks, each against a NumPy floor measured in the same run.
     python benchmarks/bench_engine.py [--quick]
 
 The floor does the same arithmetic with raw NumPy calls in a plain Python loop
-(no parsing, no graph, no checks): what evaluation would cost with zero
-overhead. Times are medians of several repeats; compile/parse time is reported
-separately and excluded from the evaluation ratio. The two writers are timed in
-turns, each after ``os.sync()`` (untimed), so pending write-back of one run's
-files does not land on the next measurement.
+(no parsing, no graph, no checks), written tight: results go into blocks
+allocated once (not per call) through ``out=``, no temporaries per node or bin,
+views and constants prepared in advance. That is what evaluation would cost
+with zero overhead; FlowTime, which hands back fresh read-only series every
+call, also pays for allocating them. Each row times FlowTime and its floor in
+turns (medians of several repeats); load and plan time is reported separately
+and excluded from the evaluation ratio. The two writers are timed in turns too,
+each after ``os.sync()`` (untimed), so pending write-back of one run's files
+does not land on the next measurement.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from typing import Any
 import numpy as np
 
 from flowtime.artifacts.writer import write_run
-from flowtime.engine import compile_model, evaluate
+from flowtime.engine import plan
 from flowtime.model.load import load_model
 from flowtime.model.schema import BinUnit, ConstNode, ExprNode, Grid, Model
+from table import Row, Target, duration, print_table
 from timing import median_time, paired_median_times
 
 
@@ -51,17 +56,27 @@ def chain_model(n_expr: int, bins: int, n_base: int = 10) -> tuple[str, list[np.
 
 
 def chain_floor(bases: list[np.ndarray], n_expr: int) -> Callable[[], Any]:
-    n_base = len(bases)
+    """
+    The chain's arithmetic as tight as NumPy goes: every result written into a
+    row of one block allocated once (not per call), one scratch row, constants
+    as arrays (a ufunc converts a Python float on every call) and the ufuncs
+    called directly with positional ``out`` (no operator dispatch). The same
+    three operations per node, in the same order, so the same bits.
+    """
+    bins = bases[0].size
+    out = np.empty((n_expr, bins))
+    rows = list(out)
+    tmp = np.empty(bins)
+    c15, c05 = np.full(bins, 1.5), np.full(bins, 0.5)
+    steps = [(bases[i % len(bases)], rows[i], rows[i - 1]) for i in range(1, n_expr)]
+    mul, add = np.multiply, np.add
 
-    def run() -> list[np.ndarray]:
-        out: list[np.ndarray] = []
-        prev = None
-        for i in range(n_expr):
-            v = bases[i % n_base] * 1.5
-            if prev is not None:
-                v = v + prev * 0.5
-            out.append(v)
-            prev = v
+    def run() -> np.ndarray:
+        mul(bases[0], c15, rows[0])
+        for base, o, prev in steps:
+            mul(base, c15, o)
+            mul(prev, c05, tmp)
+            add(o, tmp, o)
         return out
 
     return run
@@ -82,16 +97,26 @@ def queues_model(n_queues: int, bins: int) -> tuple[Model, np.ndarray, np.ndarra
 
 
 def queues_floor_stepped(arrivals: np.ndarray, capacity: np.ndarray) -> Callable[[], Any]:
-    """The same recurrence, one NumPy step per bin across all queues."""
+    """
+    The same recurrence, one NumPy step per bin across all queues: bin-major
+    copies of the inputs made once, the result block allocated once, every
+    row view taken in advance, and three ufuncs per bin writing in place.
+    (The engine's MAX also adds 0.0, so that a zero is +0 on every CPU: one
+    operation more per bin than this floor; decision 0003.)
+    """
     a = np.ascontiguousarray(arrivals.T)
     c = np.ascontiguousarray(capacity.T)
+    out = np.empty_like(a)
+    tmp = np.empty(a.shape[1])
+    zero = np.zeros(a.shape[1])
+    steps = list(zip(a, c, out, [zero, *out[:-1]], strict=True))  # SHIFT reads 0 before the first bin
+    add, sub, maximum = np.add, np.subtract, np.maximum
 
     def run() -> np.ndarray:
-        out = np.zeros_like(a)
-        prev = np.zeros(a.shape[1])
-        for t in range(a.shape[0]):
-            prev = np.maximum(0.0, prev + a[t] - c[t])
-            out[t] = prev
+        for at, ct, o, prev in steps:
+            add(prev, at, tmp)
+            sub(tmp, ct, tmp)
+            maximum(tmp, zero, out=o)  # (NumPy 2 wants out= for maximum)
         return out
 
     return run
@@ -116,29 +141,43 @@ def delay_chain_model(stages: int, bins: int) -> tuple[Model, np.ndarray, np.nda
 
 
 def delay_chain_floor(inflow: np.ndarray, rates: np.ndarray) -> Callable[[], Any]:
-    """The same recurrence, one NumPy step per bin across all stages."""
+    """
+    The same recurrence, one NumPy step per bin across all stages, tight: the
+    outflows sit in a ``(bins, stages + 1)`` block whose column 0 holds the
+    inflow, so "what each stage receives" and "what it lets out" are two
+    slices of one row (no gather), every view is taken in advance, the
+    blocks are allocated once, and three ufuncs per bin write in place.
+    """
     bins, stages = inflow.size, rates.size
+    s = np.zeros((bins, stages))
+    o = np.zeros((bins, stages + 1))
+    o[:, 0] = inflow
+    tmp = np.empty(stages)
+    steps = [(o[t - 1, :-1], o[t - 1, 1:], s[t - 1], s[t], o[t, 1:]) for t in range(1, bins)]
+    sub, add, mul = np.subtract, np.add, np.multiply
 
     def run() -> tuple[np.ndarray, np.ndarray]:
-        s = np.zeros((bins, stages))
-        o = np.zeros((bins, stages))
-        inp = np.zeros(stages)
-        for t in range(1, bins):
-            inp[0] = inflow[t - 1]
-            inp[1:] = o[t - 1, :-1]
-            s[t] = s[t - 1] + (inp - o[t - 1])
-            o[t] = s[t] * rates
-        return s, o
+        for inp, out_prev, s_prev, s_now, o_now in steps:
+            sub(inp, out_prev, tmp)
+            add(s_prev, tmp, s_now)
+            mul(s_now, rates, o_now)
+        return s, o[:, 1:]
 
     return run
 
 
 def queues_closed_form(arrivals: np.ndarray, capacity: np.ndarray) -> Callable[[], Any]:
-    """Lindley's recursion in closed form (cumsum / running minimum): no per-bin loop at all."""
+    """Lindley's recursion in closed form (cumsum / running minimum, in place): no per-bin loop at all."""
+    run_sum = np.empty_like(arrivals)
+    low = np.empty_like(arrivals)
+    out = np.empty_like(arrivals)
 
     def run() -> np.ndarray:
-        s = np.cumsum(arrivals - capacity, axis=1)
-        return s - np.minimum(np.minimum.accumulate(s, axis=1), 0.0)
+        np.subtract(arrivals, capacity, out=run_sum)
+        np.cumsum(run_sum, axis=1, out=run_sum)
+        np.minimum.accumulate(run_sum, axis=1, out=low)
+        np.minimum(low, 0.0, out=low)
+        return np.subtract(run_sum, low, out=out)
 
     return run
 
@@ -159,60 +198,60 @@ def main() -> int:
     args = ap.parse_args()
     q = args.quick
     repeats = 3 if q else 7
-    rows: list[tuple[str, float, float, str, str]] = []
+    rows: list[Row] = []
 
     for n_expr, bins in ((1000, 1000), (10_000, 100)):
         if q:
             n_expr //= 10
         text, bases = chain_model(n_expr, bins)
         t0 = time.perf_counter()
-        graph = compile_model(load_model(text).model)
-        compile_s = time.perf_counter() - t0
-        ours = median_time(lambda g=graph: evaluate(g), repeats)
-        floor = median_time(chain_floor(bases, n_expr), repeats)
+        graph = plan(load_model(text).model)
+        planned = time.perf_counter() - t0
+        floor_fn = chain_floor(bases, n_expr)
         # Same numbers as the floor, checked once.
-        res = evaluate(graph)
-        ref = chain_floor(bases, n_expr)()
+        res, ref = graph.evaluate(), floor_fn()
         assert all(np.array_equal(res[f"n_{i}"], ref[i]) for i in range(n_expr)), "results differ"
-        rows.append((f"{n_expr} expr nodes x {bins} bins", ours, floor, "<= 2x",
-                     f"compile {compile_s * 1000:.0f} ms"))
+        ours, floor = paired_median_times(graph.evaluate, floor_fn, max(repeats, 15))
+        rows.append(Row(f"{n_expr} expr nodes x {bins} bins", ours, floor, Target.at_most(2),
+                        f"tight NumPy floor; load + plan {duration(planned)}"))
 
     n_q, q_bins = (100, 10_000) if q else (100, 100_000)
     qmodel, arrivals, capacity = queues_model(n_q, q_bins)
-    graph = compile_model(qmodel)
-    ours = median_time(lambda: evaluate(graph), max(1, repeats // 2))
-    stepped = median_time(queues_floor_stepped(arrivals, capacity), max(1, repeats // 2))
-    closed = median_time(queues_closed_form(arrivals, capacity), repeats)
-    res = evaluate(graph)
-    ref = queues_floor_stepped(arrivals, capacity)()
+    graph = plan(qmodel)
+    floor_fn = queues_floor_stepped(arrivals, capacity)
+    res, ref = graph.evaluate(), floor_fn()
     assert all(np.array_equal(res[f"q_{i}"], ref[:, i]) for i in range(n_q)), "queue results differ"
-    rows.append((f"{n_q} feedback queues x {q_bins} bins", ours, stepped, "<= 5x",
-                 "floor: per-bin NumPy across queues"))
-    rows.append(("  (same, vs closed-form cumsum)", ours, closed, "info", "not the same arithmetic"))
+    ours, stepped = paired_median_times(graph.evaluate, floor_fn, max(1, repeats // 2))
+    closed = median_time(queues_closed_form(arrivals, capacity), repeats)
+    rows.append(Row(f"{n_q} feedback queues x {q_bins} bins", ours, stepped, Target.at_most(5),
+                    "floor: per-bin NumPy across queues"))
+    rows.append(Row("  (same, vs closed-form cumsum)", ours, closed, Target.info(), "not the same arithmetic"))
 
     n_d, d_bins = (100, 1000) if q else (1000, 1000)
     dmodel, inflow, rates = delay_chain_model(n_d, d_bins)
-    graph = compile_model(dmodel)
-    ours = median_time(lambda: evaluate(graph), repeats)
-    floor = median_time(delay_chain_floor(inflow, rates), repeats)
-    res = evaluate(graph)
-    s_ref, o_ref = delay_chain_floor(inflow, rates)()
+    graph = plan(dmodel)
+    floor_fn = delay_chain_floor(inflow, rates)
+    res = graph.evaluate()
+    s_ref, o_ref = floor_fn()
     assert all(np.array_equal(res[f"s_{k}"], s_ref[:, k]) and np.array_equal(res[f"out_{k}"], o_ref[:, k])
                for k in range(n_d)), "delay chain results differ"
-    rows.append((f"{n_d}-stage delay chain x {d_bins} bins", ours, floor, "<= 5x",
-                 "a rate per stage; floor: per-bin NumPy across stages"))
+    ours, floor = paired_median_times(graph.evaluate, floor_fn, max(repeats, 15))
+    rows.append(Row(f"{n_d}-stage delay chain x {d_bins} bins", ours, floor, Target.at_most(5),
+                    "a rate per stage; floor: per-bin NumPy across stages"))
 
     n_s, s_bins = (200, 1000) if q else (1000, 1000)
     text, _ = chain_model(n_s, s_bins, n_base=10)
     loaded = load_model(text)
-    results = evaluate(compile_model(loaded.model))
+    results = plan(loaded.model).evaluate()
     outputs = results.outputs()
     label = f"write {len(results.output_ids)} series x {s_bins} bins"
     # The target row writes where tempfile does (a disk, usually); a memory file
     # system, where there is one, shows the same work without the disk.
-    places: list[tuple[str | None, str, str, str]] = [(None, label, ">= 4x faster", "baseline: csv.writer per row")]
+    places: list[tuple[str | None, str, Target, str]] = [
+        (None, label, Target.faster(4), "baseline: csv.writer per row")]
     if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK):
-        places.append(("/dev/shm", "  (same, on tmpfs /dev/shm)", "info", "no disk: formatting and syscalls only"))
+        places.append(("/dev/shm", "  (same, on tmpfs /dev/shm)", Target.info(faster=True),
+                       "no disk: formatting and syscalls only"))
     for where, name, target, note in places:
         tmp = Path(tempfile.mkdtemp(prefix="ftbench-", dir=where))
         try:
@@ -223,14 +262,9 @@ def main() -> int:
                 max(repeats, 9), settle_disk=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        rows.append((name, ours, naive, target, note))
+        rows.append(Row(name, ours, naive, target, note))
 
-    print(f"{'benchmark':42} {'flowtime':>11} {'baseline':>11} {'ratio':>7}  target        note")
-    print("-" * 110)
-    for name, ours, base, target, note in rows:
-        ratio = ours / base
-        shown = f"{1 / ratio:.1f}x" if name.lstrip(" (").startswith(("write", "same, on")) else f"{ratio:.2f}"
-        print(f"{name:42} {ours * 1000:9.1f}ms {base * 1000:9.1f}ms {shown:>7}  {target:13} {note}")
+    print_table(rows)
     return 0
 
 

@@ -13,10 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
+def median_time(fn: Callable[[], Any], repeats: int, *, before: Callable[[], Any] | None = None) -> float:
+    """The median of ``repeats`` calls of ``fn``, each after ``before()`` (untimed) if given."""
     fn()  # warm-up (first calls pay caches, imports and JIT-like code generation)
     times = []
     for _ in range(repeats):
+        if before is not None:
+            before()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -24,11 +27,12 @@ def median_time(fn: Callable[[], Any], repeats: int) -> float:
 
 
 def paired_median_times(a: Callable[[], Any], b: Callable[[], Any], repeats: int,
-                        *, settle_disk: bool = False) -> tuple[float, float]:
+                        *, settle_disk: bool = False, before: Callable[[], Any] | None = None) -> tuple[float, float]:
     """
     Medians of ``a`` and ``b`` timed in turns (a, b, a, b, ...). ``settle_disk``
     flushes pending writes (``os.sync``, untimed) before each call, so neither
-    pays for the other's write-back.
+    pays for the other's write-back; ``before`` runs (untimed) before each call
+    too, e.g. to empty a cache so that every call is a cold one.
     """
     a()
     b()
@@ -37,6 +41,8 @@ def paired_median_times(a: Callable[[], Any], b: Callable[[], Any], repeats: int
         for fn, out in ((a, times[0]), (b, times[1])):
             if settle_disk:
                 os.sync()
+            if before is not None:
+                before()
             t0 = time.perf_counter()
             fn()
             out.append(time.perf_counter() - t0)
