@@ -30,13 +30,11 @@ stages of a pipeline) share one compiled kernel.
 
 from __future__ import annotations
 
-import hashlib
+import _thread  # its locks, without threading's import (on every start-up path: plan imports this module)
 import linecache
 import math
 import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -73,16 +71,18 @@ class Unsupported(Exception):
 # code generation: one component's per-bin statements
 
 
-@dataclass
 class Body:
     """The per-bin code of one component, with its slots (filled per component from ``IXg``/``KGg``)."""
 
-    lines: list[str]
-    own: int  # member columns o0..
-    peers: list[str]  # peer columns p0.. (other components' members, read in the past)
-    externals: list[str]  # external rows e0..
-    constants: list[float]  # numbers k0..
-    statements: int
+    # A plain class: a dataclass would cost its generated methods' compile on every start-up (0013).
+    def __init__(self, lines: list[str], own: int, peers: list[str], externals: list[str], constants: list[float],
+                 statements: int) -> None:
+        self.lines = lines
+        self.own = own  # member columns o0..
+        self.peers = peers  # peer columns p0.. (other components' members, read in the past)
+        self.externals = externals  # external rows e0..
+        self.constants = constants  # numbers k0..
+        self.statements = statements
 
     @property
     def signature(self) -> tuple[object, ...]:
@@ -288,16 +288,18 @@ def cache_dir() -> str:
     return os.path.join(root, "jit")
 
 
-@dataclass
 class Compiled:
-    run: Callable[..., None]  # the compiled entry point: no argument checks (the site builds every argument)
-    source: str
-    filename: str
-    origin: str  # "compiled", "loaded from the disk cache" or "compiled (no disk cache: ...)"
-    dispatcher: Any
+    """A compiled kernel: ``run`` is Numba's entry point (no argument checks: the site builds every argument)."""
+
+    def __init__(self, run: Callable[..., None], source: str, filename: str, origin: str, dispatcher: Any) -> None:
+        self.run = run
+        self.source = source
+        self.filename = filename
+        self.origin = origin  # "compiled", "loaded from the disk cache" or "compiled (no disk cache: ...)"
+        self.dispatcher = dispatcher
 
 
-_LOCK = threading.Lock()
+_LOCK = _thread.allocate_lock()
 _COMPILED: dict[str, Compiled] = {}  # by source: loops of one shape share a kernel across plans
 
 
@@ -355,6 +357,7 @@ def compile_kernel(source: str, groups: int) -> Compiled:
             import numba
         except ImportError as exc:
             raise Unsupported(NO_NUMBA) from exc
+        import hashlib
         key = hashlib.sha256(f"{numba.__version__}\n{source}".encode()).hexdigest()
         filename = f"<flowtime-jit-{key[:16]}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
@@ -402,7 +405,7 @@ class Site:
         self.state = "python: not compiled (jit=False)" if accel.mode is False else "python: not compiled yet"
         self.kernel: Compiled | None = None
         self._closed = accel.mode is False
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._columns: dict[str, int] = {}
         self._externals: list[str] = []
         self._tables: list[npt.NDArray[Any]] = []
