@@ -115,21 +115,18 @@ def _compute_jumps(n: int) -> tuple[U64, U64]:
     ``(A, C)`` with the LCG state after ``j + 1`` steps from ``s`` equal to
     ``A[j] * s + C[j]`` (mod 2**64): the warm-up step, then the first ``n`` draws.
     """
-    mul, inc = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
-    if n == 0:
-        return mul, inc
-    mul[0], inc[0] = np.uint64(MULT), np.uint64(INC)
+    mul, inc = np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.uint64)
+    mul[:1], inc[:1] = np.uint64(MULT), np.uint64(INC)
     filled = 1
     a, c = MULT, INC  # the step of the current block size, as in _lcg_states
-    with np.errstate(over="ignore"):
-        while filled < n:
-            take = min(filled, n - filled)
-            # (a, c) after (A[j], C[j]) is (a * A[j], a * C[j] + c).
-            np.multiply(mul[:take], np.uint64(a), out=mul[filled : filled + take])
-            np.multiply(inc[:take], np.uint64(a), out=inc[filled : filled + take])
-            inc[filled : filled + take] += np.uint64(c)
-            filled += take
-            a, c = (a * a) & _MASK64, (a * c + c) & _MASK64
+    while filled < n:
+        take = min(filled, n - filled)
+        # (a, c) after (A[j], C[j]) is (a * A[j], a * C[j] + c); arrays wrap without warnings.
+        np.multiply(mul[:take], np.uint64(a), out=mul[filled : filled + take])
+        np.multiply(inc[:take], np.uint64(a), out=inc[filled : filled + take])
+        inc[filled : filled + take] += np.uint64(c)
+        filled += take
+        a, c = (a * a) & _MASK64, (a * c + c) & _MASK64
     mul.flags.writeable = inc.flags.writeable = False
     return mul, inc
 
@@ -169,21 +166,21 @@ class _Scratch:
 def _draws(s0: U64, n: int, scratch: _Scratch) -> Iterator[tuple[slice, slice, U64]]:
     """Each block of the ``(K, n)`` PCG32 outputs (below 2**32, as uint64): rows, columns, outputs."""
     mul, inc = _jumps(n)
-    with np.errstate(over="ignore"):
-        for rows, cols in scratch.blocks(len(s0), n):
-            h, w = rows.stop - rows.start, cols.stop - cols.start
-            state, out = scratch.state[:h, :w], scratch.draws[:h, :w]
-            np.multiply(s0[rows, None], mul[cols], out=state)
-            state += inc[cols]
-            np.right_shift(state, _U18, out=out)  # XSH: ((old >> 18) ^ old) >> 27, low 32 bits
-            out ^= state
-            out >>= _U27
-            out &= _LOW32
-            out *= _TWICE  # a 32-bit rotate right by r is now the low half of a 64-bit shift by r
-            state >>= _U59
-            out >>= state
-            out &= _LOW32
-            yield rows, cols, out
+    # Array arithmetic wraps mod 2**64 without a warning (only NumPy scalars check overflow).
+    for rows, cols in scratch.blocks(len(s0), n):
+        h, w = rows.stop - rows.start, cols.stop - cols.start
+        state, out = scratch.state[:h, :w], scratch.draws[:h, :w]
+        np.multiply(s0[rows, None], mul[cols], out=state)
+        state += inc[cols]
+        np.right_shift(state, _U18, out=out)  # XSH: ((old >> 18) ^ old) >> 27, low 32 bits
+        out ^= state
+        out >>= _U27
+        out &= _LOW32
+        out *= _TWICE  # a 32-bit rotate right by r is now the low half of a 64-bit shift by r
+        state >>= _U59
+        out >>= state
+        out &= _LOW32
+        yield rows, cols, out
 
 
 def pcg32_uint32_many(seeds: Seeds, n: int) -> npt.NDArray[np.uint32]:
