@@ -108,7 +108,21 @@ def test_the_pipeline_by_hand_and_its_stages_share_one_compiled_kernel() -> None
     assert_same(python.evaluate(), r)
     kernels = {id(s.kernel) for s in compiled.jit.sites}
     assert len(compiled.jit.sites) == 3 and len(kernels) == 1  # the stages differ only in their inputs
+    assert {s.layout for s in compiled.jit.sites} == {"series-major"}  # each loop over all its bins in turn
     assert "def _j(XS, S, IX0, KG0):" in compiled.source()
+
+
+def test_loops_reading_each_others_past_step_together_bin_major() -> None:
+    """The staged pipeline of examples/: three stages, each reading the one before an hour ago, as one wave."""
+    model = load_model((ROOT / "examples/staged-pipeline.yaml").read_text(encoding="utf-8")).model
+    python, compiled = both(model)
+    [site] = compiled.jit.sites
+    assert site.layout == "bin-major" and len(site.components) == 3
+    r = compiled.evaluate()
+    # stage 2 gets what stage 1 served an hour ago (0, 12, 15, ..., 15, 2) and serves at most 12
+    assert r["served2"].tolist() == [0, 12, 12, 12, 12, 12, 12, 12]
+    assert r["backlog2"].tolist() == [0, 0, 3, 6, 9, 12, 15, 5]
+    assert_same(python.evaluate(), r)
 
 
 # ---------------------------------------------------------------------------
@@ -272,6 +286,11 @@ def test_a_new_process_loads_the_compiled_kernel_from_the_disk_cache(tmp_path: P
     second = _python(code, tmp_path)
     assert second[:2] == ["compiled: loaded from the disk cache", "1 0"]  # nothing compiled
     assert second[2] == first[2]
+    [index] = (tmp_path / "jit").glob("*.nbi")
+    index.write_bytes(b"not a pickle")  # a damaged cache: compiled again, without it
+    third = _python(code, tmp_path)
+    assert third[0].startswith("compiled: compiled (no disk cache: ")
+    assert third[2] == first[2]
 
 
 def test_evaluating_a_model_once_never_imports_numba() -> None:

@@ -89,13 +89,19 @@ class Body:
         return (self.own, len(self.peers), len(self.externals), len(self.constants), tuple(self.lines))
 
 
-def body(members: Sequence[str], asts: Mapping[str, Expr], peers: frozenset[str] = frozenset()) -> Body:
+def body(members: Sequence[str], asts: Mapping[str, Expr], peers: frozenset[str] = frozenset(),
+         bin_major: bool = False) -> Body:
     """
     Statements computing ``members`` at bin ``t`` of lane ``l``, in order (a
     lag-0 read is of an earlier member). ``SHIFT(e, k)`` evaluates ``e`` at
     ``t - k`` where ``t >= k`` (0 before): a member's or peer's past is read from
-    ``S``, an external's from ``XS``.
+    ``S``, an external's from ``XS``; both are indexed (column, lane, bin), or
+    (lane, bin, column) when ``bin_major``.
     """
+
+    def at_bin(array: str, column: str, at: str) -> str:
+        return f"{array}[l, {at}, {column}]" if bin_major else f"{array}[{column}, l, {at}]"
+
     mindex = {m: i for i, m in enumerate(members)}
     done_members: set[int] = set()
     peer_slots: dict[str, int] = {}
@@ -122,12 +128,12 @@ def body(members: Sequence[str], asts: Mapping[str, Expr], peers: frozenset[str]
                 if i not in done_members:
                     raise Unsupported(f"{name} is read before it is computed")
                 return f"v{i}"
-            return f"S[o{i}, l, {at}]"
+            return at_bin("S", f"o{i}", at)
         if name in peers:
             if d == 0:
                 raise Unsupported(f"{name} (another loop of the wave) is read in the same bin")
-            return f"S[p{slot(peer_slots, name)}, l, {at}]"
-        return f"XS[e{slot(ext_slots, name)}, l, {at}]"
+            return at_bin("S", f"p{slot(peer_slots, name)}", at)
+        return at_bin("XS", f"e{slot(ext_slots, name)}", at)
 
     def min_max(ind: int, args: list[str], op: str) -> str:
         if len(args) == 1:
@@ -247,27 +253,40 @@ def body(members: Sequence[str], asts: Mapping[str, Expr], peers: frozenset[str]
     for m in members:
         i = mindex[m]
         put(0, f"v{i} = {emit(asts[m], 0)}")
-        put(0, f"S[o{i}, l, t] = v{i}")
+        put(0, f"{at_bin('S', f'o{i}', 't')} = v{i}")
         done_members.add(i)
     return Body(lines, len(members), list(peer_slots), list(ext_slots), constants, count[0] + len(lines))
 
 
-def kernel_source(groups: Sequence[Body]) -> str:
+def kernel_source(groups: Sequence[Body], bin_major: bool = False) -> str:
     """
-    ``_j(XS, S, IX0, KG0, IX1, KG1, ...)``: fills ``S`` lane by lane, bin by
+    ``_j(XS, S, IX0, KG0, IX1, KG1, ...)`` fills ``S``. Loops that read no
+    other loop (``bin_major`` False) run one after another, each over all its
+    bins: every series is read and written in order, so the cost per bin does
+    not grow with the grid. A wave (``bin_major``) steps lane by lane, bin by
     bin, group by group (no group reads another's present), component by
-    component within a group.
+    component, on (lane, bin, column) arrays: one bin of every series is one
+    row in memory.
     """
     args = ["XS", "S"] + [f"{x}{g}" for g in range(len(groups)) for x in ("IX", "KG")]
-    lines = [f"def _j({', '.join(args)}):", "    L = S.shape[1]", "    BINS = S.shape[2]",
-             "    for l in range(L):", "        for t in range(BINS):"]
-    pad = " " * 16
+    lines = [f"def _j({', '.join(args)}):"]
+    if bin_major:
+        lines += ["    L = S.shape[0]", "    BINS = S.shape[1]",
+                  "    for l in range(L):", "        for t in range(BINS):"]
+        depth = 3
+    else:
+        lines += ["    L = S.shape[1]", "    BINS = S.shape[2]"]
+        depth = 1
     for g, b in enumerate(groups):
-        lines.append(f"            for j in range(IX{g}.shape[1]):")
+        pad = "    " * (depth + 1)
+        lines.append("    " * depth + f"for j in range(IX{g}.shape[1]):")
         names = ([f"o{i}" for i in range(b.own)] + [f"p{i}" for i in range(len(b.peers))]
                  + [f"e{i}" for i in range(len(b.externals))])
         lines += [f"{pad}{n} = IX{g}[{row}, j]" for row, n in enumerate(names)]
         lines += [f"{pad}k{c} = KG{g}[{c}, j]" for c in range(len(b.constants))]
+        if not bin_major:
+            lines += [f"{pad}for l in range(L):", f"{pad}    for t in range(BINS):"]
+            pad += "        "
         lines += [pad + s for s in b.lines]
     return "\n".join(lines) + "\n"
 
@@ -366,15 +385,17 @@ def compile_kernel(source: str, groups: int) -> Compiled:
         env: dict[str, Any] = {"__name__": __name__, "np": np, "math": math, "NAN": NAN}
         exec(compile(source, filename, "exec"), env)
         py_func = env["_j"]
+        f8_3, f8_2, i8_2 = numba.float64[:, :, ::1], numba.float64[:, ::1], numba.int64[:, ::1]
+        signature = numba.void(f8_3, f8_3, *([i8_2, f8_2] * groups))
         dispatcher = numba.njit(error_model="numpy", nogil=True)(py_func)
         note = ""
         try:
             dispatcher._cache = _disk_cache(py_func, filename, key, cache_dir())  # type: ignore[attr-defined]
-        except Exception as exc:  # an unwritable directory, or a Numba whose cache classes changed
+            dispatcher.compile(signature)
+        except Exception as exc:  # an unwritable or damaged cache, or a Numba whose cache classes changed
             note = f" (no disk cache: {type(exc).__name__}: {exc})"
-        f8_3, f8_2, i8_2 = numba.float64[:, :, ::1], numba.float64[:, ::1], numba.int64[:, ::1]
-        signature = numba.void(f8_3, f8_3, *([i8_2, f8_2] * groups))
-        dispatcher.compile(signature)
+            dispatcher = numba.njit(error_model="numpy", nogil=True)(py_func)
+            dispatcher.compile(signature)
         loaded = sum(dispatcher.stats.cache_hits.values()) > 0
         origin = "loaded from the disk cache" if loaded else "compiled" + note
         entry = dispatcher.overloads[signature.args].entry_point  # type: ignore[attr-defined]
@@ -409,12 +430,18 @@ class Site:
         self._columns: dict[str, int] = {}
         self._externals: list[str] = []
         self._tables: list[npt.NDArray[Any]] = []
+        self._bin_major = False
         if accel.mode is True:
             self.prepare()
 
     @property
     def members(self) -> list[str]:
         return [m for c in self.components for m in c]
+
+    @property
+    def layout(self) -> str:
+        """How the compiled kernel holds series: "bin-major" for a wave, else "series-major"."""
+        return "bin-major" if self._bin_major else "series-major"
 
     def use(self, lanes: int | None) -> bool:
         """Count one evaluation (``lanes`` None) or K scenarios at once; True: run the compiled kernel."""
@@ -448,9 +475,11 @@ class Site:
     def _build(self) -> None:
         asts = self._asts()
         everyone = frozenset(self.members)
+        # Waves (loops reading each other's past) are stepped bin by bin on bin-major arrays.
+        bin_major = any(body(comp, asts, everyone - set(comp)).peers for comp in self.components)
         shapes: dict[tuple[object, ...], list[tuple[list[str], Body]]] = {}
         for comp in self.components:
-            b = body(comp, asts, everyone - set(comp))
+            b = body(comp, asts, everyone - set(comp), bin_major)
             shapes.setdefault(b.signature, []).append((comp, b))
         groups = list(shapes.values())
         if sum(g[0][1].statements for g in groups) > MAX_STATEMENTS:
@@ -464,9 +493,10 @@ class Site:
                            for comp, b in entries], dtype=np.int64).T
             kg = np.array([b.constants for _, b in entries], dtype=np.float64).reshape(len(entries), -1).T
             tables += [np.ascontiguousarray(ix), np.ascontiguousarray(kg)]
-        source = kernel_source([entries[0][1] for entries in groups])
+        source = kernel_source([entries[0][1] for entries in groups], bin_major)
         kernel = compile_kernel(source, len(groups))
         self._columns, self._externals, self._tables = columns, list(externals), tables
+        self._bin_major = bin_major
         self.kernel = kernel
         self.state = f"compiled: {kernel.origin}"
         self._register(kernel.filename, source)
@@ -476,14 +506,24 @@ class Site:
         assert self.kernel is not None
         bins = self.bins
         width = lanes or 1
-        xs = np.empty((len(self._externals), width, bins), dtype=np.float64)
-        for i, name in enumerate(self._externals):
-            xs[i] = values[name]  # a series for every lane, or one per lane
-        s = np.empty((len(self._columns), width, bins), dtype=np.float64)
+        n_ext, n_col = len(self._externals), len(self._columns)
+        if self._bin_major:
+            xs = np.empty((width, bins, n_ext), dtype=np.float64)
+            for i, name in enumerate(self._externals):
+                xs[:, :, i] = values[name]  # a series for every lane, or one per lane
+            s = np.empty((width, bins, n_col), dtype=np.float64)
+        else:
+            xs = np.empty((n_ext, width, bins), dtype=np.float64)
+            for i, name in enumerate(self._externals):
+                xs[i] = values[name]
+            s = np.empty((n_col, width, bins), dtype=np.float64)
         self.kernel.run(xs, s, *self._tables)
         s.flags.writeable = False
         for m, c in self._columns.items():
-            values[m] = s[c, 0] if lanes is None else s[c]
+            if self._bin_major:
+                values[m] = s[0, :, c] if lanes is None else s[:, :, c]
+            else:
+                values[m] = s[c, 0] if lanes is None else s[c]
 
 
 class Accelerator:
@@ -515,7 +555,7 @@ class Accelerator:
             s.prepare()
 
     def describe(self) -> list[dict[str, str]]:
-        return [{"members": ", ".join(s.members), "state": s.state} for s in self.sites]
+        return [{"members": ", ".join(s.members), "state": s.state, "layout": s.layout} for s in self.sites]
 
     def __repr__(self) -> str:
         states = "; ".join(f"[{d['members']}] {d['state']}" for d in self.describe())
