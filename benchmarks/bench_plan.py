@@ -200,6 +200,17 @@ def paths(model: Any) -> list[tuple[str, Any]]:
     return out
 
 
+def loop_state(p: Any) -> str:
+    """How the plan's feedback loops run, where the plan says (``engine.jit`` sites), e.g. "2/8 loops compiled"."""
+    sites = list(getattr(getattr(p, "jit", None), "sites", None) or [])
+    states = [str(getattr(s, "state", "")) for s in sites]
+    if not states:
+        return ""
+    fell_back = [x for x in states if x.startswith("python")]
+    text = f"{len(states) - len(fell_back)}/{len(states)} loop sites compiled"
+    return text + (f" ({fell_back[0][:60]})" if fell_back else "")
+
+
 def pipeline_rows(quick: bool) -> list[Row]:
     repeats = 100 if quick else 500
     rows = []
@@ -226,7 +237,9 @@ def pipeline_rows(quick: bool) -> list[Row]:
             t_set, t_warm = paired_median_times(changed_fn, p.evaluate, repeats)
             name = f"{n_nodes} nodes x 288 bins: warm{label}"
             target = Target.within(150e-6) if stages == 8 else Target.info()
-            rows.append(Row(name, t_warm, MARK, target, "baseline: the reference's 42 us (Rust session)"))
+            state = loop_state(p)
+            rows.append(Row(name, t_warm, MARK, target,
+                            "baseline: the reference's 42 us (Rust session)" + (f"; {state}" if state else "")))
             rows.append(Row(f"  same, set={{capacity_{changed}: 12}}{label}", t_set, t_warm,
                             Target.at_most(1.1) if stages == 8 else Target.info(), "baseline: warm evaluate()"))
         assert by_hand is not None
