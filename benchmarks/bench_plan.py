@@ -67,19 +67,10 @@ def same_bits(a: Any, b: Any) -> bool:
 
 
 def cold_caches() -> None:
-    """
-    Forget every parsed expression, so the next load parses all of them again,
-    and drop the plans kept of earlier repeats: ``plan()`` keeps each plan
-    while its model lives, but the plan holds its model, so none is ever
-    dropped, and a heap growing by one model per repeat would slow every
-    later repeat's garbage collections (PyYAML's too).
-    """
+    """Forget every parsed expression, so the next load parses all of them again."""
     cached = getattr(parser, "_parse_cached", None)
     if cached is not None:
         cached.cache_clear()
-    kept = getattr(sys.modules.get("flowtime.engine.plan"), "_PLANS", None)
-    if isinstance(kept, dict):
-        kept.clear()
     gc.collect()
 
 

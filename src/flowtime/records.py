@@ -58,6 +58,24 @@ def _hash(self: Any) -> int:
     return hash(_key(self))
 
 
+_DERIVED = "__record_derived__"
+
+
+def derived(obj: Any) -> dict[Any, Any]:
+    """
+    A cache of what was computed from a record (its graph, its plans), kept on
+    the record itself: it lives and dies with the record (a cache keyed by id
+    would keep the record alive through the values it holds), and is never
+    compared, hashed, copied or pickled.
+    """
+    d: dict[Any, Any] = obj.__dict__.setdefault(_DERIVED, {})
+    return d
+
+
+def _getstate(self: Any) -> dict[str, Any]:
+    return {k: v for k, v in self.__dict__.items() if k != _DERIVED}
+
+
 def _repr(self: Any) -> str:
     parts = ", ".join(f"{n}={getattr(self, n)!r}" for n in type(self).__record_repr__)
     return f"{type(self).__qualname__}({parts})"
@@ -109,6 +127,8 @@ def _make(cls: type[T], kw_only: bool) -> type[T]:
     cls.__record_repr__ = tuple(f.name for f in fields if f.repr)  # type: ignore[attr-defined]
     cls.__setattr__ = _setattr  # type: ignore[method-assign]
     cls.__delattr__ = _delattr  # type: ignore[method-assign]
+    if "__getstate__" not in own:
+        cls.__getstate__ = _getstate  # type: ignore[method-assign]
     if "__repr__" not in own:
         cls.__repr__ = _repr  # type: ignore[method-assign]
     if "__eq__" not in own:

@@ -47,6 +47,23 @@ def test_one_plan_serves_every_evaluation_of_its_model() -> None:
     assert p.evaluate()["backlog"].tolist() == [1, 7, 3, 7]  # nothing of an override stays behind
 
 
+def test_a_model_no_longer_used_is_freed_with_its_graph_and_plans() -> None:
+    import gc
+    import pickle
+    import weakref
+
+    model = load_model(QUEUE).model
+    results = flowtime.plan(model).evaluate(set={"capacity": 6})
+    flowtime.plan(model, jit=False).evaluate()
+    again = pickle.loads(pickle.dumps(model))  # the cache is not pickled: the copy plans afresh
+    assert again == model and flowtime.plan(again) is not flowtime.plan(model)
+    assert same_bits(flowtime.plan(again).evaluate(set={"capacity": 6})["backlog"], results["backlog"])
+    gone = weakref.ref(model)
+    del model, results, again
+    gc.collect()
+    assert gone() is None
+
+
 def test_set_errors_name_the_node_and_what_is_expected() -> None:
     p = flowtime.plan(load_model(QUEUE).model)
     with pytest.raises(ModelValidationError) as info:

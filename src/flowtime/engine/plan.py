@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import linecache
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from flowtime.engine.schedule import levels, loop_expressions
 from flowtime.errors import EvaluationError, ModelValidationError, Problem
 from flowtime.expr.syntax import Expr, Ref, walk
 from flowtime.gcpause import paused_gc
+from flowtime.records import derived
 from flowtime.model.graph import ModelGraph, graph_of
 from flowtime.model.overrides import normalise
 from flowtime.model.schema import ConstNode, Grid, Model, PmfNode
@@ -472,8 +472,6 @@ class _Builder:
         return step
 
 
-# One plan per model object, built on first use and kept while the model lives.
-_PLANS: dict[tuple[int, bool | None], Plan] = {}
 
 
 def plan(model: Model | ModelGraph | Plan, *, jit: bool | None = None) -> Plan:
@@ -487,12 +485,10 @@ def plan(model: Model | ModelGraph | Plan, *, jit: bool | None = None) -> Plan:
     if isinstance(model, Plan):
         return model
     graph = model if isinstance(model, ModelGraph) else graph_of(model)
-    key = (id(graph.model), jit)
-    cached = _PLANS.get(key)
-    if cached is not None and cached.model is graph.model:
+    kept = derived(graph.model)
+    cached: Plan | None = kept.get(("plan", jit))
+    if cached is not None:
         return cached
     with paused_gc():  # code generation makes many small objects and keeps them (see flowtime.gcpause)
         built = Plan(graph, jit=jit)
-    _PLANS[key] = built
-    weakref.finalize(graph.model, _PLANS.pop, key, None)
-    return built
+    return kept.setdefault(("plan", jit), built)  # type: ignore[no-any-return]

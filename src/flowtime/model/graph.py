@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import re
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -23,7 +22,7 @@ from flowtime.expr.syntax import Expr, Ref, walk
 from flowtime.model import kinds
 from flowtime.model.deps import DependencyGraph, analyse, expression_issues, references_with_lag
 from flowtime.model.schema import Model, Output
-from flowtime.records import record
+from flowtime.records import derived, record
 
 
 @record
@@ -220,24 +219,16 @@ def build_graph(model: Model, exprs: Mapping[str, Expr] | None = None) -> tuple[
     return graph_from(model, analysis), []
 
 
-# One graph per model object: the loader registers the graph it built; a model
-# made in code is analysed on first use. Kept by id (models are immutable) and
-# forgotten with the model.
-_GRAPHS: dict[int, ModelGraph] = {}
-
-
 def remember(graph: ModelGraph) -> ModelGraph:
-    key = id(graph.model)
-    if key not in _GRAPHS:
-        _GRAPHS[key] = graph
-        weakref.finalize(graph.model, _GRAPHS.pop, key, None)
-    return _GRAPHS[key]
+    """Keep ``graph`` as its model's graph (the loader's analysis; a model made in code is analysed on first use)."""
+    kept: ModelGraph = derived(graph.model).setdefault("graph", graph)
+    return kept
 
 
 def graph_of(model: Model) -> ModelGraph:
     """The graph of ``model``; ``ModelValidationError`` naming each problem for an invalid model made in code."""
-    cached = _GRAPHS.get(id(model))
-    if cached is not None and cached.model is model:
+    cached: ModelGraph | None = derived(model).get("graph")
+    if cached is not None:
         return cached
     graph, issues = build_graph(model)
     if graph is None:
