@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Hashable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,22 +26,29 @@ KEEP_BYTES = 1 << 30  # a block larger than this is never kept: its memory goes 
 
 
 class Entry:
-    """A pooled block, its read-only face (views of it are what callers get) and their idle counts."""
+    """
+    A pooled block, its read-only face (views of it are what callers get),
+    optionally its rows made once (writable ones to write, read-only ones to
+    hand out), and the reference counts of what is watched when it is idle.
+    """
 
-    __slots__ = ("block", "face", "idle")
+    __slots__ = ("block", "face", "face_rows", "idle", "rows", "watched")
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
+    def __init__(self, shape: tuple[int, ...], rows: bool) -> None:
         self.block: Block = np.empty(shape, dtype=np.float64)
         face = self.block.view()
         face.flags.writeable = False
         self.face: Block = face
-        self.idle = (0, 0)
+        self.rows: list[Block] = list(self.block) if rows else []
+        self.face_rows: list[Block] = list(face) if rows else []
+        self.watched: list[Any] = [self.block, face, *self.face_rows]
+        self.idle: list[int] = []
 
 
-def _counts(entry: Entry) -> tuple[int, int]:
+def _counts(entry: Entry) -> list[int]:
     # Called the same way when idle is recorded and when it is checked, so the
     # temporaries of the call itself cancel out.
-    return sys.getrefcount(entry.block), sys.getrefcount(entry.face)
+    return list(map(sys.getrefcount, entry.watched))
 
 
 class Pool:
@@ -74,17 +82,30 @@ class Pool:
         face: the caller writes the block and hands out views of the face.
         (The pair holds both, so no one else can claim them while it is held.)
         """
-        with self._lock:
-            kept = self._kept.setdefault((key, shape), [])
+        block, face, _, _ = self._claim(key, shape, False)
+        return block, face
+
+    def claim_rows(self, key: Hashable, shape: tuple[int, ...]) -> tuple[Block, Block, list[Block], list[Block]]:
+        """
+        ``claim``, and the block's rows made once: writable ones to compute
+        into, and read-only ones to hand out (themselves, not new views: an
+        evaluation of many nodes would otherwise spend much of its time making views).
+        """
+        return self._claim(key, shape, True)
+
+    def _claim(self, key: Hashable, shape: tuple[int, ...],
+               rows: bool) -> tuple[Block, Block, list[Block], list[Block]]:
+        with self._lock:  # the returned tuple holds the block before anyone else can look
+            kept = self._kept.setdefault((key, shape, rows), [])
             for entry in kept:
                 if _counts(entry) == entry.idle:
                     kept.remove(entry)
                     kept.append(entry)  # most recently used last: the oldest is dropped first
-                    return entry.block, entry.face
-            entry = Entry(shape)
+                    return entry.block, entry.face, entry.rows, entry.face_rows
+            entry = Entry(shape, rows)
             if entry.block.nbytes <= KEEP_BYTES:
                 kept.append(entry)
                 if len(kept) > KEEP:
                     del kept[0]
                 entry.idle = _counts(entry)
-            return entry.block, entry.face
+            return entry.block, entry.face, entry.rows, entry.face_rows
