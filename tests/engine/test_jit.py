@@ -8,13 +8,16 @@ from disk by a new process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("numba", reason="numba is not installed: the compiled kernels are the optional extra [jit]")
@@ -60,6 +63,25 @@ def both(model: Model) -> tuple[flowtime.Plan, flowtime.Plan]:
     return flowtime.plan(model, jit=False), flowtime.plan(model, jit=True)
 
 
+# Kernels read short external series from a copy and long ones in place (jit.COPY_MAX).
+READS = {"copied": 1 << 62, "in place": 0}
+
+
+@pytest.fixture(params=sorted(READS))
+def reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every external series copied into XS, or every one read in place through XP."""
+    monkeypatch.setattr(jit, "COPY_MAX", READS[request.param])
+    return str(request.param)
+
+
+@contextlib.contextmanager
+def in_place() -> Iterator[None]:
+    """Kernels read every external in place (for Hypothesis tests, which take no fixtures)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(jit, "COPY_MAX", 0)
+        yield
+
+
 def assert_same(a: flowtime.Results, b: flowtime.Results) -> None:
     assert a.order == b.order
     for n in a.order:
@@ -82,7 +104,7 @@ def pipeline(stages: int, bins: int) -> str:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_every_golden_case_and_example_with_loops_gives_the_same_bits_compiled(name: str) -> None:
+def test_every_golden_case_and_example_with_loops_gives_the_same_bits_compiled(name: str, reads: str) -> None:
     model = load_model((ROOT / name).read_text(encoding="utf-8"), source=name).model
     python, compiled = both(model)
     assert compiled.jit.sites, "a model with SHIFT and no feedback step: nothing compiled"
@@ -109,7 +131,14 @@ def test_the_pipeline_by_hand_and_its_stages_share_one_compiled_kernel() -> None
     kernels = {id(s.kernel) for s in compiled.jit.sites}
     assert len(compiled.jit.sites) == 3 and len(kernels) == 1  # the stages differ only in their inputs
     assert {s.layout for s in compiled.jit.sites} == {"series-major"}  # each loop over all its bins in turn
-    assert "def _j(XS, S, IX0, KG0):" in compiled.source()
+    assert "def _j(XS, XP, S, IX0, KG0):" in compiled.source()
+
+
+def test_the_results_are_read_only_rows_of_one_block_per_site() -> None:
+    r = flowtime.plan(load_model(pipeline(2, 5)).model, jit=True).evaluate()
+    assert not r["served1"].flags.writeable
+    assert r["served1"].base is r["backlog1"].base
+    assert r["served1"].base is not r["served2"].base
 
 
 def test_loops_reading_each_others_past_step_together_bin_major() -> None:
@@ -135,7 +164,8 @@ def test_linked_loops_give_the_same_bits_compiled_in_one_evaluation_and_in_lanes
                                                                                  data: st.DataObject) -> None:
     python, compiled = both(load_model(text).model)
     assert all(s.state.startswith("compiled") for s in compiled.jit.sites), compiled.jit
-    assert_same(python.evaluate(), compiled.evaluate())
+    expected = python.evaluate()
+    assert_same(expected, compiled.evaluate())
     k = data.draw(st.integers(1, 4))
     sets = [_perturbed(text, data)[0] for _ in range(k)]
     many_p, many_c = python.evaluate_many(sets=sets), compiled.evaluate_many(sets=sets)
@@ -144,6 +174,10 @@ def test_linked_loops_give_the_same_bits_compiled_in_one_evaluation_and_in_lanes
         for n in python.order:
             assert same_bits(many_c[n], many_p[n]), n
             assert same_bits(many_c[n][i], alone[n]), (i, n)
+    with in_place():
+        assert_same(expected, compiled.evaluate())
+        again = compiled.evaluate_many(sets=sets)
+        assert all(same_bits(again[n], many_p[n]) for n in python.order)
 
 
 SPECIAL = [0.0, -0.0, 0.5, -0.5, 1.5, -2.5, 3.0, -7.0, 1e-300, 5e-324, 1e300, -1e300, 2.0**53 + 1, -(2.0**62),
@@ -189,11 +223,129 @@ def test_every_function_gives_the_same_bits_compiled_on_special_values(name: str
     text = json.dumps({"schemaVersion": 1, "grid": {"bins": bins, "binSize": 1, "binUnit": "hours"}, "nodes": nodes})
     python, compiled = both(load_model(text).model)
     assert all(s.state.startswith("compiled") for s in compiled.jit.sites), compiled.jit
-    assert_same(python.evaluate(), compiled.evaluate())
+    expected = python.evaluate()
+    assert_same(expected, compiled.evaluate())
+    with in_place():
+        assert_same(expected, compiled.evaluate())
 
 
 # ---------------------------------------------------------------------------
-# what is not compiled, and when
+# external series read in place, blocks reused, threads
+
+WAVE_THEN_LOOP = """\
+schemaVersion: 1
+grid: {bins: {bins}, binSize: 1, binUnit: hours}
+nodes:
+  - {id: a, values: {values}}
+  - {id: x, kind: expr, expr: 'SHIFT(x, 1) * 0.5 + a'}
+  - {id: y, kind: expr, expr: 'SHIFT(y, 1) * 0.25 + SHIFT(x, 1)'}
+  - {id: q, kind: expr, expr: 'MAX(0, SHIFT(q, 1) + x - 3 * y)'}
+"""
+
+
+def wave_then_loop(bins: int) -> str:
+    """A wave (loop y reads loop x's past: bin-major, so their rows are strided) feeding a loop q."""
+    values = [float((5 * t) % 7) for t in range(bins)]
+    return WAVE_THEN_LOOP.replace("{bins}", str(bins)).replace("{values}", str(values))
+
+
+def test_a_wave_feeding_a_loop_is_read_in_place_through_its_strides(reads: str) -> None:
+    python, compiled = both(load_model(wave_then_loop(9)).model)
+    assert [s.layout for s in compiled.jit.sites] == ["bin-major", "series-major"]
+    r = compiled.evaluate()
+    assert r["x"].strides != (8,)  # a column of the wave's block, read in place by the loop's kernel
+    assert_same(python.evaluate(), r)
+    sets: list[dict[str, object]] = [{"a": 1.0}, {"a": [float(t) for t in range(9)]}, {}]
+    many_p, many_c = python.evaluate_many(sets=sets), compiled.evaluate_many(sets=sets)
+    assert all(same_bits(many_p[n], many_c[n]) for n in python.order)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (np.arange(4.0), (0, 1)),  # one series for every lane
+    (np.arange(12.0).reshape(3, 4), (4, 1)),  # a series per lane
+    (np.arange(4.0).reshape(1, 4), (0, 1)),
+    (np.arange(24.0).reshape(3, 4, 2)[:, :, 1], (8, 2)),  # a column of a bin-major block
+    (np.float64(2.5), (0, 0)),
+])
+def test_an_external_is_placed_by_its_address_and_strides(value: np.ndarray, expected: tuple[int, int]) -> None:
+    held: list[np.ndarray] = []
+    address, lane, step = jit._place(value, 3, 4, held)
+    assert (lane, step) == expected
+    if not held:
+        assert address == value.ctypes.data
+
+
+@pytest.mark.parametrize("value", [np.arange(4), np.arange(4.0)[::-1], [0.0, 1.0, 2.0, 3.0]],
+                         ids=["integers", "reversed", "a list"])
+def test_an_external_a_pointer_cannot_follow_is_converted_and_held_until_read(value: object) -> None:
+    held: list[np.ndarray] = []
+    address, lane, step = jit._place(value, 3, 4, held)
+    [copy] = held
+    assert (address, lane, step) == (copy.ctypes.data, 0, 1)
+    assert copy.dtype == np.float64 and copy.tolist() == np.asarray(value).tolist()
+
+
+def test_an_external_of_the_wrong_shape_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"a series of shape \(5,\) where \(3, 4\) lanes were expected"):
+        jit._place(np.arange(5.0), 3, 4, [])
+    with pytest.raises(ValueError, match="where"):
+        jit._place(np.zeros((2, 4)), 3, 4, [])
+
+
+def test_a_result_handed_out_never_changes_when_the_plan_is_evaluated_again(reads: str) -> None:
+    text = pipeline(2, 3000)
+    python, compiled = both(load_model(text).model)
+    caps = [{"cap1": float(c), "arrivals": [float((c * t) % 17) for t in range(3000)]} for c in (3, 9, 14)]
+    kept = [compiled.evaluate(set=c) for c in caps]  # each evaluation while the ones before are alive
+    kept_many = compiled.evaluate_many(sets=caps)
+    for c, r in zip(caps, kept, strict=True):
+        compiled.evaluate(set=c)
+        compiled.evaluate_many(sets=caps[::-1])
+        assert_same(python.evaluate(set=c), r)
+    expected = python.evaluate_many(sets=caps)
+    assert all(same_bits(kept_many[n], expected[n]) for n in python.order)
+
+
+def test_a_block_is_reused_once_its_results_are_dropped() -> None:
+    p = flowtime.plan(load_model(pipeline(1, 3000)).model, jit=True)
+    [site] = p.jit.sites
+    for _ in range(5):
+        p.evaluate()  # dropped at once
+    assert site._pool is not None and len(site._pool) == 1
+    kept = [p.evaluate(), p.evaluate()]
+    assert len(site._pool) == 3 - 1  # one block per result alive, at most two kept (engine.blocks.KEEP)
+    assert kept[0]["backlog1"].base is not kept[1]["backlog1"].base
+
+
+@pytest.mark.parametrize("text", [pipeline(3, 3000), pipeline(3, 40), wave_then_loop(3000)],
+                         ids=["in place", "copied", "wave"])
+def test_threads_evaluating_one_plan_at_once_never_see_each_others_inputs(text: str) -> None:
+    """The kernels release the GIL: two threads run the same sites at once, each on its own inputs and blocks."""
+    p = flowtime.plan(load_model(text).model, jit=True)
+    bins, name = p.bins, "cap1" if "cap1" in p.consts else "a"
+    sets = [{name: [float((k * 7 + t) % 13) for t in range(bins)]} for k in range(2)]
+    expected = [p.evaluate(set=s) for s in sets]
+    expected_many = p.evaluate_many(sets=sets)
+    failures: list[str] = []
+    start = threading.Barrier(2)
+
+    def work(k: int) -> None:
+        start.wait()
+        for i in range(60):
+            r = p.evaluate(set=sets[k]) if i % 3 else p.evaluate_many(sets=sets[k:] + sets[:k])
+            want = expected[k] if i % 3 else None
+            for n in p.order:
+                got, ok = (r[n], same_bits(r[n], want[n])) if want is not None else (
+                    r[n], same_bits(r[n][0], expected_many[n][k]) and same_bits(r[n][1], expected_many[n][1 - k]))
+                if not ok:
+                    failures.append(f"thread {k}, round {i}, {n}: {got}")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
 
 
 HEAD = ("schemaVersion: 1\ngrid: {bins: 6, binSize: 1, binUnit: hours}\nnodes:\n"

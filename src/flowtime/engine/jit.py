@@ -21,11 +21,16 @@ compiled (no Numba, an unsupported function, a kernel too large), the Python
 kernel runs and ``Site.state`` says why.
 
 Kernel layout: every member of the site is a column of ``S`` (columns, lanes,
-bins); external series are rows of ``XS`` (externals, lanes, bins). Components
-of one shape form a group that shares code: group g's integer table ``IXg``
-holds, per component, its own columns, its peers' columns and its externals'
-rows; ``KGg`` its numbers. So loops that differ only in their numbers (the
-stages of a pipeline) share one compiled kernel.
+bins), a block kept by the site and reused once no result handed out from it
+is alive (``engine.blocks``). External series are read where they are: row e
+of ``XP`` gives the address of external e and its lane and bin strides, so a
+long series is neither copied nor allocated again per evaluation; short ones
+(``COPY_MAX``) are copied into ``XS`` (externals, lanes, bins), which costs
+less than asking NumPy for their addresses. Components of one shape form a
+group that shares code: group g's integer table ``IXg`` holds, per component,
+its own columns, its peers' columns and its externals' rows; ``KGg`` its
+numbers. So loops that differ only in their numbers (the stages of a
+pipeline) share one compiled kernel.
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ import linecache
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
+
+if TYPE_CHECKING:
+    from flowtime.engine.blocks import Pool
 
 Series = npt.NDArray[np.float64]
 
@@ -56,6 +64,14 @@ AUTO_EAGER_WORK = 1_000_000
 NAN = math.nan  # the NaN of s_min/s_max, read by generated kernels
 MAX_STATEMENTS = 1500  # per-bin statements per kernel: past this, compiling takes seconds
 NO_NUMBA = "numba is not installed (pip install 'flowtime[jit]')"
+# Externals of at most this many values per series (bins x lanes) are copied
+# into XS: a copy of 16 KiB costs about what NumPy takes to say where an array
+# is (~1 us). Longer ones are read in place (a copy would be memory traffic and,
+# for a fresh block, page faults: at 10^6 bins as long as the kernel itself).
+COPY_MAX = 2048
+_F8 = np.dtype(np.float64)
+_NO_ROWS = np.empty((0, 1, 1), dtype=np.float64)  # XS when every external is read in place
+_NO_POINTERS = np.empty((0, 3), dtype=np.int64)  # XP when every external is copied (never written)
 
 # Functions whose bits Numba cannot reproduce: NumPy's EXP/LOG/POW (the Python
 # kernels call them on floats too) are its own SIMD routines.
@@ -95,8 +111,9 @@ def body(members: Sequence[str], asts: Mapping[str, Expr], peers: frozenset[str]
     Statements computing ``members`` at bin ``t`` of lane ``l``, in order (a
     lag-0 read is of an earlier member). ``SHIFT(e, k)`` evaluates ``e`` at
     ``t - k`` where ``t >= k`` (0 before): a member's or peer's past is read from
-    ``S``, an external's from ``XS``; both are indexed (column, lane, bin), or
-    (lane, bin, column) when ``bin_major``.
+    ``S``, indexed (column, lane, bin), or (lane, bin, column) when
+    ``bin_major``; external ``xi`` through its pointer, lane stride ``xli`` and
+    bin stride ``xbi`` (set up by ``kernel_source``).
     """
 
     def at_bin(array: str, column: str, at: str) -> str:
@@ -133,7 +150,8 @@ def body(members: Sequence[str], asts: Mapping[str, Expr], peers: frozenset[str]
             if d == 0:
                 raise Unsupported(f"{name} (another loop of the wave) is read in the same bin")
             return at_bin("S", f"p{slot(peer_slots, name)}", at)
-        return at_bin("XS", f"e{slot(ext_slots, name)}", at)
+        e = slot(ext_slots, name)
+        return f"x{e}[l * xl{e} + {'t' if d == 0 else f'(t - {d})'} * xb{e}]"
 
     def min_max(ind: int, args: list[str], op: str) -> str:
         if len(args) == 1:
@@ -260,7 +278,9 @@ def body(members: Sequence[str], asts: Mapping[str, Expr], peers: frozenset[str]
 
 def kernel_source(groups: Sequence[Body], bin_major: bool = False) -> str:
     """
-    ``_j(XS, S, IX0, KG0, IX1, KG1, ...)`` fills ``S``. Loops that read no
+    ``_j(XS, XP, S, IX0, KG0, IX1, KG1, ...)`` fills ``S``. External e is
+    row e of ``XP`` (address, lane stride, bin stride, in float64s), or, when
+    ``XP`` has no rows, row e of ``XS``. Loops that read no
     other loop (``bin_major`` False) run one after another, each over all its
     bins: every series is read and written in order, so the cost per bin does
     not grow with the grid. A wave (``bin_major``) steps lane by lane, bin by
@@ -268,8 +288,12 @@ def kernel_source(groups: Sequence[Body], bin_major: bool = False) -> str:
     component, on (lane, bin, column) arrays: one bin of every series is one
     row in memory.
     """
-    args = ["XS", "S"] + [f"{x}{g}" for g in range(len(groups)) for x in ("IX", "KG")]
-    lines = [f"def _j({', '.join(args)}):"]
+    args = ["XS", "XP", "S"] + [f"{x}{g}" for g in range(len(groups)) for x in ("IX", "KG")]
+    lines = [f"def _j({', '.join(args)}):",
+             "    DIRECT = XP.shape[0] > 0",
+             "    XSA = np.int64(XS.ctypes.data)",
+             "    XSE = XS.strides[0]",
+             "    XSL = XS.strides[1] // 8"]
     if bin_major:
         lines += ["    L = S.shape[0]", "    BINS = S.shape[1]",
                   "    for l in range(L):", "        for t in range(BINS):"]
@@ -283,6 +307,15 @@ def kernel_source(groups: Sequence[Body], bin_major: bool = False) -> str:
         names = ([f"o{i}" for i in range(b.own)] + [f"p{i}" for i in range(len(b.peers))]
                  + [f"e{i}" for i in range(len(b.externals))])
         lines += [f"{pad}{n} = IX{g}[{row}, j]" for row, n in enumerate(names)]
+        for e in range(len(b.externals)):
+            lines += [f"{pad}if DIRECT:",
+                      f"{pad}    x{e} = _ptr(XP[e{e}, 0])",
+                      f"{pad}    xl{e} = XP[e{e}, 1]",
+                      f"{pad}    xb{e} = XP[e{e}, 2]",
+                      f"{pad}else:",
+                      f"{pad}    x{e} = _ptr(XSA + e{e} * XSE)",
+                      f"{pad}    xl{e} = XSL",
+                      f"{pad}    xb{e} = 1"]
         lines += [f"{pad}k{c} = KG{g}[{c}, j]" for c in range(len(b.constants))]
         if not bin_major:
             lines += [f"{pad}for l in range(L):", f"{pad}    for t in range(BINS):"]
@@ -320,6 +353,30 @@ class Compiled:
 
 _LOCK = _thread.allocate_lock()
 _COMPILED: dict[str, Compiled] = {}  # by source: loops of one shape share a kernel across plans
+_INTRINSICS: dict[str, Any] = {}
+
+
+def _pointer() -> Any:
+    """``_ptr(address)``: a float64 pointer, indexed ``p[i]`` in kernels (made once, after ``import numba``)."""
+    if "_ptr" not in _INTRINSICS:
+        from llvmlite import ir  # type: ignore[import-untyped]
+        from numba.core import types
+        from numba.extending import intrinsic
+
+        pointer: Any = types.CPointer(types.float64)  # type: ignore[no-untyped-call]
+
+        @intrinsic
+        def _ptr(typingctx: Any, address: Any) -> Any:
+            if not isinstance(address, types.Integer):
+                return None
+
+            def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+                return builder.inttoptr(args[0], ir.DoubleType().as_pointer())
+
+            return pointer(address), codegen
+
+        _INTRINSICS["_ptr"] = _ptr
+    return _INTRINSICS["_ptr"]
 
 
 def _disk_cache(py_func: Any, filename: str, key: str, directory: str) -> Any:
@@ -382,11 +439,11 @@ def compile_kernel(source: str, groups: int) -> Compiled:
         linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
         # Named as this module, whose globals hold the same np, math and NAN: a kernel loaded
         # from the disk cache rebuilds its globals by importing its module by name.
-        env: dict[str, Any] = {"__name__": __name__, "np": np, "math": math, "NAN": NAN}
+        env: dict[str, Any] = {"__name__": __name__, "np": np, "math": math, "NAN": NAN, "_ptr": _pointer()}
         exec(compile(source, filename, "exec"), env)
         py_func = env["_j"]
         f8_3, f8_2, i8_2 = numba.float64[:, :, ::1], numba.float64[:, ::1], numba.int64[:, ::1]
-        signature = numba.void(f8_3, f8_3, *([i8_2, f8_2] * groups))
+        signature = numba.void(f8_3, i8_2, f8_3, *([i8_2, f8_2] * groups))
         dispatcher = numba.njit(error_model="numpy", nogil=True)(py_func)
         note = ""
         try:
@@ -431,6 +488,7 @@ class Site:
         self._externals: list[str] = []
         self._tables: list[npt.NDArray[Any]] = []
         self._bin_major = False
+        self._pool: Pool | None = None  # blocks of S: each handed out as rows of its read-only face
         if accel.mode is True:
             self.prepare()
 
@@ -495,6 +553,9 @@ class Site:
             tables += [np.ascontiguousarray(ix), np.ascontiguousarray(kg)]
         source = kernel_source([entries[0][1] for entries in groups], bin_major)
         kernel = compile_kernel(source, len(groups))
+        from flowtime.engine.blocks import Pool  # threading: not on the start-up path
+
+        self._pool = Pool()
         self._columns, self._externals, self._tables = columns, list(externals), tables
         self._bin_major = bin_major
         self.kernel = kernel
@@ -502,28 +563,60 @@ class Site:
         self._register(kernel.filename, source)
 
     def run(self, values: dict[str, Any], lanes: int | None) -> None:
-        """Every member's series into ``values``: (bins,) for one evaluation, (lanes, bins) for K scenarios."""
-        assert self.kernel is not None
+        """
+        Every member's series into ``values``: (bins,) for one evaluation,
+        (lanes, bins) for K scenarios; read-only rows of a block of the site's
+        pool (no one else writes it while they are alive). Externals are read
+        in place, or copied into a fresh ``XS`` if short (``COPY_MAX``).
+        """
+        assert self.kernel is not None and self._pool is not None
         bins = self.bins
         width = lanes or 1
-        n_ext, n_col = len(self._externals), len(self._columns)
-        if self._bin_major:
-            xs = np.empty((width, bins, n_ext), dtype=np.float64)
+        held: list[Series] = []  # converted externals: alive until the kernel has read them
+        if bins * width <= COPY_MAX:
+            xs = np.empty((len(self._externals), width, bins), dtype=np.float64)
             for i, name in enumerate(self._externals):
-                xs[:, :, i] = values[name]  # a series for every lane, or one per lane
-            s = np.empty((width, bins, n_col), dtype=np.float64)
+                xs[i] = values[name]  # a series for every lane, or one per lane
+            xp = _NO_POINTERS
         else:
-            xs = np.empty((n_ext, width, bins), dtype=np.float64)
+            xs = _NO_ROWS
+            xp = np.empty((len(self._externals), 3), dtype=np.int64)
             for i, name in enumerate(self._externals):
-                xs[i] = values[name]
-            s = np.empty((n_col, width, bins), dtype=np.float64)
-        self.kernel.run(xs, s, *self._tables)
-        s.flags.writeable = False
+                xp[i] = _place(values[name], width, bins, held)
+        n_col = len(self._columns)
+        shape = (width, bins, n_col) if self._bin_major else (n_col, width, bins)
+        s, face = self._pool.claim(self.layout, shape)
+        self.kernel.run(xs, xp, s, *self._tables)
+        del held
         for m, c in self._columns.items():
             if self._bin_major:
-                values[m] = s[0, :, c] if lanes is None else s[:, :, c]
+                values[m] = face[0, :, c] if lanes is None else face[:, :, c]
             else:
-                values[m] = s[c, 0] if lanes is None else s[c]
+                values[m] = face[c, 0] if lanes is None else face[c]
+
+
+def _place(value: Any, width: int, bins: int, held: list[Series]) -> tuple[int, int, int]:
+    """
+    Where a kernel reads ``value`` as ``width`` lanes of ``bins``: its address
+    and its lane and bin strides in float64s (a lane stride of 0 repeats one
+    series for every lane). A value not of float64, or with strides a pointer
+    cannot follow, is converted first and the copy kept in ``held``.
+    """
+    a = value
+    if type(a) is not np.ndarray or a.dtype != _F8:
+        a = np.asarray(a, dtype=np.float64)
+        held.append(a)
+    shape = a.shape
+    if a.ndim > 2 or (a.ndim >= 1 and shape[-1] != bins) or (a.ndim == 2 and shape[0] not in (1, width)):
+        raise ValueError(f"a series of shape {shape} where ({width}, {bins}) lanes were expected")
+    strides = a.strides
+    if any(x < 0 or x % 8 for x in strides):
+        a = np.ascontiguousarray(a)
+        held.append(a)
+        strides = a.strides
+    lane = strides[0] // 8 if a.ndim == 2 and shape[0] > 1 else 0
+    step = strides[-1] // 8 if a.ndim >= 1 else 0
+    return a.ctypes.data, lane, step
 
 
 class Accelerator:
