@@ -26,6 +26,7 @@ import re
 from functools import lru_cache
 
 from flowtime.errors import ExpressionError
+from flowtime.expr import shapes
 from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
 
 MAX_EXPRESSION_LENGTH = 100_000
@@ -79,6 +80,17 @@ def parse_expression(text: str, *, max_nesting: int = MAX_NESTING, max_length: i
         a + @b
             ^
     """
+    if (text.__class__ is str and len(text) <= max_length and text.isascii()
+            and text.count("(") + text.count("+") + text.count("-") <= max_nesting):
+        # Within every limit (the count bounds the nesting, see _nesting): the skeleton path.
+        tree = _from_shape(text)
+        if tree is not None:
+            return tree
+    return parse_full(text, max_nesting=max_nesting, max_length=max_length)
+
+
+def parse_full(text: str, *, max_nesting: int = MAX_NESTING, max_length: int = MAX_EXPRESSION_LENGTH) -> Expr:
+    """``parse_expression`` by the full parser alone (the reference the skeleton path is tested against)."""
     if not isinstance(text, str):
         raise ExpressionError("expression must be a string", str(text), 1)
     if len(text) > max_length:
@@ -93,6 +105,36 @@ def parse_expression(text: str, *, max_nesting: int = MAX_NESTING, max_length: i
             f"expression nests {nest} levels deep; the limit is {max_nesting}", _clip(text, where), min(where, 61)
         )
     return _parse_cached(text)
+
+
+def parse_with_outline(text: str, *, max_nesting: int = MAX_NESTING, max_length: int = MAX_EXPRESSION_LENGTH
+                       ) -> tuple[Expr, tuple[shapes.Calls, tuple[str, ...]] | None]:
+    """
+    ``parse_expression`` plus, when the text's skeleton is known, its outline:
+    the calls (name, number of arguments) and the referenced names in source
+    order, repeats kept - what the model graph needs, without walking the tree.
+
+    >>> parse_with_outline("MIN(a, b) * 0.5 + a")[1]
+    ((('MIN', 2),), ('a', 'b', 'a'))
+    """
+    if (text.__class__ is str and len(text) <= max_length and text.isascii()
+            and text.count("(") + text.count("+") + text.count("-") <= max_nesting):
+        found = shapes.find(text, _full)
+        if found is not None:
+            shape, parts = found
+            tree = shape.build(parts)
+            if tree is not None:
+                return tree, (shape.calls, shape.names(parts))
+    return parse_full(text, max_nesting=max_nesting, max_length=max_length), None
+
+
+def _from_shape(text: str) -> Expr | None:
+    found = shapes.find(text, _full)
+    return found[0].build(found[1]) if found is not None else None
+
+
+def _full(text: str) -> Expr:
+    return _Parser(text).parse()
 
 
 @lru_cache(maxsize=4096)

@@ -11,6 +11,7 @@ error naming the nodes on it.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from flowtime.expr.functions import check_call
@@ -50,6 +51,22 @@ def references_with_lag(e: Expr) -> dict[str, int]:
     for name in _walk_refs(e):
         order.setdefault(name, out[name])
     return order
+
+
+def outline_references(calls: Iterable[tuple[str, int]], names: Iterable[str]) -> dict[str, int] | None:
+    """
+    ``references_with_lag`` from the parser's outline of an expression (its
+    calls and referenced names, ``parse_with_outline``) when the outline
+    settles it: no SHIFT, so every name is read at lag 0, and no call that
+    ``expression_issues`` would report. None when the tree must be walked.
+
+    >>> outline_references((("MIN", 2),), ("a", "b", "a")), outline_references((("SHIFT", 2),), ("q",))
+    ({'a': 0, 'b': 0}, None)
+    """
+    for name, n_args in calls:
+        if name == "SHIFT" or check_call(name, n_args) is not None:
+            return None
+    return dict.fromkeys(names, 0)
 
 
 def _walk_refs(e: Expr) -> list[str]:
@@ -135,7 +152,14 @@ def analyse(ids: list[str], lags: dict[str, dict[str, int]]) -> DependencyGraph:
     (['b', 'a', 'q'], [['q']], [])
     """
     index = {n: i for i, n in enumerate(ids)}
-    inputs = {n: [d for d in lags.get(n, {}) if d in index] for n in ids}
+    keys = index.keys()
+    inputs: dict[str, list[str]] = {}
+    for n in ids:
+        reads = lags.get(n, {})
+        inputs[n] = list(reads) if keys >= reads.keys() else [d for d in reads if d in index]
+    acyclic = _acyclic_order(ids, inputs, index)
+    if acyclic is not None:
+        return DependencyGraph(order=acyclic, inputs=inputs, lags=lags)
     sccs = _tarjan(ids, inputs)
     comp_of: dict[str, int] = {}
     for ci, comp in enumerate(sccs):
@@ -181,6 +205,35 @@ def analyse(ids: list[str], lags: dict[str, dict[str, int]]) -> DependencyGraph:
             if indeg[v] == 0:
                 ready.append(v)
     return DependencyGraph(order=order, inputs=inputs, lags=lags, components=components, cycles=cycles)
+
+
+def _acyclic_order(ids: list[str], inputs: dict[str, list[str]], index: dict[str, int]) -> list[str] | None:
+    """
+    The order ``analyse`` gives when no node is on a loop (Kahn over the nodes
+    themselves, FIFO, ties by declaration), or None when some node is: a node
+    reading itself, or nodes left over once every ready one is placed.
+    """
+    n = len(ids)
+    indeg = [0] * n
+    dependents: list[list[int]] = [[] for _ in range(n)]
+    for j, node in enumerate(ids):
+        reads = inputs[node]
+        for d in reads:
+            i = index[d]
+            if i == j:
+                return None
+            dependents[i].append(j)  # readers in declaration order: already sorted
+        indeg[j] = len(reads)
+    ready = deque([j for j in range(n) if not indeg[j]])
+    order: list[str] = []
+    while ready:
+        u = ready.popleft()
+        order.append(ids[u])
+        for v in dependents[u]:
+            indeg[v] -= 1
+            if not indeg[v]:
+                ready.append(v)
+    return order if len(order) == n else None
 
 
 def _tarjan(ids: list[str], inputs: dict[str, list[str]]) -> list[list[str]]:

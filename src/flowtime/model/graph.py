@@ -18,9 +18,16 @@ from typing import Any
 
 from flowtime.errors import ModelValidationError, Problem
 from flowtime.expr.functions import suggest
+from flowtime.expr.shapes import Calls
 from flowtime.expr.syntax import Expr, Ref, walk
 from flowtime.model import kinds
-from flowtime.model.deps import DependencyGraph, analyse, expression_issues, references_with_lag
+from flowtime.model.deps import (
+    DependencyGraph,
+    analyse,
+    expression_issues,
+    outline_references,
+    references_with_lag,
+)
 from flowtime.model.schema import Model, Output
 from flowtime.records import derived, record
 
@@ -167,31 +174,40 @@ class Analysis:
 
 
 def analyse_nodes(nodes: Sequence[Any], exprs: Mapping[str, Expr] | None = None,
-                  declared: Iterable[str] | None = None) -> Analysis:
+                  declared: Iterable[str] | None = None,
+                  outlines: Mapping[str, tuple[Calls, tuple[str, ...]]] | None = None) -> Analysis:
     """
     Analyse nodes once (expressions given in ``exprs`` where already parsed).
     ``declared`` are every node id of the document, nodes that failed to load
     included, so that a reference to a broken node is not also called unknown.
+    ``outlines`` are the parser's outlines of expressions in ``exprs``
+    (``parse_with_outline``): where one settles the references, the tree is not walked.
     """
     all_exprs = kinds.expressions(nodes, dict(exprs or {}))
+    outlines = outlines or {}
     ids = [n.id for n in nodes]
     parsed = set(ids)
     declared_ids = list(dict.fromkeys(declared)) if declared is not None else ids
     known = set(declared_ids)
     issues: list[GraphIssue] = []
     lags: dict[str, dict[str, int]] = {}
-    for n in nodes:
-        e = all_exprs.get(n.id)
+    for node_id in ids:
+        e = all_exprs.get(node_id)
         if e is None:
-            lags[n.id] = {}
+            lags[node_id] = {}
             continue
-        issues.extend(GraphIssue(n.id, "expression", i.message, i.column) for i in expression_issues(e))
-        refs = references_with_lag(e)
-        for name in refs:
-            if name not in known:
-                issues.append(GraphIssue(n.id, "reference", f"unknown node '{name}'{suggest(name, declared_ids)}",
-                                         ref_column(e, name)))
-        lags[n.id] = {k: v for k, v in refs.items() if k in parsed}
+        outline = outlines.get(node_id)
+        refs = outline_references(*outline) if outline is not None else None
+        if refs is None:
+            issues.extend(GraphIssue(node_id, "expression", i.message, i.column) for i in expression_issues(e))
+            refs = references_with_lag(e)
+        if not known.issuperset(refs):
+            for name in refs:
+                if name not in known:
+                    issues.append(GraphIssue(node_id, "reference",
+                                             f"unknown node '{name}'{suggest(name, declared_ids)}",
+                                             ref_column(e, name)))
+        lags[node_id] = refs if parsed.issuperset(refs) else {k: v for k, v in refs.items() if k in parsed}
     dg = analyse(ids, lags)
     issues.extend(GraphIssue(c[0], "cycle", "cycle without delay: " + " -> ".join(c), 1, tuple(c)) for c in dg.cycles)
     return Analysis(all_exprs, lags, dg, tuple(issues))

@@ -22,7 +22,8 @@ from flowtime.errors import (
     Problem,
 )
 from flowtime.expr.functions import suggest
-from flowtime.expr.parser import parse_expression
+from flowtime.expr.parser import parse_with_outline
+from flowtime.expr.shapes import Calls
 from flowtime.expr.syntax import Expr
 from flowtime.gcpause import paused_gc
 from flowtime.model import kinds
@@ -89,6 +90,7 @@ class _Ctx:
     lines: list[str] = field(default_factory=list)
     # node id -> (path of its expression field, the text): where to point at an issue
     texts: dict[str, tuple[Path, str]] = field(default_factory=dict)
+    outlines: dict[str, tuple[Calls, tuple[str, ...]]] = field(default_factory=dict)  # the parser's, by node id
 
     def text_line(self, line: int) -> str:
         return self.lines[line - 1] if 0 < line <= len(self.lines) else ""
@@ -372,8 +374,8 @@ class _NodeSource:
     def expression(self, field: str, text: str) -> Expr | None:
         ctx, where = self.ctx, self._at(field)
         try:
-            ast = parse_expression(text, max_nesting=ctx.limits.max_expression_nesting,
-                                   max_length=ctx.limits.max_expression_length)
+            ast, outline = parse_with_outline(text, max_nesting=ctx.limits.max_expression_nesting,
+                                              max_length=ctx.limits.max_expression_length)
         except ExpressionError as exc:
             block = _block_scalar_start(ctx, where)
             if block is not None:
@@ -383,6 +385,10 @@ class _NodeSource:
             return None
         self.parsed[self.node_id] = ast
         ctx.texts[self.node_id] = (where, text)
+        if outline is not None:
+            ctx.outlines[self.node_id] = outline
+        else:  # a kind may read two expressions: the outline kept must be the tree's
+            ctx.outlines.pop(self.node_id, None)
         return ast
 
 
@@ -550,7 +556,7 @@ def _metadata(data: dict[Any, Any], ctx: _Ctx) -> Metadata:
 
 def _analyse(nodes: list[Any], exprs: dict[str, Expr], ctx: _Ctx) -> Analysis:
     """Analyse the nodes once; every issue located in the text (the caret under the expression)."""
-    analysis = analyse_nodes(nodes, exprs, declared=ctx.node_names.values())
+    analysis = analyse_nodes(nodes, exprs, declared=ctx.node_names.values(), outlines=ctx.outlines)
     raw_index = {name: i for i, name in ctx.node_names.items()}
     for issue in analysis.issues:
         if issue.what == "cycle":
