@@ -67,10 +67,13 @@ def same_bits(a: Any, b: Any) -> bool:
 
 
 def cold_caches() -> None:
-    """Forget every parsed expression, so the next load parses all of them again."""
+    """Forget every parsed expression and skeleton, so the next load parses all of them again."""
     cached = getattr(parser, "_parse_cached", None)
     if cached is not None:
         cached.cache_clear()
+    skeletons = getattr(parser, "shapes", None)
+    if skeletons is not None:
+        skeletons.clear()
     gc.collect()
 
 
