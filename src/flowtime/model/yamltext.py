@@ -32,6 +32,48 @@ try:  # libyaml is in the PyYAML wheels; the pure-Python loader is ~10x slower.
 except AttributeError:  # pragma: no cover - depends on the PyYAML build
     _Loader = yaml.SafeLoader
 
+_STR_TAG = "tag:yaml.org,2002:str"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+
+
+class _TagLoader(_Loader):  # type: ignore[misc]
+    """
+    The safe loader with the resolver's per-node work cut to what it does when
+    no path resolver is registered (none is, for the safe loaders): the
+    composer calls ``descend_resolver(parent, index)``, ``resolve(...)`` and
+    ``ascend_resolver()`` for every node, and the first and last only keep the
+    path resolvers' stack. Used only while ``_tag_loader_applies()``.
+    """
+
+    # Builtins taking the same arguments and doing nothing that matters (types do not bind as methods).
+    descend_resolver = slice
+    ascend_resolver = tuple
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        # Resolver.resolve without the path resolvers: a plain scalar is tried
+        # against the implicit resolvers of its first character, anything else
+        # gets its kind's default tag.
+        if kind is ScalarNode:
+            if implicit[0]:
+                resolvers = self.yaml_implicit_resolvers.get(value[:1])
+                if resolvers:
+                    for tag, regexp in resolvers:
+                        if regexp.match(value):
+                            return str(tag)
+            return _STR_TAG
+        return _SEQ_TAG if kind is SequenceNode else _MAP_TAG
+
+
+def _tag_loader_applies() -> bool:
+    """Whether ``_TagLoader`` resolves exactly as the safe loader: no path or catch-all resolver registered."""
+    return (not _TagLoader.yaml_path_resolvers and None not in _TagLoader.yaml_implicit_resolvers
+            and _TagLoader.DEFAULT_SCALAR_TAG == _STR_TAG and _TagLoader.DEFAULT_SEQUENCE_TAG == _SEQ_TAG
+            and _TagLoader.DEFAULT_MAPPING_TAG == _MAP_TAG)
+
+
 Path = tuple[str | int, ...]
 
 # Deepest nesting of collections accepted (a model needs about 6 levels).
@@ -197,7 +239,7 @@ def parse_yaml(text: str, source: str = "<string>", *, max_nodes: int = 20_000_0
     try:
         if not _composer_bounds_depth():
             _check_depth(text, source, MAX_DEPTH, _Loader)  # an older libyaml would recurse without end
-        root = yaml.compose(text, Loader=_Loader)
+        root = yaml.compose(text, Loader=_TagLoader if _tag_loader_applies() else _Loader)
     except yaml.MarkedYAMLError as exc:
         # libyaml refuses deep nesting with a limit of its own while scanning ahead
         # (PyYAML 6.0.4 does at 1000 levels), before our limit can be checked on
@@ -230,7 +272,12 @@ def parse_yaml(text: str, source: str = "<string>", *, max_nodes: int = 20_000_0
     problems: list[Problem] = []
     builder = _ScalarBuilder()
     try:
-        data = _build(root, (), builder, problems, depth=0)
+        data = _build_plain(root, builder, 0)
+    except _NotPlain:  # something to report, or to resolve (merge keys): the long way, with paths
+        data = _NotPlain
+    try:
+        if data is _NotPlain:
+            data = _build(root, (), builder, problems, depth=0)
     except _TooDeep as deep:
         line, col = _mark(deep.node)
         raise ModelSyntaxError([Problem("", f"nesting deeper than {MAX_DEPTH} levels", line, col, source=source)],
@@ -364,6 +411,78 @@ def _build(node: Node, path: Path, builder: _ScalarBuilder, problems: list[Probl
     return None
 
 
+class _NotPlain(Exception):
+    """Raised by ``_build_plain`` for anything ``_build`` might report or treat specially."""
+
+
+_VALUE_KEY_TAGS = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")
+
+
+def _build_plain(node: Node, builder: _ScalarBuilder, depth: int) -> Any:
+    """
+    ``_build`` for a document with nothing to report: no paths kept, strings
+    and plain numbers built inline. Raises ``_NotPlain`` at the first thing
+    ``_build`` would report (a duplicate key, a bad value, nesting too deep) or
+    handle (merge keys), and ``_build`` then does the whole document again.
+    """
+    cls = node.__class__
+    if cls is ScalarNode:
+        return _plain_scalar(node, builder)  # type: ignore[arg-type]
+    if depth >= _MAX_DEPTH:
+        raise _NotPlain
+    if cls is SequenceNode:
+        out = []
+        for item in node.value:
+            if item.__class__ is ScalarNode:
+                out.append(item.value if item.tag == _STR_TAG else _plain_scalar(item, builder))
+            else:
+                out.append(_build_plain(item, builder, depth + 1))
+        return out
+    if cls is not MappingNode:
+        raise _NotPlain
+    result: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        if key_node.__class__ is not ScalarNode:
+            raise _NotPlain
+        tag = key_node.tag
+        if tag == _STR_TAG:
+            key = key_node.value
+        elif tag in _VALUE_KEY_TAGS:
+            raise _NotPlain
+        else:
+            key = _plain_scalar(key_node, builder)
+        if key in result:
+            raise _NotPlain
+        if value_node.__class__ is ScalarNode and value_node.tag == _STR_TAG:
+            result[key] = value_node.value
+        else:
+            result[key] = _build_plain(value_node, builder, depth + 1)
+    return result
+
+
+def _plain_scalar(node: ScalarNode, builder: _ScalarBuilder) -> Any:
+    """``_scalar`` for a value with nothing to report (decimal ints and plain floats without a constructor call)."""
+    tag = node.tag
+    value = node.value
+    if tag == _STR_TAG:
+        return value
+    if tag == _FLOAT_TAG and "_" not in value and ":" not in value:
+        try:
+            return float(value)  # SafeConstructor: sign * float(rest), the same float
+        except ValueError:  # .inf, .nan
+            pass
+    elif tag == _INT_TAG and value.isdecimal() and len(value) < 300 and (value[0] != "0" or value == "0"):
+        return int(value)
+    try:
+        out = _fast_scalar(node, builder)
+        hash(out)
+    except Exception:
+        raise _NotPlain from None
+    if isinstance(out, int) and not isinstance(out, bool) and abs(out) >= _MAX_INT:
+        raise _NotPlain
+    return out
+
+
 def _bad_value(value: str, exc: Exception) -> str:
     """The message for a scalar PyYAML resolved to a type but could not build."""
     if "integer string conversion" in str(exc):
@@ -374,8 +493,6 @@ def _bad_value(value: str, exc: Exception) -> str:
 
 _MAX_INT = 10**300  # beyond this an integer is not a model number (and may not even print)
 
-
-_STR_TAG = "tag:yaml.org,2002:str"
 
 
 def _fast_scalar(node: ScalarNode, builder: _ScalarBuilder) -> Any:
