@@ -162,3 +162,15 @@ def test_skeletons_are_forgotten_past_the_limit(monkeypatch: pytest.MonkeyPatch)
     for k in range(10):
         parse_expression("a" + " + a" * k)
     assert len(shapes._SHAPES) <= 3
+
+
+def test_a_text_of_the_last_skeleton_is_read_without_splitting(monkeypatch: pytest.MonkeyPatch) -> None:
+    parse_expression("base_1 * 1.5 + n_0 * 0.5")
+    splits: list[str] = []
+    real = shapes._split
+    monkeypatch.setattr(shapes, "_split", lambda text: splits.append(text) or real(text))
+    texts = [f"base_{i} * 1.{i} + n_{i - 1} * 0.5" for i in range(2, 50)]
+    assert [_fields(parse_expression(t)) for t in texts] == [_fields(parse_full(t)) for t in texts]
+    assert not splits
+    assert _fields(parse_expression("MIN(a, 2)")) == _fields(parse_full("MIN(a, 2)"))  # another skeleton: split
+    assert splits == ["MIN(a, 2)"]

@@ -80,13 +80,38 @@ def parse_expression(text: str, *, max_nesting: int = MAX_NESTING, max_length: i
         a + @b
             ^
     """
-    if (text.__class__ is str and len(text) <= max_length and text.isascii()
-            and text.count("(") + text.count("+") + text.count("-") <= max_nesting):
-        # Within every limit (the count bounds the nesting, see _nesting): the skeleton path.
-        tree = _from_shape(text)
-        if tree is not None:
-            return tree
+    if _shaped(text, max_nesting, max_length):
+        found = shapes.parse(text, _full)
+        if found is not None:
+            return found[0]
     return parse_full(text, max_nesting=max_nesting, max_length=max_length)
+
+
+def parse_with_outline(text: str, *, max_nesting: int = MAX_NESTING, max_length: int = MAX_EXPRESSION_LENGTH
+                       ) -> tuple[Expr, shapes.Outline | None]:
+    """
+    ``parse_expression`` plus, when the text's skeleton is known, its outline:
+    the calls (name, number of arguments) and the referenced names in source
+    order, repeats kept - what the model graph needs, without walking the tree.
+
+    >>> parse_with_outline("MIN(a, b) * 0.5 + a")[1]
+    ((('MIN', 2),), ('a', 'b', 'a'))
+    """
+    if _shaped(text, max_nesting, max_length):
+        found = shapes.parse(text, _full)
+        if found is not None:
+            return found
+    return parse_full(text, max_nesting=max_nesting, max_length=max_length), None
+
+
+def _shaped(text: str, max_nesting: int, max_length: int) -> bool:
+    """
+    Whether the skeleton path may read ``text``: an ASCII text within every
+    limit. Nesting counts parentheses and sign runs (see ``_nesting``), so it
+    is at most the number of "(", "+" and "-", and at most the length.
+    """
+    return (text.__class__ is str and len(text) <= max_length and text.isascii()
+            and (len(text) <= max_nesting or text.count("(") + text.count("+") + text.count("-") <= max_nesting))
 
 
 def parse_full(text: str, *, max_nesting: int = MAX_NESTING, max_length: int = MAX_EXPRESSION_LENGTH) -> Expr:
@@ -105,32 +130,6 @@ def parse_full(text: str, *, max_nesting: int = MAX_NESTING, max_length: int = M
             f"expression nests {nest} levels deep; the limit is {max_nesting}", _clip(text, where), min(where, 61)
         )
     return _parse_cached(text)
-
-
-def parse_with_outline(text: str, *, max_nesting: int = MAX_NESTING, max_length: int = MAX_EXPRESSION_LENGTH
-                       ) -> tuple[Expr, tuple[shapes.Calls, tuple[str, ...]] | None]:
-    """
-    ``parse_expression`` plus, when the text's skeleton is known, its outline:
-    the calls (name, number of arguments) and the referenced names in source
-    order, repeats kept - what the model graph needs, without walking the tree.
-
-    >>> parse_with_outline("MIN(a, b) * 0.5 + a")[1]
-    ((('MIN', 2),), ('a', 'b', 'a'))
-    """
-    if (text.__class__ is str and len(text) <= max_length and text.isascii()
-            and text.count("(") + text.count("+") + text.count("-") <= max_nesting):
-        found = shapes.find(text, _full)
-        if found is not None:
-            shape, parts = found
-            tree = shape.build(parts)
-            if tree is not None:
-                return tree, (shape.calls, shape.names(parts))
-    return parse_full(text, max_nesting=max_nesting, max_length=max_length), None
-
-
-def _from_shape(text: str) -> Expr | None:
-    found = shapes.find(text, _full)
-    return found[0].build(found[1]) if found is not None else None
 
 
 def _full(text: str) -> Expr:

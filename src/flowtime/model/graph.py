@@ -18,7 +18,7 @@ from typing import Any
 
 from flowtime.errors import ModelValidationError, Problem
 from flowtime.expr.functions import suggest
-from flowtime.expr.shapes import Calls
+from flowtime.expr.shapes import Outline
 from flowtime.expr.syntax import Expr, Ref, walk
 from flowtime.model import kinds
 from flowtime.model.deps import (
@@ -175,7 +175,7 @@ class Analysis:
 
 def analyse_nodes(nodes: Sequence[Any], exprs: Mapping[str, Expr] | None = None,
                   declared: Iterable[str] | None = None,
-                  outlines: Mapping[str, tuple[Calls, tuple[str, ...]]] | None = None) -> Analysis:
+                  outlines: Mapping[str, Outline] | None = None) -> Analysis:
     """
     Analyse nodes once (expressions given in ``exprs`` where already parsed).
     ``declared`` are every node id of the document, nodes that failed to load
@@ -189,19 +189,29 @@ def analyse_nodes(nodes: Sequence[Any], exprs: Mapping[str, Expr] | None = None,
     parsed = set(ids)
     declared_ids = list(dict.fromkeys(declared)) if declared is not None else ids
     known = set(declared_ids)
+    # A name that is a node here is known, so its reads need no other check.
+    exact = known.issuperset(parsed)
     issues: list[GraphIssue] = []
     lags: dict[str, dict[str, int]] = {}
     for node_id in ids:
-        e = all_exprs.get(node_id)
-        if e is None:
-            lags[node_id] = {}
-            continue
         outline = outlines.get(node_id)
-        refs = outline_references(*outline) if outline is not None else None
-        if refs is None:
-            issues.extend(GraphIssue(node_id, "expression", i.message, i.column) for i in expression_issues(e))
-            refs = references_with_lag(e)
+        if outline is not None and not outline[0]:  # calls nothing: every name is read at lag 0
+            refs = dict.fromkeys(outline[1], 0)
+            if exact and parsed.issuperset(refs):
+                lags[node_id] = refs
+                continue
+        else:
+            if node_id not in all_exprs:
+                lags[node_id] = {}
+                continue
+            maybe = outline_references(*outline) if outline is not None else None
+            if maybe is None:
+                e = all_exprs[node_id]
+                issues.extend(GraphIssue(node_id, "expression", i.message, i.column) for i in expression_issues(e))
+                maybe = references_with_lag(e)
+            refs = maybe
         if not known.issuperset(refs):
+            e = all_exprs[node_id]
             for name in refs:
                 if name not in known:
                     issues.append(GraphIssue(node_id, "reference",

@@ -23,7 +23,7 @@ from flowtime.errors import (
 )
 from flowtime.expr.functions import suggest
 from flowtime.expr.parser import parse_with_outline
-from flowtime.expr.shapes import Calls
+from flowtime.expr.shapes import Outline
 from flowtime.expr.syntax import Expr
 from flowtime.gcpause import paused_gc
 from flowtime.model import kinds
@@ -87,13 +87,16 @@ class _Ctx:
         )
 
     node_names: dict[int, str] = field(default_factory=dict)
-    lines: list[str] = field(default_factory=list)
+    text: str = ""
+    _lines: list[str] | None = None  # the text's lines, split when a problem is first located in them
     # node id -> (path of its expression field, the text): where to point at an issue
     texts: dict[str, tuple[Path, str]] = field(default_factory=dict)
-    outlines: dict[str, tuple[Calls, tuple[str, ...]]] = field(default_factory=dict)  # the parser's, by node id
+    outlines: dict[str, Outline] = field(default_factory=dict)  # the parser's, by node id
 
     def text_line(self, line: int) -> str:
-        return self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        if self._lines is None:
+            self._lines = self.text.splitlines()
+        return self._lines[line - 1] if 0 < line <= len(self._lines) else ""
 
 
 def _display_path(path: Path, ctx: _Ctx) -> str:
@@ -126,7 +129,7 @@ def load_model(text: str, source: str = "<string>", *, limits: Limits = DEFAULT_
 def _load(text: str, source: str, limits: Limits) -> LoadedModel:
     data, smap = parse_yaml(text, source, max_nodes=limits.max_yaml_nodes)
     ctx = _Ctx(source, smap, limits)
-    ctx.lines = text.splitlines()
+    ctx.text = text
     if data is None:
         ctx.error((), "model is empty; expected a mapping with schemaVersion, grid and nodes")
         raise ModelValidationError(ctx.problems, source)
@@ -300,64 +303,76 @@ def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any]
         raise LimitExceeded(f"{ctx.source}: model has {len(raw)} nodes; the limit is {ctx.limits.max_nodes}",
                             limit_name="max_nodes")
     _check_work(raw, ctx, bins)
-    for i, item in enumerate(raw):
-        if isinstance(item, dict) and isinstance(item.get("id"), str):
-            ctx.node_names[i] = item["id"]
     table = kinds.kinds()
     default = next((k for k in table.values() if k.default), None)
+    default_name = default.name if default else None
     nodes: list[Any] = []
     exprs: dict[str, Expr] = {}
+    outlines = ctx.outlines
     first_seen: dict[str, int] = {}
+    match = NODE_ID.match
+    src = _NodeSource(ctx, bins)  # pointed at each node in turn
     for i, item in enumerate(raw):
-        path: Path = ("nodes", i)
         if not isinstance(item, dict):
-            ctx.error(path, f"each node must be a mapping with id and kind, got {type_name(item)}")
+            ctx.error(("nodes", i), f"each node must be a mapping with id and kind, got {type_name(item)}")
             continue
         node_id = item.get("id")
-        if not isinstance(node_id, str) or not node_id.strip():
-            ctx.error(path, "node is missing its `id` (a name such as `demand`)")
-            continue
-        if not NODE_ID.match(node_id):
-            ctx.error((*path, "id"), f"node id {node_id!r} must start with a letter or '_' and contain only "
-                      "letters, digits, '_', '.' or '-' (at most 128 characters)")
+        if not isinstance(node_id, str) or not match(node_id):
+            if not isinstance(node_id, str) or not node_id.strip():
+                ctx.error(("nodes", i), "node is missing its `id` (a name such as `demand`)")
+            else:
+                ctx.error(("nodes", i, "id"), f"node id {node_id!r} must start with a letter or '_' and contain "
+                          "only letters, digits, '_', '.' or '-' (at most 128 characters)")
             continue
         if node_id in first_seen:
             line, _ = ctx.smap.find(("nodes", first_seen[node_id]))
-            ctx.error((*path, "id"), f"duplicate node id '{node_id}' (first defined on line {line})")
+            ctx.error(("nodes", i, "id"), f"duplicate node id '{node_id}' (first defined on line {line})")
             continue
         first_seen[node_id] = i
-        name = item.get("kind", default.name if default else None)
+        name = item.get("kind", default_name)
         spec = table.get(name) if isinstance(name, str) else None
         if spec is None:
             names = tuple(table)
-            ctx.error((*path, "kind"), f"unknown node kind {name!r}{suggest(str(name), names)}; expected one of "
-                      f"{', '.join(names)}")
+            ctx.error(("nodes", i, "kind"), f"unknown node kind {name!r}{suggest(str(name), names)}; expected one "
+                      f"of {', '.join(names)}")
             continue
-        for key in item:
-            if key not in spec.fields and not (spec.name == "expr" and key == "expression"):
-                ctx.warn((*path, key), f"field '{key}' is not used by {spec.name} nodes and is ignored", key=True)
-        title = item.get("title") if isinstance(item.get("title"), str) else None
-        desc = item.get("description") if isinstance(item.get("description"), str) else None
-        source = _NodeSource(ctx, path, node_id, bins, title, desc)
-        node = spec.parse(item, source)
+        if not spec.fields.issuperset(item):
+            for key in item:
+                if key not in spec.fields and not (spec.name == "expr" and key == "expression"):
+                    ctx.warn(("nodes", i, key), f"field '{key}' is not used by {spec.name} nodes and is ignored",
+                             key=True)
+        title = item.get("title")
+        desc = item.get("description")
+        src.point(("nodes", i), node_id, title if isinstance(title, str) else None,
+                  desc if isinstance(desc, str) else None)
+        node = spec.parse(item, src)
         if node is not None:
             nodes.append(node)
-            exprs.update(source.parsed)
+            if src.ast is not None:
+                exprs[node_id] = src.ast
+                if src.outline is not None:
+                    outlines[node_id] = src.outline
     return nodes, exprs
 
 
 class _NodeSource:
-    """The loader's side of ``kinds.NodeSource``: one node's fields, located in the text."""
+    """The loader's side of ``kinds.NodeSource``: one node's fields, located in the text (one node at a time)."""
 
-    def __init__(self, ctx: _Ctx, path: Path, node_id: str, bins: int | None, title: str | None,
-                 description: str | None) -> None:
+    def __init__(self, ctx: _Ctx, bins: int | None) -> None:
         self.ctx = ctx
+        self.bins = bins
+        self.max_nesting = ctx.limits.max_expression_nesting
+        self.max_length = ctx.limits.max_expression_length
+        self.point((), "", None, None)
+
+    def point(self, path: Path, node_id: str, title: str | None, description: str | None) -> None:
+        """Read the node at ``path`` next."""
         self.path = path
         self.node_id = node_id
-        self.bins = bins
         self.title = title
         self.description = description
-        self.parsed: dict[str, Expr] = {}
+        self.ast: Expr | None = None  # the node's expression, as the last call to ``expression`` parsed it
+        self.outline: Outline | None = None
 
     def _at(self, field: str | tuple[str | int, ...]) -> Path:
         return (*self.path, *((field,) if isinstance(field, str) else field))
@@ -372,39 +387,46 @@ class _NodeSource:
         return _number_array(values, self._at(field), self.ctx, what)
 
     def expression(self, field: str, text: str) -> Expr | None:
-        ctx, where = self.ctx, self._at(field)
+        where = (*self.path, field)
         try:
-            ast, outline = parse_with_outline(text, max_nesting=ctx.limits.max_expression_nesting,
-                                              max_length=ctx.limits.max_expression_length)
+            ast, outline = parse_with_outline(text, max_nesting=self.max_nesting, max_length=self.max_length)
         except ExpressionError as exc:
+            ctx = self.ctx
             block = _block_scalar_start(ctx, where)
             if block is not None:
                 ctx.error_at(where, str(exc), block[0], block[1] + exc.column - 1)
             else:
                 ctx.error(where, str(exc), column_offset=_quote_offset(ctx, where, exc.column))
             return None
-        self.parsed[self.node_id] = ast
-        ctx.texts[self.node_id] = (where, text)
-        if outline is not None:
-            ctx.outlines[self.node_id] = outline
-        else:  # a kind may read two expressions: the outline kept must be the tree's
-            ctx.outlines.pop(self.node_id, None)
+        self.ast, self.outline = ast, outline
+        self.ctx.texts[self.node_id] = (where, text)
         return ast
 
 
 def _check_work(raw: list[Any], ctx: _Ctx, bins: int | None) -> None:
-    """Refuse, before any array is built, a model whose values or expressions are over the limits."""
+    """
+    Refuse, before any array is built, a model whose values or expressions are
+    over the limits; note each node's id (``ctx.node_names``) on the way.
+    """
     lim = ctx.limits
     if lim.max_cells is not None and bins is not None and len(raw) * bins > lim.max_cells:
         raise LimitExceeded(
             f"{ctx.source}: {len(raw)} nodes x {bins} bins = {len(raw) * bins} values; the limit is "
             f"{lim.max_cells} (max_cells): use fewer bins or nodes", limit_name="max_cells")
-    if lim.max_expression_total is not None:
-        total = sum(len(item["expr"]) for item in raw if isinstance(item, dict) and isinstance(item.get("expr"), str))
-        if total > lim.max_expression_total:
-            raise LimitExceeded(
-                f"{ctx.source}: the expressions hold {total} characters together; the limit is "
-                f"{lim.max_expression_total} (max_expression_total)", limit_name="max_expression_total")
+    names = ctx.node_names
+    total = 0
+    for i, item in enumerate(raw):
+        if isinstance(item, dict):
+            node_id = item.get("id")
+            if isinstance(node_id, str):
+                names[i] = node_id
+            text = item.get("expr")
+            if isinstance(text, str):
+                total += len(text)
+    if lim.max_expression_total is not None and total > lim.max_expression_total:
+        raise LimitExceeded(
+            f"{ctx.source}: the expressions hold {total} characters together; the limit is "
+            f"{lim.max_expression_total} (max_expression_total)", limit_name="max_expression_total")
 
 
 _YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")

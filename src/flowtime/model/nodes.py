@@ -82,15 +82,15 @@ def parse_expr(item: dict[str, Any], src: NodeSource) -> ExprNode | None:
     if text is None:
         src.error((), f"expr node '{src.node_id}' needs `expr`, a formula such as `MIN(demand, capacity)`")
         return None
-    if is_number(text):
-        text = repr(float(text)) if isinstance(text, float) else str(text)
     if not isinstance(text, str):
-        src.error("expr", f"expr must be a text formula, got {type_name(text)}")
-        return None
+        if not is_number(text):
+            src.error("expr", f"expr must be a text formula, got {type_name(text)}")
+            return None
+        text = repr(float(text)) if isinstance(text, float) else str(text)
     text = text.rstrip("\n")  # block scalars (`expr: |`) end with a newline
     if src.expression("expr", text) is None:
         return None
-    return ExprNode(id=src.node_id, expr=text, title=src.title, description=src.description)
+    return ExprNode(src.node_id, text, "expr", src.title, src.description)
 
 
 def expr_expression(node: ExprNode) -> Expr:
