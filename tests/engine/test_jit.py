@@ -134,11 +134,13 @@ def test_the_pipeline_by_hand_and_its_stages_share_one_compiled_kernel() -> None
     assert "def _j(XS, XP, S, IX0, KG0):" in compiled.source()
 
 
-def test_the_results_are_read_only_rows_of_one_block_per_site() -> None:
-    r = flowtime.plan(load_model(pipeline(2, 5)).model, jit=True).evaluate()
+@pytest.mark.parametrize("bins", [5, 5000], ids=["fresh", "pooled"])
+def test_the_results_are_read_only_rows_of_one_block_per_site(bins: int) -> None:
+    r = flowtime.plan(load_model(pipeline(2, bins)).model, jit=True).evaluate()
     assert not r["served1"].flags.writeable
     assert r["served1"].base is r["backlog1"].base
     assert r["served1"].base is not r["served2"].base
+    assert (r["served1"].base.nbytes >= jit.POOL_MIN_BYTES) == (bins == 5000)
 
 
 def test_loops_reading_each_others_past_step_together_bin_major() -> None:
@@ -293,9 +295,9 @@ def test_an_external_of_the_wrong_shape_is_an_error() -> None:
 
 
 def test_a_result_handed_out_never_changes_when_the_plan_is_evaluated_again(reads: str) -> None:
-    text = pipeline(2, 3000)
+    text = pipeline(2, 5000)  # a pooled block per site (POOL_MIN_BYTES)
     python, compiled = both(load_model(text).model)
-    caps = [{"cap1": float(c), "arrivals": [float((c * t) % 17) for t in range(3000)]} for c in (3, 9, 14)]
+    caps = [{"cap1": float(c), "arrivals": [float((c * t) % 17) for t in range(5000)]} for c in (3, 9, 14)]
     kept = [compiled.evaluate(set=c) for c in caps]  # each evaluation while the ones before are alive
     kept_many = compiled.evaluate_many(sets=caps)
     for c, r in zip(caps, kept, strict=True):
@@ -307,7 +309,7 @@ def test_a_result_handed_out_never_changes_when_the_plan_is_evaluated_again(read
 
 
 def test_a_block_is_reused_once_its_results_are_dropped() -> None:
-    p = flowtime.plan(load_model(pipeline(1, 3000)).model, jit=True)
+    p = flowtime.plan(load_model(pipeline(1, 5000)).model, jit=True)
     [site] = p.jit.sites
     for _ in range(5):
         p.evaluate()  # dropped at once
@@ -317,8 +319,8 @@ def test_a_block_is_reused_once_its_results_are_dropped() -> None:
     assert kept[0]["backlog1"].base is not kept[1]["backlog1"].base
 
 
-@pytest.mark.parametrize("text", [pipeline(3, 3000), pipeline(3, 40), wave_then_loop(3000)],
-                         ids=["in place", "copied", "wave"])
+@pytest.mark.parametrize("text", [pipeline(3, 5000), pipeline(3, 40), wave_then_loop(5000)],
+                         ids=["in place and pooled", "copied and fresh", "wave"])
 def test_threads_evaluating_one_plan_at_once_never_see_each_others_inputs(text: str) -> None:
     """The kernels release the GIL: two threads run the same sites at once, each on its own inputs and blocks."""
     p = flowtime.plan(load_model(text).model, jit=True)

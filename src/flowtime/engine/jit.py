@@ -69,6 +69,10 @@ NO_NUMBA = "numba is not installed (pip install 'flowtime[jit]')"
 # is (~1 us). Longer ones are read in place (a copy would be memory traffic and,
 # for a fresh block, page faults: at 10^6 bins as long as the kernel itself).
 COPY_MAX = 2048
+# Result blocks of at least this many bytes come from the site's pool; smaller
+# ones are fresh (malloc hands back freed memory without page faults, and the
+# pool's lock and reference counts would cost more than the allocation).
+POOL_MIN_BYTES = 1 << 16
 _F8 = np.dtype(np.float64)
 _NO_ROWS = np.empty((0, 1, 1), dtype=np.float64)  # XS when every external is read in place
 _NO_POINTERS = np.empty((0, 3), dtype=np.int64)  # XP when every external is copied (never written)
@@ -566,8 +570,9 @@ class Site:
         """
         Every member's series into ``values``: (bins,) for one evaluation,
         (lanes, bins) for K scenarios; read-only rows of a block of the site's
-        pool (no one else writes it while they are alive). Externals are read
-        in place, or copied into a fresh ``XS`` if short (``COPY_MAX``).
+        pool (no one else writes it while they are alive), or of a fresh one
+        if small (``POOL_MIN_BYTES``). Externals are read in place, or copied
+        into a fresh ``XS`` if short (``COPY_MAX``).
         """
         assert self.kernel is not None and self._pool is not None
         bins = self.bins
@@ -585,8 +590,13 @@ class Site:
                 xp[i] = _place(values[name], width, bins, held)
         n_col = len(self._columns)
         shape = (width, bins, n_col) if self._bin_major else (n_col, width, bins)
-        s, face = self._pool.claim(self.layout, shape)
+        if n_col * width * bins * 8 >= POOL_MIN_BYTES:
+            s, face = self._pool.claim(self.layout, shape)
+        else:
+            s = face = np.empty(shape, dtype=np.float64)
         self.kernel.run(xs, xp, s, *self._tables)
+        if face is s:
+            face.flags.writeable = False
         del held
         for m, c in self._columns.items():
             if self._bin_major:
