@@ -46,8 +46,8 @@ def test_outline_references_agree_with_walking_the_tree_or_defer_to_it(text: str
         assert list(refs.items()) == list(deps.references_with_lag(tree).items())
 
 
-def _without_outlines(text: str, **limits: int) -> tuple[object, None]:
-    return parse_with_outline(text, **limits)[0], None
+def _without_outlines(text: str, *limits: int) -> tuple[object, None]:
+    return parse_with_outline(text, *limits)[0], None
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,7 @@ def parse_expression(text: str, *, max_nesting: int = MAX_NESTING, max_length: i
     return parse_full(text, max_nesting=max_nesting, max_length=max_length)
 
 
-def parse_with_outline(text: str, *, max_nesting: int = MAX_NESTING, max_length: int = MAX_EXPRESSION_LENGTH
+def parse_with_outline(text: str, max_nesting: int = MAX_NESTING, max_length: int = MAX_EXPRESSION_LENGTH
                        ) -> tuple[Expr, shapes.Outline | None]:
     """
     ``parse_expression`` plus, when the text's skeleton is known, its outline:
@@ -97,7 +97,8 @@ def parse_with_outline(text: str, *, max_nesting: int = MAX_NESTING, max_length:
     >>> parse_with_outline("MIN(a, b) * 0.5 + a")[1]
     ((('MIN', 2),), ('a', 'b', 'a'))
     """
-    if _shaped(text, max_nesting, max_length):
+    if (text.__class__ is str and len(text) <= max_length and text.isascii()  # _shaped, inline
+            and (len(text) <= max_nesting or text.count("(") + text.count("+") + text.count("-") <= max_nesting)):
         found = shapes.parse(text, _full)
         if found is not None:
             return found

@@ -212,28 +212,26 @@ def _acyclic_order(ids: list[str], inputs: dict[str, list[str]], index: dict[str
     The order ``analyse`` gives when no node is on a loop (Kahn over the nodes
     themselves, FIFO, ties by declaration), or None when some node is: a node
     reading itself, or nodes left over once every ready one is placed.
+    ``inputs`` is in declaration order.
     """
     n = len(ids)
     indeg = [0] * n
     dependents: list[list[int]] = [[] for _ in range(n)]
-    for j, node in enumerate(ids):
-        reads = inputs[node]
-        for d in reads:
-            i = index[d]
-            if i == j:
-                return None
-            dependents[i].append(j)  # readers in declaration order: already sorted
-        indeg[j] = len(reads)
-    ready = deque([j for j in range(n) if not indeg[j]])
-    order: list[str] = []
-    while ready:
-        u = ready.popleft()
-        order.append(ids[u])
+    for j, reads in enumerate(inputs.values()):
+        if reads:
+            for d in reads:
+                i = index[d]
+                if i == j:
+                    return None
+                dependents[i].append(j)  # readers in declaration order: already sorted
+            indeg[j] = len(reads)
+    queue = [j for j in range(n) if not indeg[j]]
+    for u in queue:  # FIFO: the loop reaches what it appends
         for v in dependents[u]:
             indeg[v] -= 1
             if not indeg[v]:
-                ready.append(v)
-    return order if len(order) == n else None
+                queue.append(v)
+    return [ids[u] for u in queue] if len(queue) == n else None
 
 
 def _tarjan(ids: list[str], inputs: dict[str, list[str]]) -> list[list[str]]:

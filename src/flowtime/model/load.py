@@ -86,12 +86,21 @@ class _Ctx:
             Problem(_display_path(path, self), message, line, col, severity=severity, source=self.source)
         )
 
-    node_names: dict[int, str] = field(default_factory=dict)
+    raw_nodes: list[Any] = field(default_factory=list)  # the document's `nodes` list, as written
+    _node_names: dict[int, str] | None = None
     text: str = ""
     _lines: list[str] | None = None  # the text's lines, split when a problem is first located in them
     # node id -> (path of its expression field, the text): where to point at an issue
     texts: dict[str, tuple[Path, str]] = field(default_factory=dict)
     outlines: dict[str, Outline] = field(default_factory=dict)  # the parser's, by node id
+
+    @property
+    def node_names(self) -> dict[int, str]:
+        """Each node's id by its place in the list (nodes that failed to load included), once asked for."""
+        if self._node_names is None:
+            self._node_names = {i: item["id"] for i, item in enumerate(self.raw_nodes)
+                                if isinstance(item, dict) and isinstance(item.get("id"), str)}
+        return self._node_names
 
     def text_line(self, line: int) -> str:
         if self._lines is None:
@@ -302,6 +311,7 @@ def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any]
     if len(raw) > ctx.limits.max_nodes:
         raise LimitExceeded(f"{ctx.source}: model has {len(raw)} nodes; the limit is {ctx.limits.max_nodes}",
                             limit_name="max_nodes")
+    ctx.raw_nodes = raw
     _check_work(raw, ctx, bins)
     table = kinds.kinds()
     default = next((k for k in table.values() if k.default), None)
@@ -317,7 +327,9 @@ def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any]
             ctx.error(("nodes", i), f"each node must be a mapping with id and kind, got {type_name(item)}")
             continue
         node_id = item.get("id")
-        if not isinstance(node_id, str) or not match(node_id):
+        # An ASCII identifier of at most 128 characters is an id NODE_ID accepts (and is checked faster).
+        if not isinstance(node_id, str) or not (
+                (node_id.isascii() and node_id.isidentifier() and len(node_id) <= 128) or match(node_id)):
             if not isinstance(node_id, str) or not node_id.strip():
                 ctx.error(("nodes", i), "node is missing its `id` (a name such as `demand`)")
             else:
@@ -343,8 +355,12 @@ def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any]
                              key=True)
         title = item.get("title")
         desc = item.get("description")
-        src.point(("nodes", i), node_id, title if isinstance(title, str) else None,
-                  desc if isinstance(desc, str) else None)
+        # src.point(...), inline: this loop runs once per node of the largest models
+        src.path = ("nodes", i)
+        src.node_id = node_id
+        src.title = title if isinstance(title, str) else None
+        src.description = desc if isinstance(desc, str) else None
+        src.ast = src.outline = None
         node = spec.parse(item, src)
         if node is not None:
             nodes.append(node)
@@ -389,7 +405,7 @@ class _NodeSource:
     def expression(self, field: str, text: str) -> Expr | None:
         where = (*self.path, field)
         try:
-            ast, outline = parse_with_outline(text, max_nesting=self.max_nesting, max_length=self.max_length)
+            ast, outline = parse_with_outline(text, self.max_nesting, self.max_length)
         except ExpressionError as exc:
             ctx = self.ctx
             block = _block_scalar_start(ctx, where)
@@ -404,29 +420,18 @@ class _NodeSource:
 
 
 def _check_work(raw: list[Any], ctx: _Ctx, bins: int | None) -> None:
-    """
-    Refuse, before any array is built, a model whose values or expressions are
-    over the limits; note each node's id (``ctx.node_names``) on the way.
-    """
+    """Refuse, before any array is built, a model whose values or expressions are over the limits."""
     lim = ctx.limits
     if lim.max_cells is not None and bins is not None and len(raw) * bins > lim.max_cells:
         raise LimitExceeded(
             f"{ctx.source}: {len(raw)} nodes x {bins} bins = {len(raw) * bins} values; the limit is "
             f"{lim.max_cells} (max_cells): use fewer bins or nodes", limit_name="max_cells")
-    names = ctx.node_names
-    total = 0
-    for i, item in enumerate(raw):
-        if isinstance(item, dict):
-            node_id = item.get("id")
-            if isinstance(node_id, str):
-                names[i] = node_id
-            text = item.get("expr")
-            if isinstance(text, str):
-                total += len(text)
-    if lim.max_expression_total is not None and total > lim.max_expression_total:
-        raise LimitExceeded(
-            f"{ctx.source}: the expressions hold {total} characters together; the limit is "
-            f"{lim.max_expression_total} (max_expression_total)", limit_name="max_expression_total")
+    if lim.max_expression_total is not None:
+        total = sum(len(item["expr"]) for item in raw if isinstance(item, dict) and isinstance(item.get("expr"), str))
+        if total > lim.max_expression_total:
+            raise LimitExceeded(
+                f"{ctx.source}: the expressions hold {total} characters together; the limit is "
+                f"{lim.max_expression_total} (max_expression_total)", limit_name="max_expression_total")
 
 
 _YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
@@ -578,8 +583,10 @@ def _metadata(data: dict[Any, Any], ctx: _Ctx) -> Metadata:
 
 def _analyse(nodes: list[Any], exprs: dict[str, Expr], ctx: _Ctx) -> Analysis:
     """Analyse the nodes once; every issue located in the text (the caret under the expression)."""
-    analysis = analyse_nodes(nodes, exprs, declared=ctx.node_names.values(), outlines=ctx.outlines)
-    raw_index = {name: i for i, name in ctx.node_names.items()}
+    # Every node of the document loaded: the declared ids are the nodes' own.
+    declared = None if len(nodes) == len(ctx.raw_nodes) else ctx.node_names.values()
+    analysis = analyse_nodes(nodes, exprs, declared=declared, outlines=ctx.outlines)
+    raw_index = {name: i for i, name in ctx.node_names.items()} if analysis.issues else {}
     for issue in analysis.issues:
         if issue.what == "cycle":
             ctx.error(("nodes", raw_index.get(issue.node, 0)),
