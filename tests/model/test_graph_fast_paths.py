@@ -87,3 +87,17 @@ def test_the_acyclic_order_is_the_order_the_full_analysis_gives(
     fast, slow = deps.analyse(ids, lags), _slow_analyse(ids, lags)
     assert (fast.order, fast.inputs, fast.components, fast.cycles) == (
         slow.order, slow.inputs, slow.components, slow.cycles)
+
+
+def test_loaded_expression_nodes_are_the_nodes_their_class_makes() -> None:
+    """The loader makes ExprNodes without calling __init__: same fields, same order, same pickles."""
+    import pickle
+
+    from flowtime.model.schema import ExprNode
+
+    text = ("schemaVersion: 1\ngrid: {bins: 1, binSize: 1, binUnit: hours}\nnodes:\n  - {id: a, values: [1]}\n"
+            "  - {id: b, kind: expr, expr: 'a * 2', title: B}\n")
+    node = load_model(text).model.node("b")
+    made = ExprNode("b", "a * 2", title="B")
+    assert node == made and list(vars(node).items()) == list(vars(made).items())
+    assert pickle.dumps(node) == pickle.dumps(made)

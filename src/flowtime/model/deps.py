@@ -130,7 +130,7 @@ class DependencyGraph:
     """
 
     order: list[str]
-    inputs: dict[str, list[str]]
+    inputs: dict[str, tuple[str, ...]]  # node -> the nodes it reads, in first-use order
     lags: dict[str, dict[str, int]]
     components: list[list[str]] = field(default_factory=list)
     cycles: list[list[str]] = field(default_factory=list)  # illegal loops (no SHIFT lag)
@@ -153,10 +153,10 @@ def analyse(ids: list[str], lags: dict[str, dict[str, int]]) -> DependencyGraph:
     """
     index = {n: i for i, n in enumerate(ids)}
     keys = index.keys()
-    inputs: dict[str, list[str]] = {}
+    inputs: dict[str, tuple[str, ...]] = {}
     for n in ids:
         reads = lags.get(n, {})
-        inputs[n] = list(reads) if keys >= reads.keys() else [d for d in reads if d in index]
+        inputs[n] = tuple(reads) if keys >= reads.keys() else tuple(d for d in reads if d in index)
     acyclic = _acyclic_order(ids, inputs, index)
     if acyclic is not None:
         return DependencyGraph(order=acyclic, inputs=inputs, lags=lags)
@@ -207,7 +207,7 @@ def analyse(ids: list[str], lags: dict[str, dict[str, int]]) -> DependencyGraph:
     return DependencyGraph(order=order, inputs=inputs, lags=lags, components=components, cycles=cycles)
 
 
-def _acyclic_order(ids: list[str], inputs: dict[str, list[str]], index: dict[str, int]) -> list[str] | None:
+def _acyclic_order(ids: list[str], inputs: dict[str, tuple[str, ...]], index: dict[str, int]) -> list[str] | None:
     """
     The order ``analyse`` gives when no node is on a loop (Kahn over the nodes
     themselves, FIFO, ties by declaration), or None when some node is: a node
@@ -234,7 +234,7 @@ def _acyclic_order(ids: list[str], inputs: dict[str, list[str]], index: dict[str
     return [ids[u] for u in queue] if len(queue) == n else None
 
 
-def _tarjan(ids: list[str], inputs: dict[str, list[str]]) -> list[list[str]]:
+def _tarjan(ids: list[str], inputs: dict[str, tuple[str, ...]]) -> list[list[str]]:
     """Strongly connected components, iteratively (graphs can be 100k nodes deep)."""
     counter = 0
     idx: dict[str, int] = {}

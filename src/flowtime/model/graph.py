@@ -230,7 +230,7 @@ def graph_from(model: Model, analysis: Analysis) -> ModelGraph:
         model=model,
         exprs=analysis.exprs,
         lags=analysis.lags,
-        inputs={n: tuple(v) for n, v in dg.inputs.items()},
+        inputs=dg.inputs,
         order=tuple(dg.order),
         components=tuple(tuple(c) for c in dg.components),
         outputs=resolve_outputs(model.outputs, model.node_ids, dg.order),
