@@ -451,24 +451,56 @@ class _Lowering:
     def walk(self, e: Expr, t: int, depth: int) -> int | _K:
         """Operations computing ``e`` into target ``t``; the slot of its value (or a number)."""
         spine: list[Expr] = []
+        varying = self.varying
         while True:
-            if isinstance(e, Ref):
-                acc: int | _K = self.ref(e.name)
+            tp = type(e)
+            if tp is Ref:
+                acc: int | _K = self.ref(e.name)  # type: ignore[union-attr]
                 break
-            if isinstance(e, Num):
-                acc = _K(float(e.value))
+            if tp is Num:
+                acc = _K(float(e.value))  # type: ignore[union-attr]
                 break
+            if tp is BinOp and not varying:
+                spine.append(e)
+                e = e.left  # type: ignore[union-attr]
+                continue
             kids = _operands(e)
-            if (type(e) is not Call or self.call_into_first(e)) and (
-                    not self.varying or self.var(kids[0]) == self.var(e)):
+            if (tp is not Call or self.call_into_first(e)) and (  # type: ignore[arg-type]
+                    not varying or self.var(kids[0]) == self.var(e)):
                 spine.append(e)
                 e = kids[0]
                 continue
             acc = self.apply(e, t, kids, None, depth)
             break
         for x in reversed(spine):
-            acc = self.apply(x, t, _operands(x), acc, depth)
+            acc = self.binop(x, t, acc, depth) if type(x) is BinOp else self.apply(x, t, _operands(x), acc, depth)
         return acc
+
+    def binop(self, e: BinOp, t: int, a: int | _K, depth: int) -> int | _K:
+        """``apply`` for an operator (the most common operation, so written out)."""
+        r = e.right
+        tr = type(r)
+        taken = -1
+        if tr is Ref:
+            b: int | _K = self.ref(r.name)  # type: ignore[union-attr]
+        elif tr is Num:
+            b = _K(float(r.value))  # type: ignore[union-attr]
+        elif depth >= DEEP:
+            b = self.deep(r)
+        else:
+            taken = self.scratch(bool(self.varying) and self.var(r))
+            b = self.walk(r, taken, depth + 1)
+        f = _BINARY.get(e.op)
+        if f is not None and not (isinstance(a, _K) and isinstance(b, _K)):
+            lay = self.layout
+            lay.ops.append((f, self.operand(a), self.operand(b), t, self.node))
+            lay.forms.append(("{} = {} " + e.op + " {}", t, a, b))
+            out: int | _K = t
+        else:
+            out = self.operation(e, [a, b], t)
+        if taken >= 0:
+            self.free[taken in self.layout.vscratch].append(taken)
+        return out
 
     def apply(self, e: Expr, t: int, kids: tuple[Expr, ...], first: int | _K | None, depth: int) -> int | _K:
         args: list[int | _K] = [] if first is None else [first]
