@@ -18,8 +18,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from flowtime.engine.evaluate import evaluate
 from flowtime.engine import compile_model
+from flowtime.engine.evaluate import evaluate
 from flowtime.errors import ModelError
 from flowtime.model.load import load_model
 

@@ -6,6 +6,7 @@ Results of evaluating a plan: every node as one read-only float64 series
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,9 +39,18 @@ class Results:
     sample_pmf: bool = False
     sampled: list[str] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
-    # The model these series were computed from (overrides applied) and the overrides.
-    model: Model | None = None
+    # The model as planned and the overrides (``model`` is the two together).
+    source_model: Model | None = field(default=None, repr=False)
     overrides: dict[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def model(self) -> Model | None:
+        """The model these series were computed from: the overrides written into its const nodes."""
+        if self.source_model is None or not self.overrides:
+            return self.source_model
+        from flowtime.engine.plan import _edited
+
+        return _edited(self.source_model, self.overrides, self.series)
 
     def __getitem__(self, node_id: str) -> Series:
         return self.series[node_id]
@@ -107,14 +117,10 @@ class ManyResults:
 
     def scenario(self, k: int) -> Results:
         """Scenario ``k`` as ordinary results (its series are views into the shared arrays)."""
-        from flowtime.engine.plan import _edited
-
         series = {n: (a if a.ndim == 1 else a[k]) for n, a in self.series.items()}
-        overrides = self.overrides[k]
-        model = self.plan.model if not overrides else _edited(self.plan.model, overrides, series)
         return Results(grid=self.plan.grid, order=self.order, series=series, output_ids=self.output_ids,
                        seed=self.seeds[k], sample_pmf=self.sample_pmf, sampled=list(self.sampled),
-                       warnings=list(self.warnings), model=model, overrides=dict(overrides))
+                       warnings=list(self.warnings), source_model=self.plan.model, overrides=dict(self.overrides[k]))
 
 
 def evaluate(model: Model | Any, seed: int | None = None, *, sample_pmf: bool = False,

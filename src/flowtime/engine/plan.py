@@ -27,17 +27,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from flowtime.engine.codegen import Code, inline_expr, kernel_runtime, model_runtime
+from flowtime.engine.codegen import kernel_runtime
 from flowtime.engine.jit import Accelerator
 from flowtime.engine.pmf import node_seed, sample, sample_nodes
+from flowtime.engine.program import Program
 from flowtime.engine.schedule import levels, loop_expressions
 from flowtime.errors import EvaluationError, ModelValidationError, Problem
-from flowtime.expr.syntax import Expr, Ref, walk
+from flowtime.expr.syntax import Expr
 from flowtime.gcpause import paused_gc
-from flowtime.records import derived
 from flowtime.model.graph import ModelGraph, graph_of
 from flowtime.model.overrides import normalise
 from flowtime.model.schema import ConstNode, Grid, Model, PmfNode
+from flowtime.records import derived
 
 if TYPE_CHECKING:
     from flowtime.engine.evaluate import ManyResults, Results
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 Series = npt.NDArray[np.float64]
 Values = dict[str, Any]
 Step = Callable[[Values, int | None], None]  # (values, lanes): None for one evaluation, K for evaluate_many
-CHUNK_NODES = 2000  # acyclic nodes per compiled chunk
 _counter = itertools.count()
 
 
@@ -96,6 +96,7 @@ class Plan:
         self.consts: dict[str, Series] = {n: v.values for n, v in nodes.items() if isinstance(v, ConstNode)}
         self.pmfs: list[PmfNode] = [v for v in nodes.values() if isinstance(v, PmfNode)]
         self._sources: list[tuple[str, str]] = []  # (file name, source) of every generated function
+        self._programs: list[Program] = []
         self._steps = _Builder(self).build()
         self._wave_lanes: dict[int, Any] = {}
 
@@ -136,8 +137,13 @@ class Plan:
         return self.graph.describe()
 
     def source(self) -> str:
-        """Every piece of code generated for this plan, each headed by the file name tracebacks show."""
-        return "\n\n".join(f"# {name}\n{src}" for name, src in self._sources)
+        """
+        What this plan runs: each program's operations (node: operation), and
+        every piece of code generated for feedback loops, headed by the file
+        name tracebacks show.
+        """
+        return "\n\n".join([*(p.listing() for p in self._programs),
+                              *(f"# {name}\n{src}" for name, src in self._sources)])
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -196,10 +202,9 @@ class Plan:
             values[node.id] = drawn
         self._run(values, None)
         series = {n: values[n] for n in self.graph.order}
-        model = self.model if not overrides else _edited(self.model, overrides, series)
         return Results(grid=self.grid, order=list(self.graph.order), series=series,
                        output_ids=list(self.graph.outputs), seed=seed, sample_pmf=sample_pmf,
-                       sampled=sampled, warnings=warnings, model=model, overrides=dict(overrides))
+                       sampled=sampled, warnings=warnings, source_model=self.model, overrides=dict(overrides))
 
     def evaluate_many(self, seeds: Sequence[int | None] | None = None,
                       sets: Sequence[Mapping[str, Any] | None] | None = None, *,
@@ -280,7 +285,6 @@ class _Builder:
         self.plan = plan
         self.graph = plan.graph
         self.bins = plan.bins
-        self.env = model_runtime(self.bins)
         self.kernels: dict[str, Callable[..., Any]] = {}
 
     def _exec(self, source: str, label: str, name: str, extra: dict[str, Any] | None = None) -> Callable[..., Any]:
@@ -308,9 +312,6 @@ class _Builder:
             for n in lv.nodes:
                 if n in graph.exprs:
                     batch.append(n)
-                    if len(batch) >= CHUNK_NODES:
-                        steps.append(self.chunk(batch))
-                        batch = []
             if (lv.alone or lv.waves) and batch:
                 steps.append(self.chunk(batch))
                 batch = []
@@ -328,55 +329,19 @@ class _Builder:
         return steps
 
     def chunk(self, ids: list[str]) -> Step:
-        """
-        Straight-line code for a batch of independent nodes: one function, one
-        line per node (one expression), inputs and results in local variables.
-        """
-        local: dict[str, str] = {}
-        reads: list[str] = []
-
-        def ref(name: str) -> str:
-            if name not in local:
-                local[name] = f"v{len(local)}"
-                reads.append(name)
-            return local[name]
-
-        body: list[str] = []
-        owners: list[str] = []
-        for n in ids:
-            code = Code()
-            before = len(reads)
-            val = inline_expr(self.graph.exprs[n], ref, code)
-            # An expression of numbers alone (no reference) is one value: made a series.
-            constant = len(reads) == before and not any(isinstance(x, Ref) for x in walk(self.graph.exprs[n]))
-            target = local[n] = f"v{len(local)}"
-            code.lines.append(f"{target} = _full({val})" if constant else f"{target} = {val}")
-            body += code.lines
-            owners += [n] * len(code.lines)
-        head = [f"{local[name]} = r[{name!r}]" for name in reads]
-        tail = [f"return ({', '.join(local[n] for n in ids)},)"]
-        owners = [""] * (1 + len(head)) + owners
-        source = "\n".join(["def _chunk(r):", *(f"    {ln}" for ln in head + body + tail)])
-        fname = _register(source, "model")
-        self.plan._sources.append((fname, source))
-        cenv = dict(self.env)
-        exec(compile(source, fname, "exec"), cenv)
-        fn = cenv["_chunk"]
+        """A batch of acyclic nodes as one program: NumPy calls into one pooled block (``engine.program``)."""
+        program = Program(ids, self.graph.exprs, self.graph.inputs, self.bins)
+        self.plan._programs.append(program)
         inputs = self.graph.inputs
 
         def step(r: Values, lanes: int | None) -> None:
             try:
-                for n, v in zip(ids, fn(r), strict=True):
-                    v.flags.writeable = False
-                    r[n] = v
+                program.run(r, lanes)
             except Exception as exc:
-                tb = exc.__traceback__
-                node = ids[0]
-                while tb is not None:
-                    if tb.tb_frame.f_code.co_filename == fname and tb.tb_lineno - 1 < len(owners):
-                        node = owners[tb.tb_lineno - 1] or node
-                    tb = tb.tb_next
-                raise EvaluationError(node, f"{type(exc).__name__}: {exc}{_summary(r, inputs[node])}") from exc
+                node, op, computed = program.failing(r, lanes, exc)
+                where = f" (computing {op})" if op else ""
+                summary = _summary({**r, **computed}, inputs[node])
+                raise EvaluationError(node, f"{type(exc).__name__}: {exc}{summary}{where}") from exc
 
         return step
 
