@@ -164,3 +164,14 @@ def test_a_model_made_invalid_by_a_value_is_a_model_error() -> None:
     t = parse_template(text.replace('default: "Peak: evening # 1"', "default: load"))
     with pytest.raises(ModelValidationError, match="unknown node 'nope'"):
         render_template(t, {"label": "nope"})
+
+
+def test_a_template_whose_model_lacks_a_grid_says_which_key() -> None:
+    from flowtime.sim.render import check_template
+    from flowtime.sim.template import TemplateValidationError
+
+    text = ("metadata: {id: no-grid, title: No grid}\n"
+            "nodes:\n  - {id: a, kind: const, values: [1]}\n")
+    with pytest.raises(TemplateValidationError) as info:
+        check_template(parse_template(text, "no-grid.yaml"))
+    assert [p.path for p in info.value.problems] == ["grid"], info.value.problems

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from flowtime.engine.blocks import Pool
 from flowtime.engine.codegen import kernel_runtime
 from flowtime.engine.jit import Accelerator
 from flowtime.engine.pmf import node_seed, sample, sample_nodes
@@ -97,6 +98,7 @@ class Plan:
         self.pmfs: list[PmfNode] = [v for v in nodes.values() if isinstance(v, PmfNode)]
         self._sources: list[tuple[str, str]] = []  # (file name, source) of every generated function
         self._programs: list[Program] = []
+        self._pool = Pool()
         self._steps = _Builder(self).build()
         self._wave_lanes: dict[int, Any] = {}
 
@@ -246,8 +248,10 @@ class Plan:
         if drawn:  # all K seeds of all drawn nodes at once, into one (P, K, bins) block
             run_seeds = [x for x in resolved if x is not None]
             assert len(run_seeds) == k  # _seed draws one when something is sampled
-            block = sample_nodes([(x.id, x.values, x.probabilities) for x in drawn], run_seeds, self.bins)
-            series_of.update(zip([x.id for x in drawn], block, strict=True))
+            # into a pooled block: reused once the results of an earlier call are dropped (engine.blocks)
+            held = self._pool.claim_rows("pmf", (len(drawn), k, self.bins))
+            sample_nodes([(x.id, x.values, x.probabilities) for x in drawn], run_seeds, self.bins, out=held[0])
+            series_of.update(zip([x.id for x in drawn], held[3], strict=False))
         sampled = [x.id for x in drawn]
         values.update(series_of)
         self._run(values, k)

@@ -290,17 +290,19 @@ def node_seeds(seeds: Iterable[int] | RunSeeds, node_id: str) -> U64:
 
 
 def sample_nodes(nodes: Sequence[tuple[str, npt.NDArray[np.float64], npt.NDArray[np.float64]]],
-                 seeds: Sequence[int], n: int) -> npt.NDArray[np.float64]:
+                 seeds: Sequence[int], n: int, out: npt.NDArray[np.float64] | None = None) -> npt.NDArray[np.float64]:
     """
-    ``(P, K, n)``, read-only: ``[i, k]`` is ``sample(values, probabilities,
+    ``(P, K, n)``: ``[i, k]`` is ``sample(values, probabilities,
     node_seed(seeds[k], node_id), n)`` of the i-th of ``nodes``, given as
     ``(node_id, values, probabilities)``. One block for all nodes: one
-    allocation (which NumPy asks the OS to back with huge pages) instead of one per node.
+    allocation (which NumPy asks the OS to back with huge pages) instead of
+    one per node; read-only, unless written into ``out`` (the caller's block).
     """
-    block = np.empty((len(nodes), len(seeds), n), dtype=np.float64)
+    block = np.empty((len(nodes), len(seeds), n), dtype=np.float64) if out is None else out
     run, scratch = RunSeeds(seeds), _Scratch(n)
     for i, (node_id, values, probabilities) in enumerate(nodes):
         _sample_into(np.asarray(values, dtype=np.float64), np.asarray(probabilities, dtype=np.float64),
                      run.node(node_id), n, block[i], scratch)
-    block.flags.writeable = False
+    if out is None:
+        block.flags.writeable = False
     return block

@@ -191,7 +191,7 @@ def _top_level_keys(data: dict[Any, Any], ctx: _Ctx) -> None:
 
 def _schema_version(data: dict[Any, Any], ctx: _Ctx) -> None:
     if "schemaVersion" not in data:
-        ctx.error((), "schemaVersion is required: add `schemaVersion: 1` at the top")
+        ctx.error(("schemaVersion",), "schemaVersion is required: add `schemaVersion: 1` at the top")
         return
     v = data["schemaVersion"]
     if isinstance(v, str) and re.fullmatch(r"[0-9]{1,9}", v.strip()):
@@ -234,7 +234,7 @@ def convert_bin_minutes(minutes: int, max_bin_size: int = 1000) -> tuple[int, Bi
 
 def _grid(data: dict[Any, Any], ctx: _Ctx) -> Grid | None:
     if "grid" not in data:
-        ctx.error((), "grid is required, e.g. `grid: {bins: 24, binSize: 1, binUnit: hours}`")
+        ctx.error(("grid",), "grid is required, e.g. `grid: {bins: 24, binSize: 1, binUnit: hours}`")
         return None
     g = data["grid"]
     if not isinstance(g, dict):
