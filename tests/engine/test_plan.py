@@ -45,6 +45,9 @@ def test_one_plan_serves_every_evaluation_of_its_model() -> None:
     assert p.evaluate(set={"capacity": 6})["backlog"].tolist() == [0, 4, 0, 2]
     assert p.evaluate(set={"arrivals": [0, 0, 0, 9]})["backlog"].tolist() == [0, 0, 0, 5]
     assert p.evaluate()["backlog"].tolist() == [1, 7, 3, 7]  # nothing of an override stays behind
+    results = p.evaluate(set={"capacity": 6})
+    assert list(results.series) == results.order == p.order  # every node, in evaluation order, nothing else
+    assert all(not a.flags.writeable for a in results.series.values())
 
 
 def test_a_model_no_longer_used_is_freed_with_its_graph_and_plans() -> None:

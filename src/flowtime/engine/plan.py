@@ -98,6 +98,8 @@ class Plan:
         self.pmfs: list[PmfNode] = [v for v in nodes.values() if isinstance(v, PmfNode)]
         self._sources: list[tuple[str, str]] = []  # (file name, source) of every generated function
         self._programs: list[Program] = []
+        self._values: Values = dict.fromkeys(graph.order)
+        self._values.update(self.consts)
         self._pool = Pool()
         self._steps = _Builder(self).build()
         self._wave_lanes: dict[int, Any] = {}
@@ -187,7 +189,7 @@ class Plan:
 
         warnings: list[Problem] = []
         overrides = normalise(set, self.bins, self.model) if set else {}
-        values: Values = dict(self.consts)
+        values: Values = self._values.copy()  # every node, in evaluation order: the results' dict as it is
         for n, v in overrides.items():
             arr = np.full(self.bins, v, dtype=np.float64) if isinstance(v, float) else np.array(v, np.float64)
             arr.flags.writeable = False
@@ -203,7 +205,7 @@ class Plan:
                 sampled.append(node.id)
             values[node.id] = drawn
         self._run(values, None)
-        series = {n: values[n] for n in self.graph.order}
+        series = values
         return Results(grid=self.grid, order=list(self.graph.order), series=series,
                        output_ids=list(self.graph.outputs), seed=seed, sample_pmf=sample_pmf,
                        sampled=sampled, warnings=warnings, source_model=self.model, overrides=dict(overrides))
@@ -310,6 +312,8 @@ class _Builder:
         steps: list[Step] = []
         # Acyclic nodes accumulate across levels into one straight-line chunk; a chunk
         # is closed only where a feedback step must run, or when it is long.
+        if not graph.components:  # no feedback: one program, in evaluation order
+            return [self.chunk([n for n in graph.order if n in graph.exprs])]
         batch: list[str] = []
         asts = loop_expressions(graph)  # loop members with small nodes between loops written in place
         for lv in levels(graph, asts):

@@ -328,6 +328,7 @@ class _Lowering:
         lay.names.update({r + i: name for i, name in enumerate(program.ids)})
         self.where: dict[str, int] = {}
         self.const_of: dict[tuple[str, str], int] = {}
+        self.numbers: dict[float, int] = {}  # operand slots of nonzero floats
         self.free: dict[bool, list[int]] = {False: [], True: []}
         self.memo: dict[int, bool] = {}
         self.node = ""
@@ -381,7 +382,15 @@ class _Lowering:
         return slot
 
     def operand(self, x: int | _K) -> int:
-        return self.const(x.value, as_array=True) if isinstance(x, _K) else x
+        if not isinstance(x, _K):
+            return x
+        v = x.value
+        if type(v) is float and v:  # the common case, by value (0.0 and -0.0 are equal keys: not here)
+            got = self.numbers.get(v)
+            if got is None:
+                got = self.numbers[v] = self.const(v, as_array=True)
+            return got
+        return self.const(v, as_array=True)
 
     def value(self, x: int | _K) -> int:
         return self.const(x.value, as_array=False) if isinstance(x, _K) else x
@@ -450,7 +459,8 @@ class _Lowering:
                 acc = _K(float(e.value))
                 break
             kids = _operands(e)
-            if self.into_first(e) and self.var(kids[0]) == self.var(e):
+            if (type(e) is not Call or self.call_into_first(e)) and (
+                    not self.varying or self.var(kids[0]) == self.var(e)):
                 spine.append(e)
                 e = kids[0]
                 continue
@@ -471,7 +481,7 @@ class _Lowering:
             elif depth >= DEEP:
                 args.append(self.deep(k))
             else:
-                s = self.scratch(self.var(k))
+                s = self.scratch(bool(self.varying) and self.var(k))
                 taken.append(s)
                 args.append(self.walk(k, s, depth + 1))
         out = self.operation(e, args, t)
@@ -490,16 +500,14 @@ class _Lowering:
         o = self.fresh()
         return self.emit(compute, tuple(self.ref(n) for n in names), -2, o, "{} = (nested part)", o)
 
-    def into_first(self, e: Expr) -> bool:
-        """Whether ``e``'s first operand can be computed into ``e``'s own target."""
-        if isinstance(e, Call):
-            impl = fx.FUNCTIONS[e.name].vector
-            if e.name == "SHIFT":
-                return True
-            if e.name in ("MIN", "MAX"):
-                return impl is (fx.v_min if e.name == "MIN" else fx.v_max)
-            return e.name in _UNARY_FN and impl is _UNARY_FN[e.name]
-        return True
+    def call_into_first(self, e: Call) -> bool:
+        """Whether a call's first operand can be computed into the call's own target (as any operator's can)."""
+        impl = fx.FUNCTIONS[e.name].vector
+        if e.name == "SHIFT":
+            return True
+        if e.name in ("MIN", "MAX"):
+            return impl is (fx.v_min if e.name == "MIN" else fx.v_max)
+        return e.name in _UNARY_FN and impl is _UNARY_FN[e.name]
 
     def operation(self, e: Expr, args: list[int | _K], t: int) -> int | _K:
         for x in args:
