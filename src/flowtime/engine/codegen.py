@@ -1,8 +1,9 @@
 """
-Expression trees -> Python source over NumPy arrays, and the names that source uses.
+Expression trees -> Python source for feedback kernels, and the names that source uses.
 
-Generated code is one statement per operation (``t3 = t1 + t2``), so evaluating
-a node costs what the same NumPy calls cost and nothing per node besides.
+A loop's hoisted parts are one statement per operation over whole series
+(``t3 = t1 + t2``); its per-bin parts are written by ``engine.feedback``.
+Acyclic nodes are not generated code: they run as programs (``engine.program``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from flowtime.expr import functions as fx
-from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary, children, fold
+from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary, fold
 
 ARITHMETIC = {"+", "-", "*"}
 CMP_NAMES = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
@@ -74,92 +75,8 @@ def vector_expr(ast: Expr, ref: Callable[[str], str], code: Code, shape: str | N
     return fold(ast, fn)
 
 
-INLINE_DEPTH = 40  # nesting kept in one Python expression; deeper parts become temporaries
-
-
-def inline_expr(ast: Expr, ref: Callable[[str], str], code: Code) -> str:
-    """
-    ``ast`` as one Python expression over NumPy arrays (parenthesised, so it
-    performs the operations of ``vector_expr`` in the same order, with the same
-    results); a subtree nested deeper than ``INLINE_DEPTH`` is emitted into
-    ``code`` as a temporary first, so a sum of thousands of terms still compiles.
-    One expression per node compiles about twice as fast as a statement per operation.
-    """
-    out: list[tuple[str, int]] = []
-    stack: list[tuple[Expr, bool]] = [(ast, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if isinstance(node, Num):
-            out.append((repr(float(node.value)), 0))
-            continue
-        if isinstance(node, Ref):
-            out.append((ref(node.name), 0))
-            continue
-        if not expanded:
-            stack.append((node, True))
-            if isinstance(node, Call) and node.name == "SHIFT":
-                stack.append((node.args[0], False))  # the lag is a literal, not an operand
-            else:
-                stack.extend((k, False) for k in reversed(children(node)))
-            continue
-        if isinstance(node, Call) and node.name == "SHIFT":
-            (arg, d), = [out.pop()]
-            lag = node.args[1]
-            assert isinstance(lag, Num)
-            text, depth = f"_shift({arg}, {int(lag.value)})", d + 1
-        else:
-            n = len(children(node))
-            kids = out[len(out) - n:]
-            del out[len(out) - n:]
-            args = [k[0] for k in kids]
-            depth = 1 + max(k[1] for k in kids)
-            if isinstance(node, Unary):
-                text, depth = (args[0], depth - 1) if node.op == "+" else (f"(-{args[0]})", depth)
-            elif isinstance(node, BinOp):
-                a, b = args
-                if node.op in ARITHMETIC:
-                    text = f"({a} {node.op} {b})"
-                elif node.op == "/":
-                    text = f"_div({a}, {b})"
-                else:
-                    text = f"_c_{CMP_NAMES[node.op]}({a}, {b})"
-            else:
-                assert isinstance(node, Call)
-                text = f"_f_{node.name}({', '.join(args)})"
-        if depth >= INLINE_DEPTH:
-            text, depth = code.emit(text), 0
-        out.append((text, depth))
-    return out[0][0]
-
-
 # ---------------------------------------------------------------------------
 # names the generated code calls
-
-
-def model_runtime(bins: int) -> dict[str, Any]:
-    """
-    Globals for whole-model chunks: ``_f_``/``_c_`` functions and SHIFT on the
-    model's grid. Series are ``(bins,)`` or, for several scenarios at once,
-    ``(scenarios, bins)``: time is always the last axis.
-    """
-
-    def _shift(x: Any, k: int) -> Any:
-        return shift_last(x, k, bins)
-
-    def _full(x: Any) -> Any:
-        if np.ndim(x) == 0:
-            return np.full(bins, float(x), dtype=np.float64)
-        if x.dtype != np.float64:
-            return x.astype(np.float64)
-        return x
-
-    env: dict[str, Any] = {"np": np, "_shift": _shift, "_full": _full, "_div": fx.v_div}
-    for name, fn in fx.FUNCTIONS.items():
-        if fn.vector is not None:
-            env[f"_f_{name}"] = fn.vector
-    for op, cmp in fx.VECTOR_COMPARE.items():
-        env[f"_c_{CMP_NAMES[op]}"] = cmp
-    return env
 
 
 def shift_last(x: Any, k: int, bins: int) -> Any:
