@@ -16,7 +16,7 @@ import yaml
 from hypothesis import strategies as st
 
 from flowtime.expr.functions import FUNCTIONS
-from flowtime.expr.syntax import BINARY_OPS, BinOp, Call, Expr, Num, Ref, Unary, to_text
+from flowtime.expr.syntax import BINARY_OPS, Array, BinOp, Call, Expr, Num, Ref, Unary, to_text
 
 # Reference names: include ones that look like function names or numbers'
 # exponents, to catch printer/lexer confusions.
@@ -36,6 +36,20 @@ def numbers() -> st.SearchStrategy[float]:
     )
 
 
+def arrays() -> st.SearchStrategy[Array]:
+    """Array literals: small signed kernels (the parser stores a -0 as 0, so none is drawn)."""
+    value = st.one_of(numbers(), numbers().map(lambda v: -v)).map(lambda v: v + 0.0)
+    return st.builds(Array, st.lists(value, max_size=5).map(tuple))
+
+
+def kernels() -> st.SearchStrategy[Expr]:
+    """CONV kernels: arrays of modest numbers, or one number (signed)."""
+    value = st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.6, 1.0, 2.0, 1.5, 0.3]).flatmap(
+        lambda v: st.sampled_from([v, -v + 0.0]))
+    return st.one_of(st.builds(Array, st.lists(value, max_size=5).map(tuple)), st.builds(Num, value.filter(
+        lambda v: v >= 0)), value.filter(lambda v: v > 0).map(lambda v: Unary("-", Num(v))))
+
+
 def expressions(
     *, valid: bool = False, names: tuple[str, ...] = NAMES, max_leaves: int = 20
 ) -> st.SearchStrategy[Expr]:
@@ -46,14 +60,19 @@ def expressions(
     arguments (the parser accepts both); with ``valid=True`` only built-ins with
     correct arity appear and SHIFT lags are small whole-number literals.
     """
-    leaves: st.SearchStrategy[Expr] = st.one_of(st.builds(Num, numbers()), st.builds(Ref, st.sampled_from(names)))
+    leaves: st.SearchStrategy[Expr] = st.one_of(st.builds(Num, numbers()), st.builds(Ref, st.sampled_from(names)),
+                                                arrays())
 
     def extend(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
         unary = st.builds(Unary, st.sampled_from(["-", "+"]), children)
         binary = st.builds(BinOp, st.sampled_from(BINARY_OPS), children, children)
         if valid:
-            fixed = st.sampled_from([n for n in FUNCTIONS if n != "SHIFT" and FUNCTIONS[n].max_args is not None])
+            fixed = st.sampled_from([n for n in FUNCTIONS if n not in ("SHIFT", "CONV", "PULSE")
+                                     and FUNCTIONS[n].max_args is not None])
             calls = st.one_of(
+                st.builds(lambda x, k: Call("CONV", (x, k)), children, kernels()),
+                st.builds(lambda p, ph, amp: Call("PULSE", (Num(float(p)), Num(float(ph)), *amp)),
+                          st.integers(1, 5), st.integers(0, 6), st.lists(children, max_size=1)),
                 fixed.flatmap(lambda n: st.builds(Call, st.just(n), st.tuples(*[children] * FUNCTIONS[n].min_args))),
                 st.builds(
                     Call,

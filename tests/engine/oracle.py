@@ -3,7 +3,10 @@ A slow, obviously correct evaluator to check the engine against.
 
 It knows nothing of levels, kernels, hoisting or batching: the value of node n
 at bin t is its expression evaluated at t, where ``SHIFT(e, k)`` is ``e`` at
-t - k (0 before the first bin), memoised per (node, bin). Arithmetic uses the
+t - k (0 before the first bin), memoised per (node, bin); ``CONV(e, kernel)`` is
+the sum over j = 0, 1, ... (j <= t) of ``e`` at t - j times kernel[j], from +0,
+skipping non-finite values of ``e``; ``PULSE`` and array literals read t
+itself. Arithmetic uses the
 engine's per-float functions, so results must match exactly for every
 operation except EXP/LOG/POW (documented in decisions/0003).
 """
@@ -17,7 +20,7 @@ import numpy as np
 
 from flowtime.engine.plan import Plan as Graph
 from flowtime.expr import functions as fx
-from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
+from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary
 from flowtime.model.schema import ConstNode, PmfNode
 
 
@@ -46,6 +49,8 @@ def interpret(graph: Graph) -> dict[str, list[float]]:
             return float(e.value)
         if isinstance(e, Ref):
             return value(e.name, t)
+        if isinstance(e, Array):
+            return float(e.values[t]) if t < len(e.values) else 0.0
         if isinstance(e, Unary):
             v = at(e.operand, t)
             return -v if e.op == "-" else v
@@ -65,6 +70,23 @@ def interpret(graph: Graph) -> dict[str, list[float]]:
             lag = e.args[1]
             assert isinstance(lag, Num)
             return at(e.args[0], t - int(lag.value))
+        if e.name == "CONV":
+            kernel = fx.conv_kernel(e.args[1])
+            assert kernel is not None
+            acc = 0.0
+            for j, k in enumerate(kernel):
+                if j <= t:
+                    v = at(e.args[0], t - j)
+                    if np.isfinite(v):
+                        acc = acc + v * k
+            return acc
+        if e.name == "PULSE":
+            timing = fx.pulse_timing(e)
+            assert not isinstance(timing, str)
+            period, phase = timing
+            if t >= phase and (t - phase) % period == 0:
+                return at(e.args[2], t) if len(e.args) > 2 else 1.0
+            return 0.0
         fn = fx.FUNCTIONS[e.name].scalar
         assert fn is not None
         return fn(*(at(a, t) for a in e.args))

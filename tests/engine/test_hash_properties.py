@@ -110,3 +110,12 @@ def test_hashing_a_model_changes_neither_its_equality_nor_its_copies() -> None:
     smaller = dataclasses.replace(pinned, nodes=pinned.nodes[:1])
     assert model_hash(smaller) != before
     assert model_hash(smaller) == model_hash(load_model(PINNED.split("  - {id: p")[0]).model)
+
+
+def test_array_literal_spelling_does_not_change_the_hash_but_its_values_do() -> None:
+    head = "schemaVersion: 1\ngrid: {bins: 2, binSize: 1, binUnit: hours}\nnodes:\n  - {id: a, values: [1, 2]}\n"
+    one = load_model(head + "  - {id: b, kind: expr, expr: 'CONV(a,[0.0,0.60, 3e-1,+.1])'}\n").model
+    two = load_model(head + "  - {id: b, kind: expr, expr: 'conv(a, [0, 0.6, 0.3, 0.1])'}\n").model
+    three = load_model(head + "  - {id: b, kind: expr, expr: 'CONV(a, [0, 0.6, 0.3])'}\n").model
+    assert model_hash(one) == model_hash(two) != model_hash(three)
+    assert one.canonical()["nodes"][1]["expr"] == "CONV(a, [0, 0.6, 0.3, 0.1])"

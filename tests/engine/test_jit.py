@@ -188,6 +188,8 @@ CALLS = {
     "MIN": "MIN({a}, {b})", "MIN3": "MIN({a}, {b}, {c})", "MAX": "MAX({a}, {b})", "MAX3": "MAX({a}, {b}, {c})",
     "CLAMP": "CLAMP({a}, {b}, {c})", "ABS": "ABS({a})", "SQRT": "SQRT({a})", "FLOOR": "FLOOR({a})",
     "CEIL": "CEIL({a})", "ROUND": "ROUND({a})", "MOD": "MOD({a}, {b})", "IF": "IF({a}, {b}, {c})",
+    "STEP": "STEP({a}, {b})", "CONV": "CONV({a}, [0.5, -1, 0.25, 1e300])", "CONV1": "CONV({a}, -2)",
+    "PULSE": "PULSE(2, 1, {a})", "ARRAY": "{a} + [1, -2, 0.5]",
     "add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} * {b}", "div": "{a} / {b}", "neg": "-{a}",
     **{op: f"{{a}} {op} {{b}}" for op in ("<", "<=", ">", ">=", "==", "!=")},
 }

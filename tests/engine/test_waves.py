@@ -166,7 +166,9 @@ def test_small_nodes_between_loops_are_written_into_them_so_the_loops_step_toget
 # the property: any mesh of linked loops gives the interpreter's numbers
 
 OPS = ("+", "-", "*", "/", "<", ">=", "==")
-CALLS = ("MIN", "MAX", "ABS", "CLAMP", "IF", "FLOOR", "CEIL", "ROUND", "MOD", "SQRT")
+CALLS = ("MIN", "MAX", "ABS", "CLAMP", "IF", "FLOOR", "CEIL", "ROUND", "MOD", "SQRT", "STEP", "CONV", "PULSE",
+         "ARRAY")
+KERNELS = ("[0, 0.6, 0.3, 0.1]", "[0.5, -1]", "2", "[]", "[1, 1, 1, 1, 1, 1, 1, 1]")
 
 
 @st.composite
@@ -181,6 +183,13 @@ def terms(draw: st.DrawFn, atoms: list[str], depth: int = 0) -> str:
     name = draw(st.sampled_from(CALLS))
     if name in ("ABS", "FLOOR", "CEIL", "ROUND", "SQRT"):
         return f"{name}({a})"
+    if name == "CONV":  # reads a's history: every lag up to the kernel's length
+        return f"CONV({a}, {draw(st.sampled_from(KERNELS))})"
+    if name == "PULSE":
+        period, phase = draw(st.integers(1, 3)), draw(st.integers(0, 4))
+        return draw(st.sampled_from([f"PULSE({period}, {phase}, {a})", f"PULSE({period})"]))
+    if name == "ARRAY":  # a bare array literal: values[t], 0 past its end
+        return f"({a} + [1, -2, 0.5])"
     if name in ("CLAMP", "IF"):
         return f"{name}({a}, {b}, {draw(terms(atoms, depth + 1))})"
     return f"{name}({a}, {b})"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from flowtime.errors import ExpressionError, ModelError
 from flowtime.expr.parser import parse_expression
-from flowtime.expr.syntax import BinOp, Call, Num, Ref, Unary, to_text
+from flowtime.expr.syntax import Array, BinOp, Call, Num, Ref, Unary, to_text
 
 
 def a() -> Ref:
@@ -230,3 +232,43 @@ def test_a_long_flat_sum_parses_without_recursion() -> None:
     while isinstance(e, BinOp):
         e, depth = e.left, depth + 1
     assert depth == 4999
+
+
+def test_array_literals_parse_to_their_values_and_print_canonically() -> None:
+    e = parse_expression("CONV(errors, [0.0, 0.6,0.3 , .1])")
+    assert e == Call("CONV", (Ref("errors"), Array((0.0, 0.6, 0.3, 0.1))))
+    assert isinstance(e, Call) and e.args[1].column == 14
+    assert to_text(e) == "CONV(errors, [0, 0.6, 0.3, 0.1])"
+    assert parse_expression("[]") == Array(())
+    assert parse_expression("[-1, +2, 1e2]") == Array((-1.0, 2.0, 100.0))
+    assert parse_expression("[1, 2] * a") == BinOp("*", Array((1.0, 2.0)), a())
+
+
+def test_a_minus_zero_in_an_array_is_stored_as_zero() -> None:
+    e = parse_expression("[-0]")
+    assert isinstance(e, Array) and str(e.values[0]) == "0.0"
+
+
+def test_conv_pulse_and_step_names_are_case_insensitive() -> None:
+    assert parse_expression("conv(a, 2) + Pulse(3) + step(a, b)") == parse_expression(
+        "CONV(a, 2) + PULSE(3) + STEP(a, b)")
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "column"),
+    [
+        ("CONV(a, [0.5, a])", "unexpected 'a' at column 15; expected a number: an array holds number literals", 15),
+        ("CONV(a, [0.5, 1 + 2])", "unexpected '+' at column 17; expected ',' or ']'", 17),
+        ("[1, [2]]", "unexpected '[' at column 5; expected a number", 5),
+        ("[1,]", "unexpected ']' at column 4; expected a number", 4),
+        ("CONV(a, [0.5", "expression ends too early at column 13, inside an array literal; expected ',' or ']'", 13),
+        ("[--1]", "unexpected '-' at column 3; expected a number", 3),
+        ("[1e999]", "number 1e999 is too large for a 64-bit float", 2),
+        ("a]", "unexpected ']' at column 2", 2),
+    ],
+)
+def test_array_literal_errors_point_at_the_offending_character(text: str, message: str, column: int) -> None:
+    with pytest.raises(ExpressionError, match=re.escape(message)) as info:
+        parse_expression(text)
+    assert info.value.column == column
+    assert str(info.value).endswith("\n    " + text + "\n    " + " " * (column - 1) + "^")

@@ -174,3 +174,9 @@ def test_a_text_of_the_last_skeleton_is_read_without_splitting(monkeypatch: pyte
     assert not splits
     assert _fields(parse_expression("MIN(a, 2)")) == _fields(parse_full("MIN(a, 2)"))  # another skeleton: split
     assert splits == ["MIN(a, 2)"]
+
+
+def test_texts_with_an_array_literal_are_read_by_the_full_parser() -> None:
+    for text in ("CONV(a, [0.0, 0.6, 0.3, 0.1])", "a + [1, -2]", "CONV(a, [0.5, b])", "[1,"):
+        assert not parser._shaped(text, parser.MAX_NESTING, parser.MAX_EXPRESSION_LENGTH)
+        assert _outcome(parse_expression, text) == _outcome(parse_full, text)

@@ -81,3 +81,15 @@ def test_an_invalid_model_scores_zero_and_lists_its_problems() -> None:
 
 def test_report_from_checks_of_nothing_is_zero() -> None:
     assert QualityReport.from_checks([]).score == 0.0
+
+
+def test_conv_pulse_and_arrays_of_zeros_are_seen_as_zero_and_others_are_not() -> None:
+    text = """nodes:
+  - {id: d, kind: const, values: [1, 2, 3]}
+  - {id: zs, kind: expr, expr: "CONV(d * 0, [0.5, 0.5]) + CONV(d, []) + PULSE(2, 0, 0) + [0, 0]"}
+  - {id: echo, kind: expr, expr: "CONV(d, [0, 0.6]) + PULSE(2) + [0, 1]"}
+outputs: [{series: zs}, {series: echo}]
+"""
+    report = validate_text(HEAD + text)
+    failed = {c.name: c.message for c in report.quality.checks if not c.passed}
+    assert failed["no_constant_zero_outputs"] == "output(s) zero in every bin whatever the inputs: zs"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from flowtime.expr import functions as fx
-from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary, fold
+from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary, fold
 
 ARITHMETIC = {"+", "-", "*"}
 CMP_NAMES = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
@@ -54,6 +54,9 @@ def vector_expr(ast: Expr, ref: Callable[[str], str], code: Code, shape: str | N
             return number(node.value)
         if isinstance(node, Ref):
             return ref(node.name)
+        if isinstance(node, Array):  # an operand, not a statement: as CONV's kernel it is not computed
+            assert shape is not None
+            return f"_arr_s({node.values!r}, {shape})"
         if isinstance(node, Unary):
             return kids[0] if node.op == "+" else code.emit(f"-{kids[0]}")
         if isinstance(node, BinOp):
@@ -70,9 +73,30 @@ def vector_expr(ast: Expr, ref: Callable[[str], str], code: Code, shape: str | N
             if shape is not None:
                 return code.emit(f"_shift_s({kids[0]}, {int(lag.value)}, {shape})")
             return code.emit(f"_shift({kids[0]}, {int(lag.value)})")
+        if node.name == "CONV":  # the kernel and PULSE's timing are literals in the code: part of its shape
+            assert shape is not None
+            return code.emit(f"_conv_s({kids[0]}, {conv_literal(node)}, {shape})")
+        if node.name == "PULSE":
+            assert shape is not None
+            amp = kids[2] if len(node.args) > 2 else "1.0"
+            return code.emit(f"_pulse_s({pulse_literal(node)}, {amp}, {shape})")
         return code.emit(f"_f_{node.name}({', '.join(kids)})")
 
     return fold(ast, fn)
+
+
+def conv_literal(node: Call) -> str:
+    """CONV's kernel as a tuple literal in generated code."""
+    kernel = fx.conv_kernel(node.args[1])
+    assert kernel is not None
+    return repr(tuple(float(k) for k in kernel))
+
+
+def pulse_literal(node: Call) -> str:
+    """PULSE's period and phase as ``period, phase`` in generated code."""
+    timing = fx.pulse_timing(node)
+    assert not isinstance(timing, str)
+    return f"{timing[0]}, {timing[1]}"
 
 
 # ---------------------------------------------------------------------------
@@ -112,16 +136,51 @@ def full_s(x: Any, shape: tuple[int, ...]) -> Any:
     return np.broadcast_to(x, shape).astype(np.float64, copy=False)
 
 
+def _time_first(x: Any, shape: tuple[int, ...]) -> Any:
+    """A value as ``shape`` (time first; a number, or one number per column, in every bin)."""
+    return np.broadcast_to(np.asarray(x, dtype=np.float64), shape)
+
+
+def conv_s(x: Any, kernel: tuple[float, ...], shape: tuple[int, ...]) -> Any:
+    """``fx.v_conv`` along the first (time) axis of kernels' (bins,) or (bins, n) arrays: the same sums."""
+    xs = _time_first(x, shape)
+    xs = np.where(np.isfinite(xs), xs, 0.0)
+    out = np.zeros(shape, dtype=np.float64)
+    bins = shape[0]
+    for j, k in enumerate(kernel[:bins]):
+        out[j:] += xs[: bins - j] * k
+    return out
+
+
+def pulse_s(period: int, phase: int, amp: Any, shape: tuple[int, ...]) -> Any:
+    """``fx.v_pulse`` along the first (time) axis."""
+    out = np.zeros(shape, dtype=np.float64)
+    a = np.asarray(amp, dtype=np.float64)
+    out[phase::period] = a[phase::period] if a.ndim == len(shape) else a
+    return out
+
+
+def arr_s(values: tuple[float, ...], shape: tuple[int, ...]) -> Any:
+    """An array literal as a series along the first (time) axis: values[t], 0 past its end."""
+    out = np.zeros(shape, dtype=np.float64)
+    n = min(len(values), shape[0])
+    out[:n] = np.asarray(values[:n], dtype=np.float64).reshape((n,) + (1,) * (len(shape) - 1))
+    return out
+
+
 def kernel_runtime() -> dict[str, Any]:
     """
     Globals for feedback kernels. ``_f_``/``_c_``/``_div`` work on whole series
     (hoisted code); per-bin code calls ``_p_``/``_q_``/``_pdiv`` on floats and
-    ``_v_``/``_w_``/``_vdiv`` on vectors across loops.
+    ``_v_``/``_w_``/``_vdiv`` on vectors across loops. CONV, PULSE and array
+    literals have names of their own (``_conv_s``, ``_pulse_s``, ``_arr_s``
+    over whole series; ``_pconv``/``_vconv`` per bin from a history).
     """
     env: dict[str, Any] = {"np": np, "_div": fx.v_div, "_shift_s": shift_s, "_full_s": full_s,
-                           "_pdiv": fx.s_div, "_vdiv": fx.v_div}
+                           "_pdiv": fx.s_div, "_vdiv": fx.v_div, "_conv_s": conv_s, "_pulse_s": pulse_s,
+                           "_arr_s": arr_s, "_pconv": fx.s_conv, "_vconv": fx.s_conv_v}
     for name, fn in fx.FUNCTIONS.items():
-        if fn.vector is not None:
+        if fn.vector is not None and name not in fx.TIMED:
             env[f"_f_{name}"] = env[f"_v_{name}"] = fn.vector
             env[f"_p_{name}"] = fn.scalar
     for op, cmp in fx.VECTOR_COMPARE.items():

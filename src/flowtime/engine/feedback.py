@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from flowtime.engine.codegen import ARITHMETIC, CMP_NAMES, Code, vector_expr
+from flowtime.engine.codegen import ARITHMETIC, CMP_NAMES, Code, conv_literal, pulse_literal, vector_expr
 from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary, fold
 
 _UFUNCS = {"+": "np.add", "-": "np.subtract", "*": "np.multiply"}
@@ -226,6 +226,12 @@ def loop_parts(members: list[str], asts: dict[str, Expr], naming: _Naming,
                         histories[0] += 1
                         tail_code = Code(f"{src}_")
                         stack += [("shift", src, tail_code, k, c), ("visit", arg, tail_code)]
+                elif isinstance(e, Call) and e.name == "CONV":
+                    # The argument's value per bin goes into a history; the sum reads it back.
+                    stack += [("conv", conv_literal(e), c), ("visit", e.args[0], c)]
+                elif isinstance(e, Call) and e.name == "PULSE":
+                    # Only the amplitude can read a loop value (a PULSE without one is hoisted).
+                    stack += [("pulse", pulse_literal(e), c), ("visit", e.args[2], c)]
                 else:
                     assert isinstance(e, Call)
                     stack.append(("call", e.name, len(e.args), c))
@@ -245,6 +251,18 @@ def loop_parts(members: list[str], asts: dict[str, Expr], naming: _Naming,
                 else:
                     out = c.emit(f"{naming.compare(op)}({a}, {b})")
                 done.append(out)
+            elif step == "conv":
+                kernel, c = rest
+                src = f"{p}hh{histories[0]}"
+                histories[0] += 1
+                c.lines.append(f"{src}[t] = {done.pop()}")
+                zero = "" if naming.scalar else f", {naming.zero}"
+                done.append(c.emit(f"{'_pconv' if naming.scalar else '_vconv'}({src}, t, {kernel}{zero})"))
+            elif step == "pulse":
+                timing, c = rest
+                period, phase = timing.split(", ")
+                done.append(c.emit(f"{done.pop()} if t >= {phase} and (t - {phase}) % {period} == 0 "
+                                   f"else {naming.zero}"))
             elif step == "shift":
                 src, tail_code, k, c = rest
                 val = done.pop()

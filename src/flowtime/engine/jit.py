@@ -45,7 +45,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
+from flowtime.expr import functions as fx
+from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary
 
 if TYPE_CHECKING:
     from flowtime.engine.blocks import Pool
@@ -203,6 +204,8 @@ def body(members: Sequence[str], asts: Mapping[str, Expr], peers: frozenset[str]
             put(ind + 2, f"{r} = math.copysign(0.0, {y})")
         elif name == "IF":
             put(ind, f"{r} = {a[1]} if {a[0]} != 0.0 else {a[2]}")
+        elif name == "STEP":
+            put(ind, f"{r} = 1.0 if {a[0]} >= {a[1]} else 0.0")
         else:
             raise Unsupported(f"{UNSUPPORTED.get(name, name)} has no bit-identical compiled form")
         return r
@@ -236,12 +239,60 @@ def body(members: Sequence[str], asts: Mapping[str, Expr], peers: frozenset[str]
                         # Before bin d + k the value is 0, and nothing of the argument is read.
                         put(i, f"if t >= {d + k}:")
                         stack += [("shift", fresh(), i), ("visit", e.args[0], d + k, i + 1)]
+                elif isinstance(e, Array):  # values[t - d], 0 past its end
+                    r = fresh()
+                    names = []
+                    for value in e.values:
+                        constants.append(float(value))
+                        names.append(f"k{len(constants) - 1}")
+                    put(i, f"{r} = 0.0")
+                    if names:
+                        put(i, f"if t - {d} < {len(names)}:")
+                        put(i + 1, f"{r} = ({', '.join(names)},)[t - {d}]")
+                    done.append(r)
+                elif isinstance(e, Call) and e.name == "CONV":
+                    # s_conv: from +0, the terms j = 0, 1, ... of the argument at t - j, non-finite skipped.
+                    kernel = fx.conv_kernel(e.args[1])
+                    assert kernel is not None
+                    r = fresh()
+                    put(i, f"{r} = 0.0")
+                    stack.append(("push", r))
+                    for j in reversed(range(len(kernel))):
+                        constants.append(float(kernel[j]))
+                        stack += [("term", r, f"k{len(constants) - 1}", i), ("visit", e.args[0], d + j, i + 1),
+                                  ("line", i, f"if t >= {d + j}:")]
+                elif isinstance(e, Call) and e.name == "PULSE":
+                    timing = fx.pulse_timing(e)
+                    assert not isinstance(timing, str)
+                    period, phase = timing
+                    r = fresh()
+                    put(i, f"{r} = 0.0")
+                    put(i, f"if t - {d} >= {phase} and (t - {d} - {phase}) % {period} == 0:")
+                    if len(e.args) > 2:
+                        stack += [("set", r, i), ("visit", e.args[2], d, i + 1)]
+                    else:
+                        put(i + 1, f"{r} = 1.0")
+                        done.append(r)
                 else:
                     assert isinstance(e, Call)
                     if e.name in UNSUPPORTED:
                         raise Unsupported(f"{e.name} has no bit-identical compiled form (0015)")
                     stack.append(("call", e.name, len(e.args), i))
                     stack += [("visit", arg, d, i) for arg in reversed(e.args)]
+            elif step == "line":
+                i, text = rest
+                put(i, text)
+            elif step == "term":
+                r, k, i = rest
+                v = done.pop()
+                put(i + 1, f"if {v} - {v} == 0.0:")
+                put(i + 2, f"{r} = {r} + {v} * {k}")
+            elif step == "push":
+                done.append(rest[0])
+            elif step == "set":
+                r, i = rest
+                put(i + 1, f"{r} = {done.pop()}")
+                done.append(r)
             elif step == "neg":
                 (i,) = rest
                 r = fresh()

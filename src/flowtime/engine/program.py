@@ -34,7 +34,7 @@ import numpy.typing as npt
 from flowtime.engine.blocks import Pool
 from flowtime.engine.codegen import shift_last
 from flowtime.expr import functions as fx
-from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
+from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary
 
 Series = npt.NDArray[np.float64]
 Op = tuple[Any, Any, int, int, str]  # (function, a, b, out, node); see _run
@@ -80,17 +80,44 @@ def _shift_into(k: int) -> Callable[[Any, Series], None]:
     return shift
 
 
+def _conv_into(kernel: tuple[float, ...]) -> Callable[[Any, Series], None]:
+    def conv(x: Any, out: Series) -> None:
+        fx.v_conv(x, kernel, out.shape[-1], out)
+    return conv
+
+
+def _pulse_into(period: int, phase: int) -> Callable[[Any, Series], None]:
+    def pulse(amp: Any, out: Series) -> None:
+        fx.v_pulse(period, phase, amp, out.shape[-1], out)
+    return pulse
+
+
 # -- whole expressions by the vector functions: folding numbers, and parts nested too deep ---------
 
 
 def _operands(node: Expr) -> tuple[Expr, ...]:
+    """The operands that are values: not a SHIFT's lag, a CONV's kernel or a PULSE's period and phase."""
     if isinstance(node, BinOp):
         return (node.left, node.right)
     if isinstance(node, Unary):
         return (node.operand,)
     if isinstance(node, Call):
-        return node.args[:1] if node.name == "SHIFT" else node.args
+        if node.name in ("SHIFT", "CONV"):
+            return node.args[:1]
+        return node.args[2:] if node.name == "PULSE" else node.args
     return ()
+
+
+def _kernel(node: Call) -> tuple[float, ...]:
+    kernel = fx.conv_kernel(node.args[1])
+    assert kernel is not None
+    return kernel
+
+
+def _timing(node: Call) -> tuple[int, int]:
+    timing = fx.pulse_timing(node)
+    assert not isinstance(timing, str)
+    return timing
 
 
 def _lag(node: Call) -> int:
@@ -114,10 +141,18 @@ def _apply(node: Expr, args: Sequence[Any], bins: int) -> Any:
         if node.op == "/":
             return fx.v_div(a, b)
         return fx.VECTOR_COMPARE[node.op](a, b)
+    if isinstance(node, Array):
+        return fx.v_array(node.values, bins)
     assert isinstance(node, Call)
     if node.name == "SHIFT":
         return shift_last(args[0], _lag(node), bins)
     fn = fx.FUNCTIONS[node.name].vector
+    if node.name == "CONV":
+        assert fn is not None
+        return fn(args[0], _kernel(node), bins)
+    if node.name == "PULSE":
+        assert fn is not None
+        return fn(*_timing(node), args[0] if args else 1.0, bins)
     assert fn is not None
     return fn(*args)
 
@@ -277,6 +312,11 @@ def _name(lay: Layout, x: int | _K) -> str:
     if isinstance(x, _K):
         return repr(float(x.value)) if _scalar(x.value) else "[array]"
     return lay.names.get(x, f"#{x}")
+
+
+def _frozen(x: Series) -> Series:
+    x.flags.writeable = False
+    return x
 
 
 def _scalar(x: Any) -> bool:
@@ -460,6 +500,9 @@ class _Lowering:
             if tp is Num:
                 acc = _K(float(e.value))  # type: ignore[union-attr]
                 break
+            if tp is Array:
+                acc = _K(_frozen(fx.v_array(e.values, self.bins)))  # type: ignore[union-attr]
+                break
             if tp is BinOp and not varying:
                 spine.append(e)
                 e = e.left  # type: ignore[union-attr]
@@ -510,6 +553,8 @@ class _Lowering:
                 args.append(self.ref(k.name))
             elif isinstance(k, Num):
                 args.append(_K(float(k.value)))
+            elif isinstance(k, Array):
+                args.append(_K(_frozen(fx.v_array(k.values, self.bins))))
             elif depth >= DEEP:
                 args.append(self.deep(k))
             else:
@@ -537,6 +582,8 @@ class _Lowering:
         impl = fx.FUNCTIONS[e.name].vector
         if e.name == "SHIFT":
             return True
+        if e.name in ("CONV", "PULSE", "STEP"):
+            return False
         if e.name in ("MIN", "MAX"):
             return impl is (fx.v_min if e.name == "MIN" else fx.v_max)
         return e.name in _UNARY_FN and impl is _UNARY_FN[e.name]
@@ -581,10 +628,37 @@ class _Lowering:
             return self.emit(np.add, t, self.const(0.0, as_array=True), t, "{} = {} + 0.0", t, t)
         if e.name in _UNARY_FN and impl is _UNARY_FN[e.name]:
             return self.emit(impl, args[0], -1, t, "{} = " + e.name + "({})", t, args[0])
+        if e.name == "STEP" and impl is fx.v_step:
+            a, b = args
+            return self.emit(np.greater_equal, self.operand(a), self.operand(b), t, "{} = STEP({}, {})", t, a, b)
+        if e.name in ("CONV", "PULSE"):
+            return self.timed(e, impl, args, t)
         assert impl is not None
         o = self.fresh()
         return self.emit(impl, tuple(self.value(x) for x in args), -2, o,
                          "{} = " + e.name + "(" + ", ".join(["{}"] * len(args)) + ")", o, *args)
+
+    def timed(self, e: Call, impl: Any, args: list[int | _K], t: int) -> int:
+        """CONV or PULSE: their literals bound, into the target row (or called as replaced in ``FUNCTIONS``)."""
+        assert impl is not None
+        bins = self.bins
+        if e.name == "CONV":
+            kernel = _kernel(e)
+            text = "[" + ", ".join(map(repr, kernel)) + "]"
+            if impl is fx.v_conv:
+                return self.emit(_conv_into(kernel), args[0], -1, t, "{} = CONV({}, " + text + ")", t, args[0])
+            return self.called(e, lambda x: impl(x, kernel, bins), args, text)
+        period, phase = _timing(e)
+        label = f"{period}, {phase}"
+        if impl is fx.v_pulse:
+            return self.emit(_pulse_into(period, phase), args[0], -1, t, "{} = PULSE(" + label + ", {})", t, args[0])
+        return self.called(e, lambda amp: impl(period, phase, amp, bins), args, label)
+
+    def called(self, e: Call, f: Callable[..., Any], args: list[int | _K], literals: str) -> int:
+        """A timed function replaced in ``FUNCTIONS``: called with its literals bound, into a fresh value."""
+        o = self.fresh()
+        return self.emit(f, tuple(self.value(x) for x in args), -2, o,
+                         "{} = " + e.name + "({}, " + literals + ")", o, *args)
 
     def fold(self, e: Expr, args: list[int | _K]) -> int | _K:
         """

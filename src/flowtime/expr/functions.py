@@ -7,7 +7,11 @@ by bin. Both give the same bits for every input: the exact operations agree
 by IEEE; EXP, LOG and POW call NumPy on the float too.
 
 ``SHIFT`` is listed for arity checks; its lag must be a literal and it is
-compiled by the engine, not called.
+compiled by the engine, not called. ``CONV`` and ``PULSE`` take literal
+arguments too (a kernel; a period and a phase) and depend on the bin, so the
+engine calls them with those literals and the number of bins (``v_conv``,
+``v_pulse``, ``v_array``); their per-bin forms read a history (``s_conv``) or
+the bin (``s_pulse``). The exact order of CONV's sums is in 0017.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from flowtime.expr.syntax import Array, Call, Expr, Num, Unary
 from flowtime.records import record
 
 Value = Any  # a float or a float64 array
@@ -98,6 +103,61 @@ def v_mod(a: Value, b: Value) -> Value:
 
 def v_if(c: Value, a: Value, b: Value) -> Value:
     return np.where(np.asarray(c) != 0.0, a, b)
+
+
+def v_step(x: Value, th: Value) -> Value:
+    """1 where x >= th, else 0 (NaN on either side: 0)."""
+    return np.asarray(np.greater_equal(x, th), dtype=np.float64)
+
+
+def v_conv(x: Value, kernel: tuple[float, ...], bins: int, out: Value = None) -> Value:
+    """
+    Causal convolution along the last (time) axis: ``y[t] = sum of x[t-j] * kernel[j]``
+    over ``j <= t``, non-finite samples skipped. The sum starts at +0 and adds
+    the terms in the order j = 0, 1, ... (one ``+`` per term, as the per-bin
+    ``s_conv``); a skipped sample adds +0, which changes no sum (a sum that
+    starts at +0 is never -0). So CONV never gives -0. ``out``: an array of
+    the result's shape to write into (not one of ``x``).
+
+    >>> v_conv(np.array([10.0, 10, 10, 10, 10]), (0.0, 0.6, 0.3, 0.1), 5).tolist()
+    [0.0, 6.0, 9.0, 10.0, 10.0]
+    """
+    xs = np.asarray(x, dtype=np.float64)
+    if xs.ndim == 0:
+        xs = np.full(bins, float(xs))
+    xs = np.where(np.isfinite(xs), xs, 0.0)
+    if out is None:
+        out = np.zeros(xs.shape, dtype=np.float64)
+    else:
+        out.fill(0.0)
+    for j, k in enumerate(kernel[:bins]):
+        out[..., j:] += xs[..., : bins - j] * k
+    return out
+
+
+def v_pulse(period: int, phase: int, amp: Value, bins: int, out: Value = None) -> Value:
+    """
+    ``amp[t]`` where ``t >= phase`` and ``(t - phase) % period == 0``, else +0
+    (along the last axis; the phase is not reduced modulo the period).
+
+    >>> v_pulse(3, 1, 2.0, 8).tolist()
+    [0.0, 2.0, 0.0, 0.0, 2.0, 0.0, 0.0, 2.0]
+    """
+    a = np.asarray(amp, dtype=np.float64)
+    if out is None:
+        out = np.zeros((*a.shape[:-1], bins) if a.ndim else (bins,), dtype=np.float64)
+    else:
+        out.fill(0.0)
+    out[..., phase::period] = a[..., phase::period] if a.ndim else float(a)
+    return out
+
+
+def v_array(values: tuple[float, ...], bins: int) -> Value:
+    """An array literal read as a series: ``values[t]``, 0 past its end."""
+    out = np.zeros(bins, dtype=np.float64)
+    n = min(len(values), bins)
+    out[:n] = values[:n]
+    return out
 
 
 def _cmp(op: Callable[[Value, Value], Value]) -> Callable[[Value, Value], Value]:
@@ -197,6 +257,41 @@ def s_if(c: float, a: float, b: float) -> float:
     return a if c != 0.0 else b
 
 
+def s_step(x: float, th: float) -> float:
+    return 1.0 if x >= th else 0.0
+
+
+def s_conv(history: Any, t: int, kernel: tuple[float, ...]) -> float:
+    """
+    CONV at bin ``t`` from ``history`` (the argument's values at bins 0..t, a
+    list of floats): the terms in the order j = 0, 1, ... (as ``v_conv``).
+    """
+    acc = 0.0
+    for j, k in enumerate(kernel):
+        if j > t:
+            break
+        v = history[t - j]
+        if v - v == 0.0:  # finite
+            acc = acc + v * k
+    return acc
+
+
+def s_conv_v(history: Any, t: int, kernel: tuple[float, ...], zero: Any) -> Any:
+    """``s_conv`` on a ``(bins, n)`` history: n columns at once (vector loop kernels)."""
+    acc = zero
+    for j, k in enumerate(kernel):
+        if j > t:
+            break
+        v = history[t - j]
+        acc = acc + np.where(np.isfinite(v), v * k, 0.0)
+    return acc
+
+
+def s_pulse(t: int, period: int, phase: int, amp: Any, zero: Any = 0.0) -> Any:
+    """PULSE at bin ``t``: ``amp`` on a pulse bin, else ``zero``."""
+    return amp if t >= phase and (t - phase) % period == 0 else zero
+
+
 SCALAR_COMPARE: dict[str, Callable[[float, float], float]] = {
     "<": lambda a, b: 1.0 if a < b else 0.0,
     "<=": lambda a, b: 1.0 if a <= b else 0.0,
@@ -223,8 +318,57 @@ FUNCTIONS: dict[str, Function] = {
         Function("ROUND", 1, 1, v_round, s_round, "ROUND(x)"),
         Function("MOD", 2, 2, v_mod, s_mod, "MOD(a, b)"),
         Function("IF", 3, 3, v_if, s_if, "IF(condition, then, else)"),
+        Function("STEP", 2, 2, v_step, s_step, "STEP(x, threshold)"),
+        Function("CONV", 2, 2, v_conv, s_conv, "CONV(x, [k0, k1, ...])"),
+        Function("PULSE", 1, 3, v_pulse, s_pulse, "PULSE(period, phase, amplitude)"),
     )
 }
+
+
+# Functions the engine calls with their literal arguments and the number of bins (not as plain values).
+TIMED = frozenset({"SHIFT", "CONV", "PULSE"})
+
+
+def conv_kernel(arg: Expr) -> tuple[float, ...] | None:
+    """
+    CONV's kernel: an array literal, or a number literal (a kernel of length
+    one, a sign allowed); None for anything else.
+
+    >>> conv_kernel(Array((0.5, 0.5))), conv_kernel(Unary("-", Num(2.0))), conv_kernel(Call("MIN", ()))
+    ((0.5, 0.5), (-2.0,), None)
+    """
+    if isinstance(arg, Array):
+        return arg.values
+    if isinstance(arg, Num):
+        return (arg.value,)
+    if isinstance(arg, Unary) and isinstance(arg.operand, Num):
+        return ((-arg.operand.value if arg.op == "-" else arg.operand.value) + 0.0,)
+    return None
+
+
+def _whole(e: Expr, least: int) -> int | None:
+    if isinstance(e, Num) and e.value >= least and e.value == int(e.value) and e.value < 2**53:
+        return int(e.value)
+    return None
+
+
+def pulse_timing(call: Call) -> tuple[int, int] | str:
+    """PULSE's (period, phase), or a message saying which literal is wrong."""
+    period = _whole(call.args[0], 1) if call.args else None
+    if period is None:
+        return "PULSE period must be a whole number literal >= 1 (e.g. PULSE(24)), got " + _what(call.args[0])
+    phase = _whole(call.args[1], 0) if len(call.args) > 1 else 0
+    if phase is None:
+        return "PULSE phase must be a whole number literal >= 0 (e.g. PULSE(24, 6)), got " + _what(call.args[1])
+    return period, phase
+
+
+def _what(e: Expr) -> str:
+    if isinstance(e, Unary) and isinstance(e.operand, Num):
+        return f"{e.op}{e.operand.value:g}"
+    if isinstance(e, Num):
+        return f"{e.value:g}"
+    return "an array" if isinstance(e, Array) else "an expression"
 
 
 def suggest(name: str, candidates: list[str] | tuple[str, ...]) -> str:

@@ -8,7 +8,9 @@ The language (loosest binding first; binary operators are left-associative)::
     sum        := product (("+" | "-") product)*
     product    := unary (("*" | "/") unary)*
     unary      := ("-" | "+") unary | atom
-    atom       := NUMBER | NAME "(" [comparison ("," comparison)*] ")" | NAME | "(" comparison ")"
+    atom       := NUMBER | array | NAME "(" [comparison ("," comparison)*] ")" | NAME | "(" comparison ")"
+    array      := "[" [element ("," element)*] "]"
+    element    := ["-" | "+"] NUMBER
     NUMBER     := (\\d+(\\.\\d*)? | \\.\\d+) ([eE][+-]?\\d+)?
     NAME       := a letter or "_", then letters, digits or "_"
 
@@ -17,6 +19,8 @@ parser reads it in a few microseconds without building tables at start-up,
 and no input can exhaust the Python stack (nothing recurses). Nesting is
 bounded before parsing all the same, and every node keeps its source column
 (the first character of its span, parentheses around a left operand included).
+An array literal holds signed number literals only - never an expression -
+and a ``-0`` in it is stored as 0 (0017).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from functools import lru_cache
 
 from flowtime.errors import ExpressionError
 from flowtime.expr import shapes
-from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
+from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary
 
 MAX_EXPRESSION_LENGTH = 100_000
 MAX_NESTING = 200
@@ -35,11 +39,12 @@ MAX_NESTING = 200
 _TOKEN = re.compile(
     r"(?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
     r"|(?P<name>[^\W\d]\w*)"
-    r"|(?P<op><=|>=|==|!=|[-+*/<>(),])"
+    r"|(?P<op><=|>=|==|!=|[-+*/<>(),\[\]])"
     r"|(?P<space>\s+)"
 )
 _PRECEDENCE = {"<": 1, "<=": 1, ">": 1, ">=": 1, "==": 1, "!=": 1, "+": 2, "-": 2, "*": 3, "/": 3}
 _EXPECTED = "a number, a name, '(' or an operator"
+_ARRAY = "an array holds number literals only, such as [0, 0.6, 0.3, 0.1]"
 
 # Token kinds (_BAD: a character no token starts with; reported when the parser reaches it)
 _NUM, _NAME, _OP, _END, _BAD = 0, 1, 2, 3, 4
@@ -108,10 +113,12 @@ def parse_with_outline(text: str, max_nesting: int = MAX_NESTING, max_length: in
 def _shaped(text: str, max_nesting: int, max_length: int) -> bool:
     """
     Whether the skeleton path may read ``text``: an ASCII text within every
-    limit. Nesting counts parentheses and sign runs (see ``_nesting``), so it
-    is at most the number of "(", "+" and "-", and at most the length.
+    limit, without an array literal (whose numbers are values of one node, not
+    leaves: the full parser reads those, each distinct text once). Nesting
+    counts parentheses and sign runs (see ``_nesting``), so it is at most the
+    number of "(", "+" and "-", and at most the length.
     """
-    return (text.__class__ is str and len(text) <= max_length and text.isascii()
+    return (text.__class__ is str and len(text) <= max_length and text.isascii() and "[" not in text
             and (len(text) <= max_nesting or text.count("(") + text.count("+") + text.count("-") <= max_nesting))
 
 
@@ -197,6 +204,45 @@ class _Parser:
             return _error(self.text, f"expression ends too early at column {column}; expected {_EXPECTED}", column)
         return _error(self.text, f"unexpected {value!r} at column {column}; expected {_EXPECTED}", column)
 
+    def _array(self, i: int) -> int:
+        """Read the array literal whose "[" is token ``i``; push it and return the index of its "]"."""
+        tokens = self.tokens
+        column = tokens[i][2]
+        values: list[float] = []
+        i += 1
+        if tokens[i][0] == _OP and tokens[i][1] == "]":
+            self._push(Array((), column), column)
+            return i
+        while True:
+            sign = 1.0
+            if tokens[i][0] == _OP and tokens[i][1] in ("-", "+"):
+                sign = -1.0 if tokens[i][1] == "-" else 1.0
+                i += 1
+            kind, value, at = tokens[i]
+            if kind != _NUM:
+                raise self._in_array(tokens[i], "a number")
+            number = float(value)
+            if not math.isfinite(number) and self.too_large is None:
+                self.too_large = (value, at)
+            values.append(sign * number + 0.0)  # + 0.0: a -0 is stored as 0
+            i += 1
+            kind, value, at = tokens[i]
+            if kind == _OP and value == "]":
+                self._push(Array(tuple(values), column), column)
+                return i
+            if kind != _OP or value != ",":
+                raise self._in_array(tokens[i], "',' or ']'")
+            i += 1
+
+    def _in_array(self, tok: tuple[int, str, int], expected: str) -> ExpressionError:
+        kind, value, column = tok
+        if kind == _BAD:
+            return self._unexpected(tok)
+        if kind == _END:
+            return _error(self.text, f"expression ends too early at column {column}, inside an array literal; "
+                                     f"expected {expected}", column)
+        return _error(self.text, f"unexpected {value!r} at column {column}; expected {expected}: {_ARRAY}", column)
+
     def _push(self, e: Expr, start: int) -> None:
         self.out.append(e)
         self.starts.append(start)
@@ -255,6 +301,9 @@ class _Parser:
                     ops.append((_UN, value, column, 0))
                 elif kind == _OP and value == "(":
                     ops.append((_PAR, "", column, 0))
+                elif kind == _OP and value == "[":
+                    i = self._array(i)
+                    expect_operand = False
                 else:
                     raise self._unexpected(tok)
                 i += 1

@@ -53,13 +53,25 @@ class BinOp:
 
 
 @record
+class Array:
+    """
+    An array literal ``[0, 0.6, 0.3, 0.1]``: number literals only (a sign
+    allowed). CONV reads it as its kernel; anywhere else it is the series
+    ``values[t]``, 0 past its end (0017).
+    """
+
+    values: tuple[float, ...]
+    column: int = field(default=1, compare=False, repr=False)
+
+
+@record
 class Call:
     name: str  # upper-cased: function names are case-insensitive
     args: tuple[Expr, ...]
     column: int = field(default=1, compare=False, repr=False)
 
 
-Expr = Num | Ref | Unary | BinOp | Call
+Expr = Num | Ref | Unary | BinOp | Call | Array
 
 
 def children(e: Expr) -> tuple[Expr, ...]:
@@ -127,6 +139,8 @@ def to_text(e: Expr) -> str:
 
     >>> to_text(BinOp("-", Ref("a"), BinOp("-", Ref("b"), Num(1.0))))
     'a - (b - 1)'
+    >>> to_text(Call("CONV", (Ref("x"), Array((0.0, 0.6, -1.0)))))
+    'CONV(x, [0, 0.6, -1])'
     """
 
     def prec(node: Expr) -> int:
@@ -141,6 +155,8 @@ def to_text(e: Expr) -> str:
             return format_number(node.value), 5
         if isinstance(node, Ref):
             return node.name, 5
+        if isinstance(node, Array):
+            return f"[{', '.join(format_number(v) for v in node.values)}]", 5
         if isinstance(node, Call):
             return f"{node.name}({', '.join(k[0] for k in kids)})", 5
         if isinstance(node, Unary):

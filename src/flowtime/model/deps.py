@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from flowtime.expr.functions import check_call
+from flowtime.expr.functions import TIMED, check_call, conv_kernel, pulse_timing
 from flowtime.expr.syntax import Call, Expr, Num, Ref, Unary, children
 from flowtime.records import record
 
@@ -58,13 +58,14 @@ def outline_references(calls: Iterable[tuple[str, int]], names: Iterable[str]) -
     ``references_with_lag`` from the parser's outline of an expression (its
     calls and referenced names, ``parse_with_outline``) when the outline
     settles it: no SHIFT, so every name is read at lag 0, and no call that
-    ``expression_issues`` would report. None when the tree must be walked.
+    ``expression_issues`` would report (nor one with literal arguments to
+    check: CONV, PULSE). None when the tree must be walked.
 
     >>> outline_references((("MIN", 2),), ("a", "b", "a")), outline_references((("SHIFT", 2),), ("q",))
     ({'a': 0, 'b': 0}, None)
     """
     for name, n_args in calls:
-        if name == "SHIFT" or check_call(name, n_args) is not None:
+        if name in TIMED or check_call(name, n_args) is not None:
             return None
     return dict.fromkeys(names, 0)
 
@@ -93,7 +94,7 @@ def shift_lag(call: Call) -> int | None:
 
 
 def expression_issues(e: Expr) -> list[ExprIssue]:
-    """Unknown functions, wrong argument counts and bad SHIFT lags, with columns."""
+    """Unknown functions, wrong argument counts, bad SHIFT lags, CONV kernels and PULSE timings, with columns."""
     issues: list[ExprIssue] = []
     stack = [e]
     while stack:
@@ -116,6 +117,14 @@ def expression_issues(e: Expr) -> list[ExprIssue]:
                         getattr(lag, "column", node.column),
                     )
                 )
+            elif node.name == "CONV" and conv_kernel(node.args[1]) is None:
+                issues.append(ExprIssue("CONV kernel must be an array literal such as [0, 0.6, 0.3, 0.1] or a "
+                                        "number literal, got an expression", node.args[1].column))
+            elif node.name == "PULSE":
+                timing = pulse_timing(node)
+                if isinstance(timing, str):
+                    bad = node.args[0] if timing.startswith("PULSE period") else node.args[1]
+                    issues.append(ExprIssue(timing, bad.column))
         stack.extend(children(node))
     return issues
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowtime.errors import ModelError, Problem
-from flowtime.expr.syntax import BinOp, Call, Expr, Num, Ref, Unary
+from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary
 from flowtime.model.load import LoadedModel, load_error_problems, load_model
 from flowtime.model.schema import ConstNode, Model, PmfNode
 from flowtime.sim.topology import Topology, topology
@@ -214,6 +214,8 @@ def provably_zero(model: Model, topo: Topology) -> dict[str, bool]:
 def _zero(e: Expr, known: dict[str, bool]) -> bool:
     if isinstance(e, Num):
         return e.value == 0
+    if isinstance(e, Array):
+        return all(v == 0 for v in e.values)
     if isinstance(e, Ref):
         return known.get(e.name, False)
     if isinstance(e, Unary):
@@ -229,6 +231,10 @@ def _zero(e: Expr, known: dict[str, bool]) -> bool:
         args = [_zero(x, known) for x in e.args]
         if e.name in ("SHIFT", "ABS", "SQRT", "FLOOR", "CEIL", "ROUND", "MOD"):
             return args[0]
+        if e.name == "CONV":  # of a zero series, or with a kernel of zeros
+            return args[0] or args[1]
+        if e.name == "PULSE":  # zero when its amplitude is
+            return len(args) > 2 and args[2]
         if e.name in ("MIN", "MAX", "CLAMP"):
             return all(args)
         if e.name == "IF":
