@@ -140,15 +140,16 @@ def resolve_outputs(outputs: Sequence[Output], ids: Sequence[str], order: Sequen
     """
     Node ids to write, in output order: every node (evaluation order) when the
     model lists none; wildcards expand in declaration order; duplicates dropped.
+    Nodes FlowTime made for its own use (``kinds.is_internal``) are never written.
     """
     if not outputs:
-        return tuple(order)
+        return tuple(n for n in order if not kinds.is_internal(n))
     out: dict[str, None] = {}
     for o in outputs:
         if o.is_wildcard:
             pattern = output_pattern(o.series)
             for n in ids:
-                if pattern.match(n):
+                if pattern.match(n) and not kinds.is_internal(n):
                     out.setdefault(n, None)
         elif o.series in ids:
             out.setdefault(o.series, None)

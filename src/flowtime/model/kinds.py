@@ -76,9 +76,19 @@ class NodeKind:
     expression: Callable[[Any], Expr | None]
     # A mapping an author wrote with these keys and no `kind` is of this kind.
     default: bool = False
+    # False for kinds only FlowTime makes (a queue's derived series): not accepted in a model's text.
+    written: bool = True
 
 
 _KINDS: dict[str, NodeKind] = {}
+
+# In a node id only when FlowTime made the node (a queue's initial depth, ...): an author's id never
+# holds it, and such nodes are never outputs.
+INTERNAL = "#"
+
+
+def is_internal(node_id: str) -> bool:
+    return INTERNAL in node_id
 
 
 def register(kind: NodeKind) -> NodeKind:
@@ -94,8 +104,9 @@ def unregister(name: str) -> None:
 
 def kinds() -> dict[str, NodeKind]:
     """Every registered kind by name, built-ins first (importing them on first use)."""
-    if not _KINDS or "const" not in _KINDS:
-        import flowtime.model.nodes  # noqa: F401 - registers const, expr and pmf
+    if "const" not in _KINDS or "serviceWithBuffer" not in _KINDS:
+        import flowtime.model.nodes
+        import flowtime.model.queues  # noqa: F401 - registers serviceWithBuffer (and derived series)
 
     return _KINDS
 

@@ -39,9 +39,11 @@ from flowtime.model.schema import (
     Output,
     Rng,
 )
+from flowtime.model.synthesis import lower
+from flowtime.model.topology import Topology, read_topology
 from flowtime.model.yamltext import Path, SourceMap, format_path, parse_yaml, remove_top_level_key
 
-TOP_LEVEL_KEYS = ("schemaVersion", "grid", "nodes", "outputs", "rng", "metadata", "provenance")
+TOP_LEVEL_KEYS = ("schemaVersion", "grid", "nodes", "outputs", "rng", "metadata", "provenance", "topology")
 # \Z, not $: `$` also matches before a final newline ("b\n" must not pass).
 NODE_ID = re.compile(r"^[^\W\d][\w.\-]{0,127}\Z")
 OUTPUT_NAME = re.compile(r"^[\w][\w.\- ]{0,127}\Z")
@@ -93,6 +95,8 @@ class _Ctx:
     # node id -> (path of its expression field, the text): where to point at an issue
     texts: dict[str, tuple[Path, str]] = field(default_factory=dict)
     outlines: dict[str, Outline] = field(default_factory=dict)  # the parser's, by node id
+    topology_names: dict[int, str] = field(default_factory=dict)  # topology.nodes index -> id
+    origins: dict[str, Path] = field(default_factory=dict)  # a node FlowTime added -> where it comes from
 
     @property
     def node_names(self) -> dict[int, str]:
@@ -112,6 +116,9 @@ def _display_path(path: Path, ctx: _Ctx) -> str:
     """nodes[3].expr -> nodes.served.expr when node 3 has an id."""
     if len(path) >= 2 and path[0] == "nodes" and isinstance(path[1], int) and path[1] in ctx.node_names:
         return format_path(("nodes", ctx.node_names[path[1]], *path[2:]))
+    if (len(path) >= 3 and path[:2] == ("topology", "nodes") and isinstance(path[2], int)
+            and path[2] in ctx.topology_names):
+        return format_path(("topology", "nodes", ctx.topology_names[path[2]], *path[3:]))
     return format_path(path)
 
 
@@ -152,7 +159,8 @@ def _load(text: str, source: str, limits: Limits) -> LoadedModel:
     grid = _grid(data, ctx)
     bins = grid.bins if grid else _valid_bins(data, ctx.limits)
     nodes, exprs = _nodes(data, ctx, bins)
-    outputs = _outputs(data, ctx, [n.id for n in nodes])
+    topology, nodes = _topology(data, ctx, nodes, exprs, bins)
+    outputs = _outputs(data, ctx, [n.id for n in nodes if not kinds.is_internal(n.id)])
     rng = _rng(data, ctx)
     metadata = _metadata(data, ctx)
     analysis = _analyse(nodes, exprs, ctx)
@@ -161,7 +169,8 @@ def _load(text: str, source: str, limits: Limits) -> LoadedModel:
     if errors or grid is None:
         raise ModelValidationError(ctx.problems, source)
 
-    model = Model(grid=grid, nodes=tuple(nodes), outputs=tuple(outputs), rng=rng, metadata=metadata)
+    model = Model(grid=grid, nodes=tuple(nodes), outputs=tuple(outputs), rng=rng, metadata=metadata,
+                  topology=topology)
     remember(graph_from(model, analysis))  # analysed once, here: Sim and the engine read this graph
     spec_text = text
     if "provenance" in data:
@@ -174,6 +183,24 @@ def _load(text: str, source: str, limits: Limits) -> LoadedModel:
         spec_text = stripped
     warnings = [p for p in ctx.problems if p.severity == "warning"]
     return LoadedModel(model, spec_text, provenance, warnings, source)
+
+
+def _topology(data: dict[Any, Any], ctx: _Ctx, nodes: list[Any], exprs: dict[str, Expr],
+              bins: int | None) -> tuple[Topology | None, list[Any]]:
+    """The topology section read, and the nodes with its queues (and every queue's companions) added."""
+    topology = None
+    if "topology" in data:
+        raw = data["topology"]
+        if isinstance(raw, dict) and isinstance(raw.get("nodes"), list):
+            ctx.topology_names = {i: t["id"] for i, t in enumerate(raw["nodes"])
+                                  if isinstance(t, dict) and isinstance(t.get("id"), str)}
+        topology = read_topology(raw, ctx)
+    if topology is None and not any(kinds.kind_of(n).name == "serviceWithBuffer" for n in nodes):
+        return None, nodes
+    paths: dict[str, Path] = {name: ("nodes", i) for i, name in ctx.node_names.items()}
+    lowered = lower(topology, nodes, exprs, ctx.node_names.values(), paths, bins, ctx)
+    ctx.origins.update(lowered.origins)
+    return lowered.topology, lowered.nodes
 
 
 def _provenance(data: dict[Any, Any], ctx: _Ctx) -> Provenance | None:
@@ -343,8 +370,8 @@ def _nodes(data: dict[Any, Any], ctx: _Ctx, bins: int | None) -> tuple[list[Any]
         first_seen[node_id] = i
         name = item.get("kind", default_name)
         spec = table.get(name) if isinstance(name, str) else None
-        if spec is None:
-            names = tuple(table)
+        if spec is None or not spec.written:
+            names = tuple(k for k, v in table.items() if v.written)
             ctx.error(("nodes", i, "kind"), f"unknown node kind {name!r}{suggest(str(name), names)}; expected one "
                       f"of {', '.join(names)}")
             continue
@@ -583,18 +610,24 @@ def _metadata(data: dict[Any, Any], ctx: _Ctx) -> Metadata:
 
 def _analyse(nodes: list[Any], exprs: dict[str, Expr], ctx: _Ctx) -> Analysis:
     """Analyse the nodes once; every issue located in the text (the caret under the expression)."""
-    # Every node of the document loaded: the declared ids are the nodes' own.
-    declared = None if len(nodes) == len(ctx.raw_nodes) else ctx.node_names.values()
+    # Every node of the document loaded and none added: the declared ids are the nodes' own.
+    declared = None if len(nodes) == len(ctx.raw_nodes) and not ctx.origins else \
+        [*ctx.node_names.values(), *ctx.origins]
     analysis = analyse_nodes(nodes, exprs, declared=declared, outlines=ctx.outlines)
     raw_index = {name: i for i, name in ctx.node_names.items()} if analysis.issues else {}
+
+    def located_at(node: str) -> Path:
+        if node in ctx.origins:  # a node FlowTime added: at the topology node it stands for
+            return ctx.origins[node]
+        return ("nodes", raw_index.get(node, 0))
+
     for issue in analysis.issues:
         if issue.what == "cycle":
-            ctx.error(("nodes", raw_index.get(issue.node, 0)),
-                      f"{issue.message}; each node reads the next in the same bin. "
+            ctx.error(located_at(issue.node), f"{issue.message}; each node reads the next in the same bin. "
                       "Read the past with SHIFT(x, 1) somewhere on the loop")
             continue
         if issue.node not in ctx.texts:  # a kind that lowers to an expression has no text to point into
-            ctx.error(("nodes", raw_index.get(issue.node, 0)), issue.message)
+            ctx.error(located_at(issue.node), issue.message)
             continue
         where, text = ctx.texts[issue.node]
         ctx.error(where, _located(issue.message, text, issue.column),

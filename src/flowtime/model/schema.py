@@ -178,8 +178,9 @@ class Model:
     rng: Rng | None = None
     metadata: Metadata = field(default_factory=Metadata)
     schema_version: int = 1
+    topology: Any = None  # model.topology.Topology: services and their series (queues are in ``nodes``)
 
-    def node(self, node_id: str) -> ConstNode | ExprNode | PmfNode:
+    def node(self, node_id: str) -> Any:
         for n in self.nodes:
             if n.id == node_id:
                 return n
@@ -201,7 +202,7 @@ class Model:
         from flowtime.model.graph import graph_of
 
         exprs = graph_of(self).exprs
-        return {
+        out = {
             "schemaVersion": self.schema_version,
             "grid": self.grid.to_json(),
             "nodes": [
@@ -211,3 +212,6 @@ class Model:
             "outputs": [o.to_json() for o in self.outputs],
             "rng": self.rng.to_json() if self.rng else None,
         }
+        if self.topology is not None:  # only then: the hash of every model without one is unchanged
+            out["topology"] = self.topology.to_json()
+        return out
