@@ -5,6 +5,8 @@ queues that work through every path of the plan (set=, evaluate_many, compiled l
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -199,3 +201,18 @@ def test_a_queue_depth_of_a_service_must_name_a_node() -> None:
     text = _queue(kind="service").replace("served: served}", "served: served, queueDepth: depth}")
     with pytest.raises(ModelValidationError, match="queueDepth names unknown node 'depth'"):
         load_model(text)
+
+
+def test_nodes_flowtime_made_for_itself_are_not_shown_in_a_run(tmp_path: Path) -> None:
+    import json
+
+    from flowtime.artifacts.writer import write_run
+    from flowtime.engine import plan
+
+    text = (Path(__file__).parents[1] / "cases" / "topology_dispatch" / "model.yaml").read_text()
+    loaded = load_model(text)
+    results = plan(loaded.model).evaluate()
+    assert any("#" in n for n in results.order)  # the gate is a node of the plan...
+    assert results.shown == [n for n in results.order if "#" not in n] and "queue_queue" in results.shown
+    run = json.loads((write_run(loaded, results, tmp_path).path / "run.json").read_text())
+    assert run["order"] == results.shown  # ...but not of what a run shows

@@ -226,11 +226,11 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
     out: dict[str, Any] = {
         "runId": record.run_id,
         "grid": model.grid.to_json(),
-        "order": results.order,
+        "order": results.shown,
         "outputs": results.output_ids,
     }
     if with_series:
-        out["series"] = {n: json_values(results.series[n]) for n in results.order}
+        out["series"] = {n: json_values(results.series[n]) for n in results.shown}
     out.update({
         "artifactsPath": str(record.path.resolve()),
         "provenance": ({**provenance.with_overrides(given).to_json(), "receivedAt": record.manifest["createdUtc"]}

@@ -184,7 +184,7 @@ def write_run(
             "samplePmf": results.sample_pmf,
             "sampled": results.sampled,
             "overrides": overrides,
-            "order": results.order,
+            "order": results.shown,
             "warnings": warnings,
             "series": run_series,
             "timings": timings or {},

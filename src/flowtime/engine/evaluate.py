@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flowtime.errors import Problem
+from flowtime.model.kinds import is_internal
 from flowtime.model.schema import Grid, Model
 
 Series = npt.NDArray[np.float64]
@@ -54,6 +55,11 @@ class Results:
 
     def __getitem__(self, node_id: str) -> Series:
         return self.series[node_id]
+
+    @functools.cached_property
+    def shown(self) -> list[str]:
+        """``order`` without the nodes FlowTime made for itself (a queue's seed or gate: ``kinds.is_internal``)."""
+        return [n for n in self.order if not is_internal(n)]
 
     def outputs(self) -> dict[str, Series]:
         return {n: self.series[n] for n in self.output_ids}
