@@ -102,7 +102,7 @@ def parse_with_outline(text: str, max_nesting: int = MAX_NESTING, max_length: in
     >>> parse_with_outline("MIN(a, b) * 0.5 + a")[1]
     ((('MIN', 2),), ('a', 'b', 'a'))
     """
-    if (text.__class__ is str and len(text) <= max_length and text.isascii()  # _shaped, inline
+    if (text.__class__ is str and len(text) <= max_length and text.isascii() and "[" not in text  # _shaped, inline
             and (len(text) <= max_nesting or text.count("(") + text.count("+") + text.count("-") <= max_nesting)):
         found = shapes.parse(text, _full)
         if found is not None:
