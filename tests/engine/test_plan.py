@@ -225,3 +225,15 @@ def test_unknown_kinds_list_the_registered_ones(scale_kind: Any) -> None:
     assert "scale" in kinds.names()
     np.testing.assert_array_equal(flowtime.evaluate(load_model(
         HEAD + "  - {id: a, values: 3}\n  - {id: b, kind: scale, of: a, factor: -1}\n").model)["b"], [-3] * 4)
+
+
+def test_a_model_made_in_code_keeps_its_values_when_the_callers_array_changes() -> None:
+    from flowtime.model.schema import BinUnit, ConstNode, ExprNode, Grid, Model
+
+    arrivals = np.array([1.0, 2.0, 3.0])
+    model = Model(grid=Grid(bins=3, bin_size=1, bin_unit=BinUnit.HOURS),
+                  nodes=(ConstNode(id="a", values=arrivals), ExprNode(id="b", kind="expr", expr="a * 2")))
+    before = flowtime.plan(model).evaluate()["b"].tolist()
+    arrivals[:] = 100.0  # the caller's array, not the model's
+    assert flowtime.plan(model).evaluate()["b"].tolist() == before == [2.0, 4.0, 6.0]
+    assert not model.nodes[0].values.flags.writeable

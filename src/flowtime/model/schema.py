@@ -74,6 +74,15 @@ class ConstNode:
     title: str | None = None
     description: str | None = None
 
+    def __post_init__(self) -> None:
+        # Models are immutable: values the caller could still change (a writeable array, a view of
+        # one, a list) are copied once into a read-only float64 array.
+        v = self.values
+        if not (isinstance(v, np.ndarray) and v.dtype == np.float64 and not v.flags.writeable and v.base is None):
+            v = np.array(v, dtype=np.float64)
+            v.flags.writeable = False
+            object.__setattr__(self, "values", v)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ConstNode):
             return NotImplemented
