@@ -68,7 +68,8 @@ def test_outlined_and_walked_expressions_report_the_same_problems(exprs: tuple[s
 
 
 def _slow_analyse(ids: list[str], lags: dict[str, dict[str, int]]) -> deps.DependencyGraph:
-    with mock.patch.object(deps, "_acyclic_order", lambda *_: None):
+    with mock.patch.object(deps, "_acyclic_order", lambda *_: None), \
+            mock.patch.object(deps, "_declared_order_is_kahns", lambda *_: False):
         return deps.analyse(ids, lags)
 
 
@@ -87,6 +88,9 @@ def test_the_acyclic_order_is_the_order_the_full_analysis_gives(
     fast, slow = deps.analyse(ids, lags), _slow_analyse(ids, lags)
     assert (fast.order, fast.inputs, fast.components, fast.cycles) == (
         slow.order, slow.inputs, slow.components, slow.cycles)
+    within = deps.analyse(ids, {i: {k: v for k, v in lag.items() if k in ids} for i, lag in lags.items()}, within=True)
+    assert (within.order, within.inputs, within.components, within.cycles) == (
+        slow.order, slow.inputs, slow.components, slow.cycles)
 
 
 def test_loaded_expression_nodes_are_the_nodes_their_class_makes() -> None:
@@ -101,3 +105,34 @@ def test_loaded_expression_nodes_are_the_nodes_their_class_makes() -> None:
     made = ExprNode("b", "a * 2", title="B")
     assert node == made and list(vars(node).items()) == list(vars(made).items())
     assert pickle.dumps(node) == pickle.dumps(made)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 10**6), max_size=3), min_size=1, max_size=15), st.integers(0, 3))
+def test_a_model_written_inputs_first_is_ordered_as_declared_when_kahn_says_so(
+    reads: list[list[int]], sources: int
+) -> None:
+    """Node j reads earlier nodes only (a few sources first): the shortcut and Kahn's FIFO order agree."""
+    ids = [f"n{j}" for j in range(sources + len(reads))]
+    lags: dict[str, dict[str, int]] = {i: {} for i in ids}
+    for j, picks in enumerate(reads, start=sources):
+        if j:
+            lags[ids[j]] = {ids[p % j]: 0 for p in picks}
+    index = {n: i for i, n in enumerate(ids)}
+    inputs = {n: tuple(lags[n]) for n in ids}
+    kahn = deps._acyclic_order(ids, inputs, index)
+    if deps._declared_order_is_kahns(inputs, index):
+        assert kahn == ids
+    slow = _slow_analyse(ids, lags)
+    fast = deps.analyse(ids, lags, within=True)
+    assert (fast.order, fast.inputs, fast.components, fast.cycles) == (
+        slow.order, slow.inputs, slow.components, slow.cycles)
+
+
+def test_the_declared_order_shortcut_is_taken_for_a_chain_and_not_for_a_late_source() -> None:
+    chain = {"a": (), "b": (), "c": ("a",), "d": ("c", "b")}
+    index = {n: i for i, n in enumerate(chain)}
+    assert deps._declared_order_is_kahns(chain, index)
+    late = {"a": (), "b": ("a",), "c": ()}  # Kahn: a, c, b
+    assert not deps._declared_order_is_kahns(late, {n: i for i, n in enumerate(late)})
+    assert deps.analyse(list(late), {k: dict.fromkeys(v, 0) for k, v in late.items()}).order == ["a", "c", "b"]

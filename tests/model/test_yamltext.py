@@ -114,3 +114,9 @@ def test_a_registered_path_resolver_sends_composing_back_to_the_safe_loader(monk
     monkeypatch.setattr(yamltext._TagLoader, "yaml_path_resolvers", {(("a",), None): "tag:yaml.org,2002:str"})
     assert not yamltext._tag_loader_applies()
     assert parse_yaml("a: 1\n")[0] == {"a": 1}
+
+
+@pytest.mark.parametrize("tag", ["!!set", "!!omap", "!!pairs", "!!seq", "!!map"])
+def test_a_collection_tag_on_a_scalar_is_a_located_problem(tag: str) -> None:
+    with pytest.raises(ModelSyntaxError, match=rf"line 2, column 4, b: cannot read 'x' as {tag[2:]}"):
+        parse_yaml(f"a: 1\nb: {tag} x\n")

@@ -148,9 +148,10 @@ class DependencyGraph:
         return {n: i for i, comp in enumerate(self.components) for n in comp}
 
 
-def analyse(ids: list[str], lags: dict[str, dict[str, int]]) -> DependencyGraph:
+def analyse(ids: list[str], lags: dict[str, dict[str, int]], *, within: bool = False) -> DependencyGraph:
     """
-    Order nodes for evaluation and find feedback loops.
+    Order nodes for evaluation and find feedback loops. ``within``: ``lags``
+    has an entry for every id and names no other node (the caller checked).
 
     Acyclic parts follow Kahn's algorithm with a FIFO queue and declaration-order
     tie-breaking (the reference's observable order). A strongly connected set of
@@ -160,13 +161,17 @@ def analyse(ids: list[str], lags: dict[str, dict[str, int]]) -> DependencyGraph:
     >>> g.order, g.components, g.cycles
     (['b', 'a', 'q'], [['q']], [])
     """
-    index = {n: i for i, n in enumerate(ids)}
-    keys = index.keys()
-    inputs: dict[str, tuple[str, ...]] = {}
-    for n in ids:
-        reads = lags.get(n, {})
-        inputs[n] = tuple(reads) if keys >= reads.keys() else tuple(d for d in reads if d in index)
-    acyclic = _acyclic_order(ids, inputs, index)
+    index = dict(zip(ids, range(len(ids)), strict=True))
+    inputs: dict[str, tuple[str, ...]]
+    if within:
+        inputs = {n: tuple(lags[n]) for n in ids}
+    else:
+        keys = index.keys()
+        inputs = {}
+        for n in ids:
+            reads = lags.get(n, {})
+            inputs[n] = tuple(reads) if keys >= reads.keys() else tuple(d for d in reads if d in index)
+    acyclic = list(ids) if _declared_order_is_kahns(inputs, index) else _acyclic_order(ids, inputs, index)
     if acyclic is not None:
         return DependencyGraph(order=acyclic, inputs=inputs, lags=lags)
     sccs = _tarjan(ids, inputs)
@@ -216,6 +221,35 @@ def analyse(ids: list[str], lags: dict[str, dict[str, int]]) -> DependencyGraph:
     return DependencyGraph(order=order, inputs=inputs, lags=lags, components=components, cycles=cycles)
 
 
+def _declared_order_is_kahns(inputs: dict[str, tuple[str, ...]], index: dict[str, int]) -> bool:
+    """
+    Whether Kahn's FIFO order is the declaration order itself, as it is for a
+    model written inputs first: every node without inputs comes before every
+    node with some, and the latest-declared input of each node (``m``) comes
+    before the node and never earlier than that of the node declared before
+    it. Then the queue is the declaration order by induction: processing the
+    node at place p makes ready exactly the nodes with m = p, which follow
+    those with smaller m, in declaration order. ``inputs`` is in declaration order.
+    """
+    last = -1
+    started = False
+    for j, reads in enumerate(inputs.values()):
+        if not reads:
+            if started:
+                return False
+            continue
+        started = True
+        m = -1
+        for d in reads:  # (a plain loop: cheaper than max(map(...)) over one or two inputs)
+            i = index[d]
+            if i > m:
+                m = i
+        if m < last or m >= j:
+            return False
+        last = m
+    return True
+
+
 def _acyclic_order(ids: list[str], inputs: dict[str, tuple[str, ...]], index: dict[str, int]) -> list[str] | None:
     """
     The order ``analyse`` gives when no node is on a loop (Kahn over the nodes
@@ -226,13 +260,12 @@ def _acyclic_order(ids: list[str], inputs: dict[str, tuple[str, ...]], index: di
     n = len(ids)
     indeg = [0] * n
     dependents: list[list[int]] = [[] for _ in range(n)]
-    for j, reads in enumerate(inputs.values()):
+    for j, (node, reads) in enumerate(inputs.items()):
         if reads:
+            if node in reads:
+                return None
             for d in reads:
-                i = index[d]
-                if i == j:
-                    return None
-                dependents[i].append(j)  # readers in declaration order: already sorted
+                dependents[index[d]].append(j)  # readers in declaration order: already sorted
             indeg[j] = len(reads)
     queue = [j for j in range(n) if not indeg[j]]
     for u in queue:  # FIFO: the loop reaches what it appends

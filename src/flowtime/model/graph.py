@@ -219,7 +219,7 @@ def analyse_nodes(nodes: Sequence[Any], exprs: Mapping[str, Expr] | None = None,
                                              f"unknown node '{name}'{suggest(name, declared_ids)}",
                                              ref_column(e, name)))
         lags[node_id] = refs if parsed.issuperset(refs) else {k: v for k, v in refs.items() if k in parsed}
-    dg = analyse(ids, lags)
+    dg = analyse(ids, lags, within=True)  # every node has its lags, filtered to the nodes
     issues.extend(GraphIssue(c[0], "cycle", "cycle without delay: " + " -> ".join(c), 1, tuple(c)) for c in dg.cycles)
     return Analysis(all_exprs, lags, dg, tuple(issues))
 

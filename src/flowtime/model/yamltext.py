@@ -18,6 +18,7 @@ import functools
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import GeneratorType
 from typing import Any
 
 import yaml
@@ -478,6 +479,8 @@ def _plain_scalar(node: ScalarNode, builder: _ScalarBuilder) -> Any:
         hash(out)
     except Exception:
         raise _NotPlain from None
+    if isinstance(out, GeneratorType):
+        raise _NotPlain
     if isinstance(out, int) and not isinstance(out, bool) and abs(out) >= _MAX_INT:
         raise _NotPlain
     return out
@@ -512,6 +515,8 @@ def _scalar(node: ScalarNode, path: Path, builder: _ScalarBuilder, problems: lis
     anything they raise is a problem with the scalar, never a crash."""
     try:
         value = _fast_scalar(node, builder)
+        if isinstance(value, GeneratorType):  # a collection's tag (`!!set x`): its constructor needs a collection
+            raise TypeError(node.tag)
     except Exception as exc:
         line, col = _mark(node)
         kind = str(node.tag).rsplit(":", 1)[-1]
