@@ -23,6 +23,7 @@ from typing import Any
 from flowtime.expr.functions import suggest as _close
 from flowtime.expr.syntax import Call, Expr, Num, Ref, walk
 from flowtime.model.queues import QueueNode, companions
+from flowtime.model.retry import retry_echoes
 from flowtime.model.schema import ConstNode, ExprNode, PmfNode
 from flowtime.model.topology import QUEUE_KINDS, Path, Reporter, SeriesRef, Topology, TopologyNode
 from flowtime.records import record
@@ -139,6 +140,7 @@ def lower(topology: Topology | None, nodes: Sequence[Any], exprs: Mapping[str, E
     for n in nodes:
         if isinstance(n, QueueNode) and n.id not in bound:
             known.update(n.series_names().values())
+    echoes = retry_echoes(tnodes, known, at)
     bad_refs = _check_refs(topology, known, declared_ids, set(written_back), at) if topology is not None else set()
     out_nodes: list[Any] = []
     explicit: dict[str, QueueNode] = {}
@@ -183,7 +185,10 @@ def lower(topology: Topology | None, nodes: Sequence[Any], exprs: Mapping[str, E
     for q in added:
         result.append(final[q.id])
         origins[q.id] = _here(topology.node(q.origin)) if topology is not None and q.origin else ()
-    emitted = set(declared_ids) | {q.id for q in final.values()}
+    for e in echoes:
+        result.append(e)
+        origins[e.id] = _here(topology.node(e.origin)) if topology is not None else ()
+    emitted = set(declared_ids) | {q.id for q in final.values()} | {e.id for e in echoes}
     for q in [final[x] for x in [*explicit, *(a.id for a in added)]]:
         where = _here(topology.node(q.origin)) if topology is not None and q.origin else node_paths.get(q.id, ())
         for c in companions(q, bins or 1):
@@ -245,8 +250,8 @@ def _check_refs(topology: Topology, known: set[str], ids: list[str], synthesized
             if name in known:
                 return True
             if field == "retryEcho":
-                at.error(path, f"{owner}: retryEcho names '{name}', which is not a node; synthesizing a retry echo "
-                         "(CONV over failures) is not supported yet: define the node")
+                at.error(path, f"{owner}: retryEcho names '{name}', which is not a node, and there are no "
+                         "semantics.failures or errors for FlowTime to echo: give one, or define the node")
             elif ref.form == "self":
                 at.error(path, f"{owner}: {field} is `self`, but there is no node '{name}'")
             else:
