@@ -128,11 +128,17 @@ class ModelGraph:
 
 def output_pattern(series: str) -> re.Pattern[str]:
     """
-    The node ids an output's ``series`` names: itself, or a ``*`` wildcard.
+    The node ids an output's ``series`` names: itself, or a ``*`` wildcard -
+    ours (``queue_*``, ``*``) or the reference's ``prefix/*``, every id that
+    starts with ``prefix`` (a node id never holds ``/``, 0019).
 
     >>> bool(output_pattern("queue_*").match("queue_2")), bool(output_pattern("q").match("qq"))
     (True, False)
+    >>> [bool(output_pattern("queue/*").match(n)) for n in ("queue_a", "queue", "my_queue")]
+    [True, True, False]
     """
+    if series.endswith("/*"):
+        series = series[:-2] + "*"
     return re.compile("^" + ".*".join(re.escape(p) for p in series.split("*")) + r"\Z")
 
 

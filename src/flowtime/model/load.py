@@ -527,7 +527,7 @@ def _outputs(data: dict[Any, Any], ctx: _Ctx, ids: list[str]) -> list[Output]:
             continue
         series = item.get("series")
         if not isinstance(series, str) or not series.strip():
-            ctx.error(path, "output needs `series`: a node id, `*` or a prefix such as `queue_*`")
+            ctx.error(path, "output needs `series`: a node id, `*` or a prefix such as `queue_*` or `queue/*`")
             continue
         as_ = item.get("as")
         if as_ is not None and not isinstance(as_, str):

@@ -1,5 +1,6 @@
 """
-Topology -> model nodes: queue synthesis, overflow routing and the initial-condition rule.
+Topology -> model nodes: queue synthesis, overflow routing, retry echoes, sinks' served series and the
+initial-condition rule.
 
 Each queue-like topology node (serviceWithBuffer, queue, dlq) gets a queue
 node, as the reference's compiler makes one (``engine-head.md`` §3.3): unless
@@ -11,7 +12,9 @@ on a collision), written back into ``semantics.queueDepth``. A queue node
 written in ``nodes[]`` and named by a topology node's ``queueDepth`` takes
 that node's initial depth and limit. Overflow routed into another node's
 queue is added to that queue's inflow; the routing must not loop. Every queue
-node then brings its companion series (``model.queues.companions``).
+node then brings its companion series (``model.queues.companions``). A missing
+``retryEcho`` is added as CONV (``model.retry``); a sink gets no queue and its
+``served`` completed (``model.sinks``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from typing import Any
 from flowtime.expr.functions import suggest as _close
 from flowtime.expr.syntax import Call, Expr, Num, Ref, walk
 from flowtime.model.queues import QueueNode, companions
+from flowtime.model.retry import retry_echoes
 from flowtime.model.schema import ConstNode, ExprNode, PmfNode
+from flowtime.model.sinks import is_sink, sink_served
 from flowtime.model.topology import QUEUE_KINDS, Path, Reporter, SeriesRef, Topology, TopologyNode
 from flowtime.records import record
 
@@ -84,6 +89,9 @@ def lower(topology: Topology | None, nodes: Sequence[Any], exprs: Mapping[str, E
     bound: dict[str, str] = {}  # explicit queue node id -> topology id
     written_back: dict[str, str] = {}  # topology id -> queue id for semantics.queueDepth
     for t in tnodes:
+        if is_sink(t):
+            _not_computed(t, "it is a sink (FlowTime computes no queue for a sink)", at)
+            continue
         qref = t.ref("queueDepth")
         requested = qref.node if qref is not None and qref.form in ("node", "series") else None
         if qref is not None and qref.form in ("file", "class"):
@@ -139,6 +147,8 @@ def lower(topology: Topology | None, nodes: Sequence[Any], exprs: Mapping[str, E
     for n in nodes:
         if isinstance(n, QueueNode) and n.id not in bound:
             known.update(n.series_names().values())
+    echoes = retry_echoes(tnodes, known, at)
+    sinks = sink_served(tnodes, known, taken, snake_case, at)
     bad_refs = _check_refs(topology, known, declared_ids, set(written_back), at) if topology is not None else set()
     out_nodes: list[Any] = []
     explicit: dict[str, QueueNode] = {}
@@ -183,7 +193,10 @@ def lower(topology: Topology | None, nodes: Sequence[Any], exprs: Mapping[str, E
     for q in added:
         result.append(final[q.id])
         origins[q.id] = _here(topology.node(q.origin)) if topology is not None and q.origin else ()
-    emitted = set(declared_ids) | {q.id for q in final.values()}
+    for e in [*echoes, *sinks.nodes]:
+        result.append(e)
+        origins[e.id] = _here(topology.node(e.origin)) if topology is not None else ()
+    emitted = set(declared_ids) | {q.id for q in final.values()} | {e.id for e in [*echoes, *sinks.nodes]}
     for q in [final[x] for x in [*explicit, *(a.id for a in added)]]:
         where = _here(topology.node(q.origin)) if topology is not None and q.origin else node_paths.get(q.id, ())
         for c in companions(q, bins or 1):
@@ -195,7 +208,7 @@ def lower(topology: Topology | None, nodes: Sequence[Any], exprs: Mapping[str, E
             result.append(c)
             origins[c.id] = where
     if topology is not None:
-        nodes_t = tuple(_write_back(t, written_back.get(t.id)) for t in topology.nodes)
+        nodes_t = tuple(_write_back(t, written_back.get(t.id), sinks.served.get(t.id)) for t in topology.nodes)
         topology = dataclasses.replace(topology, nodes=nodes_t)
         _initial_condition_rule(topology, by_id, exprs, node_paths, at)
     return Lowered(topology, result, origins)
@@ -245,8 +258,8 @@ def _check_refs(topology: Topology, known: set[str], ids: list[str], synthesized
             if name in known:
                 return True
             if field == "retryEcho":
-                at.error(path, f"{owner}: retryEcho names '{name}', which is not a node; synthesizing a retry echo "
-                         "(CONV over failures) is not supported yet: define the node")
+                at.error(path, f"{owner}: retryEcho names '{name}', which is not a node, and there are no "
+                         "semantics.failures or errors for FlowTime to echo: give one, or define the node")
             elif ref.form == "self":
                 at.error(path, f"{owner}: {field} is `self`, but there is no node '{name}'")
             else:
@@ -304,10 +317,13 @@ def _routes(tnodes: Sequence[TopologyNode], queues: Mapping[str, QueueNode], top
     return routes
 
 
-def _write_back(t: TopologyNode, queue_id: str | None) -> TopologyNode:
-    if queue_id is None:
-        return t
-    return dataclasses.replace(t, semantics={**t.semantics, "queueDepth": SeriesRef(queue_id, "node", queue_id)})
+def _write_back(t: TopologyNode, queue_id: str | None, served: SeriesRef | None = None) -> TopologyNode:
+    semantics = dict(t.semantics)
+    if queue_id is not None:
+        semantics["queueDepth"] = SeriesRef(queue_id, "node", queue_id)
+    if served is not None:
+        semantics["served"] = served
+    return t if semantics == dict(t.semantics) else dataclasses.replace(t, semantics=semantics)
 
 
 def self_shift_column(e: Expr, name: str) -> int | None:

@@ -108,12 +108,18 @@ class TopologyNode:
         return v if isinstance(v, SeriesRef) else None
 
     def to_json(self) -> dict[str, Any]:
-        sem = {k: (v.text if isinstance(v, SeriesRef) else list(v) if isinstance(v, tuple) else v)
+        sem = {k: (v.text if isinstance(v, SeriesRef) else [_finite_or_text(x) for x in v] if isinstance(v, tuple)
+                   else v)
                for k, v in (self.semantics or {}).items()}
         return {"id": self.id, "kind": self.kind, "nodeRole": self.role, "constraints": list(self.constraints),
                 "semantics": sem, "initialCondition": self.initial,
                 "dispatchSchedule": self.dispatch.to_json() if self.dispatch else None,
                 "wipLimit": self.wip_limit, "wipLimitSeries": self.wip_limit_series, "wipOverflow": self.wip_overflow}
+
+
+def _finite_or_text(x: float) -> float | str:
+    """A kernel coefficient for canonical JSON (which has no NaN): non-finite ones as text (``nan``, ``inf``)."""
+    return x if math.isfinite(x) else str(x)
 
 
 @record
@@ -357,7 +363,7 @@ def _semantics(raw: Any, here: Path, node_id: str, at: Reporter) -> dict[str, An
                 if ref is not None:
                     out[key] = ref
         elif key == "retryKernel":
-            if not isinstance(v, list) or not all(is_number(x) and math.isfinite(float(x)) for x in v):
+            if not isinstance(v, list) or not all(is_number(x) for x in v):  # non-finite: the policy's 0
                 at.error(path, f"retryKernel must be a list of numbers such as [0.0, 0.6, 0.3, 0.1], got "
                          f"{type_name(v)}")
                 ok = False
