@@ -199,3 +199,19 @@ def test_version_flag_prints_the_package_version() -> None:
 
     r = CliRunner().invoke(app, ["--version"])
     assert r.exit_code == 0 and r.stdout.strip() == f"flowtime {__version__}"
+
+
+def test_run_reads_file_series_relative_to_the_model_file_not_the_working_folder(tmp_path: Path) -> None:
+    (tmp_path / "m" / "tele").mkdir(parents=True)
+    (tmp_path / "m" / "tele" / "demand.csv").write_text("bin_index,value\n0,4\n1,6\n")
+    model = write(tmp_path / "m", "schemaVersion: 1\ngrid: {bins: 2, binSize: 1, binUnit: hours}\n"
+                  "nodes:\n  - {id: cap, values: [5, 5]}\ntopology:\n  nodes:\n    - id: Desk\n"
+                  "      kind: serviceWithBuffer\n      semantics: {arrivals: 'file:tele/demand.csv', served: cap}\n")
+    r = CliRunner().invoke(app, ["run", model, "--data-dir", str(tmp_path / "d"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["summary"]["demand"]["max"] == 6
+    (tmp_path / "m" / "tele" / "demand.csv").write_text("bin_index,value\n0,4\n2,6\n")
+    proc = subprocess.run([sys.executable, "-m", "flowtime", "validate", model], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "tele/demand.csv line 3: bin_index 2 is outside the grid (0..1)" in proc.stderr

@@ -6,6 +6,9 @@ The golden corpus: small models whose every value was computed by hand.
 the node's series: exactly, or within the number in ``tolerance.txt`` when the
 case has one. An ``outputs.txt`` lists the expected output ids, in order.
 
+A case may read ``file:`` series: they resolve beside its ``model.yaml`` (as
+``flowtime run`` does), and an error case's beside it in ``errors/``.
+
 ``tests/cases/errors/<name>.yaml`` must fail to load. Each line of the
 matching ``.expected`` file is a substring of the error text (``\\n`` stands
 for a line break), except the directives ``line: N`` (some problem is reported
@@ -24,6 +27,7 @@ import pytest
 from flowtime.engine import compile_model, evaluate
 from flowtime.errors import ModelError, ModelSyntaxError, ModelValidationError
 from flowtime.model.load import load_model
+from flowtime.series_files import beside
 
 CASES = Path(__file__).parent / "cases"
 ERRORS = CASES / "errors"
@@ -72,7 +76,8 @@ def test_the_corpus_is_large_enough() -> None:
 
 @pytest.mark.parametrize("case", [_param(p, p.name) for p in _case_dirs()])
 def test_case_evaluates_to_its_hand_computed_series(case: Path) -> None:
-    loaded = load_model((case / "model.yaml").read_text(), f"{case.name}/model.yaml")
+    loaded = load_model((case / "model.yaml").read_text(), f"{case.name}/model.yaml",
+                        series_files=beside(case / "model.yaml"))
     results = evaluate(compile_model(loaded.model))
     tolerance_file = case / "tolerance.txt"
     tolerance = float(tolerance_file.read_text()) if tolerance_file.exists() else None
@@ -118,7 +123,7 @@ def test_invalid_model_is_rejected_with_a_located_message(model_file: Path) -> N
     assert substrings, f"{model_file.name}: the .expected file names no message text"
 
     with pytest.raises(classes[0] if classes else ModelError) as info:
-        load_model(model_file.read_text(), model_file.name)
+        load_model(model_file.read_text(), model_file.name, series_files=beside(model_file))
 
     text = str(info.value)
     for s in substrings:

@@ -104,9 +104,10 @@ def load_model(source: str | os.PathLike[str]) -> Model:
     any other string is the model text itself.
     """
     from flowtime.model.load import load_model as _load
+    from flowtime.series_files import beside
     from flowtime.sources import names_a_file, read_model_text
 
     if isinstance(source, os.PathLike) or names_a_file(source):
         text, name = read_model_text(source)
-        return _load(text, name).model
+        return _load(text, name, series_files=beside(source)).model
     return _load(str(source)).model

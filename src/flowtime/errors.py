@@ -8,7 +8,8 @@ translate them once, at their edge, into exit codes and problem+json bodies.
     ├── ModelError                  the model text is wrong (CLI exit 1, HTTP 400)
     │   ├── ModelSyntaxError        not YAML, or YAML of the wrong shape
     │   ├── ModelValidationError    every problem found in one pass, located
-    │   └── ExpressionError         an expression does not parse (with a caret line)
+    │   ├── ExpressionError         an expression does not parse (with a caret line)
+    │   └── SeriesFileError         a `file:` series cannot be read (names the file and line)
     ├── LimitExceeded               an input is over a configured limit (HTTP 400; 413 for the body)
     ├── EvaluationError             a node failed while being computed (names the node)
     ├── TemplateError               a Sim template or its parameters are wrong
@@ -148,6 +149,15 @@ class ExpressionError(ModelError):
         # One display line, so the caret lines up even for multi-line expressions.
         shown = expression.replace("\r", " ").replace("\n", " ").replace("\t", " ")
         super().__init__(f"{message}\n    {shown}\n    {' ' * (column - 1)}^")
+
+
+class SeriesFileError(ModelError):
+    """
+    A ``file:`` series that cannot be found, read or parsed. Raised by the edge
+    that reads the file; the loader turns it into a problem at the reference.
+    """
+
+    title = "Series file rejected"
 
 
 class LimitExceeded(FlowTimeError):

@@ -60,6 +60,8 @@ class EngineSettings(_Base):
                                    ) -> tuple[Any, ...]:
         return (init_settings, _EngineFolder(settings_cls), env_settings, dotenv_settings, file_secret_settings)
     max_body_bytes: int = 10 * 1024 * 1024
+    # The folder `file:` series may be read from over HTTP (FLOWTIME_TELEMETRY_ROOT); unset, no file is read.
+    telemetry_root: Path | None = None
     max_bins: int = 1_000_000
     max_nodes: int = 100_000
     max_outputs: int = 100_000

@@ -19,21 +19,21 @@ from flowtime.artifacts.canonical import series_csv
 from flowtime.engine import evaluate
 from flowtime.model.hashing import model_hash
 from flowtime.model.load import load_model
+from flowtime.series_files import beside
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT = json.loads((Path(__file__).parent / "series_snapshot.json").read_text())
 
 
-def _source(name: str) -> str:
-    path = ROOT / name / "model.yaml" if name.startswith("tests/cases/") else ROOT / name
-    return path.read_text(encoding="utf-8")
+def _path(name: str) -> Path:
+    return ROOT / name / "model.yaml" if name.startswith("tests/cases/") else ROOT / name
 
 
 @pytest.mark.parametrize("key", sorted(SNAPSHOT))
 def test_series_and_hashes_equal_the_recorded_engine(key: str) -> None:
     name, seed_part, sample_part = key.split("|")
     seed = None if seed_part == "seed=None" else int(seed_part.removeprefix("seed="))
-    loaded = load_model(_source(name), name)
+    loaded = load_model(_path(name).read_text(encoding="utf-8"), name, series_files=beside(_path(name)))
     results = evaluate(loaded.model, seed=seed, sample_pmf=sample_part == "sample=True")
     got = {n: hashlib.sha256(series_csv(results.series[n])).hexdigest() for n in results.order}
     assert model_hash(loaded.model) == SNAPSHOT[key]["modelHash"]

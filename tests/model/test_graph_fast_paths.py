@@ -13,6 +13,7 @@ from flowtime.errors import ModelValidationError
 from flowtime.expr.parser import parse_with_outline
 from flowtime.model import deps, graph
 from flowtime.model.load import load_model
+from flowtime.series_files import beside
 
 ROOT = Path(__file__).parents[2]
 MODELS = sorted([*ROOT.glob("tests/cases/*/model.yaml"), *ROOT.glob("examples/*.yaml")])
@@ -24,7 +25,7 @@ def _graph_facts(g: graph.ModelGraph) -> tuple[object, ...]:
 
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.parent.name if p.name == "model.yaml" else p.stem)
 def test_the_loaders_graph_equals_a_graph_built_without_outlines(path: Path) -> None:
-    model = load_model(path.read_text(encoding="utf-8"), str(path)).model
+    model = load_model(path.read_text(encoding="utf-8"), str(path), series_files=beside(path)).model
     rebuilt, issues = graph.build_graph(model)
     assert not issues and rebuilt is not None
     assert _graph_facts(graph.graph_of(model)) == _graph_facts(rebuilt)

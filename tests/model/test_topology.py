@@ -115,7 +115,8 @@ def test_edges_and_constraints_are_read_and_checked() -> None:
 
 
 @pytest.mark.parametrize(("ref", "message"), [
-    ("file:arrivals.csv", "`file:` series (file:arrivals.csv) are not supported yet"),
+    ("file:arrivals.csv", "semantics.served `file:arrivals.csv`: `file:` series need a model file to resolve "
+                          "against"),
     ("arrivals@VIP", "per-class references (arrivals@VIP) are not supported yet"),
     ("retry", "served names unknown node 'retry'"),
 ])

@@ -38,8 +38,10 @@ from flowtime.errors import (
     ModelValidationError,
     Problem,
 )
+from flowtime.model.files import SeriesFiles
 from flowtime.model.load import load_error_problems, load_model
 from flowtime.model.provenance import HEADER, Provenance, provenance_from_header
+from flowtime.series_files import within
 from flowtime.settings import EngineSettings
 
 SOURCE = "request body"
@@ -196,10 +198,15 @@ async def post_run(
     return JSONResponse(body, status_code=200, headers={"Location": f"/v1/runs/{body['runId']}"})
 
 
+def telemetry(settings: EngineSettings) -> SeriesFiles | None:
+    """`file:` series over HTTP: read inside the telemetry root only, and not at all without one."""
+    return within(settings.telemetry_root) if settings.telemetry_root is not None else None
+
+
 def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
          registry: Registry, with_series: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
-    loaded = load_model(req.text, SOURCE, limits=settings.limits())
+    loaded = load_model(req.text, SOURCE, limits=settings.limits(), series_files=telemetry(settings))
     model = loaded.model
     values = model.grid.bins * len(model.nodes)
     if with_series and values > settings.max_response_values:
@@ -253,7 +260,7 @@ async def post_graph(request: Request,
 
 
 def _graph(text: str, settings: EngineSettings) -> dict[str, Any]:
-    return load_model(text, SOURCE, limits=settings.limits()).graph.describe()
+    return load_model(text, SOURCE, limits=settings.limits(), series_files=telemetry(settings)).graph.describe()
 
 
 @router.post("/v1/validate", openapi_extra=_body_doc(False),
@@ -273,7 +280,8 @@ def _validate(text: str, settings: EngineSettings) -> dict[str, Any]:
     # Reporting problems is this endpoint's answer, so model errors are caught here;
     # input over a limit is refused with a problem (400) as on every other route.
     try:
-        loaded = load_model(text, SOURCE, limits=settings.limits())  # analysed once: every problem found
+        # analysed once: every problem found
+        loaded = load_model(text, SOURCE, limits=settings.limits(), series_files=telemetry(settings))
     except ModelError as exc:
         return {"valid": False, "problems": [p.to_dict() for p in load_error_problems(exc)]}
     return {"valid": True, "problems": [p.to_dict() for p in loaded.warnings]}

@@ -93,9 +93,11 @@ def run(
     seed = _check_seed(seed)
     overrides = parse_assignments(set_)
     root = engine_dir(data_dir)
+    from flowtime.series_files import beside
+
     text, name = read_model_text(model)
     t0 = time.perf_counter()
-    loaded = load_model(text, name)
+    loaded = load_model(text, name, series_files=beside(model))
     planned = plan(loaded.model)
     t1 = time.perf_counter()
     results = planned.evaluate(seed, sample_pmf=sample_pmf, set=overrides)
@@ -162,10 +164,11 @@ def _stats_json(values: Any) -> dict[str, float | None]:
 def validate(model: ModelArg) -> None:
     """Check MODEL and print every problem; exit 1 when there are errors."""
     from flowtime.model.load import load_model
+    from flowtime.series_files import beside
     from flowtime.sources import read_model_text
 
     text, name = read_model_text(model)
-    loaded = load_model(text, name)  # raises with every problem, located
+    loaded = load_model(text, name, series_files=beside(model))  # raises with every problem, located
     graph = loaded.graph
     _warn(loaded.warnings)
     g = loaded.model.grid
@@ -180,10 +183,11 @@ def graph(
 ) -> None:
     """Print the nodes, edges and evaluation order of MODEL without running it."""
     from flowtime.model.load import load_model
+    from flowtime.series_files import beside
     from flowtime.sources import read_model_text
 
     text, name = read_model_text(model)
-    g = load_model(text, name).graph
+    g = load_model(text, name, series_files=beside(model)).graph
     if as_json:
         typer.echo(json.dumps(g.describe(), indent=2))
         return

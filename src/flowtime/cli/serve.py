@@ -85,12 +85,16 @@ def serve_engine(
     data_dir: DataDirOption = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes sharing the port.")] = 1,
     log_level: LogLevel = "info",
+    telemetry_root: Annotated[Path | None, typer.Option(
+        "--telemetry-root", metavar="DIR", help="Folder that models' `file:` series may be read from "
+        "(env FLOWTIME_TELEMETRY_ROOT); without it no file is read.")] = None,
 ) -> None:
     """Serve the Engine API (/v1): run models, keep the run registry (in DIR/engine)."""
     from flowtime.settings import EngineSettings
 
     engine_dir = _data(data_dir).engine
-    settings = _settings(EngineSettings, host=host, port=port, data_dir=engine_dir)
+    settings = _settings(EngineSettings, host=host, port=port, data_dir=engine_dir,
+                         telemetry_root=telemetry_root.resolve() if telemetry_root is not None else None)
     _start("engine", settings, workers=workers, log_level=log_level, what=f"runs in {engine_dir}")
 
 

@@ -27,6 +27,7 @@ from flowtime.expr.shapes import Outline
 from flowtime.expr.syntax import Expr
 from flowtime.gcpause import paused_gc
 from flowtime.model import kinds
+from flowtime.model.files import SeriesFiles, load_files
 from flowtime.model.graph import Analysis, ModelGraph, analyse_nodes, graph_from, graph_of, output_pattern, remember
 from flowtime.model.limits import DEFAULT_LIMITS, Limits
 from flowtime.model.nodes import is_number, type_name
@@ -122,11 +123,13 @@ def _display_path(path: Path, ctx: _Ctx) -> str:
     return format_path(path)
 
 
-def load_model(text: str, source: str = "<string>", *, limits: Limits = DEFAULT_LIMITS) -> LoadedModel:
+def load_model(text: str, source: str = "<string>", *, limits: Limits = DEFAULT_LIMITS,
+               series_files: SeriesFiles | None = None) -> LoadedModel:
     """
     Parse and validate model YAML. Raises ``ModelSyntaxError`` for text that is
     not YAML, ``ModelValidationError`` listing every problem otherwise, and
-    ``LimitExceeded`` for inputs over ``limits``.
+    ``LimitExceeded`` for inputs over ``limits``. ``series_files`` reads the
+    ``file:`` series the model references (``model.files``); without it they are errors.
 
     >>> lm = load_model("schemaVersion: 1\\ngrid: {bins: 3, binSize: 1, binUnit: hours}\\n"
     ...                 "nodes:\\n  - {id: a, kind: const, values: [1, 2, 3]}\\n")
@@ -139,10 +142,10 @@ def load_model(text: str, source: str = "<string>", *, limits: Limits = DEFAULT_
             limit_name="max_model_bytes",
         )
     with paused_gc():
-        return _load(text, source, limits)
+        return _load(text, source, limits, series_files)
 
 
-def _load(text: str, source: str, limits: Limits) -> LoadedModel:
+def _load(text: str, source: str, limits: Limits, series_files: SeriesFiles | None) -> LoadedModel:
     data, smap = parse_yaml(text, source, max_nodes=limits.max_yaml_nodes)
     ctx = _Ctx(source, smap, limits)
     ctx.text = text
@@ -159,7 +162,7 @@ def _load(text: str, source: str, limits: Limits) -> LoadedModel:
     grid = _grid(data, ctx)
     bins = grid.bins if grid else _valid_bins(data, ctx.limits)
     nodes, exprs = _nodes(data, ctx, bins)
-    topology, nodes = _topology(data, ctx, nodes, exprs, bins)
+    topology, nodes = _topology(data, ctx, nodes, exprs, bins, series_files)
     outputs = _outputs(data, ctx, [n.id for n in nodes if not kinds.is_internal(n.id)])
     rng = _rng(data, ctx)
     metadata = _metadata(data, ctx)
@@ -186,8 +189,8 @@ def _load(text: str, source: str, limits: Limits) -> LoadedModel:
 
 
 def _topology(data: dict[Any, Any], ctx: _Ctx, nodes: list[Any], exprs: dict[str, Expr],
-              bins: int | None) -> tuple[Topology | None, list[Any]]:
-    """The topology section read, and the nodes with its queues (and every queue's companions) added."""
+              bins: int | None, series_files: SeriesFiles | None) -> tuple[Topology | None, list[Any]]:
+    """The topology section read, and the nodes with its files, queues (and every queue's companions) added."""
     topology = None
     if "topology" in data:
         raw = data["topology"]
@@ -198,7 +201,13 @@ def _topology(data: dict[Any, Any], ctx: _Ctx, nodes: list[Any], exprs: dict[str
     if topology is None and not any(kinds.kind_of(n).name == "serviceWithBuffer" for n in nodes):
         return None, nodes
     paths: dict[str, Path] = {name: ("nodes", i) for i, name in ctx.node_names.items()}
-    lowered = lower(topology, nodes, exprs, ctx.node_names.values(), paths, bins, ctx)
+    declared = list(ctx.node_names.values())
+    if topology is not None and bins is not None:
+        topology, file_nodes, file_origins = load_files(topology, series_files, bins, set(declared), ctx)
+        nodes = [*nodes, *file_nodes]
+        declared += [n.id for n in file_nodes]
+        ctx.origins.update(file_origins)
+    lowered = lower(topology, nodes, exprs, declared, paths, bins, ctx)
     ctx.origins.update(lowered.origins)
     return lowered.topology, lowered.nodes
 

@@ -250,8 +250,8 @@ def _check_refs(topology: Topology, known: set[str], ids: list[str], synthesized
 
     def check(ref: SeriesRef, path: Path, owner: str, self_id: str | None, field: str) -> bool:
         if ref.form == "file":
-            at.error(path, f"{owner}: `file:` series ({ref.text}) are not supported yet")
-        elif ref.form == "class":
+            return ref.node in known  # one that could not be read is reported where it was read
+        if ref.form == "class":
             at.error(path, f"{owner}: per-class references ({ref.text}) are not supported yet")
         else:
             name = self_id if ref.form == "self" and self_id is not None else ref.node

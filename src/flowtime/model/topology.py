@@ -60,7 +60,7 @@ class SeriesRef:
 
     text: str
     form: str
-    node: str  # the producing node's id ('' for a file)
+    node: str  # the producing node's id (for a file: '' until the loader has read it)
     class_id: str | None = None
     path: str | None = None  # of a ``file:`` reference
 
