@@ -13,7 +13,7 @@ const node. Its id is the file's stem - the reference's lookup key
 (``engine-head.md`` §3.1) - when that is a valid node id nobody else holds;
 otherwise (the stem names a node, or another file has the same stem) the node
 gets the internal id ``<stem>#file<k>``, which runs do not show, and a warning
-says so (0019).
+says so (0020).
 
 >>> stem_of("file://telemetry/Arrivals.csv"[5:]), stem_of("/abs/served.csv")
 ('Arrivals', 'served')
