@@ -22,6 +22,7 @@ from tests.strategies import expressions, series
 import flowtime
 from flowtime.engine import program
 from flowtime.engine.program import Program, tree_value
+from flowtime.expr.parser import parse_expression
 from flowtime.expr.syntax import Expr, Ref, to_text, walk
 from flowtime.model.load import load_model
 
@@ -61,6 +62,16 @@ def test_a_program_gives_the_bits_of_the_vector_functions(e: Expr, bins: int, da
         flipped = np.broadcast_to(tree_value(e, bins, {"a": lanes[1], "b": arrays["b"]}), (bins,))
     got = np.broadcast_to(many["x"], (2, bins))
     assert same_bits(got[0], expected) and same_bits(got[1], flipped)
+
+
+def test_a_divisor_shared_by_scenario_rows_zeroes_the_same_bins_of_every_row() -> None:
+    # a / b where only a varies: b's zero bins are +0 in each of the K rows (found by the property above)
+    p = Program(["x"], {"x": parse_expression("a / b")}, {"x": ["a", "b"]}, 3)
+    lanes = np.array([[1.0, 2.0, 3.0], [0.0, 5.0, 6.0]])
+    values: dict[str, Any] = {"a": lanes, "b": np.array([0.0, 2.0, 0.0])}
+    with np.errstate(all="ignore"):
+        p.run(values, 2)
+    assert np.broadcast_to(values["x"], (2, 3)).tolist() == [[0.0, 1.0, 0.0], [0.0, 2.5, 0.0]]
 
 
 def test_numbers_alone_are_computed_once_while_planning() -> None:

@@ -62,7 +62,8 @@ def _div_into(a: Any, b: Any, out: Series) -> None:
     np.divide(a, b, out)
     zero = b == 0.0
     if zero.any():
-        out[zero] = 0.0
+        # where= broadcasts: a divisor shared by K scenario rows masks the same bins of every row
+        np.copyto(out, 0.0, where=zero)
 
 
 def _fill_zero(a: Any, out: Series) -> None:
