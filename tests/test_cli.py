@@ -128,6 +128,17 @@ def test_runs_in_the_old_layout_are_moved_into_the_engine_folder(tmp_path: Path)
     assert again.stderr == "" and old in again.stdout
 
 
+def test_lenient_outputs_skips_an_unknown_output_with_a_located_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + "outputs:\n  - series: b\n  - series: nope\n")
+    strict = subprocess.run([sys.executable, "-m", "flowtime", "run", path, "--data-dir", str(tmp_path / "d")],
+                            capture_output=True, text=True)
+    assert strict.returncode == 1 and "line 8" in strict.stderr and "--lenient-outputs" in strict.stderr
+    r = CliRunner().invoke(app, ["run", path, "--data-dir", str(tmp_path / "d"), "--lenient-outputs"])
+    assert r.exit_code == 0, r.stderr
+    assert "line 8" in r.stderr and "unknown node 'nope'" in r.stderr
+    assert r.stdout.splitlines()[-1].split() == ["b", "3", "4.5", "6", "6"]
+
+
 def test_run_json_summary(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["run", write(tmp_path, GOOD), "--data-dir", str(tmp_path), "--json",
                                  "--deterministic-run-id"])

@@ -239,6 +239,21 @@ def test_invalid_model_is_a_400_listing_every_problem_located(client: httpx.Clie
     assert client.get("/v1/runs").json()["total"] == before
 
 
+def test_an_unknown_output_is_a_400_unless_lenient_outputs_skips_it_with_a_warning(client: httpx.Client) -> None:
+    text = ("schemaVersion: 1\ngrid: {bins: 2, binSize: 1, binUnit: hours}\n"
+            "nodes:\n  - {id: a, values: [1, 2]}\n  - {id: b, kind: expr, expr: 'a * 2'}\n"
+            "outputs:\n  - series: b\n  - series: served_count\n")
+    strict = client.post("/v1/run", content=text, headers={"Content-Type": "text/yaml"})
+    assert strict.status_code == 400
+    assert [(e["path"], e["line"]) for e in strict.json()["errors"]] == [("outputs[1].series", 8)]
+    body = post_run(client, text, lenientOutputs="true")
+    assert body["outputs"] == ["b"] and body["series"]["b"] == [2.0, 4.0]
+    assert [(w["path"], w["severity"]) for w in body["warnings"]] == [("outputs[1].series", "warning")]
+    check = client.post("/v1/validate", content=text, params={"lenientOutputs": "true"},
+                        headers={"Content-Type": "text/yaml"}).json()
+    assert check["valid"] is True and [p["path"] for p in check["problems"]] == ["outputs[1].series"]
+
+
 def test_empty_body_is_a_400(client: httpx.Client) -> None:
     resp = client.post("/v1/run", content=b"", headers={"Content-Type": "text/yaml"})
     assert resp.status_code == 400

@@ -46,3 +46,16 @@ def test_an_output_naming_no_written_series_stays_an_error(name: str) -> None:
     with pytest.raises(ModelValidationError, match=f"output names unknown node '{name}'") as info:
         load_model(MODEL + f"  - series: '{name}'\n", "m.yaml")
     assert "m.yaml, line 12" in str(info.value)
+
+
+def test_lenient_outputs_skip_an_unknown_name_with_a_located_warning_and_keep_the_rest() -> None:
+    loaded = load_model(MODEL + "  - series: served\n  - series: queue_b\n", "m.yaml", lenient_outputs=True)
+    assert [(w.path, w.line, w.severity) for w in loaded.warnings] == [("outputs[1].series", 13, "warning")]
+    assert "unknown node 'queue_b'" in loaded.warnings[0].message
+    assert flowtime.evaluate(loaded.model).output_ids == ["served"]
+
+
+def test_lenient_outputs_that_resolve_to_nothing_write_every_series_as_the_reference_does() -> None:
+    loaded = load_model(MODEL + "  - series: nope\n  - series: also_nope\n", "m.yaml", lenient_outputs=True)
+    assert len(loaded.warnings) == 2
+    assert flowtime.evaluate(loaded.model).output_ids == ["queue_a", "queue", "my_queue", "served", "hub_queue"]

@@ -155,6 +155,9 @@ ProvenanceHeader = Annotated[str | None, Header(
                               "modelId required); replaces an embedded provenance block.")]
 
 
+LenientQuery = Annotated[bool, Query(
+    alias="lenientOutputs", description="Skip outputs naming unknown nodes, with a warning, as the reference does "
+                                        "(default: a 400 naming them).")]
 SetQuery = Annotated[list[str] | None, Query(
     alias="set", description="name=value (JSON value), repeatable: new values for const nodes, e.g. "
                              "set=capacity=20&set=arrivals=[1,2,3]. Merged with a JSON body's set (query wins).")]
@@ -186,6 +189,7 @@ async def post_run(
     provenance_header: ProvenanceHeader = None,
     series: Annotated[bool, Query(description="Include the series values.")] = True,
     set_: SetQuery = None,
+    lenient: LenientQuery = False,
     settings: EngineSettings = Depends(get_settings),
     registry: Registry = Depends(get_registry),
 ) -> JSONResponse:
@@ -194,7 +198,7 @@ async def post_run(
     req = parse_model_body(request.headers.get("content-type"), await request.body())
     if set_:
         req = ModelRequest(req.text, req.seed, req.sample_pmf, {**(req.overrides or {}), **query_overrides(set_)})
-    body = await run_in_threadpool(_run, req, header, settings, registry, series)
+    body = await run_in_threadpool(_run, req, header, settings, registry, series, lenient)
     return JSONResponse(body, status_code=200, headers={"Location": f"/v1/runs/{body['runId']}"})
 
 
@@ -204,9 +208,10 @@ def telemetry(settings: EngineSettings) -> SeriesFiles | None:
 
 
 def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
-         registry: Registry, with_series: bool) -> dict[str, Any]:
+         registry: Registry, with_series: bool, lenient: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
-    loaded = load_model(req.text, SOURCE, limits=settings.limits(), series_files=telemetry(settings))
+    loaded = load_model(req.text, SOURCE, limits=settings.limits(), series_files=telemetry(settings),
+                        lenient_outputs=lenient)
     model = loaded.model
     values = model.grid.bins * len(model.nodes)
     if with_series and values > settings.max_response_values:
@@ -253,19 +258,20 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
 
 @router.post("/v1/graph", openapi_extra=_body_doc(False),
              summary="Nodes, edges and evaluation order of a model, without running it")
-async def post_graph(request: Request,
+async def post_graph(request: Request, lenient: LenientQuery = False,
                      settings: EngineSettings = Depends(get_settings)) -> dict[str, Any]:
     req = parse_model_body(request.headers.get("content-type"), await request.body())
-    return await run_in_threadpool(_graph, req.text, settings)
+    return await run_in_threadpool(_graph, req.text, settings, lenient)
 
 
-def _graph(text: str, settings: EngineSettings) -> dict[str, Any]:
-    return load_model(text, SOURCE, limits=settings.limits(), series_files=telemetry(settings)).graph.describe()
+def _graph(text: str, settings: EngineSettings, lenient: bool) -> dict[str, Any]:
+    return load_model(text, SOURCE, limits=settings.limits(), series_files=telemetry(settings),
+                      lenient_outputs=lenient).graph.describe()
 
 
 @router.post("/v1/validate", openapi_extra=_body_doc(False),
              summary="Every problem of a model, located, without running it")
-async def post_validate(request: Request,
+async def post_validate(request: Request, lenient: LenientQuery = False,
                         settings: EngineSettings = Depends(get_settings)) -> dict[str, Any]:
     media = request.headers.get("content-type")
     body = await request.body()
@@ -273,15 +279,16 @@ async def post_validate(request: Request,
         return {"valid": False, "problems": [
             Problem("", "request body is empty; send the model YAML").to_dict()]}
     req = parse_model_body(media, body)
-    return await run_in_threadpool(_validate, req.text, settings)
+    return await run_in_threadpool(_validate, req.text, settings, lenient)
 
 
-def _validate(text: str, settings: EngineSettings) -> dict[str, Any]:
+def _validate(text: str, settings: EngineSettings, lenient: bool) -> dict[str, Any]:
     # Reporting problems is this endpoint's answer, so model errors are caught here;
     # input over a limit is refused with a problem (400) as on every other route.
     try:
         # analysed once: every problem found
-        loaded = load_model(text, SOURCE, limits=settings.limits(), series_files=telemetry(settings))
+        loaded = load_model(text, SOURCE, limits=settings.limits(), series_files=telemetry(settings),
+                            lenient_outputs=lenient)
     except ModelError as exc:
         return {"valid": False, "problems": [p.to_dict() for p in load_error_problems(exc)]}
     return {"valid": True, "problems": [p.to_dict() for p in loaded.warnings]}

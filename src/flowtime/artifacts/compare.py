@@ -215,7 +215,8 @@ def stored_model(registry: Registry, run_id: str) -> Model:
     from flowtime.model.overrides import apply_overrides
 
     text = registry.file_path(run_id, "spec.yaml").read_text(encoding="utf-8-sig")
-    model = load_model(text, f"{run_id}/spec.yaml").model
+    # a stored run's model was accepted once; its skipped outputs (if any) were warned about then
+    model = load_model(text, f"{run_id}/spec.yaml", lenient_outputs=True).model
     overrides = registry.run_json(run_id).get("overrides") or {}
     return apply_overrides(model, overrides)[0] if isinstance(overrides, dict) else model
 

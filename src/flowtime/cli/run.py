@@ -17,6 +17,9 @@ ModelArg = Annotated[str, typer.Argument(help="Model YAML file, or - for standar
 DataDirOpt = Annotated[Path | None, typer.Option(
     "--data-dir", "--out", metavar="DIR",
     help="Data folder; runs go to DIR/engine (env FLOWTIME_DATA_DIR, default ./data).")]
+LenientOpt = Annotated[bool, typer.Option(
+    "--lenient-outputs", help="Skip outputs naming unknown nodes, with a warning, as the reference does "
+                              "(default: an error).")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", "-s", metavar="NODE=VALUE",
     help="Give a const node new values: --set capacity=20 (every bin), --set 'arrivals=[1,2,3]' (per bin).")]
@@ -82,6 +85,7 @@ def run(
                                              "their expected value.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id.")] = False,
+    lenient_outputs: LenientOpt = False,
 ) -> None:
     """Evaluate MODEL, write a run folder and print a summary of its series."""
     from flowtime.artifacts.registry import Registry
@@ -97,7 +101,7 @@ def run(
 
     text, name = read_model_text(model)
     t0 = time.perf_counter()
-    loaded = load_model(text, name, series_files=beside(model))
+    loaded = load_model(text, name, series_files=beside(model), lenient_outputs=lenient_outputs)
     planned = plan(loaded.model)
     t1 = time.perf_counter()
     results = planned.evaluate(seed, sample_pmf=sample_pmf, set=overrides)
@@ -161,14 +165,15 @@ def _stats_json(values: Any) -> dict[str, float | None]:
                 "max": clean(float(np.max(values))), "last": clean(float(values[-1]))}
 
 
-def validate(model: ModelArg) -> None:
+def validate(model: ModelArg, lenient_outputs: LenientOpt = False) -> None:
     """Check MODEL and print every problem; exit 1 when there are errors."""
     from flowtime.model.load import load_model
     from flowtime.series_files import beside
     from flowtime.sources import read_model_text
 
     text, name = read_model_text(model)
-    loaded = load_model(text, name, series_files=beside(model))  # raises with every problem, located
+    # raises with every problem, located
+    loaded = load_model(text, name, series_files=beside(model), lenient_outputs=lenient_outputs)
     graph = loaded.graph
     _warn(loaded.warnings)
     g = loaded.model.grid
@@ -180,6 +185,7 @@ def validate(model: ModelArg) -> None:
 def graph(
     model: ModelArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print nodes, edges and order as JSON.")] = False,
+    lenient_outputs: LenientOpt = False,
 ) -> None:
     """Print the nodes, edges and evaluation order of MODEL without running it."""
     from flowtime.model.load import load_model
@@ -187,7 +193,7 @@ def graph(
     from flowtime.sources import read_model_text
 
     text, name = read_model_text(model)
-    g = load_model(text, name, series_files=beside(model)).graph
+    g = load_model(text, name, series_files=beside(model), lenient_outputs=lenient_outputs).graph
     if as_json:
         typer.echo(json.dumps(g.describe(), indent=2))
         return

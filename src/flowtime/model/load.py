@@ -92,6 +92,7 @@ class _Ctx:
     raw_nodes: list[Any] = field(default_factory=list)  # the document's `nodes` list, as written
     _node_names: dict[int, str] | None = None
     text: str = ""
+    lenient_outputs: bool = False
     _lines: list[str] | None = None  # the text's lines, split when a problem is first located in them
     # node id -> (path of its expression field, the text): where to point at an issue
     texts: dict[str, tuple[Path, str]] = field(default_factory=dict)
@@ -124,12 +125,14 @@ def _display_path(path: Path, ctx: _Ctx) -> str:
 
 
 def load_model(text: str, source: str = "<string>", *, limits: Limits = DEFAULT_LIMITS,
-               series_files: SeriesFiles | None = None) -> LoadedModel:
+               series_files: SeriesFiles | None = None, lenient_outputs: bool = False) -> LoadedModel:
     """
     Parse and validate model YAML. Raises ``ModelSyntaxError`` for text that is
     not YAML, ``ModelValidationError`` listing every problem otherwise, and
     ``LimitExceeded`` for inputs over ``limits``. ``series_files`` reads the
     ``file:`` series the model references (``model.files``); without it they are errors.
+    An output naming an unknown node is an error; with ``lenient_outputs`` it
+    is skipped with a located warning, as the reference skips it silently (0024).
 
     >>> lm = load_model("schemaVersion: 1\\ngrid: {bins: 3, binSize: 1, binUnit: hours}\\n"
     ...                 "nodes:\\n  - {id: a, kind: const, values: [1, 2, 3]}\\n")
@@ -142,12 +145,14 @@ def load_model(text: str, source: str = "<string>", *, limits: Limits = DEFAULT_
             limit_name="max_model_bytes",
         )
     with paused_gc():
-        return _load(text, source, limits, series_files)
+        return _load(text, source, limits, series_files, lenient_outputs)
 
 
-def _load(text: str, source: str, limits: Limits, series_files: SeriesFiles | None) -> LoadedModel:
+def _load(text: str, source: str, limits: Limits, series_files: SeriesFiles | None,
+          lenient_outputs: bool) -> LoadedModel:
     data, smap = parse_yaml(text, source, max_nodes=limits.max_yaml_nodes)
     ctx = _Ctx(source, smap, limits)
+    ctx.lenient_outputs = lenient_outputs
     ctx.text = text
     if data is None:
         ctx.error((), "model is empty; expected a mapping with schemaVersion, grid and nodes")
@@ -554,7 +559,11 @@ def _outputs(data: dict[Any, Any], ctx: _Ctx, ids: list[str]) -> list[Output]:
                 ctx.warn((*path, "series"), f"output pattern '{series}' matches no node")
         elif series not in known:
             hint = suggest(series, ids)
-            ctx.error((*path, "series"), f"output names unknown node '{series}'{hint}")
+            if ctx.lenient_outputs:
+                ctx.warn((*path, "series"), f"output names unknown node '{series}'{hint}; skipped (lenient outputs)")
+            else:
+                ctx.error((*path, "series"), f"output names unknown node '{series}'{hint} (the reference skips "
+                          "such outputs; --lenient-outputs or ?lenientOutputs=true does the same, with a warning)")
             continue
         if as_ is not None:
             if not OUTPUT_NAME.match(as_) or ".." in as_:
