@@ -310,6 +310,21 @@ def test_a_result_handed_out_never_changes_when_the_plan_is_evaluated_again(read
     assert all(same_bits(kept_many[n], expected[n]) for n in python.order)
 
 
+@pytest.mark.parametrize("bins", [40, 5000])
+def test_an_override_of_a_series_whose_address_is_kept_is_read_and_the_kept_one_again_after(bins: int) -> None:
+    """After two runs a kernel keeps the addresses of the const series handed in both times; set= replaces one."""
+    python, compiled = both(load_model(pipeline(2, bins)).model)
+    [site] = [s for s in compiled.jit.sites if "backlog1" in s.members]
+    for _ in range(3):
+        assert_same(python.evaluate(), compiled.evaluate())
+    assert site.kernel is not None and site._stable is not None
+    assert "cap1" in {name for _, name, _ in site._stable[1]}
+    other = {"cap1": [float(t % 7) for t in range(bins)]}
+    assert_same(python.evaluate(set=other), compiled.evaluate(set=other))
+    assert not same_bits(compiled.evaluate(set=other)["backlog1"], compiled.evaluate()["backlog1"])
+    assert_same(python.evaluate(), compiled.evaluate())
+
+
 def test_a_block_is_reused_once_its_results_are_dropped() -> None:
     p = flowtime.plan(load_model(pipeline(1, 5000)).model, jit=True)
     [site] = p.jit.sites

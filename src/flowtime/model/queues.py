@@ -25,9 +25,12 @@ they are. The companion series a queue brings with it (``companions``):
 * ``{base}_gated_outflow`` - the outflow the dispatch schedule lets through;
 * ``{base}_wip_limit`` - the limit (a const for a number, so ``set=`` can try
   another; ``MAX(0, v)`` with non-finite read as 0 for a series);
-* ``{base}_overflow`` - ``MAX(0, MAX(0, sum) - limit)``: the excess, computed
-  after the loop from the same sum (it reads ``SHIFT(Q, 1)``, so it is no part
-  of the queue's feedback loop and runs vectorised).
+* ``{base}_overflow`` - the excess ``Q#raw - Q``; with a limit the depth is
+  ``MIN(Q#raw, limit)`` and the hidden ``Q#raw = MAX(0, sum)`` is the uncapped
+  depth, a member of the queue's feedback loop (so the sum is computed once, in
+  the loop, and the overflow is one vector subtraction after it). ``raw - MIN(raw,
+  limit)`` is ``MAX(0, raw - limit)`` bit for bit: both are ``raw - limit`` when
+  raw exceeds the limit and +0 otherwise (raw and the limit are finite and >= 0).
 """
 
 from __future__ import annotations
@@ -160,14 +163,17 @@ def _sum(node: QueueNode) -> Expr:
 
 
 def queue_expression(node: QueueNode) -> Expr:
-    depth: Expr = Call("MAX", (Num(0.0), _sum(node)))
     if node.has_limit:
-        depth = Call("MIN", (depth, Ref(node.series_names()["wip_limit"])))
-    return depth
+        return Call("MIN", (Ref(raw_id(node)), Ref(node.series_names()["wip_limit"])))
+    return Call("MAX", (Num(0.0), _sum(node)))
 
 
 def seed_id(node: QueueNode) -> str:
     return f"{node.id}{INTERNAL}seed"
+
+
+def raw_id(node: QueueNode) -> str:
+    return f"{node.id}{INTERNAL}raw"
 
 
 def gate_id(node: QueueNode) -> str:
@@ -212,8 +218,8 @@ def companions(node: QueueNode, bins: int) -> list[Any]:
             full.flags.writeable = False
             limit = ConstNode(names["wip_limit"], full, description=f"WIP limit of {origin}")
         out.append(limit)
-        excess = BinOp("-", Call("MAX", (Num(0.0), _sum(node))), Ref(names["wip_limit"]))
-        out.append(DerivedNode(names["overflow"], Call("MAX", (Num(0.0), excess)), "overflow", origin))
+        out.append(DerivedNode(raw_id(node), Call("MAX", (Num(0.0), _sum(node))), "raw_depth", origin))
+        out.append(DerivedNode(names["overflow"], BinOp("-", Ref(raw_id(node)), Ref(node.id)), "overflow", origin))
     return out
 
 
