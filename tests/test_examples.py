@@ -43,6 +43,15 @@ def test_backlog_queue_carries_work_over(tmp_path: Path) -> None:
     assert s["served"] == [12, 15, 15, 15, 15, 15, 2, 0]
 
 
+def test_service_queue_releases_in_waves_and_overflows_at_its_wip_limit(tmp_path: Path) -> None:
+    s = run_example("service-queue.yaml", tmp_path)
+    # waves in hours 1, 3, 5 release 25: depth 0+20, 20+20-25, 15+20 -> 35 capped at 30 (5 over), 30+5-25,
+    # 10, 10-25 -> 0
+    assert s["packing_gated_outflow"] == [0, 25, 0, 25, 0, 25]
+    assert s["packing_queue"] == [20, 15, 30, 10, 10, 0]
+    assert s["packing_overflow"] == [0, 0, 5, 0, 0, 0]
+
+
 def test_staged_pipeline_hands_work_on_an_hour_later(tmp_path: Path) -> None:
     s = run_example("staged-pipeline.yaml", tmp_path)
     # stage 1 is the backlog example; stage 2 gets served1 one hour later, stage 3 gets served2
