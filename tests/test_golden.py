@@ -7,7 +7,8 @@ the node's series: exactly, or within the number in ``tolerance.txt`` when the
 case has one. An ``outputs.txt`` lists the expected output ids, in order.
 
 A case may read ``file:`` series: they resolve beside its ``model.yaml`` (as
-``flowtime run`` does), and an error case's beside it in ``errors/``.
+``flowtime run`` does), and an error case's beside it in ``errors/`` - except
+``telemetry_root_*`` cases, read as over HTTP with ``errors/files`` the root.
 
 ``tests/cases/errors/<name>.yaml`` must fail to load. Each line of the
 matching ``.expected`` file is a substring of the error text (``\\n`` stands
@@ -27,7 +28,7 @@ import pytest
 from flowtime.engine import compile_model, evaluate
 from flowtime.errors import ModelError, ModelSyntaxError, ModelValidationError
 from flowtime.model.load import load_model
-from flowtime.series_files import beside
+from flowtime.series_files import beside, within
 
 CASES = Path(__file__).parent / "cases"
 ERRORS = CASES / "errors"
@@ -122,8 +123,10 @@ def test_invalid_model_is_rejected_with_a_located_message(model_file: Path) -> N
     ]
     assert substrings, f"{model_file.name}: the .expected file names no message text"
 
+    # telemetry_root_* cases read files as the HTTP API does: inside a root (errors/files), never outside it
+    files = within(ERRORS / "files") if model_file.stem.startswith("telemetry_root_") else beside(model_file)
     with pytest.raises(classes[0] if classes else ModelError) as info:
-        load_model(model_file.read_text(), model_file.name, series_files=beside(model_file))
+        load_model(model_file.read_text(), model_file.name, series_files=files)
 
     text = str(info.value)
     for s in substrings:
