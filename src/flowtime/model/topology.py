@@ -182,7 +182,10 @@ def read_topology(raw: Any, at: Reporter) -> Topology | None:
             at.warn((*top, key), f"unknown topology key '{key}' is ignored"
                     f"{suggest(str(key), ('nodes', 'edges', 'constraints'))}", key=True)
     constraints = _constraints(raw.get("constraints"), at)
-    constraint_ids = [c.id for c in constraints]
+    raw_c = raw.get("constraints")  # a member of one that failed to read is not told it is unknown too
+    written = [str(c["id"]) for c in raw_c if isinstance(c, dict) and isinstance(c.get("id"), str)] \
+        if isinstance(raw_c, list) else []
+    constraint_ids = list(dict.fromkeys([c.id for c in constraints] + written))
     nodes: list[TopologyNode] = []
     seen: dict[str, int] = {}
     items = raw.get("nodes")
@@ -396,6 +399,7 @@ def _constraints(raw: Any, at: Reporter) -> list[TopologyConstraint]:
         at.error(here, f"topology.constraints must be a list, got {type_name(raw)}")
         return []
     out: list[TopologyConstraint] = []
+    seen: set[str] = set()
     for i, item in enumerate(raw):
         path = (*here, i)
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
@@ -418,8 +422,15 @@ def _constraints(raw: Any, at: Reporter) -> list[TopologyConstraint]:
                 ref = _ref(v, (*path, "semantics", key), f"constraint '{item['id']}': semantics.{key}", at)
                 if ref is not None:
                     refs[key] = ref
-        at.warn(path, f"constraint '{item['id']}' is read and checked, but shared capacity is not applied yet "
-                "(its services are computed without it)")
+        if item["id"] in seen:
+            at.error((*path, "id"), f"duplicate constraint id '{item['id']}'")
+            continue
+        seen.add(item["id"])
+        if "served" not in refs:
+            if "served" not in sem:
+                at.error((*path, "semantics"), f"constraint '{item['id']}' needs semantics.served, its capacity "
+                         "(a series such as `served: capacity`)", key=True)
+            continue
         out.append(TopologyConstraint(item["id"], refs))
     return out
 
