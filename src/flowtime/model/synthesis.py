@@ -26,6 +26,7 @@ from typing import Any
 from flowtime.expr.functions import suggest as _close
 from flowtime.expr.syntax import Call, Expr, Num, Ref, walk
 from flowtime.model.constraints import constraint_caps
+from flowtime.model.edges import edge_series
 from flowtime.model.queues import QueueNode, companions
 from flowtime.model.retry import retry_echoes
 from flowtime.model.schema import ConstNode, ExprNode, PmfNode
@@ -219,6 +220,9 @@ def lower(topology: Topology | None, nodes: Sequence[Any], exprs: Mapping[str, E
         nodes_t = tuple(_write_back(t, written_back.get(t.id), sinks.served.get(t.id)) for t in topology.nodes)
         topology = dataclasses.replace(topology, nodes=nodes_t)
         _initial_condition_rule(topology, by_id, exprs, node_paths, at)
+        edges = edge_series(topology, emitted, at)
+        result.extend(edges.nodes)
+        origins.update(edges.origins)
     return Lowered(topology, result, origins)
 
 

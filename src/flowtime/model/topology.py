@@ -41,7 +41,7 @@ SEMANTICS_FIELDS = (*SERIES_FIELDS, "parallelism", "retryKernel", *NUMBER_FIELDS
                     "metadata")
 NODE_FIELDS = ("id", "kind", "nodeRole", "group", "ui", "constraints", "semantics", "initialCondition",
                "dispatchSchedule", "wipLimit", "wipLimitSeries", "wipOverflow", "metadata", "title", "description")
-EDGE_TYPES = ("throughput", "effort", "terminal", "dependency")
+EDGE_TYPES = ("throughput", "effort", "terminal", "dependency", "topology")  # topology: a throughput edge
 EDGE_MEASURES = ("served", "attempts", "errors", "failures", "exhaustedFailures", "load")
 EDGE_FIELDS = ("id", "from", "to", "source", "target", "weight", "type", "measure", "multiplier", "lag")
 CONSTRAINT_FIELDS = ("arrivals", "served", "errors", "latencyMinutes")
@@ -495,8 +495,8 @@ def _edges(raw: Any, at: Reporter, declared: list[str]) -> list[TopologyEdge]:
             else:
                 fields["lag"] = v
                 if v > 0:
-                    at.warn((*path, "lag"), "edges carry no flow, so a lag delays nothing; model transit as an "
-                            "explicit node (SHIFT)")
+                    at.warn((*path, "lag"), "edge_behavior_violation_lag: the lag shifts only this edge's series; "
+                            "edges carry no flow into their target, so model transit as an explicit node (SHIFT)")
         if "id" in item:
             fields["id"] = str(item["id"])
         if len(ends) == 2:
