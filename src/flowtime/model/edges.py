@@ -121,7 +121,7 @@ def flow_volumes(topology: Topology, known: set[str], routed: Mapping[int, Expr]
 
 def edge_series(topology: Topology | None, known: set[str], at: Reporter,
                 routed: Mapping[int, Expr] | None = None) -> EdgeSeries:
-    """Every edge's series; ``known`` gains their ids. An edge whose source lacks the series it needs is warned about."""
+    """Every edge's series; ``known`` gains their ids. A source lacking the series an edge needs is warned about."""
     result = EdgeSeries([], {})
     if topology is None or not topology.edges:
         return result

@@ -171,8 +171,12 @@ class Topology:
 # -- reading ----------------------------------------------------------------------------------------
 
 
-def read_topology(raw: Any, at: Reporter) -> Topology | None:
-    """The ``topology`` mapping, every problem reported through ``at`` (paths from ``topology``)."""
+def read_topology(raw: Any, at: Reporter, default_kind: str | None = None) -> Topology | None:
+    """
+    The ``topology`` mapping, every problem reported through ``at`` (paths from
+    ``topology``). ``default_kind`` is the kind of a node that gives none (the
+    window form's nodes are services); without it a kind is required.
+    """
     top: Path = ("topology",)
     if not isinstance(raw, dict):
         at.error(top, f"topology must be a mapping with nodes (and edges, constraints), got {type_name(raw)}")
@@ -196,7 +200,7 @@ def read_topology(raw: Any, at: Reporter) -> Topology | None:
         at.error((*top, "nodes"), f"topology.nodes must be a list, got {type_name(items)}")
         return None
     for i, item in enumerate(items):
-        node = _node(item, i, at, constraint_ids)
+        node = _node(item, i, at, constraint_ids, default_kind)
         if node is None:
             continue
         if node.id in seen:
@@ -209,7 +213,8 @@ def read_topology(raw: Any, at: Reporter) -> Topology | None:
     return Topology(tuple(nodes), tuple(edges), tuple(constraints))
 
 
-def _node(item: Any, i: int, at: Reporter, constraint_ids: list[str]) -> TopologyNode | None:
+def _node(item: Any, i: int, at: Reporter, constraint_ids: list[str],
+          default_kind: str | None = None) -> TopologyNode | None:
     here: Path = ("topology", "nodes", i)
     if not isinstance(item, dict):
         at.error(here, f"each topology node must be a mapping with id, kind and semantics, got {type_name(item)}")
@@ -224,7 +229,7 @@ def _node(item: Any, i: int, at: Reporter, constraint_ids: list[str]) -> Topolog
             at.warn((*here, key), f"topology node '{node_id}': field '{key}' is not known and is ignored"
                     f"{suggest(str(key), NODE_FIELDS)}", key=True)
     ok = True
-    kind_raw = item.get("kind")
+    kind_raw = item.get("kind", default_kind)
     kinds_by_lower = {k.lower(): k for k in NODE_KINDS}
     if kind_raw is None:
         at.error(here, f"topology node '{node_id}' needs `kind`: one of {', '.join(NODE_KINDS)} (the reference's two "
