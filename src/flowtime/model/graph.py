@@ -142,10 +142,12 @@ def output_pattern(series: str) -> re.Pattern[str]:
     return re.compile("^" + ".*".join(re.escape(p) for p in series.split("*")) + r"\Z")
 
 
-def resolve_outputs(outputs: Sequence[Output], ids: Sequence[str], order: Sequence[str]) -> tuple[str, ...]:
+def resolve_outputs(outputs: Sequence[Output], ids: Sequence[str], order: Sequence[str],
+                    always: Sequence[str] = ()) -> tuple[str, ...]:
     """
     Node ids to write, in output order: every node (evaluation order) when the
-    model lists none; wildcards expand in declaration order; duplicates dropped.
+    model lists none; wildcards expand in declaration order; duplicates dropped;
+    then ``always`` (the edge series) when the outputs did not name them.
     Nodes FlowTime made for its own use (``kinds.is_internal``) are never written.
     """
     if not outputs:
@@ -159,6 +161,8 @@ def resolve_outputs(outputs: Sequence[Output], ids: Sequence[str], order: Sequen
                     out.setdefault(n, None)
         elif o.series in ids:
             out.setdefault(o.series, None)
+    for n in always:
+        out.setdefault(n, None)
     return tuple(out)
 
 
@@ -240,7 +244,8 @@ def graph_from(model: Model, analysis: Analysis) -> ModelGraph:
         inputs=dg.inputs,
         order=tuple(dg.order),
         components=tuple(tuple(c) for c in dg.components),
-        outputs=resolve_outputs(model.outputs, model.node_ids, dg.order),
+        outputs=resolve_outputs(model.outputs, model.node_ids, dg.order,
+                                [n.id for n in model.nodes if getattr(n, "written_always", False)]),
     )
 
 

@@ -45,6 +45,7 @@ from flowtime.model.topology import Topology, read_topology
 from flowtime.model.yamltext import Path, SourceMap, format_path, parse_yaml, remove_top_level_key
 
 TOP_LEVEL_KEYS = ("schemaVersion", "grid", "nodes", "outputs", "rng", "metadata", "provenance", "topology")
+WINDOW_KEYS = ("window", "variables", "constraints")  # the window (fixture) form's, beside topology
 # \Z, not $: `$` also matches before a final newline ("b\n" must not pass).
 NODE_ID = re.compile(r"^[^\W\d][\w.\-]{0,127}\Z")
 OUTPUT_NAME = re.compile(r"^[\w][\w.\- ]{0,127}\Z")
@@ -162,12 +163,15 @@ def _load(text: str, source: str, limits: Limits, series_files: SeriesFiles | No
         raise ModelValidationError(ctx.problems, source)
 
     provenance = _provenance(data, ctx)
-    _top_level_keys(data, ctx)
-    _schema_version(data, ctx)
-    grid = _grid(data, ctx)
-    bins = grid.bins if grid else _valid_bins(data, ctx.limits)
+    window = is_window_form(data)
+    _top_level_keys(data, ctx, window)
+    if not window or "schemaVersion" in data:
+        _schema_version(data, ctx)
+    section = "window" if window else "grid"
+    grid = _grid(data, ctx, section)
+    bins = grid.bins if grid else _valid_bins(data, ctx.limits, section)
     nodes, exprs = _nodes(data, ctx, bins)
-    topology, nodes = _topology(data, ctx, nodes, exprs, bins, series_files)
+    topology, nodes = _topology(data, ctx, nodes, exprs, bins, series_files, "service" if window else None)
     outputs = _outputs(data, ctx, [n.id for n in nodes if not kinds.is_internal(n.id)])
     rng = _rng(data, ctx)
     metadata = _metadata(data, ctx)
@@ -194,7 +198,8 @@ def _load(text: str, source: str, limits: Limits, series_files: SeriesFiles | No
 
 
 def _topology(data: dict[Any, Any], ctx: _Ctx, nodes: list[Any], exprs: dict[str, Expr],
-              bins: int | None, series_files: SeriesFiles | None) -> tuple[Topology | None, list[Any]]:
+              bins: int | None, series_files: SeriesFiles | None,
+              default_kind: str | None = None) -> tuple[Topology | None, list[Any]]:
     """The topology section read, and the nodes with its files, queues (and every queue's companions) added."""
     topology = None
     if "topology" in data:
@@ -202,7 +207,7 @@ def _topology(data: dict[Any, Any], ctx: _Ctx, nodes: list[Any], exprs: dict[str
         if isinstance(raw, dict) and isinstance(raw.get("nodes"), list):
             ctx.topology_names = {i: t["id"] for i, t in enumerate(raw["nodes"])
                                   if isinstance(t, dict) and isinstance(t.get("id"), str)}
-        topology = read_topology(raw, ctx)
+        topology = read_topology(raw, ctx, default_kind)
     if topology is None and not any(kinds.kind_of(n).name == "serviceWithBuffer" for n in nodes):
         return None, nodes
     paths: dict[str, Path] = {name: ("nodes", i) for i, name in ctx.node_names.items()}
@@ -228,9 +233,23 @@ def _provenance(data: dict[Any, Any], ctx: _Ctx) -> Provenance | None:
         return None
 
 
-def _top_level_keys(data: dict[Any, Any], ctx: _Ctx) -> None:
+def is_window_form(data: dict[Any, Any]) -> bool:
+    """
+    The reference's fixture form (``engine-head.md`` §10): ``window`` instead of
+    ``grid``, a topology whose series come from files, ``variables: []`` and
+    ``constraints: []``; no ``nodes``, and topology nodes without a kind (services).
+    """
+    return "window" in data and "grid" not in data
+
+
+def _top_level_keys(data: dict[Any, Any], ctx: _Ctx, window: bool = False) -> None:
     for key in data:
         if key in TOP_LEVEL_KEYS:
+            continue
+        if window and key in WINDOW_KEYS:
+            if key != "window" and data[key] not in (None, [], {}):
+                ctx.warn((key,), f"top-level '{key}' of the window form is ignored (FlowTime reads "
+                         f"{'topology.constraints' if key == 'constraints' else 'no variables'})", key=True)
             continue
         if key in ("arrivals", "route"):
             ctx.error((key,), f"top-level '{key}' is not supported; define nodes in the 'nodes' list instead", key=True)
@@ -252,19 +271,20 @@ def _schema_version(data: dict[Any, Any], ctx: _Ctx) -> None:
         ctx.error(("schemaVersion",), f"schemaVersion must be 1 (the only version this engine reads), got {v}")
 
 
-def _int_field(ctx: _Ctx, grid: dict[Any, Any], key: str, lo: int, hi: int, limit_name: str = "") -> int | None:
+def _int_field(ctx: _Ctx, grid: dict[Any, Any], key: str, lo: int, hi: int, limit_name: str = "",
+               section: str = "grid") -> int | None:
     if key not in grid:
-        ctx.error(("grid",), f"grid.{key} is required")
+        ctx.error((section,), f"{section}.{key} is required")
         return None
     v = grid[key]
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if not isinstance(v, int) or isinstance(v, bool):
-        ctx.error(("grid", key), f"{key} must be a whole number between {lo} and {hi}, got {type_name(v)}")
+        ctx.error((section, key), f"{key} must be a whole number between {lo} and {hi}, got {type_name(v)}")
         return None
     if not lo <= v <= hi:
         extra = f" (limit {limit_name})" if limit_name else ""
-        ctx.error(("grid", key), f"{key} must be between {lo} and {hi}{extra}, got {v}")
+        ctx.error((section, key), f"{key} must be between {lo} and {hi}{extra}, got {v}")
         return None
     return v
 
@@ -282,16 +302,17 @@ def convert_bin_minutes(minutes: int, max_bin_size: int = 1000) -> tuple[int, Bi
     return None
 
 
-def _grid(data: dict[Any, Any], ctx: _Ctx) -> Grid | None:
-    if "grid" not in data:
+def _grid(data: dict[Any, Any], ctx: _Ctx, section: str = "grid") -> Grid | None:
+    """The grid (or, in the window form, the ``window``: the same keys, with ``startTimeUtc``)."""
+    if section not in data:
         ctx.error(("grid",), "grid is required, e.g. `grid: {bins: 24, binSize: 1, binUnit: hours}`")
         return None
-    g = data["grid"]
+    g = data[section]
     if not isinstance(g, dict):
-        ctx.error(("grid",), f"grid must be a mapping with bins, binSize and binUnit, got {type_name(g)}")
+        ctx.error((section,), f"{section} must be a mapping with bins, binSize and binUnit, got {type_name(g)}")
         return None
     lim = ctx.limits
-    bins = _int_field(ctx, g, "bins", 1, lim.max_bins, "max_bins")
+    bins = _int_field(ctx, g, "bins", 1, lim.max_bins, "max_bins", section)
     if "binMinutes" in g:
         bm = g["binMinutes"]
         if not isinstance(bm, int) or isinstance(bm, bool) or bm < 1:
@@ -310,10 +331,10 @@ def _grid(data: dict[Any, Any], ctx: _Ctx) -> Grid | None:
         ctx.warn(("grid", "binMinutes"), f"binMinutes is deprecated; read as binSize: {size}, binUnit: {unit.value}"
                  f" — write that instead", key=True)
         return Grid(bins, size, unit) if bins is not None else None
-    size_v = _int_field(ctx, g, "binSize", 1, lim.max_bin_size)
+    size_v = _int_field(ctx, g, "binSize", 1, lim.max_bin_size, section=section)
     unit_v: BinUnit | None = None
     if "binUnit" not in g:
-        ctx.error(("grid",), "grid.binUnit is required (minutes, hours, days or weeks)")
+        ctx.error((section,), f"{section}.binUnit is required (minutes, hours, days or weeks)")
     else:
         raw = g["binUnit"]
         try:
@@ -322,18 +343,19 @@ def _grid(data: dict[Any, Any], ctx: _Ctx) -> Grid | None:
             unit_v = None
         if unit_v is None:
             hint = suggest(str(raw).lower(), [u.value for u in BinUnit])
-            ctx.error(("grid", "binUnit"), f"binUnit must be one of minutes, hours, days, weeks, got "
+            ctx.error((section, "binUnit"), f"binUnit must be one of minutes, hours, days, weeks, got "
                       f"{type_name(raw)}{hint}")
     for key in g:
-        if key not in ("bins", "binSize", "binUnit", "binMinutes", "start"):
-            ctx.warn(("grid", key), f"unknown grid key '{key}' is ignored", key=True)
+        # startTimeUtc: the window form's and the reference's retry fixtures' name for start (both unused)
+        if key not in ("bins", "binSize", "binUnit", "binMinutes", "start", "startTimeUtc"):
+            ctx.warn((section, key), f"unknown {section} key '{key}' is ignored", key=True)
     if bins is None or size_v is None or unit_v is None:
         return None
     return Grid(bins, size_v, unit_v)
 
 
-def _valid_bins(data: dict[Any, Any], limits: Limits) -> int | None:
-    g = data.get("grid")
+def _valid_bins(data: dict[Any, Any], limits: Limits, section: str = "grid") -> int | None:
+    g = data.get(section)
     b = g.get("bins") if isinstance(g, dict) else None
     return b if isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= limits.max_bins else None
 

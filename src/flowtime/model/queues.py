@@ -130,6 +130,7 @@ class DerivedNode:
     role: str
     origin: str
     kind: str = "derived"
+    written_always: bool = False  # an output even when the model's outputs do not name it (edge series, 0022)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": "derived", "role": self.role, "of": self.origin, "expr": to_text(self.tree)}

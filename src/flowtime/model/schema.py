@@ -9,6 +9,7 @@ import, where pydantic classes cost half the CLI's start-up budget (0013).
 
 from __future__ import annotations
 
+import math
 from dataclasses import field
 from enum import StrEnum
 from typing import Any, Literal
@@ -92,7 +93,10 @@ class ConstNode:
     __hash__ = None  # type: ignore[assignment]
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": "const", "values": self.values.tolist()}
+        values: list[Any] = self.values.tolist()
+        if not np.isfinite(self.values).all():  # a file's NaN: canonical JSON has none, so as text ("nan")
+            values = [v if math.isfinite(v) else str(v) for v in values]
+        return {"id": self.id, "kind": "const", "values": values}
 
 
 @record

@@ -25,6 +25,8 @@ from typing import Any
 
 from flowtime.expr.functions import suggest as _close
 from flowtime.expr.syntax import Call, Expr, Num, Ref, walk
+from flowtime.model.constraints import constraint_caps
+from flowtime.model.edges import edge_series
 from flowtime.model.queues import QueueNode, companions
 from flowtime.model.retry import retry_echoes
 from flowtime.model.schema import ConstNode, ExprNode, PmfNode
@@ -150,6 +152,10 @@ def lower(topology: Topology | None, nodes: Sequence[Any], exprs: Mapping[str, E
     echoes = retry_echoes(tnodes, known, at)
     sinks = sink_served(tnodes, known, taken, snake_case, at)
     bad_refs = _check_refs(topology, known, declared_ids, set(written_back), at) if topology is not None else set()
+    caps = constraint_caps(topology, known, taken, snake_case, at)
+    for tid, capped in caps.inflow.items():
+        if tid in planned:
+            _cap_inflow(planned, tid, capped, topology, at)
     out_nodes: list[Any] = []
     explicit: dict[str, QueueNode] = {}
     for n in nodes:
@@ -196,7 +202,10 @@ def lower(topology: Topology | None, nodes: Sequence[Any], exprs: Mapping[str, E
     for e in [*echoes, *sinks.nodes]:
         result.append(e)
         origins[e.id] = _here(topology.node(e.origin)) if topology is not None else ()
-    emitted = set(declared_ids) | {q.id for q in final.values()} | {e.id for e in [*echoes, *sinks.nodes]}
+    for e in caps.nodes:
+        result.append(e)
+        origins[e.id] = caps.origins[e.id]
+    emitted = set(declared_ids) | {q.id for q in final.values()} | {e.id for e in [*echoes, *sinks.nodes, *caps.nodes]}
     for q in [final[x] for x in [*explicit, *(a.id for a in added)]]:
         where = _here(topology.node(q.origin)) if topology is not None and q.origin else node_paths.get(q.id, ())
         for c in companions(q, bins or 1):
@@ -211,7 +220,24 @@ def lower(topology: Topology | None, nodes: Sequence[Any], exprs: Mapping[str, E
         nodes_t = tuple(_write_back(t, written_back.get(t.id), sinks.served.get(t.id)) for t in topology.nodes)
         topology = dataclasses.replace(topology, nodes=nodes_t)
         _initial_condition_rule(topology, by_id, exprs, node_paths, at)
+        edges = edge_series(topology, emitted, at)
+        result.extend(edges.nodes)
+        origins.update(edges.origins)
     return Lowered(topology, result, origins)
+
+
+def _cap_inflow(planned: dict[str, QueueNode], tid: str, capped: str, topology: Topology | None,
+                at: Reporter) -> None:
+    """The member's queue takes its capped arrivals as inflow (a queue node that reads another inflow is left)."""
+    q = planned[tid]
+    assert topology is not None
+    t = topology.node(tid)
+    arrivals = t.ref("arrivals")
+    if arrivals is not None and q.inflow == _producer(arrivals, t):
+        planned[tid] = dataclasses.replace(q, inflow=capped)
+    else:
+        at.warn(_here(t, "constraints"), f"topology node '{tid}': its queue '{q.id}' reads inflow '{q.inflow}', not "
+                "the node's arrivals, so the constraints' cap is not applied to it", key=True)
 
 
 def _producer(ref: SeriesRef, t: TopologyNode) -> str:
@@ -280,7 +306,7 @@ def _check_refs(topology: Topology, known: set[str], ids: list[str], synthesized
                 bad.add(t.id)
     for i, c in enumerate(topology.constraints):
         for field, v in c.semantics.items():
-            if isinstance(v, SeriesRef):
+            if isinstance(v, SeriesRef) and field != "arrivals":  # unused: warned about with the constraint
                 check(v, ("topology", "constraints", i, "semantics", field), f"constraint '{c.id}'", None, field)
     return bad
 

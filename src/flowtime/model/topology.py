@@ -41,7 +41,7 @@ SEMANTICS_FIELDS = (*SERIES_FIELDS, "parallelism", "retryKernel", *NUMBER_FIELDS
                     "metadata")
 NODE_FIELDS = ("id", "kind", "nodeRole", "group", "ui", "constraints", "semantics", "initialCondition",
                "dispatchSchedule", "wipLimit", "wipLimitSeries", "wipOverflow", "metadata", "title", "description")
-EDGE_TYPES = ("throughput", "effort", "terminal", "dependency")
+EDGE_TYPES = ("throughput", "effort", "terminal", "dependency", "topology")  # topology: a throughput edge
 EDGE_MEASURES = ("served", "attempts", "errors", "failures", "exhaustedFailures", "load")
 EDGE_FIELDS = ("id", "from", "to", "source", "target", "weight", "type", "measure", "multiplier", "lag")
 CONSTRAINT_FIELDS = ("arrivals", "served", "errors", "latencyMinutes")
@@ -171,8 +171,12 @@ class Topology:
 # -- reading ----------------------------------------------------------------------------------------
 
 
-def read_topology(raw: Any, at: Reporter) -> Topology | None:
-    """The ``topology`` mapping, every problem reported through ``at`` (paths from ``topology``)."""
+def read_topology(raw: Any, at: Reporter, default_kind: str | None = None) -> Topology | None:
+    """
+    The ``topology`` mapping, every problem reported through ``at`` (paths from
+    ``topology``). ``default_kind`` is the kind of a node that gives none (the
+    window form's nodes are services); without it a kind is required.
+    """
     top: Path = ("topology",)
     if not isinstance(raw, dict):
         at.error(top, f"topology must be a mapping with nodes (and edges, constraints), got {type_name(raw)}")
@@ -182,7 +186,10 @@ def read_topology(raw: Any, at: Reporter) -> Topology | None:
             at.warn((*top, key), f"unknown topology key '{key}' is ignored"
                     f"{suggest(str(key), ('nodes', 'edges', 'constraints'))}", key=True)
     constraints = _constraints(raw.get("constraints"), at)
-    constraint_ids = [c.id for c in constraints]
+    raw_c = raw.get("constraints")  # a member of one that failed to read is not told it is unknown too
+    written = [str(c["id"]) for c in raw_c if isinstance(c, dict) and isinstance(c.get("id"), str)] \
+        if isinstance(raw_c, list) else []
+    constraint_ids = list(dict.fromkeys([c.id for c in constraints] + written))
     nodes: list[TopologyNode] = []
     seen: dict[str, int] = {}
     items = raw.get("nodes")
@@ -193,7 +200,7 @@ def read_topology(raw: Any, at: Reporter) -> Topology | None:
         at.error((*top, "nodes"), f"topology.nodes must be a list, got {type_name(items)}")
         return None
     for i, item in enumerate(items):
-        node = _node(item, i, at, constraint_ids)
+        node = _node(item, i, at, constraint_ids, default_kind)
         if node is None:
             continue
         if node.id in seen:
@@ -206,7 +213,8 @@ def read_topology(raw: Any, at: Reporter) -> Topology | None:
     return Topology(tuple(nodes), tuple(edges), tuple(constraints))
 
 
-def _node(item: Any, i: int, at: Reporter, constraint_ids: list[str]) -> TopologyNode | None:
+def _node(item: Any, i: int, at: Reporter, constraint_ids: list[str],
+          default_kind: str | None = None) -> TopologyNode | None:
     here: Path = ("topology", "nodes", i)
     if not isinstance(item, dict):
         at.error(here, f"each topology node must be a mapping with id, kind and semantics, got {type_name(item)}")
@@ -221,7 +229,7 @@ def _node(item: Any, i: int, at: Reporter, constraint_ids: list[str]) -> Topolog
             at.warn((*here, key), f"topology node '{node_id}': field '{key}' is not known and is ignored"
                     f"{suggest(str(key), NODE_FIELDS)}", key=True)
     ok = True
-    kind_raw = item.get("kind")
+    kind_raw = item.get("kind", default_kind)
     kinds_by_lower = {k.lower(): k for k in NODE_KINDS}
     if kind_raw is None:
         at.error(here, f"topology node '{node_id}' needs `kind`: one of {', '.join(NODE_KINDS)} (the reference's two "
@@ -396,6 +404,7 @@ def _constraints(raw: Any, at: Reporter) -> list[TopologyConstraint]:
         at.error(here, f"topology.constraints must be a list, got {type_name(raw)}")
         return []
     out: list[TopologyConstraint] = []
+    seen: set[str] = set()
     for i, item in enumerate(raw):
         path = (*here, i)
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
@@ -418,8 +427,15 @@ def _constraints(raw: Any, at: Reporter) -> list[TopologyConstraint]:
                 ref = _ref(v, (*path, "semantics", key), f"constraint '{item['id']}': semantics.{key}", at)
                 if ref is not None:
                     refs[key] = ref
-        at.warn(path, f"constraint '{item['id']}' is read and checked, but shared capacity is not applied yet "
-                "(its services are computed without it)")
+        if item["id"] in seen:
+            at.error((*path, "id"), f"duplicate constraint id '{item['id']}'")
+            continue
+        seen.add(item["id"])
+        if "served" not in refs:
+            if "served" not in sem:
+                at.error((*path, "semantics"), f"constraint '{item['id']}' needs semantics.served, its capacity "
+                         "(a series such as `served: capacity`)", key=True)
+            continue
         out.append(TopologyConstraint(item["id"], refs))
     return out
 
@@ -484,8 +500,8 @@ def _edges(raw: Any, at: Reporter, declared: list[str]) -> list[TopologyEdge]:
             else:
                 fields["lag"] = v
                 if v > 0:
-                    at.warn((*path, "lag"), "edges carry no flow, so a lag delays nothing; model transit as an "
-                            "explicit node (SHIFT)")
+                    at.warn((*path, "lag"), "edge_behavior_violation_lag: the lag shifts only this edge's series; "
+                            "edges carry no flow into their target, so model transit as an explicit node (SHIFT)")
         if "id" in item:
             fields["id"] = str(item["id"])
         if len(ends) == 2:
