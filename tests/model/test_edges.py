@@ -81,3 +81,13 @@ def test_edge_series_follow_overrides_of_their_source() -> None:
 def test_topology_and_throughput_types_carry_flow(kind: str) -> None:
     got, _ = _run(f"    - {{id: a, from: Src, to: X, type: {kind}}}\n")
     assert got == {"edge_a_flowVolume": [12, 6]}
+
+
+def test_an_edge_from_a_node_that_failed_to_read_is_a_located_error_not_a_crash() -> None:
+    """Src's kind is wrong, so Src is not in the topology read; its edge must not break the edge series."""
+    from flowtime.errors import ModelValidationError
+
+    text = HEAD.replace("kind: service, semantics: {served", "kind: servicex, semantics: {served")
+    with pytest.raises(ModelValidationError, match="servicex") as info:
+        load_model(text + "    - {id: a, from: Src, to: X}\n", "m.yaml")
+    assert "m.yaml, line 8" in str(info.value)

@@ -104,10 +104,11 @@ def flow_volumes(topology: Topology, known: set[str], routed: Mapping[int, Expr]
     routed = routed or {}
     out: dict[int, Expr] = dict(routed)
     groups: dict[tuple[str, str], list[int]] = {}
-    for i, e in enumerate(topology.edges):
-        if i not in routed and _is_flow(e):
-            groups.setdefault((e.source, edge_measure(e)), []).append(i)
     by_id = {t.id: t for t in topology.nodes}
+    for i, e in enumerate(topology.edges):
+        # an edge from a node that is not there was reported while reading the topology
+        if i not in routed and _is_flow(e) and e.source in by_id:
+            groups.setdefault((e.source, edge_measure(e)), []).append(i)
     for (source, measure), members in groups.items():
         series = _series(by_id[source], measure, known)
         if series is None:
@@ -148,7 +149,9 @@ def edge_series(topology: Topology | None, known: set[str], at: Reporter,
 
     flow_names: dict[int, str] = {}
     for i, e in enumerate(topology.edges):
-        src = by_id[e.source]
+        src = by_id.get(e.source)
+        if src is None:  # reported while reading the topology
+            continue
         kind = edge_type(e)
         if i in flows:
             name = add(i, "flowVolume", flows[i])
