@@ -155,8 +155,8 @@ def write_run(
             h = series_hashes[sid]
             entry = {
                 "id": sid, "nodeId": node_id, "kind": "flow", "path": rel, "unit": "entities/bin",
-                "componentId": node_id.upper(), "class": "DEFAULT", "classKind": "fallback", "points": int(results.series[node_id].size),
-                "hash": h, "as": as_names.get(node_id),
+                "componentId": node_id.upper(), "class": "DEFAULT", "classKind": "fallback",
+                "points": int(results.series[node_id].size), "hash": h, "as": as_names.get(node_id),
             }
             index_entries.append(entry)
             run_series.append({"id": sid, "nodeId": node_id, "path": rel, "unit": "entities/bin",

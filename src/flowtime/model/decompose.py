@@ -293,7 +293,7 @@ class _Splitter:
                     Call("SHIFT", (args[0][1], k)))
         if e.name == "CONV" and args[0] is not None and len(e.args) == 2:
             kern = e.args[1]
-            raw = {c: Call("CONV", (p, kern)) for c, p in args[0][0].items()}
+            raw: Parts = {c: Call("CONV", (p, kern)) for c, p in args[0][0].items()}
             return self._normalised(raw, Call("CONV", (args[0][1], kern)), total)
         if e.name in ("MIN", "MAX"):
             return self._chosen([(BinOp("==", x, total), g) for x, g in zip(e.args, args, strict=True)], total)
@@ -334,5 +334,5 @@ class _Splitter:
         def share(c: str) -> Callable[[tuple[Parts, Expr]], Expr]:
             return lambda g: BinOp("/", g[0][c], g[1]) if c in g[0] else Num(0.0)
 
-        parts = {c: BinOp("*", pick(share(c)), total) for c in classes}
+        parts: Parts = {c: BinOp("*", pick(share(c)), total) for c in classes}
         return parts, BinOp("*", total, pick(lambda g: BinOp("/", g[1], g[1])))

@@ -81,7 +81,7 @@ class RouterNode:
 
 def parse_router(item: dict[str, Any], src: NodeSource) -> RouterNode | None:
     body: Any = item
-    prefix: tuple[str, ...] = ()
+    prefix: tuple[str | int, ...] = ()
     if "router" in item:
         body, prefix = item["router"], ("router",)
         if not isinstance(body, dict):
@@ -94,8 +94,9 @@ def parse_router(item: dict[str, Any], src: NodeSource) -> RouterNode | None:
     queue = inputs.get("queue") if isinstance(inputs, dict) else None
     ok = True
     if not isinstance(queue, str) or not queue.strip():
-        at = (*prefix, "inputs", "queue") if isinstance(inputs, dict) and "queue" in inputs else \
-            ((*prefix, "inputs") if inputs is not None else prefix)
+        at: tuple[str | int, ...] = prefix
+        if inputs is not None:
+            at = (*prefix, "inputs", "queue") if isinstance(inputs, dict) and "queue" in inputs else (*prefix, "inputs")
         src.error(at, f"router '{src.node_id}' needs `inputs: {{queue: <node>}}` naming the node whose flow it "
                   f"routes")
         ok = False
@@ -106,7 +107,7 @@ def parse_router(item: dict[str, Any], src: NodeSource) -> RouterNode | None:
                   f"router '{src.node_id}' needs at least one route ({{target, classes?, weight?}})")
         return None
     for i, r in enumerate(raw):
-        here = (*prefix, "routes", i)
+        here: tuple[str | int, ...] = (*prefix, "routes", i)
         if not isinstance(r, dict):
             src.error(here, f"each route must be a mapping {{target, classes?, weight?}}, got {type_name(r)}")
             ok = False
