@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+import flowtime.model.queues  # noqa: F401 - serviceWithBuffer registers first: kind lists keep one order
 from flowtime.errors import Problem
 from flowtime.expr.syntax import Expr, Ref
 from flowtime.model.kinds import NodeKind, NodeSource, register
