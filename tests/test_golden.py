@@ -4,7 +4,9 @@ The golden corpus: small models whose every value was computed by hand.
 ``tests/cases/<name>/model.yaml`` is evaluated and each
 ``expected/<node>.csv`` (header ``t,value``, one row per bin) is compared with
 the node's series: exactly, or within the number in ``tolerance.txt`` when the
-case has one. An ``outputs.txt`` lists the expected output ids, in order.
+case has one. ``expected/<node>@<NODE>@<Class>.csv`` is the node's series of
+that flow class (``Results.classes``, named as the run's class series files).
+An ``outputs.txt`` lists the expected output ids, in order.
 
 A case may read ``file:`` series: they resolve beside its ``model.yaml`` (as
 ``flowtime run`` does), and an error case's beside it in ``errors/`` - except
@@ -87,7 +89,13 @@ def test_case_evaluates_to_its_hand_computed_series(case: Path) -> None:
     for csv_path in expected_files:
         node_id = csv_path.stem
         expected = _read_expected(csv_path)
-        actual = results.series[node_id]
+        if "@" in node_id:  # a class series: node@NODE@Class
+            node, upper, cls = node_id.split("@")
+            assert upper == node.upper(), f"{csv_path.name}: the middle part is the node id in capitals"
+            assert cls in results.classes.get(node, {}), f"{case.name}: no class {cls} series for {node}"
+            actual = results.classes[node][cls]
+        else:
+            actual = results.series[node_id]
         assert actual.dtype == np.float64
         assert actual.shape == (loaded.model.grid.bins,), f"{node_id}: one value per bin"
         assert expected.shape == actual.shape, f"{node_id}: expected CSV has {expected.size} rows"

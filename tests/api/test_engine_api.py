@@ -870,3 +870,35 @@ def test_settings_default_to_port_8080_ten_megabytes_no_token_no_cors(
     s = EngineSettings()
     assert (s.port, s.max_body_bytes, s.api_token, s.cors_origin) == (
         8080, 10 * 1024 * 1024, None, None)
+
+
+# -- flow classes ----------------------------------------------------------------------------------
+
+CLASS_MODEL = """schemaVersion: 1
+grid: {bins: 2, binSize: 1, binUnit: hours}
+classes: [{id: Order}, {id: Refund}]
+traffic:
+  arrivals:
+    - {nodeId: ingest, classId: Order, pattern: {kind: constant, ratePerBin: 20}}
+    - {nodeId: ingest, classId: Refund, pattern: {kind: constant, ratePerBin: 5}}
+nodes:
+  - {id: ingest, kind: const, values: [10, 20]}
+  - {id: served, kind: expr, expr: ingest * 0.8}
+"""
+
+
+def test_a_run_with_classes_lists_and_serves_its_class_series(client: httpx.Client) -> None:
+    body = post_run(client, CLASS_MODEL)
+    assert body["classCoverage"] == "full"
+    assert body["classSeries"]["served"] == {"Order": [6.4, 12.8], "Refund": [1.6, 3.2]}
+    index = client.get(f"/v1/runs/{body['runId']}/index").json()
+    by_id = {s["id"]: s for s in index["series"]}
+    assert by_id["served@SERVED@Order"]["class"] == "Order"
+    assert by_id["served@SERVED@Order"]["classKind"] == "specific"
+    assert by_id["served@SERVED@DEFAULT"]["classKind"] == "fallback"
+    got = client.get(f"/v1/runs/{body['runId']}/series/served@SERVED@Refund",
+                     headers={"Accept": "application/json"}).json()
+    assert got["values"] == [1.6, 3.2]
+    # a node id still names its total
+    total = client.get(f"/v1/runs/{body['runId']}/series/served", headers={"Accept": "application/json"}).json()
+    assert total["values"] == [8, 16]

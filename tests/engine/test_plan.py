@@ -220,7 +220,8 @@ def test_a_node_kind_registered_from_outside_works_end_to_end(scale_kind: Any, t
 
 
 def test_unknown_kinds_list_the_registered_ones(scale_kind: Any) -> None:
-    with pytest.raises(ModelValidationError, match="expected one of const, expr, pmf, serviceWithBuffer, scale"):
+    with pytest.raises(ModelValidationError,
+                       match="expected one of const, expr, pmf, serviceWithBuffer, router, scale"):
         load_model(HEAD + "  - {id: d, kind: scael, of: x}\n")
     assert "scale" in kinds.names()
     np.testing.assert_array_equal(flowtime.evaluate(load_model(

@@ -121,3 +121,53 @@ def test_fast_csv_paths_agree_with_the_exact_formatter() -> None:
     arr = np.concatenate([rng.uniform(-1e3, 1e3, 200), np.round(rng.uniform(0, 100, 50)), [1e-5, 3e20, -0.0]])
     body = series_csv(arr).decode().splitlines()[1:]
     assert [line.split(",")[1] for line in body] == [format_number(x) for x in arr.tolist()]
+
+
+# -- per-class series ------------------------------------------------------------------------------
+
+CLASSES = """schemaVersion: 1
+grid: {bins: 2, binSize: 1, binUnit: hours}
+classes: [{id: Order}, {id: Refund}]
+traffic:
+  arrivals:
+    - {nodeId: ingest, classId: Order, pattern: {kind: constant, ratePerBin: 3}}
+    - {nodeId: ingest, classId: Refund, pattern: {kind: constant, ratePerBin: 1}}
+nodes:
+  - {id: ingest, kind: const, values: [4, 8]}
+  - {id: other, kind: const, values: [1, 1]}
+  - {id: served, kind: expr, expr: EXPR}
+"""
+
+
+def _run_of(text: str, tmp_path: Path) -> tuple[Path, dict[str, object]]:
+    loaded = load_model(text)
+    record = write_run(loaded, evaluate(loaded.model), tmp_path)
+    return record.path, record.run
+
+
+def test_class_series_are_written_beside_the_totals(tmp_path: Path) -> None:
+    folder, run = _run_of(CLASSES.replace("EXPR", "ingest / 2"), tmp_path)
+    assert (folder / "series" / "served@SERVED@Order.csv").read_text() == "t,value\n0,1.5\n1,3\n"
+    assert (folder / "series" / "served@SERVED@Refund.csv").read_text() == "t,value\n0,0.5\n1,1\n"
+    assert [p.name for p in (folder / "series").glob("other@*")] == ["other@OTHER@DEFAULT.csv"]  # no class reaches it
+    assert run["classCoverage"] == "full"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["classCoverage"] == "full"
+    assert "served@SERVED@Order" in manifest["seriesHashes"]
+    index = json.loads((folder / "series" / "index.json").read_text())
+    order = next(e for e in index["series"] if e["id"] == "served@SERVED@Order")
+    assert (order["nodeId"], order["class"], order["classKind"]) == ("served", "Order", "specific")
+
+
+def test_a_class_series_that_is_not_finite_is_left_out_and_coverage_is_partial(tmp_path: Path) -> None:
+    _, run = _run_of(CLASSES.replace("EXPR", "SQRT(ingest - 6)"), tmp_path)  # bin 0: SQRT(-2)
+    ids = [s["id"] for s in run["series"]]  # type: ignore[attr-defined]
+    assert "served@SERVED@Order" not in ids and "ingest@INGEST@Order" in ids
+    assert run["classCoverage"] == "partial"
+
+
+def test_a_model_without_classes_has_no_class_coverage(tmp_path: Path) -> None:
+    _, run = _run_of(CLASSES.split("classes:")[0] + "nodes:\n  - {id: a, kind: const, values: [1, 2]}\n",
+                     tmp_path)
+    assert run["classCoverage"] == "none"
+    assert [s["id"] for s in run["series"]] == ["a@A@DEFAULT"]  # type: ignore[attr-defined]

@@ -243,6 +243,11 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
     }
     if with_series:
         out["series"] = {n: json_values(results.series[n]) for n in results.shown}
+        classes = results.classes
+        if classes:  # per flow class, for the nodes classes reach (0021)
+            out["classSeries"] = {n: {c: json_values(v) for c, v in classes[n].items()}
+                                  for n in results.shown if n in classes}
+    out["classCoverage"] = record.run.get("classCoverage", "none")
     out.update({
         "artifactsPath": str(record.path.resolve()),
         "provenance": ({**provenance.with_overrides(given).to_json(), "receivedAt": record.manifest["createdUtc"]}

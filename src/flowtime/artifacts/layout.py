@@ -105,6 +105,28 @@ def series_file(node_id: str) -> str:
     return encoded_series_file(node_id)
 
 
+def class_series_id(node_id: str, class_id: str) -> str:
+    """
+    The series of one flow class of a node (the reference's ``classKind: specific``).
+
+    >>> class_series_id("served", "Order")
+    'served@SERVED@Order'
+    """
+    return f"{node_id}@{node_id.upper()}@{class_id}"
+
+
+def class_series_file(node_id: str, class_id: str) -> str:
+    """
+    >>> class_series_file("served", "Order")
+    'series/served@SERVED@Order.csv'
+    """
+    sid = class_series_id(node_id, class_id)
+    name = f"{sid}.csv"
+    if _PLAIN_NODE_ID.match(node_id) and _PLAIN_NODE_ID.match(class_id) and len(name) <= MAX_FILE_NAME:
+        return f"{SERIES_DIR}/{name}"
+    return encoded_series_file(sid)
+
+
 def encoded_series_file(node_id: str) -> str:
     """
     A bounded ASCII file name for any node id: its ASCII letters, digits, ``_``

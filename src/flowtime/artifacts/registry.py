@@ -406,9 +406,10 @@ class Registry:
         return parse_series_csv(self.series_bytes(run_id, entry))
 
     def all_series(self, run_id: str) -> dict[str, Series]:
-        """Every stored series of a run by node id, in index order."""
+        """Every stored series of a run by node id (a class series by its id, ``node@NODE@Class``), in index order."""
         entries = self.series_index(run_id).get("series", [])
-        return {_node_id(e): self.series_values(run_id, e) for e in entries if isinstance(e, dict)}
+        return {str(e.get("id")) if e.get("classKind") == "specific" else _node_id(e): self.series_values(run_id, e)
+                for e in entries if isinstance(e, dict)}
 
     def files(self, run_id: str) -> list[dict[str, Any]]:
         """Every file of a run, ``series/`` files prefixed, with sizes (symlinks skipped)."""

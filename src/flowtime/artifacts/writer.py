@@ -155,13 +155,15 @@ def write_run(
             h = series_hashes[sid]
             entry = {
                 "id": sid, "nodeId": node_id, "kind": "flow", "path": rel, "unit": "entities/bin",
-                "componentId": node_id.upper(), "class": "DEFAULT", "points": int(results.series[node_id].size),
-                "hash": h, "as": as_names.get(node_id),
+                "componentId": node_id.upper(), "class": "DEFAULT", "classKind": "fallback",
+                "points": int(results.series[node_id].size), "hash": h, "as": as_names.get(node_id),
             }
             index_entries.append(entry)
             run_series.append({"id": sid, "nodeId": node_id, "path": rel, "unit": "entities/bin",
                                "as": as_names.get(node_id)})
 
+        coverage = _write_class_series(tmp, results, index_entries, run_series, series_hashes) if model.classes \
+            else "none"
         grid = {**model.grid.to_json(), "binMinutes": model.grid.bin_minutes, "timezone": "UTC", "align": "left"}
         warnings = [p.to_dict() for p in (*loaded.warnings, *results.warnings, *results.nonfinite_warnings())]
         _dump(tmp / layout.SERIES_DIR / layout.INDEX, {"schemaVersion": 1, "grid": grid, "series": index_entries})
@@ -187,6 +189,7 @@ def write_run(
             "order": results.shown,
             "warnings": warnings,
             "series": run_series,
+            "classCoverage": coverage,
             "timings": timings or {},
         }
         _dump(tmp / layout.RUN_JSON, run)
@@ -198,6 +201,7 @@ def write_run(
             "rng": {"kind": "pcg32", "seed": results.seed},
             "seriesHashes": series_hashes,
             "eventCount": 0,
+            "classCoverage": coverage,
             "createdUtc": created,
             "provenance": (
                 {"hasProvenance": True, "modelId": prov_json.get("modelId"), "templateId": prov_json.get("templateId")}
@@ -220,6 +224,41 @@ def write_run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return RunRecord(run_id, final, manifest, run)
+
+
+def _write_class_series(folder: Path, results: Results, index_entries: list[dict[str, Any]],
+                        run_series: list[dict[str, Any]], series_hashes: dict[str, str]) -> str:
+    """
+    Beside each output's total, one series per flow class reaching it (``node@NODE@Class``,
+    finite values only); the run's class coverage: ``full`` (every output classes reach has
+    all its class series), ``partial``, or ``none`` (no output carries classes).
+    """
+    header = CSV_HEADER.encode()
+    carried = skipped = 0
+    for node_id in results.output_ids:
+        parts = results.classes.get(node_id)
+        if not parts:
+            continue
+        carried += 1
+        for cls, arr in parts.items():
+            if not np.isfinite(arr).all():
+                skipped += 1
+                continue
+            data = header + format_rows(np.ascontiguousarray(arr)[None, :])[0]
+            sid = layout.class_series_id(node_id, cls)
+            rel = layout.class_series_file(node_id, cls)
+            _write_new(folder / rel, data)
+            series_hashes[sid] = sha256_text(data)
+            index_entries.append({
+                "id": sid, "nodeId": node_id, "kind": "flow", "path": rel, "unit": "entities/bin",
+                "componentId": node_id.upper(), "class": cls, "classKind": "specific", "points": int(arr.size),
+                "hash": series_hashes[sid], "as": None,
+            })
+            run_series.append({"id": sid, "nodeId": node_id, "class": cls, "path": rel, "unit": "entities/bin",
+                               "as": None})
+    if not carried:
+        return "none"
+    return "partial" if skipped else "full"
 
 
 def _write_error(exc: OSError, root: Path, run_id: str) -> ArtifactError:

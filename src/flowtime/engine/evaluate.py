@@ -64,6 +64,22 @@ class Results:
     def outputs(self) -> dict[str, Series]:
         return {n: self.series[n] for n in self.output_ids}
 
+    @functools.cached_property
+    def classes(self) -> dict[str, dict[str, Series]]:
+        """
+        Per-class series: ``classes[node][class]``, for every node flow classes
+        reach (``model.decompose``: the hidden ``node#class#C`` nodes, evaluated
+        with the totals); in declared class order.
+        """
+        from flowtime.model.decompose import split_class_part_id
+
+        out: dict[str, dict[str, Series]] = {}
+        for name, arr in self.series.items():
+            got = split_class_part_id(name)
+            if got is not None:
+                out.setdefault(got[0], {})[got[1]] = arr
+        return out
+
     def nonfinite_warnings(self, ids: list[str] | None = None) -> list[Problem]:
         """A warning per series that holds NaN or infinity (e.g. SQRT of a negative)."""
         out = []

@@ -38,6 +38,7 @@ from flowtime.expr.syntax import Expr
 from flowtime.gcpause import paused_gc
 from flowtime.model.graph import ModelGraph, graph_of
 from flowtime.model.overrides import normalise
+from flowtime.model.routers import RouterNode, router_warnings
 from flowtime.model.schema import ConstNode, Grid, Model, PmfNode
 from flowtime.records import derived
 
@@ -96,6 +97,7 @@ class Plan:
         nodes = graph.nodes
         self.consts: dict[str, Series] = {n: v.values for n, v in nodes.items() if isinstance(v, ConstNode)}
         self.pmfs: list[PmfNode] = [v for v in nodes.values() if isinstance(v, PmfNode)]
+        self.routers: list[RouterNode] = [v for v in nodes.values() if isinstance(v, RouterNode)]
         self._sources: list[tuple[str, str]] = []  # (file name, source) of every generated function
         self._programs: list[Program] = []
         self._values: Values = dict.fromkeys(graph.order)
@@ -206,9 +208,12 @@ class Plan:
             values[node.id] = drawn
         self._run(values, None)
         series = values
-        return Results(grid=self.grid, order=list(self.graph.order), series=series,
-                       output_ids=list(self.graph.outputs), seed=seed, sample_pmf=sample_pmf,
-                       sampled=sampled, warnings=warnings, source_model=self.model, overrides=dict(overrides))
+        results = Results(grid=self.grid, order=list(self.graph.order), series=series,
+                          output_ids=list(self.graph.outputs), seed=seed, sample_pmf=sample_pmf,
+                          sampled=sampled, warnings=warnings, source_model=self.model, overrides=dict(overrides))
+        if self.routers:  # diagnostics of the evaluated class parts (0021)
+            warnings.extend(router_warnings(self.routers, series, results.classes))
+        return results
 
     def evaluate_many(self, seeds: Sequence[int | None] | None = None,
                       sets: Sequence[Mapping[str, Any] | None] | None = None, *,

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from flowtime.expr.parser import parse_expression
 from flowtime.expr.syntax import to_text
+from flowtime.model.kinds import is_internal
 from flowtime.model.schema import ConstNode, ExprNode, Model, Node, PmfNode
 from flowtime.records import record
 
@@ -26,14 +27,14 @@ class Change:
     """One difference: ``where`` is a node id, or ``grid``/``outputs``/``rng``; ``kind`` says what sort."""
 
     where: str
-    kind: str  # added | removed | kind | expr | values | pmf | grid | outputs | rng
+    kind: str  # added | removed | kind | expr | values | pmf | definition | grid | outputs | rng | classes | traffic
     detail: str
 
     def to_json(self) -> dict[str, Any]:
         return {"node" if self.kind in _NODE_KINDS else "part": self.where, "change": self.kind, "detail": self.detail}
 
 
-_NODE_KINDS = frozenset({"added", "removed", "kind", "expr", "values", "pmf"})
+_NODE_KINDS = frozenset({"added", "removed", "kind", "expr", "values", "pmf", "definition"})
 
 
 def _n(v: float) -> str:
@@ -51,7 +52,15 @@ def _describe(node: Node) -> str:
         return f"expr {_expr_text(node)}"
     if isinstance(node, ConstNode):
         return f"const {_values_text(node.values)}"
-    return f"pmf {_pmf_text(node)}"
+    if isinstance(node, PmfNode):
+        return f"pmf {_pmf_text(node)}"
+    return _other_text(node)
+
+
+def _other_text(node: Any) -> str:
+    """A kind the table adds (router, serviceWithBuffer, ...): its canonical fields."""
+    fields = {k: v for k, v in node.to_json().items() if k not in ("id", "kind") and v not in (None, [], {})}
+    return f"{node.kind} " + ", ".join(f"{k}: {v}" for k, v in fields.items())
 
 
 def _values_text(values: npt.NDArray[np.float64]) -> str:
@@ -91,11 +100,22 @@ def _node_change(a: Node, b: Node) -> Change | None:
         same = (a.sample == b.sample and a.values.shape == b.values.shape
                 and bool(np.array_equal(a.values, b.values)) and bool(np.array_equal(a.probabilities, b.probabilities)))
         return None if same else Change(a.id, "pmf", f"{_pmf_text(a)} -> {_pmf_text(b)}")
-    return None  # pragma: no cover - every kind is handled above
+    if type(a) is type(b) and not isinstance(a, ConstNode | ExprNode | PmfNode) and a.to_json() != b.to_json():
+        return Change(a.id, "definition", f"{_other_text(a)} -> {_other_text(b)}")
+    return None
 
 
 def _outputs_text(m: Model) -> str:
     return ", ".join(o.series + (f" as {o.as_}" if o.as_ else "") for o in m.outputs) or "none"
+
+
+def _classes_text(m: Model) -> str:
+    return ", ".join(c.id for c in m.classes) or "none"
+
+
+def _traffic_text(m: Model) -> str:
+    return ", ".join(f"{a.class_id} at {a.node_id}" + (f" ({_n(a.rate)}/bin)" if a.rate is not None else "")
+                     for a in m.arrivals) or "none"
 
 
 def diff_models(a: Model, b: Model) -> list[Change]:
@@ -115,9 +135,9 @@ def diff_models(a: Model, b: Model) -> list[Change]:
         ga, gb = a.grid, b.grid
         out.append(Change("grid", "grid", f"{ga.bins} bins of {ga.bin_size} {ga.bin_unit.value} -> "
                                           f"{gb.bins} bins of {gb.bin_size} {gb.bin_unit.value}"))
-    ids_b = {n.id: n for n in b.nodes}
-    ids_a = {n.id for n in a.nodes}
-    for node in a.nodes:
+    ids_b = {n.id: n for n in b.nodes if not is_internal(n.id)}  # FlowTime's own nodes follow from the rest
+    ids_a = {n.id for n in a.nodes if not is_internal(n.id)}
+    for node in (n for n in a.nodes if n.id in ids_a):
         other = ids_b.get(node.id)
         if other is None:
             out.append(Change(node.id, "removed", _describe(node)))
@@ -125,9 +145,13 @@ def diff_models(a: Model, b: Model) -> list[Change]:
         change = _node_change(node, other)
         if change is not None:
             out.append(change)
-    out.extend(Change(n.id, "added", _describe(n)) for n in b.nodes if n.id not in ids_a)
+    out.extend(Change(n.id, "added", _describe(n)) for n in b.nodes if n.id in ids_b and n.id not in ids_a)
     if [o.to_json() for o in a.outputs] != [o.to_json() for o in b.outputs]:
         out.append(Change("outputs", "outputs", f"{_outputs_text(a)} -> {_outputs_text(b)}"))
+    for part, text in (("classes", _classes_text), ("traffic", _traffic_text)):
+        ta, tb = text(a), text(b)
+        if ta != tb:
+            out.append(Change(part, part, f"{ta} -> {tb}"))
     seed_a = a.rng.seed if a.rng else None
     seed_b = b.rng.seed if b.rng else None
     if seed_a != seed_b:

@@ -104,9 +104,10 @@ def unregister(name: str) -> None:
 
 def kinds() -> dict[str, NodeKind]:
     """Every registered kind by name, built-ins first (importing them on first use)."""
-    if "const" not in _KINDS or "serviceWithBuffer" not in _KINDS:
+    if "const" not in _KINDS or "serviceWithBuffer" not in _KINDS or "router" not in _KINDS:
         import flowtime.model.nodes
-        import flowtime.model.queues  # noqa: F401 - registers serviceWithBuffer (and derived series)
+        import flowtime.model.queues
+        import flowtime.model.routers  # noqa: F401 - registers router
 
     return _KINDS
 

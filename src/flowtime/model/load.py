@@ -8,6 +8,7 @@ where (file, line, column, node, field), what was expected and what was found.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,11 +28,14 @@ from flowtime.expr.shapes import Outline
 from flowtime.expr.syntax import Expr
 from flowtime.gcpause import paused_gc
 from flowtime.model import kinds
+from flowtime.model.classes import Arrival, FlowClass, read_classes, read_traffic
+from flowtime.model.decompose import decompose
 from flowtime.model.files import SeriesFiles, load_files
 from flowtime.model.graph import Analysis, ModelGraph, analyse_nodes, graph_from, graph_of, output_pattern, remember
 from flowtime.model.limits import DEFAULT_LIMITS, Limits
 from flowtime.model.nodes import is_number, type_name
 from flowtime.model.provenance import Provenance, provenance_from_mapping
+from flowtime.model.routers import RouterNode
 from flowtime.model.schema import (
     BinUnit,
     Grid,
@@ -44,7 +48,8 @@ from flowtime.model.synthesis import lower
 from flowtime.model.topology import Topology, read_topology
 from flowtime.model.yamltext import Path, SourceMap, format_path, parse_yaml, remove_top_level_key
 
-TOP_LEVEL_KEYS = ("schemaVersion", "grid", "nodes", "outputs", "rng", "metadata", "provenance", "topology")
+TOP_LEVEL_KEYS = ("schemaVersion", "grid", "nodes", "outputs", "rng", "metadata", "provenance", "topology", "classes",
+                  "traffic")
 WINDOW_KEYS = ("window", "variables", "constraints")  # the window (fixture) form's, beside topology
 # \Z, not $: `$` also matches before a final newline ("b\n" must not pass).
 NODE_ID = re.compile(r"^[^\W\d][\w.\-]{0,127}\Z")
@@ -172,6 +177,7 @@ def _load(text: str, source: str, limits: Limits, series_files: SeriesFiles | No
     bins = grid.bins if grid else _valid_bins(data, ctx.limits, section)
     nodes, exprs = _nodes(data, ctx, bins)
     topology, nodes = _topology(data, ctx, nodes, exprs, bins, series_files, "service" if window else None)
+    classes, arrivals, nodes = _classes(data, ctx, nodes, exprs)
     outputs = _outputs(data, ctx, [n.id for n in nodes if not kinds.is_internal(n.id)])
     rng = _rng(data, ctx)
     metadata = _metadata(data, ctx)
@@ -182,7 +188,7 @@ def _load(text: str, source: str, limits: Limits, series_files: SeriesFiles | No
         raise ModelValidationError(ctx.problems, source)
 
     model = Model(grid=grid, nodes=tuple(nodes), outputs=tuple(outputs), rng=rng, metadata=metadata,
-                  topology=topology)
+                  topology=topology, classes=classes, arrivals=arrivals)
     remember(graph_from(model, analysis))  # analysed once, here: Sim and the engine read this graph
     spec_text = text
     if "provenance" in data:
@@ -220,6 +226,32 @@ def _topology(data: dict[Any, Any], ctx: _Ctx, nodes: list[Any], exprs: dict[str
     lowered = lower(topology, nodes, exprs, declared, paths, bins, ctx)
     ctx.origins.update(lowered.origins)
     return lowered.topology, lowered.nodes
+
+
+def _classes(data: dict[Any, Any], ctx: _Ctx, nodes: list[Any], exprs: dict[str, Expr]
+             ) -> tuple[tuple[FlowClass, ...], tuple[Arrival, ...], list[Any]]:
+    """The classes and traffic read; routers applied and every node's class parts added (``model.decompose``)."""
+    classes = read_classes(data.get("classes"), ctx)
+    arrivals = read_traffic(data.get("traffic"), classes, [n.id for n in nodes], ctx)
+    routers = [n for n in nodes if isinstance(n, RouterNode)]
+    if not arrivals and not routers:
+        return classes, arrivals, nodes
+    index = {name: i for i, name in ctx.node_names.items()}
+    for k, n in enumerate(nodes):
+        if isinstance(n, RouterNode) and n.id in index:  # where it is written, for warnings after evaluation
+            line, _ = ctx.smap.find(("nodes", index[n.id]))
+            nodes[k] = dataclasses.replace(n, line=line, file=ctx.source)
+
+    def where(node_id: str) -> Path:
+        return ("nodes", index[node_id]) if node_id in index else ctx.origins.get(node_id, ())
+
+    dec = decompose(nodes, exprs, classes, arrivals, where, ctx)
+    for route in (r for n in routers for r in n.routes):  # a target's own expression is no longer read
+        exprs.pop(route.target, None)
+        ctx.outlines.pop(route.target, None)
+        ctx.texts.pop(route.target, None)
+    ctx.origins.update(dec.origins)
+    return classes, arrivals, dec.nodes
 
 
 def _provenance(data: dict[Any, Any], ctx: _Ctx) -> Provenance | None:

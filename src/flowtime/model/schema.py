@@ -192,6 +192,8 @@ class Model:
     metadata: Metadata = field(default_factory=Metadata)
     schema_version: int = 1
     topology: Any = None  # model.topology.Topology: services and their series (queues are in ``nodes``)
+    classes: tuple[Any, ...] = ()  # model.classes.FlowClass: the declared flow classes
+    arrivals: tuple[Any, ...] = ()  # model.classes.Arrival: traffic.arrivals (which class arrives where)
 
     def node(self, node_id: str) -> Any:
         for n in self.nodes:
@@ -227,4 +229,7 @@ class Model:
         }
         if self.topology is not None:  # only then: the hash of every model without one is unchanged
             out["topology"] = self.topology.to_json()
+        if self.classes or self.arrivals:
+            out["classes"] = [c.to_json() for c in self.classes]
+            out["traffic"] = {"arrivals": [a.to_json() for a in self.arrivals]}
         return out
