@@ -220,7 +220,7 @@ def lower(topology: Topology | None, nodes: Sequence[Any], exprs: Mapping[str, E
         nodes_t = tuple(_write_back(t, written_back.get(t.id), sinks.served.get(t.id)) for t in topology.nodes)
         topology = dataclasses.replace(topology, nodes=nodes_t)
         _initial_condition_rule(topology, by_id, exprs, node_paths, at)
-        edges = edge_series(topology, emitted, at)
+        edges = edge_series(topology, emitted, at, routed_edges(topology, nodes))
         result.extend(edges.nodes)
         origins.update(edges.origins)
     return Lowered(topology, result, origins)
@@ -238,6 +238,27 @@ def _cap_inflow(planned: dict[str, QueueNode], tid: str, capped: str, topology: 
     else:
         at.warn(_here(t, "constraints"), f"topology node '{tid}': its queue '{q.id}' reads inflow '{q.inflow}', not "
                 "the node's arrivals, so the constraints' cap is not applied to it", key=True)
+
+
+def routed_edges(topology: Topology, nodes: Sequence[Any]) -> dict[int, Expr]:
+    """
+    Edges out of a router take the routed amounts (engine-head.md §11): an edge from
+    topology node R (a router node of that id in ``nodes``) into T carries what R routes
+    into T's arrivals - that node's series, which routing replaces by the routed flow.
+    """
+    from flowtime.model.routers import RouterNode  # routers register after queues
+
+    routers = {n.id: n for n in nodes if isinstance(n, RouterNode)}
+    by_id = {t.id: t for t in topology.nodes}
+    out: dict[int, Expr] = {}
+    for i, e in enumerate(topology.edges):
+        r, target = routers.get(e.source), by_id.get(e.target)
+        arrivals = target.ref("arrivals") if target is not None else None
+        if r is None or target is None or arrivals is None or arrivals.form not in ("node", "series"):
+            continue
+        if any(route.target == arrivals.node for route in r.routes):
+            out[i] = Ref(arrivals.node)
+    return out
 
 
 def _producer(ref: SeriesRef, t: TopologyNode) -> str:
