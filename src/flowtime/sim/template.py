@@ -292,7 +292,8 @@ def _metadata(raw: Any, found: _Findings, fallback_id: str | None, *, later: boo
     description = raw.get("description")
     for key in ("title", "version") if later else ():
         if raw.get(key) is None:  # the reference requires both once a template names its generator
-            found.add(("metadata",), f"metadata.{key} is required in a template with generator: (the reference's form)")
+            found.add(("metadata",), f"metadata.{key} is required in a template with generator: "
+                      "(the reference's form)", key=True)
     version = raw.get("version", DEFAULT_VERSION)
     if isinstance(version, int | float) and not isinstance(version, bool):
         version = str(version)  # `version: 1.0` reads as a float
