@@ -145,6 +145,12 @@ def test_generate_with_embedded_provenance(client: httpx.Client) -> None:
     assert "provenance" not in yaml.safe_load(str(plain["model"])) and plain["hash"] == body["hash"]
 
 
+def test_generate_mode_query_overrides_the_templates_mode(client: httpx.Client) -> None:
+    assert generate(client, "support-backlog")["provenance"]["mode"] == "simulation"  # type: ignore[index]
+    assert generate(client, "support-backlog", mode="telemetry")["provenance"]["mode"] == "telemetry"  # type: ignore[index]
+    problem_of(client.post("/api/v1/templates/support-backlog/generate", json={}, params={"mode": "replay"}), 400)
+
+
 def test_generate_accepts_the_reference_flat_body_and_an_empty_one(client: httpx.Client) -> None:
     r = client.post("/api/v1/templates/support-backlog/generate", json={"agents": 9})
     assert r.status_code == 200 and r.json()["provenance"]["parameters"]["agents"] == 9

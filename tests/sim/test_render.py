@@ -89,8 +89,8 @@ def test_provenance_fields(typed: Template) -> None:
     g = render_template(typed, {"rate": 0.25}, now=NOON)
     p = g.provenance.to_json()
     assert list(p) == ["source", "modelId", "templateId", "templateVersion", "templateTitle", "parameters",
-                       "generatedAt", "generator", "schemaVersion"]
-    assert p["source"] == "flowtime-sim" and p["templateId"] == "typed"
+                       "generatedAt", "generator", "schemaVersion", "mode"]
+    assert p["source"] == "flowtime-sim" and p["templateId"] == "typed" and p["mode"] == "simulation"
     assert p["templateVersion"] == "2.0.0" and p["templateTitle"] == "Typed"
     assert p["parameters"] == {"bins": 3, "rate": 0.25, "loads": [1, 2, 3], "sampled": False,
                                "label": "Peak: evening # 1", "seed": 42}  # defaults included

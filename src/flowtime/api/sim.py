@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -299,11 +300,13 @@ def get_template(template_id: str, workspace: WorkspaceDep) -> dict[str, Any]:
           openapi_extra=_GENERATE_BODY,
           summary="Generate a model (and store it temporarily)")
 async def generate(template_id: str, request: Request, workspace: WorkspaceDep,
-                   embed_provenance: Annotated[str | None, Query()] = None) -> JSONResponse:
+                   embed_provenance: Annotated[str | None, Query()] = None,
+                   mode: Annotated[str | None, Query(description="simulation or telemetry; overrides the "
+                                                     "template's mode")] = None) -> JSONResponse:
     _template_id(template_id)
     body = await json_body(request)
     params = _generate_parameters(body)
-    generation = await run_in_threadpool(workspace.generate, template_id, params)
+    generation = await run_in_threadpool(functools.partial(workspace.generate, template_id, params, mode=mode))
     # The body is plain JSON data already: skip FastAPI's re-encoding pass.
     return JSONResponse(generation.response(_flag(embed_provenance)))
 

@@ -233,13 +233,16 @@ def generate(
         "--embed-provenance", help="Put a provenance: block into the model YAML.")] = False,
     store: Annotated[bool, typer.Option(
         "--store/--no-store", help="Keep a copy in the temporary store (for models/derive).")] = True,
+    mode: Annotated[str | None, typer.Option(
+        "--mode", metavar="MODE", help="simulation or telemetry; overrides the template's (recorded in the "
+        "provenance).")] = None,
     templates_dir: TemplatesDir = None,
     data_dir: DataDir = None,
 ) -> None:
     """Generate a model from a template; the YAML goes to standard output unless --out."""
     ws = _workspace(templates_dir, data_dir)
     overrides = _overrides(ws.catalog.get(template_id), params, param)
-    generation = ws.generate(template_id, overrides, persist=store)
+    generation = ws.generate(template_id, overrides, persist=store, mode=mode)
     text = generation.text(embed_provenance)
     if provenance is not None:
         _write(provenance, json_text(generation.generated.provenance.to_json()))

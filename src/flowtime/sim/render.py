@@ -28,7 +28,8 @@ from flowtime.model.parameters import check_parameters
 from flowtime.model.provenance import Provenance
 from flowtime.sim.bins import fit_arrays
 from flowtime.sim.canonical import parameters_hash
-from flowtime.sim.template import PLACEHOLDER, WHOLE_PLACEHOLDER, Template, TemplateValidationError
+from flowtime.sim.lowering import lower, semantics_outputs
+from flowtime.sim.template import MODES, PLACEHOLDER, WHOLE_PLACEHOLDER, Template, TemplateValidationError
 from flowtime.sim.titles import model_title
 from flowtime.sim.topology import Topology, topology
 
@@ -193,23 +194,28 @@ def make_model_id(template: Template, parameters: Mapping[str, Any], now: dateti
     return f"model_{compact}_{parameters_hash(template.id, template.version, dict(parameters))}"
 
 
-def render_template(
-    template: Template,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    now: datetime | None = None,
-    max_array_length: int | None = None,
-    derived_from: str | None = None,
-) -> Generated:
+@dataclass(frozen=True)
+class Draft:
     """
-    Generate a model from ``template`` with ``overrides``.
+    A template's model data before the engine has read it: the parameters as
+    resolved, what fitting them to the grid said, and a note per profiled pmf.
+    """
 
-    Per-bin arrays left at their default follow ``grid.bins`` (``Generated.warnings``
-    says which). The model carries ``metadata.title``: the template's title
-    and the parameters that differ from their defaults.
+    data: dict[str, Any]
+    parameters: dict[str, Any]
+    defaults: dict[str, Any]
+    warnings: tuple[Problem, ...]
+    profiles: dict[str, dict[str, Any]]
 
-    Raises ``ParameterError`` (every parameter problem at once) or the model
-    loader's ``ModelError`` when the generated model is not valid.
+
+def draft_model(template: Template, overrides: Mapping[str, Any] | None = None, *,
+                max_array_length: int | None = None) -> Draft:
+    """
+    Check and substitute the parameters and lower the template's own terms
+    (``flowtime.sim.lowering``); the model is not loaded yet.
+
+    Raises ``ParameterError`` (every parameter problem at once) or
+    ``TemplateValidationError`` (what lowering found, located in the template).
     """
     overrides = dict(overrides or {})
     checked, problems = check_parameters(template.parameters, overrides,
@@ -219,15 +225,56 @@ def render_template(
     if problems:
         raise ParameterError(problems, template.id)
     resolved = fitted.values
-
-    body = substitute(template.body, resolved)
+    lowered = lower(substitute(template.body, resolved))
+    if lowered.problems:
+        raise TemplateValidationError([template.problem(path, message) for path, message in lowered.problems],
+                                      template.source)
+    body = lowered.data
     data: dict[str, Any] = {"schemaVersion": body.get("schemaVersion", 1),
                             "metadata": {"title": model_title(template, resolved, fitted.defaults)}}
     data.update((k, v) for k, v in body.items() if k != "schemaVersion")
+    return Draft(data, resolved, fitted.defaults, fitted.warnings, lowered.profiles)
+
+
+def render_template(
+    template: Template,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    now: datetime | None = None,
+    max_array_length: int | None = None,
+    derived_from: str | None = None,
+    mode: str | None = None,
+) -> Generated:
+    """
+    Generate a model from ``template`` with ``overrides``.
+
+    Per-bin arrays left at their default follow ``grid.bins`` (``Generated.warnings``
+    says which). The model carries ``metadata.title``: the template's title
+    and the parameters that differ from their defaults. Every series the
+    topology's semantics name becomes an output. ``mode`` (simulation or
+    telemetry) overrides the template's and is recorded in the provenance.
+
+    Raises ``ParameterError`` (every parameter problem at once, a bad ``mode``
+    included), ``TemplateValidationError`` or the model loader's
+    ``ModelError`` when the generated model is not valid.
+    """
+    chosen = _mode(template, mode)
+    drafted = draft_model(template, overrides, max_array_length=max_array_length)
+    resolved, data = drafted.parameters, drafted.data
+    source = f"{template.id} (generated)"
     text = dump_yaml(_quote_expressions(data))
-    loaded = load_model(text, f"{template.id} (generated)")
+    loaded = load_model(text, source)
+    # Read off the loaded model: the queue and sink series the engine adds are named as it names them.
+    added = semantics_outputs(loaded.model, data.get("outputs") or [])
+    if added:
+        data = {**data, "outputs": [*data["outputs"], *added]}
+        text = dump_yaml(_quote_expressions(data))
+        loaded = load_model(text, source)
 
     compact, iso = timestamps(now)
+    extra: dict[str, Any] = {"mode": chosen}
+    if drafted.profiles:
+        extra["profiles"] = drafted.profiles
     provenance = Provenance(
         source=SOURCE,
         model_id=f"model_{compact}_{parameters_hash(template.id, template.version, resolved)}",
@@ -239,9 +286,20 @@ def render_template(
         generator=GENERATOR,
         schema_version=PROVENANCE_SCHEMA_VERSION,
         derived_from=derived_from,
+        extra=extra,
     )
     return Generated(template, resolved, data, text, loaded, provenance,
-                     model_digest(loaded.model), fitted.warnings)
+                     model_digest(loaded.model), drafted.warnings)
+
+
+def _mode(template: Template, mode: str | None) -> str:
+    if mode is None:
+        return template.mode
+    chosen = mode.strip().lower()
+    if chosen not in MODES:
+        raise ParameterError([Problem("mode", f"mode must be one of {', '.join(MODES)}, got {mode!r}")],
+                             template.id)
+    return chosen
 
 
 def _quote_expressions(data: dict[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,18 @@
 """
 The template format: YAML text -> ``Template``, with every problem located.
 
-A template is a model with ``${name}`` placeholders plus two sections that are
+A template is a model with ``${name}`` placeholders plus sections that are
 not part of the model: ``metadata`` (id, title, description, tags, version)
-and ``parameters``. The reference's authoring spellings are read unchanged and
-turned into the engine's: node ``expression:`` -> ``expr:``, output
+and ``parameters``, and in the reference's later form ``generator`` (which
+must start with ``flowtime-sim``) and ``mode`` (simulation or telemetry). A
+template with ``generator:`` is in that form and must give ``metadata.title``
+and a semver ``metadata.version``; our own templates need neither key
+(decision 0023). ``window``, node ``source``, ``profile`` and
+``dependencies`` stay in the body: they may hold placeholders, and
+``flowtime.sim.lowering`` turns them into model terms after substitution.
+
+The reference's authoring spellings are read unchanged and turned into the
+engine's: node ``expression:`` -> ``expr:``, output
 ``source:`` -> ``series:`` and ``filename:`` -> ``as:``.
 
 Parsing checks the template's own structure (metadata, parameter
@@ -31,10 +39,14 @@ WHOLE_PLACEHOLDER = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}\Z")
 # ASCII classes only: `\d` would also take other scripts' digits ("١.٠").
 SEMVER = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?([-+][0-9A-Za-z.+-]+)?\Z")
 DEFAULT_VERSION = "1.0"
-TEMPLATE_ONLY_KEYS = ("metadata", "parameters")
+TEMPLATE_ONLY_KEYS = ("metadata", "parameters", "generator", "mode")
+GENERATOR_PREFIX = "flowtime-sim"
+MODES = ("simulation", "telemetry")
+DEFAULT_MODE = "simulation"
 # Engine spelling -> the reference's authoring spelling, to locate renamed keys.
 _AUTHORED = {"expr": "expression", "series": "source", "as": "filename"}
-_METADATA_KEYS = ("id", "title", "description", "tags", "version", "author", "category")
+_METADATA_KEYS = ("id", "title", "description", "tags", "version", "author", "category", "narrative",
+                  "captureKey")
 
 
 class TemplateValidationError(TemplateError):
@@ -83,6 +95,18 @@ class Template:
     source: str = "<string>"
     origin: str = "builtin"
     warnings: tuple[Problem, ...] = field(default=())
+    generator: str | None = None  # the reference's later form names its generator
+    mode: str = DEFAULT_MODE
+    # Where the template's keys are, to locate problems found at generation.
+    smap: SourceMap | None = field(default=None, compare=False, repr=False)
+
+    def problem(self, path: Path, message: str, severity: str = "error") -> Problem:
+        """A problem at ``path`` of the body (same indices as the template), located in the template."""
+        if self.smap is None:
+            return Problem(format_path(path), message, severity=severity, source=self.source)
+        found = _Findings(self.source, self.smap, self.body)
+        found.add(path, message, severity)
+        return found.items[0]
 
     def parameter(self, name: str) -> Parameter:
         for p in self.parameters:
@@ -199,7 +223,9 @@ def parse_template(text: str, source: str = "<string>", *, fallback_id: str | No
         found.add((), "a template must be a mapping with metadata, parameters, grid, nodes and outputs")
         raise TemplateValidationError(found.items, source)
 
-    meta = _metadata(data.get("metadata"), found, fallback_id)
+    generator = _generator(data, found)
+    mode = _mode(data, found)
+    meta = _metadata(data.get("metadata"), found, fallback_id, later=generator is not None)
     params = _parameters(data.get("parameters"), found)
     body = {k: v for k, v in data.items() if k not in TEMPLATE_ONLY_KEYS}
     body = _engine_spelling(body, found)
@@ -220,10 +246,32 @@ def parse_template(text: str, source: str = "<string>", *, fallback_id: str | No
         version=meta["version"], parameters=tuple(params), body=body,
         placeholders=tuple(placeholders), source=source, origin=origin,
         warnings=tuple(p for p in found.items if p.severity == "warning"),
+        generator=generator, mode=mode, smap=smap,
     )
 
 
-def _metadata(raw: Any, found: _Findings, fallback_id: str | None) -> dict[str, Any]:
+def _generator(data: dict[str, Any], found: _Findings) -> str | None:
+    if "generator" not in data:
+        return None
+    raw = data["generator"]
+    if not isinstance(raw, str) or not raw.strip().startswith(GENERATOR_PREFIX):
+        found.add(("generator",), f"generator must start with '{GENERATOR_PREFIX}', got {raw!r}")
+        return None
+    return raw.strip()
+
+
+def _mode(data: dict[str, Any], found: _Findings) -> str:
+    if "mode" not in data:
+        return DEFAULT_MODE
+    raw = data["mode"]
+    mode = raw.strip().lower() if isinstance(raw, str) else None
+    if mode not in MODES:
+        found.add(("mode",), f"mode must be one of {', '.join(MODES)}, got {raw!r}")
+        return DEFAULT_MODE
+    return mode
+
+
+def _metadata(raw: Any, found: _Findings, fallback_id: str | None, *, later: bool = False) -> dict[str, Any]:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -242,6 +290,10 @@ def _metadata(raw: Any, found: _Findings, fallback_id: str | None) -> dict[str, 
         tid = str(tid)
     title = raw.get("title")
     description = raw.get("description")
+    for key in ("title", "version") if later else ():
+        if raw.get(key) is None:  # the reference requires both once a template names its generator
+            found.add(("metadata",), f"metadata.{key} is required in a template with generator: "
+                      "(the reference's form)", key=True)
     version = raw.get("version", DEFAULT_VERSION)
     if isinstance(version, int | float) and not isinstance(version, bool):
         version = str(version)  # `version: 1.0` reads as a float
