@@ -10,17 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from flowtime.cli import app
 from flowtime.engine import evaluate
-from flowtime.errors import ModelError
-from flowtime.model.load import load_model
 from flowtime.sim.catalog import Catalog
-from flowtime.sim.render import draft_model, dump_yaml
-from flowtime.sim.template import parse_template
 from flowtime.sim.workspace import Workspace
 
 HEAD_DIR = Path(__file__).parent / "reference_templates_head"
@@ -30,9 +27,6 @@ SPEC_DIR = Path("/work/shared/spec/reference-templates-head")
 # Templates whose models need `kind: router` nodes (and classes/traffic), which the engine does not
 # have yet: for these, generation must succeed and the router be the only thing the engine refuses.
 # Empty this set once routers exist; every template then has to run.
-NEEDS_ROUTERS = {"it-document-processing-continuous", "supply-chain-multi-tier-classes",
-                 "transportation-basic-classes"}
-
 # Template keys the Sim handles: the engine must never see (and warn about) them.
 SIM_KEYS = ("generator", "window", "'source'", "'profile'", "'dependencies'", "'mode'", "'parameters'")
 
@@ -55,9 +49,6 @@ def test_head_templates_are_byte_identical_copies() -> None:
 
 @pytest.mark.parametrize("template_id", HEAD_IDS)
 def test_every_head_template_generates_with_its_defaults_and_runs(workspace: Workspace, template_id: str) -> None:
-    if template_id in NEEDS_ROUTERS:
-        _generates_and_only_routers_are_refused(workspace, template_id)
-        return
     generation = workspace.generate(template_id, persist=False)
     generated = generation.generated
     assert generation.report.valid
@@ -75,24 +66,12 @@ def test_every_head_template_generates_with_its_defaults_and_runs(workspace: Wor
             if ref is not None and ref.form in ("node", "series"):
                 assert ref.node in results.output_ids and ref.node in results.series
     assert generated.provenance.to_json()["mode"] == "simulation"
-
-
-def _generates_and_only_routers_are_refused(workspace: Workspace, template_id: str) -> None:
-    if template_id in workspace.catalog.templates:
-        pytest.fail(f"{template_id} loads now: remove it from NEEDS_ROUTERS so that it must run")
-    assert "router" in str(workspace.catalog.broken[template_id])  # kept aside, for its routers only
-    path = HEAD_DIR / f"{template_id}.yaml"
-    template = parse_template(path.read_text(encoding="utf-8"), str(path), fallback_id=path.stem)
-    drafted = draft_model(template, template.defaults)
-    assert not {"window", "generator", "mode"} & set(drafted.data)
-    assert drafted.data["grid"]["start"] == "2025-01-01T00:00:00Z"
-    assert "classes" in drafted.data and "topology" in drafted.data  # carried through
-    with pytest.raises(ModelError) as info:
-        load_model(dump_yaml(drafted.data), template_id)
-    problems = info.value.problems
-    refused = [p for p in problems if p.severity == "error"]
-    assert refused and all("router" in p.message for p in refused)
-    assert not [p for p in problems if any(k in p.message for k in SIM_KEYS)]
+    # with classes, every class-aware series is split into parts that add up to it
+    if generated.loaded.model.classes:
+        assert results.classes
+        for node, parts in results.classes.items():
+            total = np.sum([parts[c] for c in parts], axis=0)
+            np.testing.assert_allclose(total, results[node], rtol=1e-9, atol=1e-9, err_msg=node)
 
 
 def test_the_cli_generates_a_head_template_with_a_mode_override(tmp_path: Path) -> None:
