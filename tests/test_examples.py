@@ -21,7 +21,7 @@ def run_example(name: str, tmp_path: Path, *extra: str) -> dict[str, list[float]
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "engine" / result.stdout.strip()
     out = {}
-    for f in (run_dir / "series").glob("*.csv"):
+    for f in (run_dir / "series").glob("*@DEFAULT.csv"):  # totals; per-class files end @<Class>.csv
         with f.open() as fh:
             out[f.name.split("@")[0]] = [float(r["value"]) for r in csv.DictReader(fh)]
     return out
@@ -50,6 +50,21 @@ def test_service_queue_releases_in_waves_and_overflows_at_its_wip_limit(tmp_path
     assert s["packing_gated_outflow"] == [0, 25, 0, 25, 0, 25]
     assert s["packing_queue"] == [20, 15, 30, 10, 10, 0]
     assert s["packing_overflow"] == [0, 0, 5, 0, 0, 0]
+
+
+def test_classes_router_sends_each_class_to_its_line_and_writes_class_files(tmp_path: Path) -> None:
+    s = run_example("classes-router.yaml", tmp_path)  # totals (the @DEFAULT files)
+    # the hub serves 32 of 40 each hour, 8 wait more each hour; Airport is 10 of every 40 riders
+    assert s["hub_out"] == [32] * 4 and s["hub_queue"] == [8, 16, 24, 32]
+    assert s["airport_line"] == [8] * 4 and s["downtown_line"] == [24] * 4
+    [run] = (tmp_path / "engine").glob("run_*")
+    def part(name: str) -> list[float]:
+        with (run / "series" / f"{name}.csv").open() as fh:
+            return [float(r["value"]) for r in csv.DictReader(fh)]
+    assert part("hub_queue@HUB_QUEUE@Airport") == [2, 4, 6, 8]
+    assert part("hub_queue@HUB_QUEUE@Downtown") == [6, 12, 18, 24]
+    assert part("airport_line@AIRPORT_LINE@Airport") == [8] * 4
+    assert not (run / "series" / "airport_line@AIRPORT_LINE@Downtown.csv").exists()
 
 
 def test_staged_pipeline_hands_work_on_an_hour_later(tmp_path: Path) -> None:
