@@ -50,3 +50,22 @@ def test_ids_and_expressions_are_escaped() -> None:
 
 def test_an_empty_graph_says_so() -> None:
     assert "no nodes" in render_svg({"nodes": [], "order": []})
+
+
+def test_hidden_series_are_not_drawn_and_edges_through_them_join_the_nodes_they_stand_for() -> None:
+    from pathlib import Path
+
+    from flowtime.model.load import load_model
+
+    text = (Path(__file__).resolve().parents[2] / "examples" / "classes-router.yaml").read_text()
+    graph = load_model(text).graph.describe()
+    assert any("#" in n["id"] for n in graph["nodes"])  # class parts, a queue's hidden series ...
+    lay = layout(graph)
+    drawn = {n for layer in lay.layers for n in layer}
+    assert drawn == {"airport_riders", "downtown_riders", "hub_capacity", "hub_in", "hub_out", "hub_queue",
+                     "HubRouter", "airport_line", "downtown_line"}
+    edges = set(lay.edges)
+    # the routed lines read hub_out's class parts: drawn as hub_out -> line, nothing else
+    assert {e for e in edges if e[1] == "airport_line"} == {("hub_out", "airport_line", 0)}
+    # the queue's own hidden loop is its SHIFT of itself (the loop through class parts ends)
+    assert ("hub_queue", "hub_queue", 1) in edges and ("hub_queue", "hub_out", 1) in edges

@@ -5,6 +5,10 @@ A node's layer is one more than the deepest of its inputs (lagged self
 references through SHIFT are ignored, so the drawing stays acyclic); nodes in
 a layer are ordered by the mean position of their inputs to cut crossings.
 No JavaScript: the SVG carries ``<title>`` tooltips for expressions.
+Series FlowTime keeps for itself (ids with ``#``: a queue's seed and raw
+depth, class parts, routed flows) are not drawn: ``X#...`` stands for node X,
+and an edge through a node's own hidden parts is drawn between the nodes it
+joins, with the smallest lag along it.
 
 >>> g = {"nodes": [{"id": "a", "kind": "const", "inputs": []},
 ...                {"id": "b", "kind": "expr", "inputs": ["a"], "expr": "a * 2"}],
@@ -19,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from html import escape
 from typing import Any
+
+from flowtime.model.kinds import INTERNAL
 
 NODE_W = 156
 NODE_H = 40
@@ -70,9 +76,33 @@ def _inputs(graph: Mapping[str, Any]) -> dict[str, list[tuple[str, int]]]:
     return inputs
 
 
+def _visible(inputs: dict[str, list[tuple[str, int]]]) -> dict[str, list[tuple[str, int]]]:
+    """Inputs of the nodes an author sees, reached through hidden (``#``) nodes: the smallest lag per input."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for nid in inputs:
+        if INTERNAL in nid:
+            continue
+        best: dict[str, int] = {}
+        through: dict[str, int] = {}  # hidden node -> smallest lag it was reached with (loops end here)
+        stack = list(inputs[nid])
+        while stack:
+            src, lag = stack.pop()
+            owner = src.split(INTERNAL, 1)[0]
+            if INTERNAL in src and owner != nid and owner in inputs:
+                src = owner  # a part of another node (its class parts, raw depth...) stands for that node
+            if INTERNAL in src:
+                if src not in through or lag < through[src]:
+                    through[src] = lag
+                    stack.extend((s2, lag + l2) for s2, l2 in inputs.get(src, []))
+            elif src not in best or lag < best[src]:
+                best[src] = lag
+        out[nid] = list(best.items())
+    return out
+
+
 def layout(graph: Mapping[str, Any]) -> Layout:
-    inputs = _inputs(graph)
-    order = [str(n) for n in graph.get("order") or []]
+    inputs = _visible(_inputs(graph))
+    order = [str(n) for n in graph.get("order") or [] if INTERNAL not in str(n)]
     order += [n for n in inputs if n not in order]
     depth: dict[str, int] = {}
     for nid in order:
