@@ -32,6 +32,8 @@ def main() -> int:
          ["bench_pmf.py", *(["--quick"] if quick else [])]),
         ("topology queues vs a NumPy floor of the same recurrences",
          ["bench_topology.py", *(["--quick"] if quick else [])]),
+        ("classes and routers: a 288-bin Sim template vs a NumPy floor",
+         ["bench_classes.py", *(["--quick"] if quick else [])]),
         ("FlowTime vs PySD", ["bench_pysd.py", *(["--quick"] if quick else [])]),
         ("start-up: flowtime run vs import numpy", ["bench_startup.py", *(["--quick"] if quick else [])]),
         ("registry at 100,000 runs", ["bench_registry.py", *(["--runs", "2000", "--repeats", "50"] if quick else [])]),
