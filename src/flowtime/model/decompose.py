@@ -38,9 +38,11 @@ from flowtime.expr.functions import suggest
 from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary, walk
 from flowtime.model import kinds
 from flowtime.model.classes import Arrival, FlowClass
+from flowtime.model.kinds import INTERNAL
 from flowtime.model.queues import DerivedNode
 from flowtime.model.routers import RouterNode
 from flowtime.model.schema import ConstNode, ExprNode
+from flowtime.model.shared_parts import share_parts
 from flowtime.model.topology import Path, Reporter
 from flowtime.records import record
 
@@ -111,11 +113,21 @@ def decompose(nodes: Sequence[Any], exprs: Mapping[str, Expr], classes: Sequence
         elif n.id in all_exprs:
             got = splitter.split(all_exprs[n.id], Ref(n.id))
             parts_of[n.id] = got[0] if got is not None else {}
+    written: list[tuple[str, str, Expr]] = []
+    owner: dict[str, str] = {}
     for node_id, parts in parts_of.items():
         for c in reach[node_id]:
             pid = class_part_id(node_id, c)
-            out.append(DerivedNode(pid, parts.get(c, Num(0.0)), "class", node_id))
-            origins[pid] = where(node_id)
+            written.append((pid, node_id, parts.get(c, Num(0.0))))
+            owner[pid] = node_id
+    rewritten, shared = share_parts(written)
+    for sid, tree in shared:
+        node_id = sid.split(INTERNAL, 1)[0]
+        out.append(DerivedNode(sid, tree, "class", node_id))
+        origins[sid] = where(node_id)
+    for pid, tree in rewritten:
+        out.append(DerivedNode(pid, tree, "class", owner[pid]))
+        origins[pid] = where(owner[pid])
     return Decomposed(out, origins, {n: tuple(cs) for n, cs in reach.items() if cs})
 
 
