@@ -10,7 +10,8 @@ a dispatch schedule (every third bin, capped by a capacity). The floor steps
 all queues together, one bin at a time, with the gate, the outflow and the
 limits laid out bin-major once, every row view taken in advance and ufuncs
 writing in place; it computes the same three series per queue (depth, overflow,
-the outflow let through) and is checked equal to the engine's before timing.
+the outflow let through - each call, as the engine) and is checked equal to the
+engine's before timing.
 """
 
 from __future__ import annotations
@@ -63,8 +64,10 @@ def topology_floor(inputs: dict[str, Block], bins: int) -> Callable[[], tuple[Bl
     arrivals = np.broadcast_to(inputs["arrivals"], (bins, n)).copy()
     t = np.arange(bins)[:, None]
     gate = np.where(inputs["gated"][None, :] > 0, (t % 3 == 0).astype(np.float64), 1.0)
-    # On a dispatch bin the outflow is MIN(served, capacity) = served here; off it, 0.
-    released = inputs["served"][None, :] * gate
+    # On a dispatch bin the outflow is MIN(served, capacity) = served here; off it, 0. It is one of the
+    # series handed back, so each call computes it (one in-place product), as the engine does.
+    served = np.broadcast_to(inputs["served"][None, :], (bins, n)).copy()
+    released = np.empty((bins, n))
     limit = inputs["limit"].copy()
     depth, overflow = np.empty((bins, n)), np.empty((bins, n))
     raw, zero = np.empty(n), np.zeros(n)
@@ -73,6 +76,7 @@ def topology_floor(inputs: dict[str, Block], bins: int) -> Callable[[], tuple[Bl
     add, sub, maximum, minimum = np.add, np.subtract, np.maximum, np.minimum
 
     def run() -> tuple[Block, Block, Block]:
+        np.multiply(served, gate, out=released)
         for a, r, d, o, prev in steps:
             add(prev, a, raw)
             sub(raw, r, raw)
