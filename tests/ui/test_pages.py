@@ -378,3 +378,11 @@ def test_a_service_asking_for_a_token_gets_a_hint(start_stack: StartStack) -> No
         r = stack.http.get("/runs")
         assert r.status_code == 502
         assert "missing bearer token" in r.text and "FLOWTIME_API_TOKEN" in r.text
+
+
+def test_a_class_part_is_named_by_its_node_and_class_and_a_total_by_its_node() -> None:
+    from flowtime.ui.pages.run_detail import _label
+
+    total = {"id": "hub_in@HUB_IN@DEFAULT", "nodeId": "hub_in", "class": "DEFAULT", "classKind": "fallback"}
+    part = {"id": "hub_in@HUB_IN@Airport", "nodeId": "hub_in", "class": "Airport", "classKind": "specific"}
+    assert (_label(total), _label(part)) == ("hub_in", "hub_in@Airport")

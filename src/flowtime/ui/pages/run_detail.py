@@ -50,7 +50,11 @@ def regenerate_url(provenance: dict[str, Any], run_id: str) -> str | None:
 
 
 def _label(entry: dict[str, Any]) -> str:
-    return str(entry.get("nodeId") or str(entry.get("id", "")).split("@", 1)[0])
+    """A series' name: its node, and ``@Class`` for a class's part of it (its total is the plain name)."""
+    node = str(entry.get("nodeId") or str(entry.get("id", "")).split("@", 1)[0])
+    if entry.get("classKind") == "specific" and entry.get("class"):
+        return f"{node}@{entry['class']}"
+    return node
 
 
 def _page_number(request: Request, total: int) -> tuple[int, int]:
