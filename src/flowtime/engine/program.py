@@ -34,7 +34,7 @@ import numpy.typing as npt
 from flowtime.engine.blocks import Pool
 from flowtime.engine.codegen import shift_last
 from flowtime.expr import functions as fx
-from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary
+from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary, value_operands
 
 Series = npt.NDArray[np.float64]
 Op = tuple[Any, Any, int, int, str]  # (function, a, b, out, node); see _run
@@ -98,15 +98,7 @@ def _pulse_into(period: int, phase: int) -> Callable[[Any, Series], None]:
 
 def _operands(node: Expr) -> tuple[Expr, ...]:
     """The operands that are values: not a SHIFT's lag, a CONV's kernel or a PULSE's period and phase."""
-    if isinstance(node, BinOp):
-        return (node.left, node.right)
-    if isinstance(node, Unary):
-        return (node.operand,)
-    if isinstance(node, Call):
-        if node.name in ("SHIFT", "CONV"):
-            return node.args[:1]
-        return node.args[2:] if node.name == "PULSE" else node.args
-    return ()
+    return value_operands(node)
 
 
 def _kernel(node: Call) -> tuple[float, ...]:

@@ -84,6 +84,20 @@ def children(e: Expr) -> tuple[Expr, ...]:
     return ()
 
 
+def value_args(e: Call) -> range:
+    """Which arguments of a call are values: not a SHIFT's lag, a CONV's kernel or a PULSE's period and phase."""
+    if e.name in ("SHIFT", "CONV"):
+        return range(min(1, len(e.args)))
+    return range(2, len(e.args)) if e.name == "PULSE" else range(len(e.args))
+
+
+def value_operands(e: Expr) -> tuple[Expr, ...]:
+    """The operands of ``e`` that are values (``children`` less the literals ``value_args`` leaves out)."""
+    if isinstance(e, Call):
+        return tuple(e.args[i] for i in value_args(e))
+    return children(e)
+
+
 def fold(e: Expr, fn: Callable[[Expr, list[T]], T]) -> T:
     """
     Post-order fold without recursion (expressions can be thousands of terms deep).

@@ -18,20 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary
+from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary, value_args, value_operands
 from flowtime.model.kinds import INTERNAL
 
 Key = tuple[Any, ...]
 MIN_SIZE = 3  # a Ref or a number is read, not computed: never worth a node
-
-
-def _value_args(e: Call) -> tuple[int, ...]:
-    """Which arguments of a call are values (the others are literals the function reads as such)."""
-    if e.name in ("SHIFT", "CONV"):
-        return (0,)
-    if e.name == "PULSE":
-        return (2,) if len(e.args) > 2 else ()
-    return tuple(range(len(e.args)))
 
 
 class _Sharer:
@@ -70,7 +61,7 @@ class _Sharer:
             self.count[k] = self.count.get(k, 0) + 1
             if self.count[k] > 1:
                 return  # its insides are counted once: shared with it
-        for child in _children(e):
+        for child in value_operands(e):
             self.tally(child, False)
 
     def rewrite(self, e: Expr, top: bool = True) -> Expr:
@@ -88,19 +79,9 @@ class _Sharer:
         if isinstance(e, BinOp):
             return BinOp(e.op, self.rewrite(e.left, False), self.rewrite(e.right, False))
         if isinstance(e, Call):
-            values = _value_args(e)
+            values = value_args(e)
             return Call(e.name, tuple(self.rewrite(a, False) if i in values else a for i, a in enumerate(e.args)))
         return e
-
-
-def _children(e: Expr) -> tuple[Expr, ...]:
-    if isinstance(e, Unary):
-        return (e.operand,)
-    if isinstance(e, BinOp):
-        return (e.left, e.right)
-    if isinstance(e, Call):
-        return tuple(e.args[i] for i in _value_args(e))
-    return ()
 
 
 def share_parts(parts: Sequence[tuple[str, str, Expr]]) -> tuple[list[tuple[str, Expr]], list[tuple[str, Expr]]]:
