@@ -216,3 +216,15 @@ def test_nodes_flowtime_made_for_itself_are_not_shown_in_a_run(tmp_path: Path) -
     assert results.shown == [n for n in results.order if "#" not in n] and "queue_queue" in results.shown
     run = json.loads((write_run(loaded, results, tmp_path).path / "run.json").read_text())
     assert run["order"] == results.shown  # ...but not of what a run shows
+
+
+
+@pytest.mark.parametrize(("period", "phase", "released"), [
+    ("1.0e+30", "0", [1, 0, 0, 0]), ("1000000000000000000000000000000", "1000000000000000000000000000003", [0, 0, 0, 1]),
+    ("3", "1000000000000000000000000000000", [0, 1, 0, 0]), ("4", "0", [1, 0, 0, 0]), ("2", "1", [0, 1, 0, 1])])
+def test_a_dispatch_period_or_phase_past_the_grid_releases_as_written(
+        period: str, phase: str, released: list[int]) -> None:
+    # 10**30 % 3 == 1, so that phase is bin 1; a period longer than the grid releases once, at the phase
+    model = load_model(_queue(f"      dispatchSchedule: {{periodBins: {period}, phaseOffset: {phase}}}\n")).model
+    gated = flowtime.evaluate(model)["queue_gated_outflow"]
+    assert (gated > 0).astype(int).tolist() == released

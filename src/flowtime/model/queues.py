@@ -58,8 +58,11 @@ class DispatchSchedule:
     kind: str = "time-based"
 
     def gate(self, bins: int) -> npt.NDArray[np.float64]:
+        # A period or phase past the grid releases as one equal to the grid's length would; clamping keeps
+        # a huge author-given number (10**30) out of int64 arithmetic.
+        period, phase = min(self.period, max(bins, 1)), min(self.phase, bins)
         t = np.arange(bins)
-        g: npt.NDArray[np.float64] = ((t >= self.phase) & ((t - self.phase) % self.period == 0)).astype(np.float64)
+        g: npt.NDArray[np.float64] = ((t >= phase) & ((t - phase) % period == 0)).astype(np.float64)
         g.flags.writeable = False
         return g
 
