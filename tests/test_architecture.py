@@ -20,6 +20,9 @@ RULES: dict[str, tuple[str, ...]] = {
                        "flowtime.ui", "flowtime.cli", "fastapi", "typer", "httpx", "uvicorn", "starlette"),
     "flowtime.expr": ("flowtime.engine", "flowtime.artifacts", "flowtime.sim", "flowtime.api",
                       "flowtime.ui", "flowtime.cli", "fastapi", "typer", "httpx", "uvicorn", "starlette"),
+    # the analyser reads a model and its series: no engine, so Sim and the state API can use it too
+    "flowtime.analysis": ("flowtime.engine", "flowtime.artifacts", "flowtime.sim", "flowtime.api", "flowtime.ui",
+                          "flowtime.cli", "fastapi", "typer", "httpx", "uvicorn", "starlette"),
     "flowtime.engine": ("flowtime.artifacts", "flowtime.sim", "flowtime.api", "flowtime.ui",
                         "flowtime.cli", "fastapi", "typer", "httpx", "uvicorn", "starlette"),
     "flowtime.artifacts": ("flowtime.sim", "flowtime.api", "flowtime.ui", "flowtime.cli",
@@ -28,10 +31,11 @@ RULES: dict[str, tuple[str, ...]] = {
                      "flowtime.cli", "fastapi", "typer", "uvicorn", "starlette"),
     "flowtime.api.engine": ("flowtime.sim", "flowtime.ui", "flowtime.cli"),
     "flowtime.api.sim": ("flowtime.engine", "flowtime.artifacts", "flowtime.ui", "flowtime.cli"),
-    "flowtime.ui": ("flowtime.engine", "flowtime.sim", "flowtime.artifacts", "flowtime.api", "flowtime.cli"),
+    "flowtime.ui": ("flowtime.engine", "flowtime.sim", "flowtime.artifacts", "flowtime.analysis", "flowtime.api",
+                    "flowtime.cli"),
 }
 # The core never opens files: the loader takes text, the edges read it.
-NO_FILE_IO = ("flowtime.model", "flowtime.expr", "flowtime.engine")
+NO_FILE_IO = ("flowtime.model", "flowtime.expr", "flowtime.engine", "flowtime.analysis")
 
 
 def module_name(path: Path) -> str:
