@@ -20,7 +20,8 @@ translate them once, at their edge, into exit codes and problem+json bodies.
     │   ├── StorageFull             the disk is full: nothing was stored (HTTP 507)
     │   └── RunNotFound             (also a LookupError)
     │       └── InvalidRunId        not shaped like a run id at all (HTTP 400; also a ValueError)
-    └── ConflictError               a request contradicts stored state (HTTP 409)
+    ├── ConflictError               a request contradicts stored state (HTTP 409)
+    └── QueryError                  a query parameter out of range, e.g. a bin past the run (HTTP 400; ValueError)
 """
 
 from __future__ import annotations
@@ -242,3 +243,14 @@ class Warnings:
 
     def add(self, path: str, message: str, line: int | None = None, column: int | None = None) -> None:
         self.items.append(Problem(path, message, line, column, severity="warning"))
+
+
+class QueryError(FlowTimeError, ValueError):
+    """A query parameter outside what the run offers; names the parameter and its valid range."""
+
+    title = "Invalid query parameter"
+
+    def __init__(self, parameter: str, message: str, valid: str = "") -> None:
+        self.parameter = parameter
+        self.valid = valid
+        super().__init__(message)

@@ -72,6 +72,8 @@ class EngineSettings(_Base):
     max_cells: int = 20_000_000
     max_expression_total: int = 250_000
     max_response_values: int = 2_000_000
+    # Bytes of opened runs the state API keeps in memory (their series and metrics), least recently used dropped.
+    state_cache_bytes: int = 512 * 1024 * 1024
 
     def limits(self) -> Limits:
         return Limits(max_bins=self.max_bins, max_nodes=self.max_nodes, max_outputs=self.max_outputs,

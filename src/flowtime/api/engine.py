@@ -7,6 +7,7 @@ about them. It never calls Sim. Routes live in one module per resource:
 
     engine_models.py     POST /v1/run, /v1/graph, /v1/validate  (model text in)
     engine_runs.py       /v1/runs...                            (one stored run)
+    engine_state.py      /v1/runs/{id}/graph|state|state_window|metrics (what a run means)
     engine_artifacts.py  /v1/artifacts...                       (the registry)
 
 This module holds the factory, start-up (temp-folder cleanup, index sync), the
@@ -25,11 +26,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from flowtime._version import __version__
-from flowtime.api import engine_artifacts, engine_models, engine_runs
+from flowtime.api import engine_artifacts, engine_models, engine_runs, engine_state
 from flowtime.api.engine_deps import get_registry, get_settings
 from flowtime.api.guard import RequestGuard
 from flowtime.api.problems import install_problem_handlers
 from flowtime.artifacts.registry import Registry
+from flowtime.artifacts.state import StateCache
 from flowtime.artifacts.writer import clean_temp_folders
 from flowtime.errors import StorageFull
 from flowtime.settings import EngineSettings
@@ -56,9 +58,11 @@ def create_engine_app(settings: EngineSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
+    app.state.state_cache = StateCache(settings.state_cache_bytes)
     install_problem_handlers(app)
     app.include_router(health)
     app.include_router(engine_models.router)
+    app.include_router(engine_state.router)
     app.include_router(engine_runs.router)
     app.include_router(engine_artifacts.router)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes,

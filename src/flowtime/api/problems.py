@@ -27,6 +27,7 @@ from flowtime.errors import (
     ModelError,
     ModelNotFound,
     ParameterError,
+    QueryError,
     RunNotFound,
     StorageFull,
     TemplateError,
@@ -41,6 +42,7 @@ STATUS: dict[type[BaseException], int] = {
     TemplateNotFound: 404,
     ModelNotFound: 404,
     ParameterError: 400,
+    QueryError: 400,
     TemplateError: 400,
     ModelError: 400,
     EvaluationError: 400,
@@ -64,6 +66,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "status": {"type": "integer"}, "detail": {"type": "string"},
             "error": {"type": "string", "description": "the message on one line"},
             "limit": {"type": "string", "description": "the limit exceeded (LimitExceeded only)"},
+            "parameter": {"type": "string", "description": "the query parameter at fault (QueryError only)"},
+            "validRange": {"type": "string", "description": "what that parameter accepts (QueryError only)"},
             "errors": {"type": "array", "items": {"type": "object", "properties": {
                 "path": {"type": "string"}, "line": {"type": ["integer", "null"]},
                 "column": {"type": ["integer", "null"]}, "message": {"type": "string"},
@@ -117,6 +121,9 @@ def problem_for(exc: FlowTimeError) -> JSONResponse:
     extra: dict[str, Any] = {}
     if isinstance(exc, LimitExceeded) and exc.limit_name:
         extra["limit"] = exc.limit_name
+    if isinstance(exc, QueryError):
+        extra["parameter"] = exc.parameter
+        extra["validRange"] = exc.valid
     return problem(status, getattr(exc, "title", slug), detail, errors=errors,
                    type_=f"https://flowtime.dev/problems/{slug}", error=one_line(exc), **extra)
 

@@ -1,0 +1,122 @@
+"""
+The state API over stored runs: /v1/runs/{id}/graph, /state, /state_window, /metrics.
+
+Each run is opened once (``artifacts.state.StateCache`` on ``app.state``: its
+series read into one block, metrics derived, findings taken from run.json or
+computed) and every answer is a slice of it, written with orjson (NaN as
+``null``). Errors are problem+json: 404 unknown run, 400 a bin or window
+outside the run (naming the parameter and the valid range), 409 a run without
+topology (the reference answers 412) or whose model cannot be reloaded.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from flowtime.api.engine_deps import get_registry
+from flowtime.api.problems import problem_responses
+from flowtime.artifacts.registry import Registry
+from flowtime.artifacts.snapshot import graph, snapshot
+from flowtime.artifacts.state import RunState, StateCache
+from flowtime.artifacts.window import MAX_POINTS, MAX_VALUES, state_window, summary
+from flowtime.errors import QueryError
+
+router = APIRouter(tags=["state"], responses=problem_responses(400, 404, 409, 422))
+_JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+class OrjsonResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=_JSON)
+
+
+def get_state_cache(request: Request) -> StateCache:
+    cache: StateCache = request.app.state.state_cache
+    return cache
+
+
+def _state(run_id: str, registry: Registry, cache: StateCache) -> RunState:
+    return cache.get(registry, run_id)
+
+
+def _either(ours: int | None, theirs: int | None, name: str, alias: str) -> int | None:
+    if ours is not None and theirs is not None and ours != theirs:
+        raise QueryError(name, f"{name}={ours} and {alias}={theirs} disagree; give one of them")
+    return ours if ours is not None else theirs
+
+
+def _object(description: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}}
+
+
+@router.get("/v1/runs/{run_id}/graph", response_class=OrjsonResponse,
+            summary="Topology nodes (with layout layer and order) and edges; mode=full adds computed nodes",
+            responses=_object("GraphResponse: nodes[{id, kind, category, semantics, dispatchSchedule, "
+                              "ui{layer, order}}], edges[{id, from, to, weight, edgeType, field, multiplier, lag}]"))
+def get_graph(run_id: str, mode: Annotated[Literal["operational", "full"], Query(
+                  description="full: also the model's const/expr/pmf nodes")] = "operational",
+              registry: Registry = Depends(get_registry),
+              cache: StateCache = Depends(get_state_cache)) -> OrjsonResponse:
+    return OrjsonResponse(graph(_state(run_id, registry, cache), full=mode == "full"))
+
+
+@router.get("/v1/runs/{run_id}/state", response_class=OrjsonResponse,
+            summary="Every topology node at one bin: series, derived metrics, colour, active warnings",
+            responses=_object("StateSnapshot: metadata, bin{index, startUtc, endUtc, durationMinutes}, "
+                              "nodes[{id, kind, category, metrics, derived, color, warnings}], edges, warnings"))
+def get_state(run_id: str,
+              bin: Annotated[int | None, Query(description="Bin index, 0-based")] = None,
+              bin_index: Annotated[int | None, Query(alias="binIndex", description="The reference's name")] = None,
+              registry: Registry = Depends(get_registry),
+              cache: StateCache = Depends(get_state_cache)) -> OrjsonResponse:
+    index = _either(bin, bin_index, "bin", "binIndex")
+    if index is None:
+        raise QueryError("bin", "give the bin: /state?bin=N (or binIndex=N)", "0..bins-1")
+    return OrjsonResponse(snapshot(_state(run_id, registry, cache), index))
+
+
+@router.get("/v1/runs/{run_id}/state_window", response_class=OrjsonResponse,
+            summary="Every topology node's series over a window of bins (min/max downsampled when large)",
+            description=(f"At most {MAX_POINTS} points per series and {MAX_VALUES} values in all; past that, "
+                         "or when max_points is smaller than the window, each bucket of bins gives its min and "
+                         "max in time order and the answer says downsampled: {bucketBins, points}."),
+            responses=_object("StateWindow: metadata, window{startBin, endBin, binCount}, timestampsUtc, "
+                              "downsampled, bins, nodes[{id, kind, series{key: values}, color}], edges, warnings"))
+def get_state_window(
+    run_id: str,
+    start: Annotated[int | None, Query(description="First bin (default 0)")] = None,
+    end: Annotated[int | None, Query(description="Last bin, inclusive (default the last)")] = None,
+    start_bin: Annotated[int | None, Query(alias="startBin", description="The reference's name for start")] = None,
+    end_bin: Annotated[int | None, Query(alias="endBin", description="The reference's name for end")] = None,
+    nodes: Annotated[str | None, Query(description="Comma-separated topology node ids (default all)")] = None,
+    max_points: Annotated[int | None, Query(description="Points per series at most (>= 2)")] = None,
+    registry: Registry = Depends(get_registry),
+    cache: StateCache = Depends(get_state_cache),
+) -> OrjsonResponse:
+    a = _either(start, start_bin, "start", "startBin")
+    b = _either(end, end_bin, "end", "endBin")
+    chosen = tuple(n.strip() for n in nodes.split(",") if n.strip()) if nodes else None
+    return OrjsonResponse(state_window(_state(run_id, registry, cache), a, b, nodes=chosen, max_points=max_points))
+
+
+@router.get("/v1/runs/{run_id}/metrics", response_class=OrjsonResponse,
+            summary="Per topology node: utilization and latency mean/p95/max, completion SLA, totals",
+            responses=_object("Metrics: window, grid, nodes[{id, utilization, latencyMinutes, sla, totals}], "
+                              "services[{id, slaPct, binsMet, binsTotal, mini}]"))
+def get_metrics(
+    run_id: str,
+    start: Annotated[int | None, Query(description="First bin (default 0)")] = None,
+    end: Annotated[int | None, Query(description="Last bin, inclusive (default the last)")] = None,
+    start_bin: Annotated[int | None, Query(alias="startBin")] = None,
+    end_bin: Annotated[int | None, Query(alias="endBin")] = None,
+    registry: Registry = Depends(get_registry),
+    cache: StateCache = Depends(get_state_cache),
+) -> OrjsonResponse:
+    a = _either(start, start_bin, "start", "startBin")
+    b = _either(end, end_bin, "end", "endBin")
+    return OrjsonResponse(summary(_state(run_id, registry, cache), a, b))

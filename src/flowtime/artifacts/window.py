@@ -1,0 +1,270 @@
+"""
+A window of bins of one run: every node's series over it (min/max-downsampled
+past a documented size, never cut), and the per-node summary ``/metrics`` gives.
+
+Size: a window answers at most ``MAX_POINTS`` points per series and
+``MAX_VALUES`` values in all (series x points). Past either, or when the caller
+asks for fewer points (``max_points``), bins are grouped into buckets of
+``bucketBins`` and each bucket contributes two points, its minimum and its
+maximum in the order they occur; the points sit at the bucket's first and last
+bin (``bins``), and the answer says ``downsampled: {bucketBins, points}``.
+A bucket with no defined value gives two nulls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from flowtime.analysis.findings import Finding
+from flowtime.artifacts.snapshot import EDGE_METRICS, colours, finding_json, metadata, require_topology
+from flowtime.artifacts.state import RunState, findings_in
+from flowtime.errors import QueryError
+from flowtime.model.edges import edge_name
+
+Block = npt.NDArray[np.float64]
+MAX_POINTS = 2_000  # per series: about the width of a chart in pixels
+MAX_VALUES = 1_000_000  # series x points in one answer (~10 MB of JSON)
+MINI_POINTS = 200  # a sparkline's points in /metrics
+
+
+def check_window(state: RunState, start: int | None, end: int | None, names: tuple[str, str] = ("start", "end")
+                 ) -> tuple[int, int]:
+    """The window ``start..end`` (inclusive; defaults: the whole run), or ``QueryError`` naming the bad bound."""
+    last = state.bins - 1
+    a = 0 if start is None else start
+    b = last if end is None else end
+    valid = f"0..{last}"
+    for name, v in ((names[0], a), (names[1], b)):
+        if not 0 <= v <= last:
+            raise QueryError(name, f"{name}={v} is outside run {state.run_id}, whose bins are {valid}", valid)
+    if a > b:
+        raise QueryError(names[0], f"{names[0]}={a} is after {names[1]}={b}: the window needs "
+                         f"{names[0]} <= {names[1]}", f"0..{b}")
+    return a, b
+
+
+def bucket_size(bins: int, series: int, max_points: int | None) -> int:
+    """
+    Bins per bucket (1: no downsampling) for ``series`` series over ``bins`` bins.
+
+    >>> bucket_size(100, 10, None), bucket_size(8760, 600, None), bucket_size(10, 1, 4)
+    (1, 11, 5)
+    """
+    cap = min(MAX_POINTS, MAX_VALUES // max(series, 1))
+    if max_points is not None:
+        cap = min(cap, max_points)
+    cap = max(cap, 2)
+    if bins <= cap:
+        return 1
+    return math.ceil(bins / (cap // 2))
+
+
+def minmax(block: Block, k: int) -> tuple[Block, npt.NDArray[np.int64]]:
+    """
+    Each row of ``block`` in buckets of ``k`` columns, two points per bucket (its
+    min and max in time order); also the bin each point is placed at (the bucket's
+    first and last column).
+
+    >>> v, at = minmax(np.array([[1.0, 5.0, 2.0, 0.0, 3.0]]), 2)
+    >>> v.tolist(), at.tolist()
+    ([[1.0, 5.0, 0.0, 2.0, 3.0, 3.0]], [0, 1, 2, 3, 4, 4])
+    """
+    rows, n = block.shape
+    buckets = math.ceil(n / k)
+    padded = np.full((rows, buckets * k), np.nan)
+    padded[:, :n] = block
+    shaped = padded.reshape(rows, buckets, k)
+    empty = np.isnan(shaped).all(axis=2)
+    lo = np.argmin(np.where(np.isnan(shaped), np.inf, shaped), axis=2)
+    hi = np.argmax(np.where(np.isnan(shaped), -np.inf, shaped), axis=2)
+    lo_v = np.take_along_axis(shaped, lo[..., None], axis=2)[..., 0]
+    hi_v = np.take_along_axis(shaped, hi[..., None], axis=2)[..., 0]
+    first = np.where(lo <= hi, lo_v, hi_v)
+    second = np.where(lo <= hi, hi_v, lo_v)
+    first[empty] = np.nan
+    second[empty] = np.nan
+    out = np.empty((rows, buckets * 2))
+    out[:, 0::2] = first
+    out[:, 1::2] = second
+    starts = np.arange(buckets, dtype=np.int64) * k
+    at = np.empty(buckets * 2, dtype=np.int64)
+    at[0::2] = starts
+    at[1::2] = np.minimum(starts + k - 1, n - 1)
+    return out, at
+
+
+def timestamps(state: RunState, bins: npt.NDArray[np.int64]) -> list[str] | None:
+    """ISO 8601 UTC start of each bin in ``bins`` (None when the run's grid has no start)."""
+    if state.start is None:
+        return None
+    base = np.datetime64(state.start.replace(tzinfo=None), "s")
+    stamps = base + bins * np.timedelta64(state.grid.bin_minutes * 60, "s")
+    return [f"{t}Z" for t in np.datetime_as_string(stamps, unit="s")]
+
+
+def state_window(state: RunState, start: int | None = None, end: int | None = None, *,
+                 nodes: Sequence[str] | None = None, max_points: int | None = None) -> dict[str, Any]:
+    """The reference's ``/state_window``: each node's series over bins ``start..end``."""
+    topology = require_topology(state)
+    a, b = check_window(state, start, end)
+    if max_points is not None and max_points < 2:
+        raise QueryError("max_points", f"max_points={max_points}: a window needs at least 2 points per series",
+                         f"2..{MAX_POINTS}")
+    chosen = list(state.metrics) if not nodes else list(dict.fromkeys(nodes))
+    unknown = [n for n in chosen if n not in state.metrics]
+    if unknown:
+        raise QueryError("nodes", f"nodes: run {state.run_id} has no topology node {', '.join(unknown[:5])}",
+                         ", ".join(list(state.metrics)[:20]))
+    edges = [(e, edge_name(e)) for e in topology.edges if not nodes or e.source in chosen or e.target in chosen]
+    edge_rows = [[(k, r) for k in EDGE_METRICS if (r := state.rows.get(f"edge_{name}_{k}")) is not None]
+                 for _, name in edges]
+    series_count = sum(len(state.keys[n]) + 1 for n in chosen) + sum(len(r) for r in edge_rows)
+    count = b - a + 1
+    k = bucket_size(count, series_count, max_points)
+    order = list(state.metrics)
+    node_rows = [order.index(n) for n in chosen]
+    metric_rows = [r for n in chosen for r in state.keys[n].values()]
+
+    if k == 1:
+        point_bins = np.arange(a, b + 1, dtype=np.int64)
+        mvals = state.metric_values[metric_rows, a:b + 1]
+        cvals: npt.NDArray[Any] = state.colours[node_rows, a:b + 1]
+        evals = state.values[[r for rows in edge_rows for _, r in rows], a:b + 1]
+    else:
+        mvals, at = minmax(state.metric_values[metric_rows, a:b + 1], k)
+        point_bins = at + a
+        # A bucket's colour is its worst (red over yellow over green over gray).
+        cvals = _worst_colour(state.colours[node_rows, a:b + 1], k)
+        evals, _ = minmax(state.values[[r for rows in edge_rows for _, r in rows], a:b + 1], k)
+    out_nodes = []
+    i = 0
+    for j, n in enumerate(chosen):
+        m = state.metrics[n]
+        series = {}
+        for key in state.keys[n]:
+            series[key] = mvals[i]
+            i += 1
+        out_nodes.append({"id": n, "kind": m.kind, "category": m.category, "series": series, "color": cvals[j],
+                          "slaMin": m.sla_min})
+    out_edges = []
+    i = 0
+    for (e, name), rows in zip(edges, edge_rows, strict=True):
+        series = {}
+        for key, _ in rows:
+            series[key] = evals[i]
+            i += 1
+        out_edges.append({"id": e.id or name, "from": e.source, "to": e.target, "series": series})
+    warnings = [finding_json(f) for f in _window_findings(state, a, b, chosen if nodes else None)]
+    return {
+        "metadata": metadata(state),
+        "window": {"startBin": a, "endBin": b, "binCount": count},
+        "downsampled": None if k == 1 else {"bucketBins": k, "points": int(point_bins.size),
+                                            "buckets": int(point_bins.size // 2)},
+        "bins": point_bins if k > 1 else None,
+        "timestampsUtc": timestamps(state, point_bins),
+        "colorLegend": list(colours()),
+        "nodes": out_nodes,
+        "edges": out_edges,
+        "warnings": warnings,
+    }
+
+
+def _worst_colour(block: npt.NDArray[np.int8], k: int) -> npt.NDArray[np.int8]:
+    """Per bucket the highest colour index, repeated for the bucket's two points."""
+    rows, n = block.shape
+    buckets = math.ceil(n / k)
+    padded = np.zeros((rows, buckets * k), dtype=np.int8)
+    padded[:, :n] = block
+    worst = padded.reshape(rows, buckets, k).max(axis=2)
+    return np.repeat(worst, 2, axis=1)
+
+
+def _window_findings(state: RunState, a: int, b: int, nodes: Sequence[str] | None) -> list[Finding]:
+    """The run's findings touching the window, then the window facts of the window itself (bins as run bins)."""
+    found = findings_in(state.findings, a, b)
+    found += window_facts(state, a, b)
+    if nodes is not None:
+        found = [f for f in found if f.node is None or f.node in nodes]
+    return found
+
+
+def window_facts(state: RunState, a: int, b: int) -> list[Finding]:
+    """``analysis.windows.window_facts`` over bins ``a..b``, its bins shifted back to the run's."""
+    import dataclasses
+
+    from flowtime.analysis.windows import window_facts as facts
+
+    if state.model is None or not state.metrics:
+        return []
+    sliced = {n: dataclasses.replace(m, series={k: v[a:b + 1] for k, v in m.series.items()},
+                                     colour=m.colour[a:b + 1]) for n, m in state.metrics.items()}
+    return [dataclasses.replace(f, bins=tuple(x + a for x in f.bins)) for f in facts(state.model, sliced,
+                                                                                   state.settings)]
+
+
+# -- /metrics --------------------------------------------------------------------------------------
+
+
+def _stats(v: Block) -> dict[str, float | None]:
+    finite = v[np.isfinite(v)]
+    if finite.size == 0:
+        return {"mean": None, "p95": None, "max": None, "bins": 0}
+    return {"mean": float(finite.mean()), "p95": float(np.percentile(finite, 95)), "max": float(finite.max()),
+            "bins": int(finite.size)}
+
+
+def summary(state: RunState, start: int | None = None, end: int | None = None) -> dict[str, Any]:
+    """
+    Per topology node over bins ``start..end``: mean, p95 and max of utilization
+    and latency (undefined bins skipped), the completion SLA (a bin meets it when
+    served / arrivals >= ``sla_completion``; no arrivals counts as met, the
+    reference's rule), totals; and the reference's ``services[]`` shape.
+    """
+    require_topology(state)
+    a, b = check_window(state, start, end, ("start", "end"))
+    target = state.settings.sla_completion
+    nodes, services = [], []
+    for node_id, m in state.metrics.items():
+        s = {k: v[a:b + 1] for k, v in m.series.items()}
+        row: dict[str, Any] = {"id": node_id, "kind": m.kind, "category": m.category,
+                               "utilization": _stats(s["utilization"]) if "utilization" in s else None,
+                               "latencyMinutes": _stats(s["latencyMinutes"]) if "latencyMinutes" in s else None,
+                               "totals": {k: float(np.nansum(s[k])) if k in s else None
+                                          for k in ("arrivals", "served", "errors")},
+                               "sla": None}
+        if "arrivals" in s and "served" in s and m.category in ("service", "queue", "dlq"):
+            arr, srv = s["arrivals"], s["served"]
+            with np.errstate(all="ignore"):
+                ratio = np.clip(np.where(arr > 0, srv / arr, 1.0), 0.0, 1.0)
+            defined = np.isfinite(ratio)
+            met = int(np.count_nonzero(ratio[defined] >= target))
+            total = int(np.count_nonzero(defined))
+            pct = met / total if total else None
+            row["sla"] = {"kind": "completion", "target": target, "met": met, "evaluated": total, "percent": pct}
+            k = max(1, math.ceil(ratio.size / MINI_POINTS))
+            mini = ratio if k == 1 else _bucket_means(ratio, k)
+            services.append({"id": node_id, "slaPct": pct, "binsMet": met, "binsTotal": total, "mini": mini,
+                             "miniBucketBins": k})
+        nodes.append(row)
+    return {"runId": state.run_id,
+            "window": {"startBin": a, "endBin": b, "binCount": b - a + 1,
+                       "start": None if state.start is None else timestamps(state, np.array([a]))[0],  # type: ignore[index]
+                       "timezone": "UTC"},
+            "grid": {"binMinutes": state.grid.bin_minutes, "bins": state.bins},
+            "nodes": nodes, "services": services}
+
+
+def _bucket_means(v: Block, k: int) -> Block:
+    buckets = math.ceil(v.size / k)
+    padded = np.full(buckets * k, np.nan)
+    padded[:v.size] = v
+    with np.errstate(all="ignore"):
+        shaped = padded.reshape(buckets, k)
+        counts = np.isfinite(shaped).sum(axis=1)
+        sums = np.nansum(shaped, axis=1)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
