@@ -80,7 +80,7 @@ def graph(state: RunState, *, full: bool = False) -> dict[str, Any]:
     model = state.model
     topology = model.topology if model is not None else None
     if topology is not None:
-        layers = layout(topology)
+        placed = layers(topology)
         for t in topology.nodes:
             m = state.metrics.get(t.id)
             out["nodes"].append({
@@ -89,7 +89,7 @@ def graph(state: RunState, *, full: bool = False) -> dict[str, Any]:
                 "dispatchSchedule": t.dispatch.to_json() if t.dispatch else None,
                 "initialCondition": {"queueDepth": t.initial} if t.initial is not None else None,
                 "wipLimit": t.wip_limit, "constraints": list(t.constraints),
-                "ui": {"x": None, "y": None, "layer": layers[t.id][0], "order": layers[t.id][1]},
+                "ui": {"x": None, "y": None, "layer": placed[t.id][0], "order": placed[t.id][1]},
             })
         for e in topology.edges:
             name = edge_name(e)
@@ -137,7 +137,7 @@ def _computed(state: RunState) -> list[dict[str, Any]]:
     return out
 
 
-def layout(topology: Topology) -> dict[str, tuple[int, int]]:
+def layers(topology: Topology) -> dict[str, tuple[int, int]]:
     """
     Each node's (layer, order): the layer is the longest path to it from a node
     without incoming edges (an edge closing a cycle is not followed), the order

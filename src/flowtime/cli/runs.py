@@ -2,7 +2,7 @@
 ``flowtime runs``: the registry on the local data directory, no server needed.
 
     flowtime runs list [--template ID] [--model ID] [--search TEXT] [--tag T] [--limit N]
-    flowtime runs show RUN [--series NAME ...] [--csv]
+    flowtime runs show RUN [--series NAME ...] [--csv] [--bin N]
     flowtime runs export RUN --format csv|parquet|ndjson -o FILE
     flowtime runs compare A B
     flowtime runs rebuild-index
@@ -100,10 +100,16 @@ def show(
         "--series", metavar="NAME", help="Print this series' values, bin by bin (repeat for several).")] = None,
     as_csv: Annotated[bool, typer.Option(
         "--csv", help="Values as CSV: one series' stored file byte for byte, or several side by side.")] = False,
+    at_bin: Annotated[int | None, typer.Option(
+        "--bin", metavar="N", help="The state at bin N: each topology node's series, metrics, colour, warnings.")]
+    = None,
     as_json: AsJson = False,
 ) -> None:
-    """Show one run: grid, hashes, provenance, a summary of every series; or the values of some."""
+    """Show one run: grid, hashes, provenance, a summary of every series; or the values of some; or one bin."""
     registry = _registry(data_dir)
+    if at_bin is not None:
+        _state_at(registry, run_id, at_bin, as_json)
+        return
     if series or as_csv:
         _values(registry, run_id, list(series or ()), as_csv, as_json)
         return
@@ -146,6 +152,39 @@ def show(
     print_table(["series", "min", "mean", "max", "last"], summary_rows(values.items()))
     if problems:
         raise typer.Exit(1)
+
+
+def _state_at(registry: Registry, run_id: str, index: int, as_json: bool) -> None:
+    """The state API's ``/state?bin=N`` in the terminal (the same numbers, from the same code)."""
+    import orjson
+
+    from flowtime.artifacts.snapshot import snapshot
+    from flowtime.artifacts.state import open_state
+    from flowtime.cli.output import num, print_table
+
+    body = snapshot(open_state(registry, run_id), index)
+    if as_json:
+        typer.echo(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2).decode())
+        return
+    b = body["bin"]
+    when = f", {b['startUtc']} to {b['endUtc']}" if b["startUtc"] else ""
+    typer.echo(f"{run_id} at bin {b['index']} ({b['durationMinutes']} minutes{when})")
+    def cell(v: float | None) -> str:
+        return "-" if v is None or v != v else num(v)  # undefined (null in JSON)
+
+    rows = []
+    for n in body["nodes"]:
+        m, d = n["metrics"], n["derived"]
+        marks = [w["code"] + ("?" if w["activity"] == "unlisted" else "") for w in n["warnings"]]
+        rows.append([n["id"], n["kind"], *(cell(m.get(k)) for k in ("arrivals", "served", "queue")),
+                     cell(d.get("utilization")), cell(d.get("latencyMinutes")), n["color"], ", ".join(marks)])
+    print_table(["node", "kind", "arrivals", "served", "queue", "utilization", "latency (min)", "colour",
+                 "warnings"], rows, numeric_from=2)
+    others = [w for w in body["warnings"] if not w.get("nodeId")]
+    for w in others:
+        typer.echo(f"warning: {w['code']} ({w['severity']}): {w['message']}")
+    if any(w["activity"] == "unlisted" for w in body["warnings"]):
+        typer.echo("?: the warning lists its first 5 bins only; it may or may not hold at this bin")
 
 
 def _short(value: object) -> str:
