@@ -180,9 +180,22 @@ def parse_series_csv(data: bytes) -> Series:
 
     >>> parse_series_csv(b"t,value\\n0,1\\n1,NaN\\n2,-Infinity\\n").tolist()
     [1.0, nan, -inf]
+    >>> parse_series_csv(b"t,value\\r\\n0,1.5\\r\\n1,2").tolist()
+    [1.5, 2.0]
     """
-    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
-    values = [float(line.partition(b",")[2]) for line in lines[1:] if line.strip()]
+    body = data.removeprefix(b"\xef\xbb\xbf")
+    lines = body.count(b"\n")
+    if b"\r" not in body and lines and body.endswith(b"\n"):
+        # The canonical file: "t,value" then "i,v" rows. One split and NumPy's own conversion
+        # are several times faster than a float() per row (the state API reads whole runs).
+        cells = body.replace(b"\n", b",").split(b",")[3::2]
+        if len(cells) == lines - 1:
+            try:
+                return np.array(cells).astype(np.float64)
+            except ValueError:
+                pass
+    rows = body.split(b"\n")
+    values = [float(line.partition(b",")[2]) for line in rows[1:] if line.strip()]
     return np.array(values, dtype=np.float64)
 
 

@@ -17,6 +17,7 @@ their metrics always are (metrics are never stored).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -41,6 +42,8 @@ Block = npt.NDArray[np.float64]
 _REREAD = Limits(max_bins=100_000_000, max_nodes=10_000_000, max_outputs=10_000_000,
                  max_expression_length=10_000_000, max_model_bytes=1 << 40, max_yaml_nodes=1 << 40)
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
+# A top-level grid (or window) section: its line and the more indented lines under it.
+_GRID = re.compile(r"^(?:grid|window)[ \t]*:.*(?:\n(?:[ \t]+.*|[ \t]*(?:#.*)?))*", re.MULTILINE)
 
 
 @record
@@ -200,8 +203,12 @@ def _start_of(spec: str) -> datetime | None:
     """``grid.start`` (or ``startTimeUtc``, or the window form's ``window.startTimeUtc``) as a UTC instant."""
     from flowtime.model.yamltext import parse_yaml
 
+    # Only the grid's own lines are parsed again: the whole spec may be megabytes of values.
+    match = _GRID.search(spec)
+    if match is None:
+        return None
     try:
-        data, _ = parse_yaml(spec, layout.SPEC)
+        data, _ = parse_yaml(match.group(0), layout.SPEC)
     except Exception:  # the model note already says the spec is unreadable
         return None
     if not isinstance(data, dict):

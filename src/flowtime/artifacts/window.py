@@ -72,30 +72,41 @@ def minmax(block: Block, k: int) -> tuple[Block, npt.NDArray[np.int64]]:
 
     >>> v, at = minmax(np.array([[1.0, 5.0, 2.0, 0.0, 3.0]]), 2)
     >>> v.tolist(), at.tolist()
-    ([[1.0, 5.0, 0.0, 2.0, 3.0, 3.0]], [0, 1, 2, 3, 4, 4])
+    ([[1.0, 5.0, 2.0, 0.0, 3.0, 3.0]], [0, 1, 2, 3, 4, 4])
     """
     rows, n = block.shape
-    buckets = math.ceil(n / k)
-    padded = np.full((rows, buckets * k), np.nan)
-    padded[:, :n] = block
-    shaped = padded.reshape(rows, buckets, k)
-    empty = np.isnan(shaped).all(axis=2)
-    lo = np.argmin(np.where(np.isnan(shaped), np.inf, shaped), axis=2)
-    hi = np.argmax(np.where(np.isnan(shaped), -np.inf, shaped), axis=2)
-    lo_v = np.take_along_axis(shaped, lo[..., None], axis=2)[..., 0]
-    hi_v = np.take_along_axis(shaped, hi[..., None], axis=2)[..., 0]
-    first = np.where(lo <= hi, lo_v, hi_v)
-    second = np.where(lo <= hi, hi_v, lo_v)
-    first[empty] = np.nan
-    second[empty] = np.nan
-    out = np.empty((rows, buckets * 2))
-    out[:, 0::2] = first
-    out[:, 1::2] = second
+    full = n // k
+    parts = []
+    if full:
+        # A view, not a copy: (rows, buckets, k) over the whole buckets.
+        parts.append(_pairs(block[:, :full * k].reshape(rows, full, k)))
+    if n % k:
+        parts.append(_pairs(block[:, full * k:].reshape(rows, 1, n % k)))
+    out = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    buckets = full + (1 if n % k else 0)
     starts = np.arange(buckets, dtype=np.int64) * k
     at = np.empty(buckets * 2, dtype=np.int64)
     at[0::2] = starts
     at[1::2] = np.minimum(starts + k - 1, n - 1)
     return out, at
+
+
+def _pairs(shaped: Block) -> Block:
+    """(rows, buckets, k) -> (rows, 2 x buckets): each bucket's min and max in the order they occur."""
+    nan = np.isnan(shaped)
+    has_nan = bool(nan.any())
+    lo = np.argmin(np.where(nan, np.inf, shaped) if has_nan else shaped, axis=2)
+    hi = np.argmax(np.where(nan, -np.inf, shaped) if has_nan else shaped, axis=2)
+    lo_v = np.take_along_axis(shaped, lo[..., None], axis=2)[..., 0]
+    hi_v = np.take_along_axis(shaped, hi[..., None], axis=2)[..., 0]
+    early = lo <= hi
+    out = np.empty((shaped.shape[0], shaped.shape[1] * 2))
+    out[:, 0::2] = np.where(early, lo_v, hi_v)
+    out[:, 1::2] = np.where(early, hi_v, lo_v)
+    if has_nan:
+        empty = np.repeat(nan.all(axis=2), 2, axis=1)
+        out[empty] = np.nan
+    return out
 
 
 def timestamps(state: RunState, bins: npt.NDArray[np.int64]) -> list[str] | None:
@@ -130,13 +141,15 @@ def state_window(state: RunState, start: int | None = None, end: int | None = No
     node_rows = [order.index(n) for n in chosen]
     metric_rows = [r for n in chosen for r in state.keys[n].values()]
 
+    # Every node: the block itself (a view); some: their rows (a copy).
+    mblock = state.metric_values if len(chosen) == len(order) else state.metric_values[metric_rows]
     if k == 1:
         point_bins = np.arange(a, b + 1, dtype=np.int64)
-        mvals = state.metric_values[metric_rows, a:b + 1]
+        mvals = mblock[:, a:b + 1]
         cvals: npt.NDArray[Any] = state.colours[node_rows, a:b + 1]
         evals = state.values[[r for rows in edge_rows for _, r in rows], a:b + 1]
     else:
-        mvals, at = minmax(state.metric_values[metric_rows, a:b + 1], k)
+        mvals, at = minmax(mblock[:, a:b + 1], k)
         point_bins = at + a
         # A bucket's colour is its worst (red over yellow over green over gray).
         cvals = _worst_colour(state.colours[node_rows, a:b + 1], k)
