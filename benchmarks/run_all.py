@@ -40,6 +40,8 @@ def main() -> int:
         ("Sim generate, in process and over HTTP", ["bench_sim.py", *(["--quick"] if quick else [])]),
         ("UI pages with 10,000 runs", ["bench_ui.py", *(["--runs", "2000", "--repeats", "5"] if quick else [])]),
         ("Engine service: POST /v1/run on 1 and 2 workers", ["bench_service.py", *(["--quick"] if quick else [])]),
+        ("state API: one bin and a whole-run window of a 50-node year",
+         ["bench_state.py", *(["--quick"] if quick else [])]),
     ]
     failed = 0
     for title, cmd in plan:
