@@ -287,3 +287,14 @@ def test_nan_stays_nan_in_the_columnar_block(tmp_path: Path) -> None:
     # capacity 0 at bin 1: utilization undefined (null), colour gray
     node = snapshot(state, 1)["nodes"][0]
     assert math.isnan(node["derived"]["utilization"]) and node["color"] == "gray"
+
+
+def test_the_metadata_names_the_template_from_the_manifest(tmp_path: Path) -> None:
+    from flowtime.model.provenance import Provenance
+
+    loaded = load_model(TWO_STAGE)
+    prov = Provenance.model_validate({"modelId": "m-1", "templateId": "two-stage"})
+    run_id = write_run(loaded, evaluate(loaded.model), tmp_path, provenance=prov).run_id
+    meta = snapshot(open_state(Registry(tmp_path), run_id), 0)["metadata"]
+    assert (meta["templateId"], meta["modelId"], meta["title"]) == ("two-stage", "m-1", "Two stages")
+    assert meta["grid"]["startTimeUtc"] == "2025-01-01T00:00:00Z"

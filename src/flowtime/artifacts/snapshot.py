@@ -40,8 +40,7 @@ def metadata(state: RunState) -> dict[str, Any]:
     run = state.run
     return {
         "runId": state.run_id, "title": run.get("title"), "mode": "simulation",
-        "templateId": (run.get("provenance") or {}).get("templateId") if isinstance(run.get("provenance"), dict)
-        else None,
+        "templateId": run.get("templateId"), "modelId": run.get("modelId"),
         "modelHash": run.get("modelHash"), "scenarioHash": run.get("scenarioHash"),
         "engineVersion": run.get("engineVersion"), "createdUtc": run.get("createdUtc"),
         "grid": {**state.grid.to_json(), "binMinutes": state.grid.bin_minutes,

@@ -49,7 +49,7 @@ _GRID = re.compile(r"^(?:grid|window)[ \t]*:.*(?:\n(?:[ \t]+.*|[ \t]*(?:#.*)?))*
 @record
 class RunState:
     run_id: str
-    run: dict[str, Any]  # run.json as stored
+    run: dict[str, Any]  # run.json as stored (plus the manifest's templateId and modelId)
     grid: Grid
     start: datetime | None  # the grid's start (grid.start / startTimeUtc in spec.yaml); None without one
     model: Model | None  # None: spec.yaml could not be reloaded (``model_note`` says why)
@@ -64,6 +64,7 @@ class RunState:
     findings: tuple[Finding, ...]
     findings_source: str  # "run.json" (stored by the writer) or "analysed" (computed on read)
     settings: AnalysisSettings
+    model_bytes: int = 0  # the reloaded model's value arrays (a const node holds a whole series)
 
     @property
     def bins(self) -> int:
@@ -80,7 +81,7 @@ class RunState:
     @property
     def nbytes(self) -> int:
         """What the cache counts: the arrays (the rest is small beside them)."""
-        return int(self.values.nbytes + self.metric_values.nbytes + self.colours.nbytes) + 4096
+        return int(self.values.nbytes + self.metric_values.nbytes + self.colours.nbytes) + self.model_bytes + 4096
 
     def bin_start(self, index: int) -> datetime | None:
         if self.start is None:
@@ -101,6 +102,9 @@ def utc_text(dt: datetime | None) -> str | None:
 def open_state(registry: Registry, run_id: str, settings: AnalysisSettings | None = None) -> RunState:
     """Read one run folder (``RunNotFound`` when there is none) into a ``RunState``."""
     run = registry.run_json(run_id)
+    prov = registry.manifest(run_id).get("provenance")
+    if isinstance(prov, dict) and prov.get("templateId"):
+        run = {**run, "templateId": prov.get("templateId"), "modelId": prov.get("modelId")}
     entries = [e for e in registry.series_index(run_id).get("series", []) if isinstance(e, dict)]
     ids = tuple(str(e.get("id")) if e.get("classKind") == "specific" else _node_id(e) for e in entries)
     texts = [registry.series_bytes(run_id, e) for e in entries]
@@ -132,8 +136,9 @@ def build_state(run_id: str, run: dict[str, Any], spec: str, ids: tuple[str, ...
         from flowtime.analysis.invariants import analyse
 
         findings, source = tuple(analyse(model, by_id, chosen, metrics)), "analysed"
+    held = sum(int(getattr(n, "values", np.empty(0)).nbytes) for n in model.nodes) if model is not None else 0
     return RunState(run_id, run, grid, _start_of(spec), model, note, ids, rows, values, metrics, keys,
-                    metric_values, colours, findings, source, chosen)
+                    metric_values, colours, findings, source, chosen, held + len(spec))
 
 
 def _node_id(entry: Mapping[str, Any]) -> str:
