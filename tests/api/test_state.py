@@ -218,3 +218,11 @@ def test_runs_show_bin_prints_the_state_at_one_bin(tmp_path: Path) -> None:
     assert isinstance(r.exception, QueryError) and "bins are 0..3" in str(r.exception)  # main() prints it
     r = CliRunner().invoke(app, ["runs", "show", run_id, "--bin", "0", "--json", "--data-dir", str(data)])
     assert json.loads(r.stdout)["nodes"][0]["derived"]["utilization"] == 0.5  # 10 / 20
+
+
+def test_the_openapi_schemas_describe_the_answers(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    window = paths["/v1/runs/{run_id}/state_window"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert set(window["schema"]["properties"]) >= {"window", "downsampled", "bins", "timestampsUtc", "nodes"}
+    state = paths["/v1/runs/{run_id}/state"]["get"]
+    assert {p["name"] for p in state["parameters"]} >= {"bin", "binIndex"}

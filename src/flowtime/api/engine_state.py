@@ -50,13 +50,73 @@ def _either(ours: int | None, theirs: int | None, name: str, alias: str) -> int 
     return ours if ours is not None else theirs
 
 
-def _object(description: str) -> dict[int | str, dict[str, Any]]:
-    return {200: {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}}
+_NUM = {"type": ["number", "null"]}
+_SERIES = {"type": "object", "additionalProperties": {"type": "array", "items": _NUM}}
+_WARNING = {"type": "object", "properties": {
+    "code": {"type": "string"}, "severity": {"type": "string", "enum": ["info", "warning", "error"]},
+    "message": {"type": "string"}, "nodeId": {"type": ["string", "null"]},
+    "edgeIds": {"type": "array", "items": {"type": "string"}}, "bins": {"type": "array", "items": {"type": "integer"}},
+    "binCount": {"type": "integer"}, "value": _NUM, "hint": {"type": "string"},
+    "activity": {"type": "string", "enum": ["bin", "run", "unlisted"],
+                 "description": "/state only: how the finding is known to be active at the bin (decision 0027)"}}}
+
+
+def _obj(**props: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": props}
+
+
+def _list(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": item}
+
+
+_SCHEMAS: dict[str, dict[str, Any]] = {
+    "graph": _obj(runId={"type": "string"}, mode={"type": "string"}, nodes=_list(_obj(
+        id={"type": "string"}, kind={"type": "string"}, category={"type": ["string", "null"]},
+        semantics={"type": "object"}, dispatchSchedule={"type": ["object", "null"]},
+        ui=_obj(layer={"type": "integer"}, order={"type": "integer"}),
+        expression={"type": ["string", "null"], "description": "mode=full: a computed node's expression"},
+        inputs=_list({"type": "string"}))),
+        edges=_list(_obj(id={"type": "string"}, **{"from": {"type": "string"}}, to={"type": "string"},
+                         weight={"type": "number"}, edgeType={"type": "string"}, field={"type": "string"},
+                         multiplier=_NUM, lag={"type": "integer"}))),
+    "state": _obj(metadata={"type": "object"}, bin=_obj(index={"type": "integer"},
+                                                        startUtc={"type": ["string", "null"]},
+                                                        endUtc={"type": ["string", "null"]},
+                                                        durationMinutes={"type": "integer"}),
+                  nodes=_list(_obj(id={"type": "string"}, kind={"type": "string"}, category={"type": "string"},
+                                   metrics={"type": "object", "additionalProperties": _NUM},
+                                   derived={"type": "object"}, color={"type": "string"},
+                                   warnings=_list(_WARNING))),
+                  edges=_list(_obj(id={"type": "string"}, flowVolume=_NUM)), warnings=_list(_WARNING)),
+    "window": _obj(metadata={"type": "object"}, window=_obj(startBin={"type": "integer"},
+                                                            endBin={"type": "integer"},
+                                                            binCount={"type": "integer"}),
+                   downsampled={"type": ["object", "null"], "properties": {
+                       "bucketBins": {"type": "integer"}, "points": {"type": "integer"},
+                       "buckets": {"type": "integer"}}},
+                   bins={"type": ["array", "null"], "items": {"type": "integer"},
+                         "description": "the bin each point stands at (downsampled answers only)"},
+                   timestampsUtc={"type": ["array", "null"], "items": {"type": "string"}},
+                   colorLegend=_list({"type": "string"}),
+                   nodes=_list(_obj(id={"type": "string"}, kind={"type": "string"}, series=_SERIES,
+                                    color=_list({"type": "integer"}))),
+                   edges=_list(_obj(id={"type": "string"}, series=_SERIES)), warnings=_list(_WARNING)),
+    "metrics": _obj(window={"type": "object"}, grid=_obj(binMinutes={"type": "integer"}, bins={"type": "integer"}),
+                    nodes=_list(_obj(id={"type": "string"}, utilization={"type": ["object", "null"]},
+                                     latencyMinutes={"type": ["object", "null"]}, sla={"type": ["object", "null"]},
+                                     totals={"type": "object"})),
+                    services=_list(_obj(id={"type": "string"}, slaPct=_NUM, binsMet={"type": "integer"},
+                                        binsTotal={"type": "integer"}, mini=_list(_NUM)))),
+}
+
+
+def _object(schema: str, description: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": description, "content": {"application/json": {"schema": _SCHEMAS[schema]}}}}
 
 
 @router.get("/v1/runs/{run_id}/graph", response_class=OrjsonResponse,
             summary="Topology nodes (with layout layer and order) and edges; mode=full adds computed nodes",
-            responses=_object("GraphResponse: nodes[{id, kind, category, semantics, dispatchSchedule, "
+            responses=_object("graph", "GraphResponse: nodes[{id, kind, category, semantics, dispatchSchedule, "
                               "ui{layer, order}}], edges[{id, from, to, weight, edgeType, field, multiplier, lag}]"))
 def get_graph(run_id: str, mode: Annotated[Literal["operational", "full"], Query(
                   description="full: also the model's const/expr/pmf nodes")] = "operational",
@@ -67,7 +127,7 @@ def get_graph(run_id: str, mode: Annotated[Literal["operational", "full"], Query
 
 @router.get("/v1/runs/{run_id}/state", response_class=OrjsonResponse,
             summary="Every topology node at one bin: series, derived metrics, colour, active warnings",
-            responses=_object("StateSnapshot: metadata, bin{index, startUtc, endUtc, durationMinutes}, "
+            responses=_object("state", "StateSnapshot: metadata, bin{index, startUtc, endUtc, durationMinutes}, "
                               "nodes[{id, kind, category, metrics, derived, color, warnings}], edges, warnings"))
 def get_state(run_id: str,
               bin: Annotated[int | None, Query(description="Bin index, 0-based")] = None,
@@ -85,7 +145,7 @@ def get_state(run_id: str,
             description=(f"At most {MAX_POINTS} points per series and {MAX_VALUES} values in all; past that, "
                          "or when max_points is smaller than the window, each bucket of bins gives its min and "
                          "max in time order and the answer says downsampled: {bucketBins, points}."),
-            responses=_object("StateWindow: metadata, window{startBin, endBin, binCount}, timestampsUtc, "
+            responses=_object("window", "StateWindow: metadata, window{startBin, endBin, binCount}, timestampsUtc, "
                               "downsampled, bins, nodes[{id, kind, series{key: values}, color}], edges, warnings"))
 def get_state_window(
     run_id: str,
@@ -106,8 +166,8 @@ def get_state_window(
 
 @router.get("/v1/runs/{run_id}/metrics", response_class=OrjsonResponse,
             summary="Per topology node: utilization and latency mean/p95/max, completion SLA, totals",
-            responses=_object("Metrics: window, grid, nodes[{id, utilization, latencyMinutes, sla, totals}], "
-                              "services[{id, slaPct, binsMet, binsTotal, mini}]"))
+            responses=_object("metrics", "Metrics: window, grid, nodes[{id, utilization, latencyMinutes, sla, totals}],"
+                              " services[{id, slaPct, binsMet, binsTotal, mini}]"))
 def get_metrics(
     run_id: str,
     start: Annotated[int | None, Query(description="First bin (default 0)")] = None,
