@@ -67,12 +67,13 @@ def analyse(model: Model, series: Mapping[str, Array], settings: AnalysisSetting
     settings = settings or model.analysis
     out = model_findings(model, series.keys())
     topology: Topology | None = model.topology
-    if topology is not None:
+    routers = [n for n in model.nodes if isinstance(n, RouterNode)]
+    if topology is not None or routers:
         with np.errstate(all="ignore"):
             parts = _parts(series)
-            for t in topology.nodes:
+            for t in topology.nodes if topology is not None else ():
                 out.extend(_Node(model, topology, t, series, parts, settings.tolerance, metrics).findings())
-            out.extend(_routers(model, parts, settings.tolerance))
+            out.extend(_routers(routers, parts, settings.tolerance))
     return _finish(model, out, settings)
 
 
@@ -367,11 +368,9 @@ class _Node:
                               value=arrived)
 
 
-def _routers(model: Model, parts: Parts, tol: float) -> Iterator[Finding]:
+def _routers(routers: list[RouterNode], parts: Parts, tol: float) -> Iterator[Finding]:
     """Classes a router leaves without a route, or routes more or less of than its source holds."""
-    for r in model.nodes:
-        if not isinstance(r, RouterNode):
-            continue
+    for r in routers:
         src = parts.get(r.source, {})
         weighted = [x for x in r.routes if not x.by_class]
         claimed = set(r.claimed())
