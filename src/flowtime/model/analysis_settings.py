@@ -142,7 +142,8 @@ def _number(raw: dict[Any, Any], key: str, here: Path, at: Reporter, *, lo: floa
         ok = (x > lo if open_lo else x >= lo) and (hi is None or x <= hi)
     if not ok:
         bound = f"> {lo:g}" if open_lo else f">= {lo:g}"
-        rng = f"between {lo:g} and {hi:g}" if hi is not None else f"a number {bound}"
+        rng = f"a number {bound}" if hi is None else (
+            f"above {lo:g} and at most {hi:g}" if open_lo else f"between {lo:g} and {hi:g}")
         at.error((*here, key), f"{'.'.join(map(str, (*here, key)))} must be {rng}, got {_what(v)}")
         return None
     return float(v)
