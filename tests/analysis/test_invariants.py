@@ -38,6 +38,7 @@ def one_node(semantics: str, kind: str = "service", nodes: str = "", extra: str 
             f"      semantics: {{{semantics}}}\n{extra}")
 
 
+GATE = "      dispatchSchedule: {periodBins: 2}\n"
 BAD = "[1, -2, 0, -3]"  # below 0 in bins 1 and 3; the first bad value is -2
 
 
@@ -193,7 +194,8 @@ def test_served_that_differs_from_the_outgoing_edges_flow() -> None:
     # R routes src (10) half to t1 and t2; the edge into B carries t1 (5), the edge into Z is not routed and so
     # takes R's whole served (10): 5 + 10 = 15 against 10 in every bin
     body = (f"nodes:\n{BASE}  - {{id: src, values: [10, 10, 10, 10]}}\n"
-            "  - {id: R, kind: router, inputs: {queue: src}, routes: [{target: t1, weight: 1}, {target: t2, weight: 1}]}\n"
+            "  - {id: R, kind: router, inputs: {queue: src}, routes: [{target: t1, weight: 1}, "
+            "{target: t2, weight: 1}]}\n"
             "  - {id: t1, kind: expr, expr: \"0\"}\n  - {id: t2, kind: expr, expr: \"0\"}\n"
             f"topology:\n  nodes:\n    - {{id: R, kind: router, semantics: {{arrivals: src, served: R, {FULL}}}}}\n"
             "    - {id: B, kind: sink, semantics: {arrivals: t1}}\n    - {id: Z, kind: sink, semantics: {arrivals: "
@@ -286,14 +288,13 @@ def test_capacity_zero_in_every_bin() -> None:
 
 
 def test_a_schedule_that_never_releases() -> None:
-    body = one_node("arrivals: one, served: zero", "serviceWithBuffer", extra="      dispatchSchedule: {periodBins: 2}\n")
+    body = one_node("arrivals: one, served: zero", "serviceWithBuffer", extra=GATE)
     f = only(run(body), "dispatch_never_releases")
     assert (f.severity, f.value) == ("info", 4.0)  # 1 arrived in each of 4 bins
     assert run(body.replace("served: zero", "served: one")) == []
 
 
-@pytest.mark.parametrize(("extra", "code"), [("", "queue_latency_unreported"),
-                                             ("      dispatchSchedule: {periodBins: 2}\n", "queue_latency_gate_closed")])
+@pytest.mark.parametrize(("extra", "code"), [("", "queue_latency_unreported"), (GATE, "queue_latency_gate_closed")])
 def test_work_queued_while_nothing_is_served(extra: str, code: str) -> None:
     # a queue with arrivals 5, served [5, 0, 5, 0]: Q = [0, 5, 5, 10] (gated: out [5, 0, 5, 0], the same);
     # served is 0 with work queued in bins 1 and 3

@@ -80,7 +80,8 @@ def _dlq(into: str, out: str) -> str:
     return (f"  nodes:\n    - {{id: S, kind: service, semantics: {{errors: t, {FULL}}}}}\n"
             "    - {id: D, kind: dlq, semantics: {arrivals: t, served: s}}\n"
             "    - {id: Z, kind: sink, semantics: {arrivals: s}}\n"
-            f"  edges:\n    - {{id: s_d, from: S, to: D, type: {into}}}\n    - {{id: d_z, from: D, to: Z, type: {out}}}\n")
+            f"  edges:\n    - {{id: s_d, from: S, to: D, type: {into}}}\n"
+            f"    - {{id: d_z, from: D, to: Z, type: {out}}}\n")
 
 
 @pytest.mark.parametrize(("into", "out", "code", "edge"), [
@@ -114,7 +115,7 @@ def test_a_schedule_without_a_served_series() -> None:
 
 
 def test_a_constraint_without_an_arrivals_series() -> None:
-    body = (f"  nodes:\n    - {{id: S, kind: serviceWithBuffer, constraints: [pool], semantics: {{arrivals: a, "
+    body = ("  nodes:\n    - {id: S, kind: serviceWithBuffer, constraints: [pool], semantics: {arrivals: a, "
             "served: s}}\n  constraints:\n    - {id: pool, semantics: {served: cap}}\n")
     assert [(f.code, f.node) for f in check(body)] == [("constraint_missing_arrivals", "S")]
     assert check(body.replace("{served: cap}", "{arrivals: a, served: cap}")) == []

@@ -67,12 +67,13 @@ def analyse(model: Model, series: Mapping[str, Array], settings: AnalysisSetting
     settings = settings or model.analysis
     out = model_findings(model, series.keys())
     topology: Topology | None = model.topology
-    routers = [n for n in model.nodes if isinstance(n, RouterNode)]
+    routers: list[RouterNode] = [n for n in model.nodes if isinstance(n, RouterNode)]
     if topology is not None or routers:
         with np.errstate(all="ignore"):
             parts = _parts(series)
-            for t in topology.nodes if topology is not None else ():
-                out.extend(_Node(model, topology, t, series, parts, settings.tolerance, metrics).findings())
+            if topology is not None:
+                for t in topology.nodes:
+                    out.extend(_Node(model, topology, t, series, parts, settings.tolerance, metrics).findings())
             out.extend(_routers(routers, parts, settings.tolerance))
     return _finish(model, out, settings)
 
