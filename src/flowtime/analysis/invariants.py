@@ -25,15 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flowtime.analysis.findings import Finding, offending
-from flowtime.analysis.static import (
-    finding,
-    incoming,
-    model_findings,
-    outgoing,
-    queue_node,
-    schedule_of,
-    series_of,
-)
+from flowtime.analysis.static import Index, finding, index, model_findings, series_of
 from flowtime.model.analysis_settings import AnalysisSettings
 from flowtime.model.decompose import split_class_part_id
 from flowtime.model.edges import edge_measure, edge_name, edge_type
@@ -65,7 +57,8 @@ def analyse(model: Model, series: Mapping[str, Array], settings: AnalysisSetting
     when the caller has it.
     """
     settings = settings or model.analysis
-    out = model_findings(model, series.keys())
+    idx = index(model)
+    out = model_findings(model, series.keys(), idx)
     topology: Topology | None = model.topology
     routers: list[RouterNode] = [n for n in model.nodes if isinstance(n, RouterNode)]
     if topology is not None or routers:
@@ -73,7 +66,7 @@ def analyse(model: Model, series: Mapping[str, Array], settings: AnalysisSetting
             parts = _parts(series)
             if topology is not None:
                 for t in topology.nodes:
-                    out.extend(_Node(model, topology, t, series, parts, settings.tolerance, metrics).findings())
+                    out.extend(_Node(model, idx, t, series, parts, settings.tolerance, metrics).findings())
             out.extend(_routers(routers, parts, settings.tolerance))
     return _finish(model, out, settings)
 
@@ -117,9 +110,9 @@ def _carries_flow(e: TopologyEdge) -> bool:
 class _Node:
     """The series checks of one topology node."""
 
-    def __init__(self, model: Model, topology: Topology, t: TopologyNode, series: Mapping[str, Array],
+    def __init__(self, model: Model, idx: Index, t: TopologyNode, series: Mapping[str, Array],
                  parts: Parts, tol: float, metrics: Mapping[str, Any] | None) -> None:
-        self.model, self.topology, self.t, self.series, self.parts, self.tol = model, topology, t, series, parts, tol
+        self.model, self.idx, self.t, self.series, self.parts, self.tol = model, idx, t, series, parts, tol
         self.metrics = metrics
 
     def get(self, field: str) -> Array | None:
@@ -207,7 +200,7 @@ class _Node:
         q = self.get("queueDepth")
         if q is None:
             return
-        own = queue_node(self.model, series_of(t, "queueDepth"))
+        own = self.idx.queue(series_of(t, "queueDepth"))
         if own is not None:
             inputs = self._queue_inputs(own)
         else:
@@ -252,7 +245,7 @@ class _Node:
             return None
         loss = _finite(errors) if errors is not None else None
         limit = self._limit(t.wip_limit, t.wip_limit_series)
-        return _finite(arrivals), served, loss, t.initial or 0.0, schedule_of(self.model, t), limit
+        return _finite(arrivals), served, loss, t.initial or 0.0, self.idx.schedule(t), limit
 
     def _limit(self, scalar: float | None, name: str | None) -> Array | None:
         if name is not None:
@@ -275,8 +268,8 @@ class _Node:
     def edges(self, arrivals: Array | None, served: Array | None) -> Iterator[Finding]:
         """Served against the outgoing edges' flows, arrivals against the incoming ones' (already lagged)."""
         t = self.t
-        out_edges = [e for e in outgoing(self.topology, t.id) if _carries_flow(e) and edge_measure(e) == "served"]
-        in_edges = [e for e in incoming(self.topology, t.id) if _carries_flow(e)]
+        out_edges = [e for e in self.idx.outgoing(t.id) if _carries_flow(e) and edge_measure(e) == "served"]
+        in_edges = [e for e in self.idx.incoming(t.id) if _carries_flow(e)]
         for code, node_series, edges, lagged, what in (
                 ("edge_flow_mismatch_outgoing", served, out_edges, False, "served differs from the sum of the "
                  "outgoing edges' flows"),
@@ -350,10 +343,10 @@ class _Node:
 
     def dispatch(self, arrivals: Array | None, served: Array | None) -> Iterator[Finding]:
         t, tol = self.t, self.tol
-        schedule = schedule_of(self.model, t)
+        schedule = self.idx.schedule(t)
         q = self.get("queueDepth")
-        terminal_queue = t.kind == "queue" and bool(incoming(self.topology, t.id)) and all(
-            edge_type(e) == "terminal" for e in incoming(self.topology, t.id)) and not outgoing(self.topology, t.id)
+        terminal_queue = t.kind == "queue" and bool(self.idx.incoming(t.id)) and all(
+            edge_type(e) == "terminal" for e in self.idx.incoming(t.id)) and not self.idx.outgoing(t.id)
         if t.kind not in ("dlq", "serviceWithBuffer") and not terminal_queue and q is not None and served is not None:
             stalled = np.isfinite(q) & np.isfinite(served) & (served <= tol) & (np.abs(q) > tol)
             if stalled.any():

@@ -20,6 +20,7 @@ from flowtime.model.edges import edge_name, edge_type
 from flowtime.model.queues import DispatchSchedule, QueueNode
 from flowtime.model.schema import Model
 from flowtime.model.topology import SeriesRef, Topology, TopologyEdge, TopologyNode
+from flowtime.records import record
 
 
 def finding(code: str, message: str, node: str | None = None, *, edge: str | None = None,
@@ -45,40 +46,50 @@ def series_of(t: TopologyNode, field: str) -> str | None:
     return ref_name(t.ref(field), t)
 
 
-def queue_node(model: Model, name: str | None) -> QueueNode | None:
-    """The queue node ``name`` is, when FlowTime computes that depth."""
-    if name is None:
-        return None
-    for n in model.nodes:
-        if n.id == name:
-            return n if isinstance(n, QueueNode) else None
-    return None
+@record
+class Index:
+    """What the checks look up per topology node, found once per model: queue nodes and edges by end."""
+
+    queues: dict[str, QueueNode]
+    into: dict[str, list[TopologyEdge]]
+    out_of: dict[str, list[TopologyEdge]]
+
+    def queue(self, name: str | None) -> QueueNode | None:
+        """The queue node ``name`` is, when FlowTime computes that depth."""
+        return self.queues.get(name) if name is not None else None
+
+    def schedule(self, t: TopologyNode) -> DispatchSchedule | None:
+        """The topology node's dispatch schedule, else the one of the queue node holding its depth."""
+        if t.dispatch is not None:
+            return t.dispatch
+        q = self.queue(series_of(t, "queueDepth"))
+        return q.dispatch if q is not None else None
+
+    def incoming(self, node_id: str) -> list[TopologyEdge]:
+        return self.into.get(node_id, [])
+
+    def outgoing(self, node_id: str) -> list[TopologyEdge]:
+        return self.out_of.get(node_id, [])
 
 
-def schedule_of(model: Model, t: TopologyNode) -> DispatchSchedule | None:
-    """The topology node's dispatch schedule, else the one of the queue node holding its depth."""
-    if t.dispatch is not None:
-        return t.dispatch
-    q = queue_node(model, series_of(t, "queueDepth"))
-    return q.dispatch if q is not None else None
+def index(model: Model) -> Index:
+    into: dict[str, list[TopologyEdge]] = {}
+    out_of: dict[str, list[TopologyEdge]] = {}
+    for e in model.topology.edges if model.topology is not None else ():
+        into.setdefault(e.target, []).append(e)
+        out_of.setdefault(e.source, []).append(e)
+    return Index({n.id: n for n in model.nodes if isinstance(n, QueueNode)}, into, out_of)
 
 
-def incoming(topology: Topology, node_id: str) -> list[TopologyEdge]:
-    return [e for e in topology.edges if e.target == node_id]
-
-
-def outgoing(topology: Topology, node_id: str) -> list[TopologyEdge]:
-    return [e for e in topology.edges if e.source == node_id]
-
-
-def model_findings(model: Model, known: Collection[str]) -> list[Finding]:
+def model_findings(model: Model, known: Collection[str], idx: Index | None = None) -> list[Finding]:
     """Every model-level finding, a series counting as available when its name is in ``known``."""
     topology: Topology | None = model.topology
     if topology is None:
         return []
+    idx = idx or index(model)
     out = list(_lagged_edges(topology))
     for t in topology.nodes:
-        out.extend(_node(model, topology, t, known))
+        out.extend(_node(idx, topology, t, known))
     return out
 
 
@@ -89,7 +100,7 @@ def _lagged_edges(topology: Topology) -> Iterator[Finding]:
                           "edges carry no flow into their target", e.source, edge=edge_name(e), value=float(e.lag))
 
 
-def _node(model: Model, topology: Topology, t: TopologyNode, known: Collection[str]) -> Iterator[Finding]:
+def _node(idx: Index, topology: Topology, t: TopologyNode, known: Collection[str]) -> Iterator[Finding]:
     kind = t.kind
     service = kind in ("service", "router")
     dependency = kind == "dependency"
@@ -125,7 +136,7 @@ def _node(model: Model, topology: Topology, t: TopologyNode, known: Collection[s
         yield finding("missing_served_series", "no served series: throughput and utilization cannot be computed",
                       t.id)
     if dependency:
-        effort = [e for e in incoming(topology, t.id) if edge_type(e) in ("effort", "dependency")]
+        effort = [e for e in idx.incoming(t.id) if edge_type(e) in ("effort", "dependency")]
         if not effort:
             yield finding("dependency_missing_effort_edges", "no effort or dependency edge comes into the "
                           "dependency", t.id)
@@ -136,7 +147,7 @@ def _node(model: Model, topology: Topology, t: TopologyNode, known: Collection[s
                               f"callers ({', '.join(sorted(callers))}) gives attempts", t.id)
     if (kind in ("queue", "dlq") or declared("queueDepth")) and not has("queueDepth"):
         yield finding("missing_queue_depth_series", "no queue depth series", t.id)
-    schedule = schedule_of(model, t)
+    schedule = idx.schedule(t)
     if schedule is not None:
         if schedule.capacity is not None and schedule.capacity not in known:
             yield finding("dispatch_capacity_missing", f"the dispatch schedule's capacitySeries "
@@ -149,7 +160,7 @@ def _node(model: Model, topology: Topology, t: TopologyNode, known: Collection[s
         if (service or declared(field)) and not has(field):
             yield finding(code, f"no {field} series: service time cannot be computed", t.id)
     if kind == "dlq":
-        for direction, edges in (("inbound", incoming(topology, t.id)), ("outbound", outgoing(topology, t.id))):
+        for direction, edges in (("inbound", idx.incoming(t.id)), ("outbound", idx.outgoing(t.id))):
             for e in edges:
                 if edge_type(e) != "terminal":
                     yield finding(f"dlq_non_terminal_{direction}", f"edge {edge_name(e)} of the dead-letter queue "
