@@ -5,6 +5,8 @@ value by hand) and a variant that does not.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -315,3 +317,15 @@ def test_ignored_codes_are_dropped_and_findings_are_sorted_by_topology_node_then
         ("A", "queue_negative"), ("A", "served_negative")]
     assert [(f.node, f.code) for f in run(body + "analysis: {ignore: [served_negative]}\n")] == [
         ("Z", "arrivals_negative"), ("A", "queue_latency_unreported"), ("A", "queue_negative")]
+
+
+def test_derived_metrics_lend_their_effective_capacity() -> None:
+    # served [2, 5, 4, 8] is within capacity 100; with metrics giving an effective capacity of 4 it is above in
+    # bins 1 and 3 (8 / 4 = 2)
+    nodes = "  - {id: a, values: [10, 10, 10, 10]}\n  - {id: s, values: [2, 5, 4, 8]}\n"
+    lm = load_model(HEAD + one_node(f"arrivals: a, served: s, {FULL}", nodes=nodes))
+    series = evaluate(lm.model).series
+    assert analyse(lm.model, series) == []
+    metrics = {"N": SimpleNamespace(series={"effectiveCapacity": np.full(4, 4.0)})}
+    f = only(analyse(lm.model, series, metrics=metrics), "served_exceeds_capacity")
+    assert (f.bins, f.value) == ((1, 3), 2.0)
