@@ -185,6 +185,16 @@ def test_a_run_without_topology_has_a_graph_but_no_state(tmp_path: Path) -> None
         snapshot(state, 0)
 
 
+def test_a_new_runs_findings_are_read_from_run_json(two_stage: tuple[Registry, str]) -> None:
+    registry, run_id = two_stage
+    state = open_state(registry, run_id)
+    assert state.findings_source == "run.json"
+    # Intake is a service without processingTimeMsSum / servedCount: two notes about the model, active at every bin
+    warnings = snapshot(state, 3)["nodes"][0]["warnings"]
+    assert [(w["code"], w["severity"], w["activity"]) for w in warnings] == [
+        ("missing_processing_time_series", "info", "run"), ("missing_served_count_series", "info", "run")]
+
+
 def test_an_old_run_without_findings_is_analysed_on_read(two_stage: tuple[Registry, str]) -> None:
     registry, run_id = two_stage
     run_json = registry.run_path(run_id) / layout.RUN_JSON
@@ -193,6 +203,7 @@ def test_an_old_run_without_findings_is_analysed_on_read(two_stage: tuple[Regist
     run_json.write_text(json.dumps(run))
     state = open_state(registry, run_id)
     assert state.findings_source == "analysed"
+    assert [f.code for f in state.findings] == ["missing_processing_time_series", "missing_served_count_series"]
     assert snapshot(state, 1)["nodes"][1]["derived"]["latencyMinutes"] == pytest.approx(20.0)  # 5 / 15 x 60
 
 

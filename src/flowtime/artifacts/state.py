@@ -122,7 +122,7 @@ def build_state(run_id: str, run: dict[str, Any], spec: str, ids: tuple[str, ...
     values = _block(columns, grid.bins)
     rows = {sid: i for i, sid in enumerate(ids)}
     by_id = {sid: values[i] for sid, i in rows.items()}
-    chosen = settings or (getattr(model, "analysis", None) if model is not None else None) or DEFAULT_ANALYSIS
+    chosen = settings or (model.analysis if model is not None else DEFAULT_ANALYSIS)
     metrics: dict[str, Any] = {}
     if model is not None and model.topology is not None:
         from flowtime.analysis.metrics import derive

@@ -175,14 +175,18 @@ def _state_at(registry: Registry, run_id: str, index: int, as_json: bool) -> Non
     rows = []
     for n in body["nodes"]:
         m, d = n["metrics"], n["derived"]
-        marks = [w["code"] + ("?" if w["activity"] == "unlisted" else "") for w in n["warnings"]]
+        marks = [w["code"] + ("?" if w["activity"] == "unlisted" else "") for w in n["warnings"]
+                 if w["severity"] != "info"]
         rows.append([n["id"], n["kind"], *(cell(m.get(k)) for k in ("arrivals", "served", "queue")),
                      cell(d.get("utilization")), cell(d.get("latencyMinutes")), n["color"], ", ".join(marks)])
     print_table(["node", "kind", "arrivals", "served", "queue", "utilization", "latency (min)", "colour",
                  "warnings"], rows, numeric_from=2)
-    others = [w for w in body["warnings"] if not w.get("nodeId")]
-    for w in others:
-        typer.echo(f"warning: {w['code']} ({w['severity']}): {w['message']}")
+    for w in body["warnings"]:
+        if not w.get("nodeId") and w["severity"] != "info":
+            typer.echo(f"{w['severity']}: {w['code']}: {w['message']}")
+    infos = sorted({(w.get("nodeId") or "", w["code"]) for w in body["warnings"] if w["severity"] == "info"})
+    if infos:  # notes about the model (missing series), not about this bin: one line
+        typer.echo("info: " + ", ".join(f"{node} {code}".strip() for node, code in infos))
     if any(w["activity"] == "unlisted" for w in body["warnings"]):
         typer.echo("?: the warning lists its first 5 bins only; it may or may not hold at this bin")
 
