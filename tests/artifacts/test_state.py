@@ -309,3 +309,26 @@ def test_the_metadata_names_the_template_from_the_manifest(tmp_path: Path) -> No
     meta = snapshot(open_state(Registry(tmp_path), run_id), 0)["metadata"]
     assert (meta["templateId"], meta["modelId"], meta["title"]) == ("two-stage", "m-1", "Two stages")
     assert meta["grid"]["startTimeUtc"] == "2025-01-01T00:00:00Z"
+
+
+def test_requests_arriving_together_open_a_run_once(two_stage: tuple[Registry, str]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    registry, run_id = two_stage
+    cache = StateCache()
+    with ThreadPoolExecutor(4) as pool:
+        states = list(pool.map(lambda _: cache.get(registry, run_id), range(8)))
+    assert cache.loads == 1 and all(s is states[0] for s in states)
+
+
+def test_a_finding_on_an_edge_is_listed_under_edge_warnings(two_stage: tuple[Registry, str]) -> None:
+    registry, run_id = two_stage
+    run_json = registry.run_path(run_id) / layout.RUN_JSON
+    run = json.loads(run_json.read_text())
+    run["warnings"] = [{"code": "edge_flow_mismatch_incoming", "message": "m", "nodeId": "Pack",
+                        "edgeIds": ["intake_to_pack"], "bins": [2], "binCount": 1, "severity": "warning"}]
+    run_json.write_text(json.dumps(run))
+    state = open_state(registry, run_id)
+    assert [w["code"] for w in snapshot(state, 2)["edgeWarnings"]["intake_to_pack"]] == ["edge_flow_mismatch_incoming"]
+    assert snapshot(state, 1)["edgeWarnings"] == {}
+    assert list(state_window(state)["edgeWarnings"]) == ["intake_to_pack"]

@@ -10,7 +10,7 @@ where it has one; what it lacks (the finding's ``activity``, ``modelNote``) is o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flowtime.analysis.findings import Finding
@@ -221,7 +221,17 @@ def snapshot(state: RunState, index: int) -> dict[str, Any]:
         "nodes": nodes,
         "edges": edges_at(state, topology, index),
         "warnings": [finding_json(f, how) for f, how in active],
+        "edgeWarnings": edge_warnings(finding_json(f, how) for f, how in active),
     }
+
+
+def edge_warnings(warnings: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The reference's ``edgeWarnings``: the warnings that name an edge, by edge id."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for w in warnings:
+        for edge in w.get("edgeIds") or ():
+            out.setdefault(edge, []).append(w)
+    return out
 
 
 def edges_at(state: RunState, topology: Topology, index: int) -> list[dict[str, Any]]:

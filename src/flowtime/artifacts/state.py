@@ -282,20 +282,34 @@ class StateCache:
         self._items: OrderedDict[str, tuple[int, RunState]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._opening: dict[str, threading.Lock] = {}
         self.loads = 0  # runs read from disk (tests and benchmarks watch it)
 
     def get(self, registry: Registry, run_id: str, settings: AnalysisSettings | None = None) -> RunState:
         stamp = (registry.run_path(run_id) / layout.MANIFEST).stat().st_mtime_ns
+        hit = self._hit(run_id, stamp, settings)
+        if hit is not None:
+            return hit
+        with self._lock:
+            opening = self._opening.setdefault(run_id, threading.Lock())
+        with opening:  # one reader per run: requests arriving meanwhile wait for it, then hit
+            hit = self._hit(run_id, stamp, settings)
+            if hit is not None:
+                return hit
+            state = open_state(registry, run_id, settings)
+            with self._lock:
+                self.loads += 1
+                self._put(run_id, stamp, state)
+                self._opening.pop(run_id, None)
+        return state
+
+    def _hit(self, run_id: str, stamp: int, settings: AnalysisSettings | None) -> RunState | None:
         with self._lock:
             hit = self._items.get(run_id)
             if hit is not None and hit[0] == stamp and (settings is None or hit[1].settings == settings):
                 self._items.move_to_end(run_id)
                 return hit[1]
-        state = open_state(registry, run_id, settings)
-        with self._lock:
-            self.loads += 1
-            self._put(run_id, stamp, state)
-        return state
+        return None
 
     def _put(self, run_id: str, stamp: int, state: RunState) -> None:
         old = self._items.pop(run_id, None)

@@ -21,7 +21,14 @@ import numpy as np
 import numpy.typing as npt
 
 from flowtime.analysis.findings import Finding
-from flowtime.artifacts.snapshot import EDGE_METRICS, colours, finding_json, metadata, require_topology
+from flowtime.artifacts.snapshot import (
+    EDGE_METRICS,
+    colours,
+    edge_warnings,
+    finding_json,
+    metadata,
+    require_topology,
+)
 from flowtime.artifacts.state import RunState, findings_in
 from flowtime.errors import QueryError
 from flowtime.model.edges import edge_name
@@ -184,6 +191,7 @@ def state_window(state: RunState, start: int | None = None, end: int | None = No
         "nodes": out_nodes,
         "edges": out_edges,
         "warnings": warnings,
+        "edgeWarnings": edge_warnings(warnings),
     }
 
 
