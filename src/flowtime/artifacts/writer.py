@@ -19,11 +19,13 @@ import numpy as np
 import orjson
 
 from flowtime._version import __version__
+from flowtime.analysis.metrics import METRICS, derive, series_name
 from flowtime.artifacts import layout
 from flowtime.artifacts.canonical import CSV_HEADER, format_rows, sha256_text
 from flowtime.artifacts.index import is_disk_full
 from flowtime.engine.evaluate import Results
 from flowtime.errors import ArtifactError, StorageFull
+from flowtime.model.analysis_settings import DEFAULT_ANALYSIS
 from flowtime.model.hashing import model_hash, scenario_hash
 from flowtime.model.load import LoadedModel
 from flowtime.model.provenance import Provenance
@@ -164,6 +166,7 @@ def write_run(
 
         coverage = _write_class_series(tmp, results, index_entries, run_series, series_hashes) if model.classes \
             else "none"
+        _write_derived_series(tmp, model, results, index_entries, run_series, series_hashes)
         grid = {**model.grid.to_json(), "binMinutes": model.grid.bin_minutes, "timezone": "UTC", "align": "left"}
         warnings = [p.to_dict() for p in (*loaded.warnings, *results.warnings, *results.nonfinite_warnings())]
         _dump(tmp / layout.SERIES_DIR / layout.INDEX, {"schemaVersion": 1, "grid": grid, "series": index_entries})
@@ -259,6 +262,47 @@ def _write_class_series(folder: Path, results: Results, index_entries: list[dict
     if not carried:
         return "none"
     return "partial" if skipped else "full"
+
+
+def _write_derived_series(folder: Path, model: Model, results: Results, index_entries: list[dict[str, Any]],
+                          run_series: list[dict[str, Any]], series_hashes: dict[str, str]) -> None:
+    """
+    Each topology node's derived metrics (``analysis.metrics``), one series file
+    each, an undefined bin as an empty cell. A name that is already a series of
+    the model (or of another topology node's metric) is not written: the
+    model's own series keeps its name.
+    """
+    settings = getattr(model, "analysis", None) or DEFAULT_ANALYSIS
+    metrics = derive(model, results.series, settings)
+    taken = set(results.series) | set(model.node_ids)
+    chosen: list[tuple[str, str, str]] = []  # series name, topology node, metric key
+    arrays = []
+    for m in metrics.values():
+        for key, values in m.derived.items():
+            name = series_name(m.id, key)
+            if name in taken:
+                continue
+            taken.add(name)
+            chosen.append((name, m.id, key))
+            arrays.append(values)
+    if not chosen:
+        return
+    header = CSV_HEADER.encode()
+    for start in range(0, len(chosen), _BLOCK):
+        rows = format_rows(np.stack(arrays[start:start + _BLOCK]))
+        for (name, node_id, key), body in zip(chosen[start:start + _BLOCK], rows, strict=True):
+            data = header + body.replace(b",NaN\n", b",\n")  # undefined: an empty cell (JSON null)
+            sid = layout.series_id(name)
+            rel = _write_series(folder, name, data)
+            series_hashes[sid] = sha256_text(data)
+            unit = METRICS[key].unit
+            index_entries.append({
+                "id": sid, "nodeId": node_id, "kind": "derived", "metric": key, "path": rel, "unit": unit,
+                "componentId": node_id.upper(), "class": "DEFAULT", "classKind": "fallback",
+                "points": int(model.grid.bins), "hash": series_hashes[sid], "as": None,
+            })
+            run_series.append({"id": sid, "nodeId": node_id, "kind": "derived", "metric": key, "path": rel,
+                               "unit": unit, "as": None})
 
 
 def _write_error(exc: OSError, root: Path, run_id: str) -> ArtifactError:
