@@ -86,17 +86,22 @@ def flow_latency(topology: Topology, series: Mapping[str, Series],
         if own is None and weighted is None:
             continue
         up = np.where(weight > 0, weighted / weight, np.nan) if weight is not None and weighted is not None else None
-        parts = [p for p in (own, up) if p is not None]
-        missing = np.isnan(parts[0]) if len(parts) == 1 else np.isnan(parts[0]) & np.isnan(parts[1])
-        total = np.where(np.isnan(parts[0]), 0.0, parts[0])
-        if len(parts) == 2:
-            total = total + np.where(np.isnan(parts[1]), 0.0, parts[1])
-        value = np.where(missing, np.nan, total)
+        if own is not None and up is not None:
+            value = added(own, up)
+        else:
+            value = own if own is not None else up  # type: ignore[assignment]  # one is set
         gate = s.get("arrivals") if is_sink(t) else s.get("served")
         if gate is not None:
             value = np.where(gate > 0, value, np.nan)
         out[t.id] = value
     return out
+
+
+def added(a: Series, b: Series) -> Series:
+    """``a + b`` with a missing (NaN) part counted as 0; NaN where both are missing."""
+    total: Series = np.where(np.isnan(a), 0.0, a) + np.where(np.isnan(b), 0.0, b)
+    total[np.isnan(a) & np.isnan(b)] = np.nan
+    return total
 
 
 def cv(node: Any) -> float:

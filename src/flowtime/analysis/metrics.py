@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from flowtime.analysis.latency import flow_latency, kingman_wait
+from flowtime.analysis.latency import added, flow_latency, kingman_wait
 from flowtime.model.analysis_settings import DEFAULT_ANALYSIS, AnalysisSettings
 from flowtime.model.queues import QueueNode
 from flowtime.model.schema import Model
@@ -140,9 +140,10 @@ def derive(model: Model, series: Mapping[str, Series],
             wait = kingman_wait(t, s, inputs, nodes, bin_ms)
             if wait is not None:
                 s["kingmanWqMs"] = wait
-            for key in s:
+            for key, values in s.items():
                 if key in METRICS:  # inf (a division by a tiny number) is as undefined as NaN
-                    s[key] = _readonly(np.where(np.isfinite(s[key]), s[key], np.nan))
+                    s[key] = _readonly(values if np.isfinite(values).all() else
+                                       np.where(np.isfinite(values), values, np.nan))
             sla_min = t.semantics.get("slaMin") if t.semantics else None
             cat = category(t)
             out[t.id] = NodeMetrics(t.id, t.kind, cat, s, _colour(cat, s, sla_min, settings, bins),
@@ -186,11 +187,10 @@ def _node(t: TopologyNode, series: Mapping[str, Series], nodes: Mapping[str, Any
     if pts is not None and count is not None and category(t) == "service":
         s["serviceTimeMs"] = np.where(count > 0, pts / count, np.nan)
     q_time, s_time = s.get("queueTimeMs"), s.get("serviceTimeMs")
-    if q_time is not None or s_time is not None:
-        parts = [p for p in (q_time, s_time) if p is not None]
-        missing = np.isnan(parts[0]) if len(parts) == 1 else np.isnan(parts[0]) & np.isnan(parts[1])
-        total = sum((np.where(np.isnan(p), 0.0, p) for p in parts), np.zeros(bins))
-        s["cycleTimeMs"] = np.where(missing, np.nan, total)
+    if q_time is not None and s_time is not None:
+        s["cycleTimeMs"] = added(q_time, s_time)
+    elif q_time is not None or s_time is not None:
+        s["cycleTimeMs"] = q_time if q_time is not None else s_time  # type: ignore[assignment]  # one is set
     if s_time is not None:
         cycle = s["cycleTimeMs"]
         s["flowEfficiency"] = np.where(cycle > 0, s_time / cycle, np.nan)
@@ -207,11 +207,9 @@ def _readonly(a: Series) -> Series:
 
 def _bands(x: Series, yellow: float, red: float, *, inclusive: bool) -> Colours:
     """Green below ``yellow``, yellow below ``red``, red from there (``inclusive``: at the edge is still better)."""
-    if inclusive:
-        c = np.where(x <= yellow, GREEN, np.where(x <= red, YELLOW, RED))
-    else:
-        c = np.where(x < yellow, GREEN, np.where(x < red, YELLOW, RED))
-    return np.where(np.isnan(x), GRAY, c).astype(np.int8)
+    c = np.searchsorted(np.array([yellow, red]), x, side="left" if inclusive else "right").astype(np.int8) + GREEN
+    c[np.isnan(x)] = GRAY  # NaN sorts past every edge
+    return c
 
 
 def _colour(cat: str, s: Mapping[str, Series], sla_min: float | None, settings: AnalysisSettings,
