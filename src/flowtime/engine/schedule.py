@@ -209,23 +209,23 @@ def satellites(graph: ModelGraph, lvs: list[Level], asts: Mapping[str, Expr],
         return found.pop() if len(found) == 1 and next(iter(found)) in alone else None
 
     for n in graph.order:  # tails: inputs first, so a tail may read an earlier tail
-        c = loop_of(reads[n]) if fits(n) else None
-        if c is None:
+        home = loop_of(reads[n]) if fits(n) else None
+        if home is None:
             continue
-        at = alone[c]
-        if all(comp_of.get(d, owner.get(d)) == c
+        at = alone[home]
+        if all(comp_of.get(d, owner.get(d)) == home
                or (d not in owner and (rank[d] < at if d in comp_of else rank[d] <= at)) for d in reads[n]):
-            owner[n] = c
-            tails.setdefault(c, []).append(n)
+            owner[n] = home
+            tails.setdefault(home, []).append(n)
     for n in reversed(graph.order):  # heads: readers first, so a head may be read by a later head
-        c = loop_of(readers[n]) if n not in owner and fits(n) else None
-        if c is None:
+        home = loop_of(readers[n]) if n not in owner and fits(n) else None
+        if home is None:
             continue
-        at = alone[c]
-        if (all(comp_of.get(r, owner.get(r)) == c or (r not in owner and rank[r] > at) for r in readers[n])
-                and not any(comp_of.get(d) == c or d in tails.get(c, ()) for d in reads[n])):
-            owner[n] = c
-            heads.setdefault(c, []).append(n)
+        at = alone[home]
+        if (all(comp_of.get(r, owner.get(r)) == home or (r not in owner and rank[r] > at) for r in readers[n])
+                and not any(comp_of.get(d) == home or d in tails.get(home, ()) for d in reads[n])):
+            owner[n] = home
+            heads.setdefault(home, []).append(n)
     return {c: (heads.get(c, [])[::-1], tails.get(c, [])) for c in sorted({*heads, *tails})}
 
 
