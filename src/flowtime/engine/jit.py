@@ -31,6 +31,11 @@ group that shares code: group g's integer table ``IXg`` holds, per component,
 its own columns, its peers' columns and its externals' rows; ``KGg`` its
 numbers. So loops that differ only in their numbers (the stages of a
 pipeline) share one compiled kernel.
+
+A standalone loop's site also computes its *satellites* (``schedule.satellites``,
+0029): small acyclic nodes it reads or that read it, as extra columns before
+and after its members, so they cost no whole-series NumPy calls; the plan
+computes them with programs when the site runs no compiled kernel with them.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ A small node between two loops (``arrivals_2 = SHIFT(served_1, 2)``) would
 still put them on different levels, so loop expressions are read with such
 nodes written in place (``loop_expressions``): the loop then reads
 ``SHIFT(served_1, 2)`` itself, and the node is still computed for its own sake.
+
+``satellites`` names the small acyclic nodes a standalone loop's step may
+compute with it (its compiled kernel, bin by bin: 0029).
 """
 
 from __future__ import annotations
