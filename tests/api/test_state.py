@@ -214,8 +214,10 @@ def test_runs_show_bin_prints_the_state_at_one_bin(tmp_path: Path) -> None:
     # Intake: 30 arrive, 20 served of 20 capacity; Pack: 20 arrive, 15 served, 10 queued -> 40 minutes
     assert lines[2].split() == ["Intake", "service", "30", "20", "-", "1", "-", "red"]
     assert lines[3].split() == ["Pack", "serviceWithBuffer", "20", "15", "10", "-", "40", "gray"]
-    # the analyser's notes about the model (info, no bins) once, under the table
-    assert lines[4:] == ["info: Intake missing_processing_time_series, Intake missing_served_count_series"]
+    # the analyser's notes (info, about the model or the whole run) once, under the table; Pack's arrivals
+    # [10, 20, 20, 0] average 15 then 10 over the halves: a third apart, past the 25 % of non_stationary
+    assert lines[4:] == ["info: Intake missing_processing_time_series, Intake missing_served_count_series, "
+                         "Pack non_stationary"]
     r = CliRunner().invoke(app, ["runs", "show", run_id, "--bin", "4", "--data-dir", str(data)])
     assert isinstance(r.exception, QueryError) and "bins are 0..3" in str(r.exception)  # main() prints it
     r = CliRunner().invoke(app, ["runs", "show", run_id, "--bin", "0", "--json", "--data-dir", str(data)])

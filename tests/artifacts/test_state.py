@@ -45,6 +45,10 @@ def test_a_run_opens_as_one_columnar_block_of_its_stored_series(two_stage: tuple
     assert state.series("pack_queue").tolist() == [0, 5, 10, 0]
     assert state.model is not None and state.model_note is None
     assert list(state.metrics) == ["Intake", "Pack"]
+    # the derived series the writer stores (intake_utilization, ...) are derived again, not read
+    index = registry.series_index(run_id)["series"]
+    assert any(e["id"].startswith("intake_utilization@") for e in index)
+    assert "intake_utilization" not in state.ids and "Intake" not in state.ids
 
 
 def test_a_snapshot_gives_the_inputs_and_the_derived_metrics_at_one_bin(two_stage: tuple[Registry, str]) -> None:
@@ -203,7 +207,10 @@ def test_an_old_run_without_findings_is_analysed_on_read(two_stage: tuple[Regist
     run_json.write_text(json.dumps(run))
     state = open_state(registry, run_id)
     assert state.findings_source == "analysed"
-    assert [f.code for f in state.findings] == ["missing_processing_time_series", "missing_served_count_series"]
+    # Pack's arrivals [10, 20, 20, 0]: half means 15 and 10, a third apart (> 25 %): non_stationary
+    assert [(f.node, f.code) for f in state.findings] == [
+        ("Intake", "missing_processing_time_series"), ("Intake", "missing_served_count_series"),
+        ("Pack", "non_stationary")]
     assert snapshot(state, 1)["nodes"][1]["derived"]["latencyMinutes"] == pytest.approx(20.0)  # 5 / 15 x 60
 
 
@@ -319,6 +326,16 @@ def test_requests_arriving_together_open_a_run_once(two_stage: tuple[Registry, s
     with ThreadPoolExecutor(4) as pool:
         states = list(pool.map(lambda _: cache.get(registry, run_id), range(8)))
     assert cache.loads == 1 and all(s is states[0] for s in states)
+
+
+def test_a_window_has_its_own_window_facts(two_stage: tuple[Registry, str]) -> None:
+    registry, run_id = two_stage
+    state = open_state(registry, run_id)
+    codes = [(w["nodeId"], w["code"]) for w in state_window(state)["warnings"]]
+    assert ("Pack", "non_stationary") in codes  # the whole run: 15 then 10
+    # bins 1..2 alone: arrivals [20, 20], no change; the queue [5, 10] rises in 1 bin, not a 3-bin streak
+    assert [w["code"] for w in state_window(state, 1, 2)["warnings"]] == [
+        "missing_processing_time_series", "missing_served_count_series"]
 
 
 def test_a_finding_on_an_edge_is_listed_under_edge_warnings(two_stage: tuple[Registry, str]) -> None:

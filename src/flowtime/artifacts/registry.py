@@ -21,6 +21,7 @@ moment - raise ``RunNotFound``, never a bare ``OSError``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -178,24 +179,32 @@ def parse_series_csv(data: bytes) -> Series:
     """
     Values of a series CSV (``t,value`` rows) in row order.
 
-    >>> parse_series_csv(b"t,value\\n0,1\\n1,NaN\\n2,-Infinity\\n").tolist()
-    [1.0, nan, -inf]
-    >>> parse_series_csv(b"t,value\\r\\n0,1.5\\r\\n1,2").tolist()
-    [1.5, 2.0]
+    An empty cell (an undefined bin of a derived metric) is NaN.
+
+    >>> parse_series_csv(b"t,value\\n0,1\\n1,NaN\\n2,-Infinity\\n3,\\n").tolist()
+    [1.0, nan, -inf, nan]
+    >>> parse_series_csv(b"t,value\\r\\n0,1.5\\r\\n1,\\r\\n2,2").tolist()
+    [1.5, nan, 2.0]
     """
     body = data.removeprefix(b"\xef\xbb\xbf")
     lines = body.count(b"\n")
     if b"\r" not in body and lines and body.endswith(b"\n"):
         # The canonical file: "t,value" then "i,v" rows. One split and NumPy's own conversion
         # are several times faster than a float() per row (the state API reads whole runs).
-        cells = body.replace(b"\n", b",").split(b",")[3::2]
-        if len(cells) == lines - 1:
+        cells = np.array(body.replace(b"\n", b",").split(b",")[3::2])
+        if cells.size == lines - 1:
             try:
-                return np.array(cells).astype(np.float64)
+                if cells.size and not cells.all():  # empty cells (b"" is falsy): NaN
+                    out = np.full(cells.size, math.nan)
+                    given = cells != b""
+                    out[given] = cells[given].astype(np.float64)
+                    return out
+                return cells.astype(np.float64)
             except ValueError:
                 pass
     rows = body.split(b"\n")
-    values = [float(line.partition(b",")[2]) for line in rows[1:] if line.strip()]
+    cells_ = [line.partition(b",")[2].strip() for line in rows[1:] if line.strip()]
+    values = [float(c) if c else math.nan for c in cells_]
     return np.array(values, dtype=np.float64)
 
 
@@ -504,5 +513,4 @@ class Registry:
 
 
 def _node_id(entry: dict[str, Any]) -> str:
-    node = entry.get("nodeId")
-    return node if isinstance(node, str) else str(entry.get("id", "")).split("@", 1)[0]
+    return layout.entry_name(entry)

@@ -11,8 +11,9 @@ the model cannot be reloaded at all the state keeps the stored series and says
 why (``model_note``): the graph then lists series only and ``/state`` answers 409.
 
 Runs written before the analyser existed have no coded findings in run.json:
-their findings are computed on read (``findings_source == "analysed"``), and
-their metrics always are (metrics are never stored).
+their findings are computed on read (``findings_source == "analysed"``). The
+metrics are always derived on read: the derived series a newer run stores are
+the same numbers, and are not read.
 """
 
 from __future__ import annotations
@@ -105,8 +106,11 @@ def open_state(registry: Registry, run_id: str, settings: AnalysisSettings | Non
     prov = registry.manifest(run_id).get("provenance")
     if isinstance(prov, dict) and prov.get("templateId"):
         run = {**run, "templateId": prov.get("templateId"), "modelId": prov.get("modelId")}
-    entries = [e for e in registry.series_index(run_id).get("series", []) if isinstance(e, dict)]
-    ids = tuple(str(e.get("id")) if e.get("classKind") == "specific" else _node_id(e) for e in entries)
+    # Derived series (the writer's, since 0025) are not read: derive() gives the same numbers, and old
+    # runs have none, so there is one path - and opening reads half the files.
+    entries = [e for e in registry.series_index(run_id).get("series", [])
+               if isinstance(e, dict) and e.get("kind") != "derived"]
+    ids = tuple(str(e.get("id")) if e.get("classKind") == "specific" else layout.entry_name(e) for e in entries)
     texts = [registry.series_bytes(run_id, e) for e in entries]
     spec = registry.file_path(run_id, layout.SPEC).read_text(encoding="utf-8-sig")
     grid = run.get("grid")
@@ -139,11 +143,6 @@ def build_state(run_id: str, run: dict[str, Any], spec: str, ids: tuple[str, ...
     held = sum(int(getattr(n, "values", np.empty(0)).nbytes) for n in model.nodes) if model is not None else 0
     return RunState(run_id, run, grid, _start_of(spec), model, note, ids, rows, values, metrics, keys,
                     metric_values, colours, findings, source, chosen, held + len(spec))
-
-
-def _node_id(entry: Mapping[str, Any]) -> str:
-    node = entry.get("nodeId")
-    return node if isinstance(node, str) else str(entry.get("id", "")).split("@", 1)[0]
 
 
 def _block(columns: list[Block], bins: int) -> Block:

@@ -206,26 +206,18 @@ def _worst_colour(block: npt.NDArray[np.int8], k: int) -> npt.NDArray[np.int8]:
 
 
 def _window_findings(state: RunState, a: int, b: int, nodes: Sequence[str] | None) -> list[Finding]:
-    """The run's findings touching the window, then the window facts of the window itself (bins as run bins)."""
-    found = findings_in(state.findings, a, b)
-    found += window_facts(state, a, b)
+    """
+    The run's findings touching the window, the window facts (non_stationary,
+    backlog streaks) computed over the window itself instead of the whole run's.
+    """
+    from flowtime.analysis.windows import WINDOW_CODES, window_facts
+
+    found = [f for f in findings_in(state.findings, a, b) if f.code not in WINDOW_CODES]
+    if state.model is not None and state.metrics:
+        found += window_facts(state.model, state.metrics, state.settings, a, b + 1)
     if nodes is not None:
         found = [f for f in found if f.node is None or f.node in nodes]
     return found
-
-
-def window_facts(state: RunState, a: int, b: int) -> list[Finding]:
-    """``analysis.windows.window_facts`` over bins ``a..b``, its bins shifted back to the run's."""
-    import dataclasses
-
-    from flowtime.analysis.windows import window_facts as facts
-
-    if state.model is None or not state.metrics:
-        return []
-    sliced = {n: dataclasses.replace(m, series={k: v[a:b + 1] for k, v in m.series.items()},
-                                     colour=m.colour[a:b + 1]) for n, m in state.metrics.items()}
-    return [dataclasses.replace(f, bins=tuple(x + a for x in f.bins)) for f in facts(state.model, sliced,
-                                                                                   state.settings)]
 
 
 # -- /metrics --------------------------------------------------------------------------------------
