@@ -74,12 +74,18 @@ def chain_model(n: int, bins: int) -> str:
 
 
 def read_csvs(folder: Path) -> dict[str, np.ndarray]:
-    """The baseline: every series CSV of the run read and parsed (bytes split once, NumPy converts)."""
+    """
+    The baseline: every series CSV of the run - the model's and the derived metrics the
+    writer stores, all a state answer draws on - read and parsed (bytes split once, NumPy converts).
+    """
     out = {}
     for path in sorted((folder / "series").glob("*.csv")):
         # "t,value\n0,v0\n1,v1\n..." -> [t, value, 0, v0, 1, v1, ...]: every second cell from the fourth
-        cells = path.read_bytes().replace(b"\n", b",").split(b",")[3::2]
-        out[path.name] = np.array(cells).astype(np.float64)
+        cells = np.array(path.read_bytes().replace(b"\n", b",").split(b",")[3::2])
+        values = np.full(cells.size, np.nan)  # a derived series' undefined bin is an empty cell
+        given = cells != b""
+        values[given] = cells[given].astype(np.float64)
+        out[path.name] = values
     return out
 
 
@@ -123,7 +129,7 @@ def main() -> int:
                                               params={"bin": next(spots)}).raise_for_status(), repeats * 8)
             window_http = p50(lambda: client.get(f"/v1/runs/{run_id}/state_window").raise_for_status(), repeats)
         series = len(state.ids)
-        note = f"baseline: read + parse the run's {files} CSVs ({series} series x {bins} bins)"
+        note = f"baseline: read + parse the run's {files} CSVs ({series} model series + derived, {bins} bins)"
         rows = [
             Row(f"/state?bin=N, {n} nodes, server time p50", bin_server, baseline, Target.within(5e-3), note),
             Row(f"/state?bin=N, {n} nodes, HTTP loopback p50", bin_http, baseline, Target.info(faster=True)),

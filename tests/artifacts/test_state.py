@@ -349,3 +349,25 @@ def test_a_finding_on_an_edge_is_listed_under_edge_warnings(two_stage: tuple[Reg
     assert [w["code"] for w in snapshot(state, 2)["edgeWarnings"]["intake_to_pack"]] == ["edge_flow_mismatch_incoming"]
     assert snapshot(state, 1)["edgeWarnings"] == {}
     assert list(state_window(state)["edgeWarnings"]) == ["intake_to_pack"]
+
+
+def test_minmax_matches_a_plain_loop_with_nans_and_a_partial_bucket() -> None:
+    rng = np.random.default_rng(3)
+    block = rng.integers(0, 50, (6, 23)).astype(float)
+    block[1, 4:9] = np.nan  # a whole bucket undefined (k = 4: bins 4..7) and part of the next
+    block[2, ::3] = np.nan
+    block[4, :] = np.nan
+    values, at = minmax(block, 4)
+    for r in range(6):
+        want: list[float] = []
+        for s in range(0, 23, 4):
+            bucket = block[r, s:s + 4]
+            ok = ~np.isnan(bucket)
+            if not ok.any():
+                want += [math.nan, math.nan]
+                continue
+            idx = np.flatnonzero(ok)
+            lo, hi = idx[np.argmin(bucket[ok])], idx[np.argmax(bucket[ok])]
+            want += [bucket[lo], bucket[hi]] if lo <= hi else [bucket[hi], bucket[lo]]
+        assert np.array_equal(values[r], want, equal_nan=True), r
+    assert at.tolist() == [0, 3, 4, 7, 8, 11, 12, 15, 16, 19, 20, 22]

@@ -81,14 +81,14 @@ def minmax(block: Block, k: int) -> tuple[Block, npt.NDArray[np.int64]]:
     >>> v.tolist(), at.tolist()
     ([[1.0, 5.0, 2.0, 0.0, 3.0, 3.0]], [0, 1, 2, 3, 4, 4])
     """
-    rows, n = block.shape
+    block = np.ascontiguousarray(block)  # a whole-run window is the block itself: no copy
+    n = block.shape[1]
     full = n // k
     parts = []
     if full:
-        # A view, not a copy: (rows, buckets, k) over the whole buckets.
-        parts.append(_pairs(block[:, :full * k].reshape(rows, full, k)))
+        parts.append(_pairs(block, full, k))
     if n % k:
-        parts.append(_pairs(block[:, full * k:].reshape(rows, 1, n % k)))
+        parts.append(_pairs(np.ascontiguousarray(block[:, full * k:]), 1, n % k))
     out = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
     buckets = full + (1 if n % k else 0)
     starts = np.arange(buckets, dtype=np.int64) * k
@@ -98,21 +98,37 @@ def minmax(block: Block, k: int) -> tuple[Block, npt.NDArray[np.int64]]:
     return out, at
 
 
-def _pairs(shaped: Block) -> Block:
-    """(rows, buckets, k) -> (rows, 2 x buckets): each bucket's min and max in the order they occur."""
-    nan = np.isnan(shaped)
-    has_nan = bool(nan.any())
-    lo = np.argmin(np.where(nan, np.inf, shaped) if has_nan else shaped, axis=2)
-    hi = np.argmax(np.where(nan, -np.inf, shaped) if has_nan else shaped, axis=2)
-    lo_v = np.take_along_axis(shaped, lo[..., None], axis=2)[..., 0]
-    hi_v = np.take_along_axis(shaped, hi[..., None], axis=2)[..., 0]
+def _pairs(block: Block, buckets: int, k: int) -> Block:
+    """
+    The first ``buckets`` buckets of ``k`` columns of a C-contiguous ``block``:
+    (rows, 2 x buckets), each bucket's min and max in the order they occur.
+    """
+    rows, n = block.shape
+    shaped = block[:, :buckets * k].reshape(rows, buckets, k)  # a view
+    # argmin/argmax over the view, the values picked by flat index: the fewest passes over the data
+    # (a reduction along a short last axis costs as much as the argmin itself).
+    lo, hi = shaped.argmin(axis=2), shaped.argmax(axis=2)
+    base = np.arange(rows)[:, None] * n + np.arange(buckets)[None, :] * k
+    flat = block.reshape(-1)
+    out = _ordered(lo, hi, flat[base + lo], flat[base + hi])
+    # argmin/argmax stop at a NaN: the rows holding one again, NaN skipped (few: a derived
+    # series' undefined bins). An all-NaN bucket gives two nulls.
+    nan_rows = np.flatnonzero(np.isnan(out).any(axis=1))
+    if nan_rows.size:
+        part = shaped[nan_rows]
+        nan = np.isnan(part)
+        lo = np.where(nan, np.inf, part).argmin(axis=2)
+        hi = np.where(nan, -np.inf, part).argmax(axis=2)
+        with np.errstate(invalid="ignore"):
+            out[nan_rows] = _ordered(lo, hi, np.fmin.reduce(part, axis=2), np.fmax.reduce(part, axis=2))
+    return out
+
+
+def _ordered(lo: npt.NDArray[np.intp], hi: npt.NDArray[np.intp], lo_v: Block, hi_v: Block) -> Block:
     early = lo <= hi
-    out = np.empty((shaped.shape[0], shaped.shape[1] * 2))
+    out = np.empty((lo.shape[0], lo.shape[1] * 2))
     out[:, 0::2] = np.where(early, lo_v, hi_v)
     out[:, 1::2] = np.where(early, hi_v, lo_v)
-    if has_nan:
-        empty = np.repeat(nan.all(axis=2), 2, axis=1)
-        out[empty] = np.nan
     return out
 
 
