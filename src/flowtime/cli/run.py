@@ -113,7 +113,7 @@ def run(
     _warn([*loaded.warnings, *results.warnings, *results.nonfinite_warnings()])
     metrics: dict[str, Any] = {}
     findings: list[Any] = []
-    if strict or not quiet:  # what the run means: the node table, the findings, the gate
+    if strict or as_json or not quiet:  # what the run means: the node table, the findings, the gate
         from flowtime.analysis.metrics import derive
         from flowtime.engine.validation import analyse_run, strict_gate
 
