@@ -207,7 +207,7 @@ def validate(
                                                          "/v1/validate); exit 1 still means invalid.")] = False,
     lenient_outputs: LenientOpt = False,
 ) -> None:
-    """Check MODEL and print every problem; exit 1 when there are errors."""
+    """Check MODEL (--tier schema|compile|analyse) and print every problem; exit 1 when there are errors."""
     from flowtime.engine.validation import tier_named, validate_model
     from flowtime.errors import ModelValidationError
     from flowtime.series_files import beside
