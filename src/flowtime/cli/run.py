@@ -6,10 +6,10 @@ import json
 import re
 import time
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 from flowtime.errors import ArtifactError, Problem
@@ -185,8 +185,15 @@ def _stats_json(values: Any) -> dict[str, float | None]:
                 "max": clean(float(np.max(values))), "last": clean(float(values[-1]))}
 
 
-TierOpt = Annotated[str, typer.Option(
-    "--tier", click_type=click.Choice(["schema", "compile", "analyse", "analyze"], case_sensitive=False),
+class Tier(StrEnum):
+    SCHEMA = "schema"
+    COMPILE = "compile"
+    ANALYSE = "analyse"
+    ANALYZE = "analyze"
+
+
+TierOpt = Annotated[Tier, typer.Option(
+    "--tier", case_sensitive=False,
     help="How far to check: schema (the document's shape), compile (references, expressions, the plan) or "
          "analyse (one evaluation and the analyser's findings).")]
 
@@ -194,7 +201,7 @@ TierOpt = Annotated[str, typer.Option(
 def _readable(model: str) -> None:
     """A file that cannot be read is an input error (exit 2), not an invalid model (exit 1)."""
     path = Path(model)
-    if model != "-" and not path.is_file():
+    if model != "-" and (path.is_dir() or not path.exists()):  # a device or a pipe is read (up to the limit)
         why = "is a folder" if path.is_dir() else "not found"
         raise typer.BadParameter(f"{model}: {why}; give a model YAML file or - for standard input",
                                  param_hint="MODEL")
@@ -202,7 +209,7 @@ def _readable(model: str) -> None:
 
 def validate(
     model: ModelArg,
-    tier: TierOpt = "analyse",
+    tier: TierOpt = Tier.ANALYSE,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (the body of POST "
                                                          "/v1/validate); exit 1 still means invalid.")] = False,
     lenient_outputs: LenientOpt = False,
@@ -215,7 +222,7 @@ def validate(
 
     _readable(model)
     text, name = read_model_text(model)
-    chosen = tier_named(tier) or "analyse"
+    chosen = tier_named(tier.value) or "analyse"
     report = validate_model(text, name, tier=chosen, series_files=beside(model), lenient_outputs=lenient_outputs)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
