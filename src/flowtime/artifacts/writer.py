@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from flowtime._version import __version__
+from flowtime.analysis.invariants import analyse
 from flowtime.artifacts import layout
 from flowtime.artifacts.canonical import CSV_HEADER, format_rows, sha256_text
 from flowtime.artifacts.index import is_disk_full
@@ -165,7 +166,7 @@ def write_run(
         coverage = _write_class_series(tmp, results, index_entries, run_series, series_hashes) if model.classes \
             else "none"
         grid = {**model.grid.to_json(), "binMinutes": model.grid.bin_minutes, "timezone": "UTC", "align": "left"}
-        warnings = [p.to_dict() for p in (*loaded.warnings, *results.warnings, *results.nonfinite_warnings())]
+        warnings = run_warnings(loaded, results, model)
         _dump(tmp / layout.SERIES_DIR / layout.INDEX, {"schemaVersion": 1, "grid": grid, "series": index_entries})
         prov_json: dict[str, Any] | None = None
         if provenance is not None:
@@ -224,6 +225,21 @@ def write_run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return RunRecord(run_id, final, manifest, run)
+
+
+def run_warnings(loaded: LoadedModel, results: Results, model: Model) -> list[dict[str, Any]]:
+    """
+    ``run.json.warnings``: the loader's and the engine's problems, then the
+    analyser's findings (a finding's dict has a ``code``, a problem's does not).
+    A problem that leads with a code (``router_class_leakage: ...``) the
+    analyser reports too, or that the model's ``analysis.ignore`` names, is
+    left out: the finding says it once, located by node and bin.
+    """
+    findings = analyse(model, results.series, model.analysis)
+    said = {f.code for f in findings} | set(model.analysis.ignore)
+    problems = (*loaded.warnings, *results.warnings, *results.nonfinite_warnings())
+    kept = [p for p in problems if p.message.partition(":")[0] not in said]
+    return [*(p.to_dict() for p in kept), *(f.to_dict() for f in findings)]
 
 
 def _write_class_series(folder: Path, results: Results, index_entries: list[dict[str, Any]],

@@ -28,6 +28,7 @@ from flowtime.expr.shapes import Outline
 from flowtime.expr.syntax import Expr, Num
 from flowtime.gcpause import paused_gc
 from flowtime.model import kinds
+from flowtime.model.analysis_settings import read_analysis
 from flowtime.model.classes import Arrival, FlowClass, read_classes, read_traffic
 from flowtime.model.decompose import decompose
 from flowtime.model.files import SeriesFiles, load_files
@@ -49,7 +50,7 @@ from flowtime.model.topology import Topology, read_topology
 from flowtime.model.yamltext import Path, SourceMap, format_path, parse_yaml, remove_top_level_key
 
 TOP_LEVEL_KEYS = ("schemaVersion", "grid", "nodes", "outputs", "rng", "metadata", "provenance", "topology", "classes",
-                  "traffic")
+                  "traffic", "analysis")
 WINDOW_KEYS = ("window", "variables", "constraints")  # the window (fixture) form's, beside topology
 # \Z, not $: `$` also matches before a final newline ("b\n" must not pass).
 NODE_ID = re.compile(r"^[^\W\d][\w.\-]{0,127}\Z")
@@ -182,6 +183,7 @@ def _load(text: str, source: str, limits: Limits, series_files: SeriesFiles | No
     outputs = _outputs(data, ctx, [n.id for n in nodes if not kinds.is_internal(n.id)])
     rng = _rng(data, ctx)
     metadata = _metadata(data, ctx)
+    settings = read_analysis(data.get("analysis"), ctx)
     analysis = _analyse(nodes, exprs, ctx)
 
     errors = [p for p in ctx.problems if p.severity == "error"]
@@ -189,7 +191,7 @@ def _load(text: str, source: str, limits: Limits, series_files: SeriesFiles | No
         raise ModelValidationError(ctx.problems, source)
 
     model = Model(grid=grid, nodes=tuple(nodes), outputs=tuple(outputs), rng=rng, metadata=metadata,
-                  topology=topology, classes=classes, arrivals=arrivals)
+                  topology=topology, classes=classes, arrivals=arrivals, analysis=settings)
     remember(graph_from(model, analysis))  # analysed once, here: Sim and the engine read this graph
     spec_text = text
     if "provenance" in data:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from flowtime.model.analysis_settings import DEFAULT_ANALYSIS, AnalysisSettings
 from flowtime.records import record
 
 FloatArray = npt.NDArray[np.float64]
@@ -194,6 +195,8 @@ class Model:
     topology: Any = None  # model.topology.Topology: services and their series (queues are in ``nodes``)
     classes: tuple[Any, ...] = ()  # model.classes.FlowClass: the declared flow classes
     arrivals: tuple[Any, ...] = ()  # model.classes.Arrival: traffic.arrivals (which class arrives where)
+    # The analyser's thresholds (the ``analysis:`` block). They change no series, so not the model hash.
+    analysis: AnalysisSettings = DEFAULT_ANALYSIS
 
     def node(self, node_id: str) -> Any:
         for n in self.nodes:
