@@ -247,8 +247,10 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
     results = planned.evaluate(req.seed, sample_pmf=req.sample_pmf, set=req.overrides)
     given = results.overrides
     t2 = time.perf_counter()
+    findings = None
     if req.strict:  # before anything is written: a run that fails the gate is not stored
-        strict_gate(analyse_run(results.model or model, results.series))
+        findings = analyse_run(results.model or model, results.series)
+        strict_gate(findings)
     extra: list[dict[str, Any]] = []
     provenance = loaded.provenance
     if header is not None:
@@ -258,7 +260,7 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
                                  severity="warning").to_dict())
         provenance = header
     record = write_run(loaded, results, settings.data_dir, provenance=provenance, timings={
-        "compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)})
+        "compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)}, findings=findings)
     registry.register(record)
     out: dict[str, Any] = {
         "runId": record.run_id,

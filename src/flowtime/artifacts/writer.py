@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 import orjson
 
 from flowtime._version import __version__
+from flowtime.analysis.findings import Finding
 from flowtime.analysis.invariants import analyse
 from flowtime.artifacts import layout
 from flowtime.artifacts.canonical import CSV_HEADER, format_rows, sha256_text
@@ -103,12 +105,14 @@ def write_run(
     deterministic_id: bool = False,
     timings: dict[str, float] | None = None,
     now: datetime | None = None,
+    findings: Sequence[Finding] | None = None,
 ) -> RunRecord:
     """
     Write one run under ``root`` and return where it went. The model that is
     hashed and described is the one ``results`` were computed from (what-if
     overrides applied); ``spec.yaml`` keeps the text as given, and ``run.json``
-    (and the provenance, when there is one) record the overrides.
+    (and the provenance, when there is one) record the overrides. ``findings``:
+    the analyser's, when the caller already has them (``run --strict`` gates on them first).
     """
     model = results.model if results.model is not None else loaded.model
     overrides = dict(results.overrides)
@@ -166,7 +170,7 @@ def write_run(
         coverage = _write_class_series(tmp, results, index_entries, run_series, series_hashes) if model.classes \
             else "none"
         grid = {**model.grid.to_json(), "binMinutes": model.grid.bin_minutes, "timezone": "UTC", "align": "left"}
-        warnings = run_warnings(loaded, results, model)
+        warnings = run_warnings(loaded, results, model, findings)
         _dump(tmp / layout.SERIES_DIR / layout.INDEX, {"schemaVersion": 1, "grid": grid, "series": index_entries})
         prov_json: dict[str, Any] | None = None
         if provenance is not None:
@@ -227,7 +231,8 @@ def write_run(
     return RunRecord(run_id, final, manifest, run)
 
 
-def run_warnings(loaded: LoadedModel, results: Results, model: Model) -> list[dict[str, Any]]:
+def run_warnings(loaded: LoadedModel, results: Results, model: Model,
+                 findings: Sequence[Finding] | None = None) -> list[dict[str, Any]]:
     """
     ``run.json.warnings``: the loader's and the engine's problems, then the
     analyser's findings (a finding's dict has a ``code``, a problem's does not).
@@ -235,7 +240,8 @@ def run_warnings(loaded: LoadedModel, results: Results, model: Model) -> list[di
     analyser reports too, or that the model's ``analysis.ignore`` names, is
     left out: the finding says it once, located by node and bin.
     """
-    findings = analyse(model, results.series, model.analysis)
+    if findings is None:
+        findings = analyse(model, results.series, model.analysis)
     said = {f.code for f in findings} | set(model.analysis.ignore)
     problems = (*loaded.warnings, *results.warnings, *results.nonfinite_warnings())
     kept = [p for p in problems if p.message.partition(":")[0] not in said]

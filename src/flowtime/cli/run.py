@@ -119,12 +119,13 @@ def run(
 
         model_run = results.model or loaded.model
         metrics = derive(model_run, results.series, model_run.analysis)
-        findings = analyse_run(model_run, results.series)
+        findings = analyse_run(model_run, results.series, metrics)
         if strict:  # before anything is written: a run that fails the gate is not stored (0028)
             strict_gate(findings)
     record = write_run(
         loaded, results, root, provenance=loaded.provenance, deterministic_id=deterministic_run_id,
         timings={"compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)},
+        findings=findings if strict or not quiet or as_json else None,
     )
     Registry(root).register(record)
     if as_json:

@@ -125,11 +125,14 @@ def validate_model(text: str, source: str = "<string>", *, tier: str = "analyse"
                       tuple(found), loaded)
 
 
-def analyse_run(model: Model, series: Mapping[str, Any]) -> list[Finding]:
-    """The analyser's findings over an evaluated model, with the model's own ``analysis:`` settings."""
+def analyse_run(model: Model, series: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> list[Finding]:
+    """
+    The analyser's findings over an evaluated model, with the model's own ``analysis:``
+    settings (``metrics``: ``analysis.metrics.derive``'s, when the caller has them).
+    """
     from flowtime.analysis.invariants import analyse
 
-    return analyse(model, series)
+    return analyse(model, series, model.analysis, metrics)
 
 
 def strict_gate(findings: Sequence[Finding]) -> None:

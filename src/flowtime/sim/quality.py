@@ -113,13 +113,24 @@ def validate_loaded(loaded: LoadedModel, *, unused_parameters: Sequence[str] | N
     """The report for a model the loader already accepted."""
     findings = tuple(check_model(loaded.model))
     quality = assess(loaded, unused_parameters=unused_parameters, topo=topo, findings=findings)
-    return ValidationReport(True, (), tuple(loaded.warnings), quality, loaded, findings)
+    return ValidationReport(True, (), tuple(unsaid(loaded.warnings, findings)), quality, loaded, findings)
+
+
+def unsaid(warnings: Sequence[Problem], findings: Sequence[Finding]) -> list[Problem]:
+    """
+    The loader's warnings less those leading with a code a finding reports (``edge_behavior_violation_lag: ...``):
+    the finding says it once, located by node - as the run writer does for run.json.
+    """
+    said = {f.code for f in findings}
+    return [w for w in warnings if w.message.partition(":")[0] not in said]
 
 
 def assess(loaded: LoadedModel, *, unused_parameters: Sequence[str] | None = None,
            topo: Topology | None = None, findings: Sequence[Finding] | None = None) -> QualityReport:
     model = loaded.model
     topo = topo or topology(model)
+    if findings is None and model.topology is not None:
+        findings = check_model(model)
     checks = [Check("schema", True, "the model passes the shared model validation")]
     checks.append(_has_outputs(topo))
     checks.append(_reach_outputs(topo))
@@ -131,9 +142,9 @@ def assess(loaded: LoadedModel, *, unused_parameters: Sequence[str] | None = Non
     checks.append(_non_negative(model))
     if topo.outputs:
         checks.append(_no_zero_outputs(model, topo))
-    checks.append(_no_warnings(loaded.warnings))
+    checks.append(_no_warnings(unsaid(loaded.warnings, findings or ())))
     if model.topology is not None:  # the analyser's model checks read the topology
-        checks.append(_no_analyser_warnings(check_model(model) if findings is None else findings))
+        checks.append(_no_analyser_warnings(findings or ()))
     return QualityReport.from_checks(checks)
 
 
