@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ def run_example(name: str, tmp_path: Path, *extra: str) -> dict[str, list[float]
     out = {}
     for f in (run_dir / "series").glob("*@DEFAULT.csv"):  # totals; per-class files end @<Class>.csv
         with f.open() as fh:
-            out[f.name.split("@")[0]] = [float(r["value"]) for r in csv.DictReader(fh)]
+            # an empty cell is an undefined bin of a derived metric (latency where nothing is served)
+            out[f.name.split("@")[0]] = [float(r["value"]) if r["value"] else math.nan for r in csv.DictReader(fh)]
     return out
 
 

@@ -13,6 +13,7 @@ import pytest
 from flowtime.analysis.codes import CODES
 from flowtime.analysis.findings import Finding
 from flowtime.analysis.invariants import analyse
+from flowtime.analysis.windows import WINDOW_CODES
 from flowtime.engine import evaluate
 from flowtime.model.analysis_settings import AnalysisSettings
 from flowtime.model.load import load_model
@@ -25,9 +26,14 @@ BASE = ("  - {id: cap, values: [100, 100, 100, 100]}\n  - {id: pt, values: [10, 
 FULL = "capacity: cap, processingTimeMsSum: pt, servedCount: sc"
 
 
+def invariants(found: list[Finding]) -> list[Finding]:
+    """The invariant findings: the window facts ``analyse`` adds are tested in test_windows."""
+    return [f for f in found if f.code not in WINDOW_CODES]
+
+
 def run(body: str, settings: AnalysisSettings | None = None) -> list[Finding]:
     lm = load_model(HEAD + body)
-    return analyse(lm.model, evaluate(lm.model).series, settings)
+    return invariants(analyse(lm.model, evaluate(lm.model).series, settings))
 
 
 def only(findings: list[Finding], code: str) -> Finding:
@@ -167,7 +173,7 @@ def test_queues_flowtime_computes_never_mismatch() -> None:
     lm = load_model(HEAD + body)
     series = evaluate(lm.model).series
     assert not np.isfinite(series["n"]).all()
-    assert "queue_depth_mismatch" not in {f.code for f in analyse(lm.model, series)}
+    assert "queue_depth_mismatch" not in {f.code for f in invariants(analyse(lm.model, series))}
 
 
 def _edges(b_arrivals: str, lag: int = 0) -> str:
@@ -325,7 +331,17 @@ def test_derived_metrics_lend_their_effective_capacity() -> None:
     nodes = "  - {id: a, values: [10, 10, 10, 10]}\n  - {id: s, values: [2, 5, 4, 8]}\n"
     lm = load_model(HEAD + one_node(f"arrivals: a, served: s, {FULL}", nodes=nodes))
     series = evaluate(lm.model).series
-    assert analyse(lm.model, series) == []
+    assert invariants(analyse(lm.model, series)) == []
     metrics = {"N": SimpleNamespace(series={"effectiveCapacity": np.full(4, 4.0)})}
-    f = only(analyse(lm.model, series, metrics=metrics), "served_exceeds_capacity")
+    f = only(invariants(analyse(lm.model, series, metrics=metrics)), "served_exceeds_capacity")
     assert (f.bins, f.value) == ((1, 3), 2.0)
+
+
+def test_analyse_also_reports_the_window_facts_of_the_whole_run() -> None:
+    # arrivals 10 per bin, served 3: the queue is 7, 14, 21, 28 - it rises in bins 1, 2, 3 (a streak of 3)
+    lm = load_model(HEAD + "nodes:\n  - {id: a, values: [10, 10, 10, 10]}\n  - {id: s, values: [3, 3, 3, 3]}\n"
+                    "topology:\n  nodes:\n"
+                    "    - {id: Q, kind: serviceWithBuffer, semantics: {arrivals: a, served: s}}\n")
+    found = analyse(lm.model, evaluate(lm.model).series)
+    streak = [f for f in found if f.code == "backlog_growth_streak"]
+    assert [(f.node, f.bins, f.severity) for f in streak] == [("Q", (1, 2, 3), "info")]

@@ -220,7 +220,8 @@ def test_nodes_flowtime_made_for_itself_are_not_shown_in_a_run(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(("period", "phase", "released"), [
-    ("1.0e+30", "0", [1, 0, 0, 0]), ("1000000000000000000000000000000", "1000000000000000000000000000003", [0, 0, 0, 1]),
+    ("1.0e+30", "0", [1, 0, 0, 0]),
+    ("1000000000000000000000000000000", "1000000000000000000000000000003", [0, 0, 0, 1]),
     ("3", "1000000000000000000000000000000", [0, 1, 0, 0]), ("4", "0", [1, 0, 0, 0]), ("2", "1", [0, 1, 0, 1])])
 def test_a_dispatch_period_or_phase_past_the_grid_releases_as_written(
         period: str, phase: str, released: list[int]) -> None:

@@ -386,3 +386,11 @@ def test_a_class_part_is_named_by_its_node_and_class_and_a_total_by_its_node() -
     total = {"id": "hub_in@HUB_IN@DEFAULT", "nodeId": "hub_in", "class": "DEFAULT", "classKind": "fallback"}
     part = {"id": "hub_in@HUB_IN@Airport", "nodeId": "hub_in", "class": "Airport", "classKind": "specific"}
     assert (_label(total), _label(part)) == ("hub_in", "hub_in@Airport")
+
+
+def test_a_derived_metric_is_named_by_its_series_not_by_the_topology_node_it_describes() -> None:
+    from flowtime.ui.pages.run_detail import _label
+
+    entry = {"id": "hub_latency_min@HUB_LATENCY_MIN@DEFAULT", "nodeId": "Hub", "kind": "derived",
+             "metric": "latencyMinutes", "class": "DEFAULT", "classKind": "fallback"}
+    assert _label(entry) == "hub_latency_min"

@@ -128,3 +128,13 @@ CODES: dict[str, CodeInfo] = {
     "dependency_retry_pressure_missing": _i("the dependency has errors but no caller gives semantics.attempts; "
                                             "retry pressure on it is invisible", "model"),
 }
+
+
+def _window_codes() -> dict[str, CodeInfo]:
+    # the window facts live beside their computation (analysis.windows); one table still names every code
+    from flowtime.analysis.windows import WINDOW_CODES
+
+    return {code: CodeInfo(severity, hint, "series") for code, (severity, hint) in WINDOW_CODES.items()}
+
+
+CODES.update(_window_codes())

@@ -25,7 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from flowtime.analysis.findings import Finding, offending
+from flowtime.analysis.metrics import derive
 from flowtime.analysis.static import Index, finding, index, model_findings, series_of
+from flowtime.analysis.windows import window_facts
 from flowtime.model.analysis_settings import AnalysisSettings
 from flowtime.model.decompose import split_class_part_id
 from flowtime.model.edges import edge_measure, edge_name, edge_type
@@ -52,11 +54,13 @@ def analyse(model: Model, series: Mapping[str, Array], settings: AnalysisSetting
             metrics: Mapping[str, Any] | None = None) -> list[Finding]:
     """
     Every finding for ``model`` evaluated to ``series`` (node id -> float64
-    array); ``settings`` defaults to the model's ``analysis:`` block.
-    ``metrics`` (``analysis.metrics.derive``'s) lends its effective capacity
-    when the caller has it.
+    array): the invariants, then the window facts over the whole run;
+    ``settings`` defaults to the model's ``analysis:`` block. ``metrics``
+    (``analysis.metrics.derive``'s) is derived here when the caller has none.
     """
     settings = settings or model.analysis
+    if metrics is None and model.topology is not None:
+        metrics = derive(model, series, settings)
     idx = index(model)
     out = model_findings(model, series.keys(), idx)
     topology: Topology | None = model.topology
@@ -68,6 +72,8 @@ def analyse(model: Model, series: Mapping[str, Array], settings: AnalysisSetting
                 for t in topology.nodes:
                     out.extend(_Node(model, idx, t, series, parts, settings.tolerance, metrics).findings())
             out.extend(_routers(routers, parts, settings.tolerance))
+    if metrics:
+        out.extend(window_facts(model, metrics, settings))
     return _finish(model, out, settings)
 
 

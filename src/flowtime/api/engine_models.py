@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from flowtime.analysis.findings import Finding
+from flowtime.analysis.metrics import NodeMetrics, derive
 from flowtime.api.bodies import UnusableJson, load_json
 from flowtime.api.engine_deps import get_registry, get_settings
 from flowtime.api.problems import problem_responses
@@ -247,9 +249,12 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
     results = planned.evaluate(req.seed, sample_pmf=req.sample_pmf, set=req.overrides)
     given = results.overrides
     t2 = time.perf_counter()
-    findings = None
+    metrics: dict[str, NodeMetrics] | None = None
+    findings: list[Finding] | None = None
     if req.strict:  # before anything is written: a run that fails the gate is not stored
-        findings = analyse_run(results.model or model, results.series)
+        run_model = results.model or model
+        metrics = derive(run_model, results.series, run_model.analysis)
+        findings = analyse_run(run_model, results.series, metrics)
         strict_gate(findings)
     extra: list[dict[str, Any]] = []
     provenance = loaded.provenance
@@ -260,7 +265,8 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
                                  severity="warning").to_dict())
         provenance = header
     record = write_run(loaded, results, settings.data_dir, provenance=provenance, timings={
-        "compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)}, findings=findings)
+        "compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)}, metrics=metrics,
+        findings=findings)
     registry.register(record)
     out: dict[str, Any] = {
         "runId": record.run_id,

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from flowtime.artifacts import layout
 from flowtime.errors import ConflictError, FlowTimeError
 from flowtime.model.diff import Change, diff_models
 from flowtime.model.schema import Model
@@ -302,6 +303,5 @@ def _entries(registry: Registry, run_id: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for e in registry.series_index(run_id).get("series", []):
         if isinstance(e, dict):
-            node = e.get("nodeId")
-            out.setdefault(node if isinstance(node, str) else str(e.get("id", "")).split("@", 1)[0], e)
+            out.setdefault(layout.entry_name(e), e)
     return out

@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from flowtime.errors import InvalidRunId, RunNotFound
 
@@ -87,6 +89,22 @@ def series_id(node_id: str) -> str:
     'served@SERVED@DEFAULT'
     """
     return f"{node_id}@{node_id.upper()}@DEFAULT"
+
+
+def entry_name(entry: Mapping[str, Any]) -> str:
+    """
+    The name readers show and look a series index entry up by: its node id, but a
+    derived metric's own series name (its ``nodeId`` is the topology node it describes).
+
+    >>> entry_name({"id": "served@SERVED@DEFAULT", "nodeId": "served"})
+    'served'
+    >>> entry_name({"id": "hub_utilization@HUB_UTILIZATION@DEFAULT", "nodeId": "Hub", "kind": "derived"})
+    'hub_utilization'
+    """
+    node = entry.get("nodeId")
+    if entry.get("kind") == "derived" or not isinstance(node, str):
+        return str(entry.get("id", "")).split("@", 1)[0]
+    return node
 
 
 def series_file(node_id: str) -> str:

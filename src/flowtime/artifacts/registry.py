@@ -21,6 +21,7 @@ moment - raise ``RunNotFound``, never a bare ``OSError``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -178,11 +179,14 @@ def parse_series_csv(data: bytes) -> Series:
     """
     Values of a series CSV (``t,value`` rows) in row order.
 
-    >>> parse_series_csv(b"t,value\\n0,1\\n1,NaN\\n2,-Infinity\\n").tolist()
-    [1.0, nan, -inf]
+    An empty cell (an undefined bin of a derived metric) is NaN.
+
+    >>> parse_series_csv(b"t,value\\n0,1\\n1,NaN\\n2,-Infinity\\n3,\\n").tolist()
+    [1.0, nan, -inf, nan]
     """
     lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
-    values = [float(line.partition(b",")[2]) for line in lines[1:] if line.strip()]
+    cells = [line.partition(b",")[2].strip() for line in lines[1:] if line.strip()]
+    values = [float(c) if c else math.nan for c in cells]
     return np.array(values, dtype=np.float64)
 
 
@@ -491,5 +495,4 @@ class Registry:
 
 
 def _node_id(entry: dict[str, Any]) -> str:
-    node = entry.get("nodeId")
-    return node if isinstance(node, str) else str(entry.get("id", "")).split("@", 1)[0]
+    return layout.entry_name(entry)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import orjson
 from flowtime._version import __version__
 from flowtime.analysis.findings import Finding
 from flowtime.analysis.invariants import analyse
+from flowtime.analysis.metrics import METRICS, NodeMetrics, derive, series_name
 from flowtime.artifacts import layout
 from flowtime.artifacts.canonical import CSV_HEADER, format_rows, sha256_text
 from flowtime.artifacts.index import is_disk_full
@@ -105,14 +106,16 @@ def write_run(
     deterministic_id: bool = False,
     timings: dict[str, float] | None = None,
     now: datetime | None = None,
+    metrics: Mapping[str, NodeMetrics] | None = None,
     findings: Sequence[Finding] | None = None,
 ) -> RunRecord:
     """
     Write one run under ``root`` and return where it went. The model that is
     hashed and described is the one ``results`` were computed from (what-if
     overrides applied); ``spec.yaml`` keeps the text as given, and ``run.json``
-    (and the provenance, when there is one) record the overrides. ``findings``:
-    the analyser's, when the caller already has them (``run --strict`` gates on them first).
+    (and the provenance, when there is one) record the overrides. ``metrics`` and
+    ``findings``: ``derive``'s and the analyser's, when the caller already has them
+    (``run --strict`` gates on the findings first).
     """
     model = results.model if results.model is not None else loaded.model
     overrides = dict(results.overrides)
@@ -169,8 +172,11 @@ def write_run(
 
         coverage = _write_class_series(tmp, results, index_entries, run_series, series_hashes) if model.classes \
             else "none"
+        if metrics is None:
+            metrics = derive(model, results.series, model.analysis)
+        _write_derived_series(tmp, model, results, metrics, index_entries, run_series, series_hashes)
         grid = {**model.grid.to_json(), "binMinutes": model.grid.bin_minutes, "timezone": "UTC", "align": "left"}
-        warnings = run_warnings(loaded, results, model, findings)
+        warnings = run_warnings(loaded, results, model, metrics, findings)
         _dump(tmp / layout.SERIES_DIR / layout.INDEX, {"schemaVersion": 1, "grid": grid, "series": index_entries})
         prov_json: dict[str, Any] | None = None
         if provenance is not None:
@@ -232,6 +238,7 @@ def write_run(
 
 
 def run_warnings(loaded: LoadedModel, results: Results, model: Model,
+                 metrics: Mapping[str, NodeMetrics] | None = None,
                  findings: Sequence[Finding] | None = None) -> list[dict[str, Any]]:
     """
     ``run.json.warnings``: the loader's and the engine's problems, then the
@@ -241,7 +248,7 @@ def run_warnings(loaded: LoadedModel, results: Results, model: Model,
     left out: the finding says it once, located by node and bin.
     """
     if findings is None:
-        findings = analyse(model, results.series, model.analysis)
+        findings = analyse(model, results.series, model.analysis, metrics)
     said = {f.code for f in findings} | set(model.analysis.ignore)
     problems = (*loaded.warnings, *results.warnings, *results.nonfinite_warnings())
     kept = [p for p in problems if p.message.partition(":")[0] not in said]
@@ -281,6 +288,46 @@ def _write_class_series(folder: Path, results: Results, index_entries: list[dict
     if not carried:
         return "none"
     return "partial" if skipped else "full"
+
+
+def _write_derived_series(folder: Path, model: Model, results: Results, metrics: Mapping[str, NodeMetrics],
+                          index_entries: list[dict[str, Any]], run_series: list[dict[str, Any]],
+                          series_hashes: dict[str, str]) -> None:
+    """
+    Each topology node's derived metrics (``analysis.metrics``), one series file
+    each, an undefined bin as an empty cell. A name that is already a series of
+    the model (or of another topology node's metric) is not written: the
+    model's own series keeps its name.
+    """
+    taken = set(results.series) | set(model.node_ids)
+    chosen: list[tuple[str, str, str]] = []  # series name, topology node, metric key
+    arrays = []
+    for m in metrics.values():
+        for key, values in m.derived.items():
+            name = series_name(m.id, key)
+            if name in taken:
+                continue
+            taken.add(name)
+            chosen.append((name, m.id, key))
+            arrays.append(values)
+    if not chosen:
+        return
+    header = CSV_HEADER.encode()
+    for start in range(0, len(chosen), _BLOCK):
+        rows = format_rows(np.stack(arrays[start:start + _BLOCK]))
+        for (name, node_id, key), body in zip(chosen[start:start + _BLOCK], rows, strict=True):
+            data = header + body.replace(b",NaN\n", b",\n")  # undefined: an empty cell (JSON null)
+            sid = layout.series_id(name)
+            rel = _write_series(folder, name, data)
+            series_hashes[sid] = sha256_text(data)
+            unit = METRICS[key].unit
+            index_entries.append({
+                "id": sid, "nodeId": node_id, "kind": "derived", "metric": key, "path": rel, "unit": unit,
+                "componentId": node_id.upper(), "class": "DEFAULT", "classKind": "fallback",
+                "points": int(model.grid.bins), "hash": series_hashes[sid], "as": None,
+            })
+            run_series.append({"id": sid, "nodeId": node_id, "kind": "derived", "metric": key, "path": rel,
+                               "unit": unit, "as": None})
 
 
 def _write_error(exc: OSError, root: Path, run_id: str) -> ArtifactError:

@@ -113,7 +113,8 @@ def run(
     _warn([*loaded.warnings, *results.warnings, *results.nonfinite_warnings()])
     metrics: dict[str, Any] = {}
     findings: list[Any] = []
-    if strict or as_json or not quiet:  # what the run means: the node table, the findings, the gate
+    analysed = strict or as_json or not quiet
+    if analysed:  # what the run means: the node table, the findings, the gate
         from flowtime.analysis.metrics import derive
         from flowtime.engine.validation import analyse_run, strict_gate
 
@@ -125,7 +126,7 @@ def run(
     record = write_run(
         loaded, results, root, provenance=loaded.provenance, deterministic_id=deterministic_run_id,
         timings={"compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)},
-        findings=findings if strict or not quiet or as_json else None,
+        metrics=metrics if analysed else None, findings=findings if analysed else None,
     )
     Registry(root).register(record)
     if as_json:

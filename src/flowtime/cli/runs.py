@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import typer
 
 from flowtime.artifacts.canonical import format_number
+from flowtime.artifacts.layout import entry_name
 from flowtime.artifacts.registry import MAX_LIMIT, Artifact, ArtifactQuery, Registry
 from flowtime.errors import ArtifactError
 
@@ -130,7 +131,7 @@ def show(
         ("provenance", ", ".join(f"{k}={v}" for k, v in prov.items()
                                  if k in ("modelId", "templateId", "templateVersion"))
          if prov else "-"),
-        ("series", ", ".join(s.get("nodeId", s["id"]) for s in run.get("series", []))),
+        ("series", ", ".join(entry_name(s) for s in run.get("series", []))),
         ("files", f"{len(files)} ({sum(f['size'] for f in files)} bytes)"),
         ("hashes", "ok" if not problems else f"{len(problems)} mismatch(es)"),
     ]
@@ -169,7 +170,7 @@ def _values(registry: Registry, run_id: str, names: list[str], as_csv: bool, as_
         sys.stdout.buffer.write(registry.series_bytes(run_id, entries[0]))  # the stored file, byte for byte
         sys.stdout.flush()
         return
-    labels = [str(e.get("nodeId") or str(e["id"]).split("@", 1)[0]) for e in entries]
+    labels = [entry_name(e) for e in entries]
     columns = [registry.series_values(run_id, e) for e in entries]
     bins = max((c.size for c in columns), default=0)
     if as_json:

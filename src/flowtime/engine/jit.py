@@ -31,6 +31,11 @@ group that shares code: group g's integer table ``IXg`` holds, per component,
 its own columns, its peers' columns and its externals' rows; ``KGg`` its
 numbers. So loops that differ only in their numbers (the stages of a
 pipeline) share one compiled kernel.
+
+A standalone loop's site also computes its *satellites* (``schedule.satellites``,
+0029): small acyclic nodes it reads or that read it, as extra columns before
+and after its members, so they cost no whole-series NumPy calls; the plan
+computes them with programs when the site runs no compiled kernel with them.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flowtime.expr import functions as fx
-from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary
+from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary, walk
 
 if TYPE_CHECKING:
     from flowtime.engine.blocks import Pool
@@ -83,6 +88,26 @@ _NO_POINTERS = np.empty((0, 3), dtype=np.int64)  # XP when every external is cop
 # kernels call them on floats too) are its own SIMD routines.
 UNSUPPORTED = {"EXP": "EXP", "LOG": "LOG", "POW": "POW"}
 _COMPARE = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
+
+
+# The calls ``body`` writes per bin; the functions as ``expr.functions`` holds them when this module is imported.
+COMPILED_CALLS = frozenset({"MIN", "MAX", "CLAMP", "ABS", "SQRT", "FLOOR", "CEIL", "ROUND", "MOD", "IF", "STEP",
+                            "SHIFT", "CONV", "PULSE"})
+_AS_IMPORTED = {name: f.vector for name, f in fx.FUNCTIONS.items()}
+
+
+def compilable(e: Expr) -> bool:
+    """
+    Whether ``body`` writes ``e`` with the bits of the vector functions: only
+    calls it knows, none of them replaced in ``expr.functions.FUNCTIONS``
+    since (the programs would call a replacement; a kernel cannot).
+    """
+    for node in walk(e):
+        if isinstance(node, Call):
+            f = fx.FUNCTIONS.get(node.name)
+            if node.name not in COMPILED_CALLS or f is None or f.vector is not _AS_IMPORTED.get(node.name):
+                return False
+    return True
 
 
 class Unsupported(Exception):
@@ -529,9 +554,14 @@ class Site:
     """
 
     def __init__(self, accel: Accelerator, components: Sequence[Sequence[str]], bins: int,
-                 asts: Callable[[], Mapping[str, Expr]], register: Callable[[str, str], None]) -> None:
+                 asts: Callable[[], Mapping[str, Expr]], register: Callable[[str, str], None],
+                 satellites: frozenset[str] = frozenset()) -> None:
         self.accel = accel
+        # Each component's series in per-bin order; a compiled kernel computes its satellites too
+        # (acyclic nodes next to the loop: engine.schedule.satellites), the Python kernels do not.
         self.components = [list(c) for c in components]
+        self.satellites = satellites
+        self.absorbs = False  # whether the compiled kernel computes the satellites
         self.bins = bins
         self._asts = asts
         self._register = register
@@ -555,7 +585,8 @@ class Site:
 
     @property
     def members(self) -> list[str]:
-        return [m for c in self.components for m in c]
+        """The loops' members (not the satellites)."""
+        return [m for c in self.components for m in c if m not in self.satellites]
 
     @property
     def layout(self) -> str:
@@ -580,7 +611,14 @@ class Site:
             if self.kernel is not None or self._closed:
                 return
             try:
-                self._build()
+                try:
+                    self._build(self.components)
+                except Unsupported:
+                    if not self.satellites:
+                        raise
+                    # the loops alone, their satellites left to the programs (a satellite the kernel
+                    # cannot write, or too many statements with them, must not cost the loops their kernel)
+                    self._build([[m for m in c if m not in self.satellites] for c in self.components])
             except Unsupported as exc:
                 self._fallback(str(exc))
             except Exception as exc:  # Numba refusing generated code: a bug to report, never a failed run
@@ -591,13 +629,13 @@ class Site:
         self.state = f"python: {reason}"
         self._register(f"<flowtime-jit-fallback: {', '.join(self.members)}>", f"# Python kernel kept: {reason}")
 
-    def _build(self) -> None:
+    def _build(self, components: list[list[str]]) -> None:
         asts = self._asts()
-        everyone = frozenset(self.members)
+        everyone = frozenset(m for c in components for m in c)
         # Waves (loops reading each other's past) are stepped bin by bin on bin-major arrays.
-        bin_major = any(body(comp, asts, everyone - set(comp)).peers for comp in self.components)
+        bin_major = any(body(comp, asts, everyone - set(comp)).peers for comp in components)
         shapes: dict[tuple[object, ...], list[tuple[list[str], Body]]] = {}
-        for comp in self.components:
+        for comp in components:
             b = body(comp, asts, everyone - set(comp), bin_major)
             shapes.setdefault(b.signature, []).append((comp, b))
         groups = list(shapes.values())
@@ -619,6 +657,7 @@ class Site:
         self._pool = Pool()
         self._columns, self._externals, self._tables = columns, list(externals), tables
         self._bin_major = bin_major
+        self.absorbs = not everyone.isdisjoint(self.satellites)  # before the kernel is there to be seen
         self.kernel = kernel
         self.state = f"compiled: {kernel.origin}"
         self._register(kernel.filename, source)
@@ -660,6 +699,14 @@ class Site:
         n_col = len(self._columns)
         shape = (width, bins, n_col) if self._bin_major else (n_col, width, bins)
         if n_col * width * bins * 8 >= POOL_MIN_BYTES:
+            if lanes is None and not self._bin_major:
+                # One evaluation: each series is a row of the block, the rows made once per block
+                # (a view per series per evaluation costs more than the kernel's own work at 10^3 bins).
+                block, _, _, rows = self._pool.claim_rows(self.layout, (n_col, bins))
+                self.kernel.run(xs, xp, block.reshape(shape), *self._tables)
+                del held
+                values.update(zip(self._columns, rows, strict=True))
+                return
             s, face = self._pool.claim(self.layout, shape)
         else:
             s = face = np.empty(shape, dtype=np.float64)
@@ -741,8 +788,8 @@ class Accelerator:
         self._asts: Mapping[str, Expr] | None = None
 
     def site(self, components: Sequence[Sequence[str]], bins: int, asts: Callable[[], Mapping[str, Expr]],
-             register: Callable[[str, str], None]) -> Site:
-        made = Site(self, components, bins, asts, register)
+             register: Callable[[str, str], None], satellites: frozenset[str] = frozenset()) -> Site:
+        made = Site(self, components, bins, asts, register, satellites)
         self.sites.append(made)
         return made
 

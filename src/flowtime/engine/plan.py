@@ -29,10 +29,10 @@ import numpy.typing as npt
 
 from flowtime.engine.blocks import Pool
 from flowtime.engine.codegen import kernel_runtime
-from flowtime.engine.jit import Accelerator
+from flowtime.engine.jit import Accelerator, compilable
 from flowtime.engine.pmf import node_seed, sample, sample_nodes
 from flowtime.engine.program import Program
-from flowtime.engine.schedule import levels, loop_expressions
+from flowtime.engine.schedule import levels, loop_expressions, satellites
 from flowtime.errors import EvaluationError, ModelValidationError, Problem
 from flowtime.expr.syntax import Expr
 from flowtime.gcpause import paused_gc
@@ -297,6 +297,7 @@ class _Builder:
         self.graph = plan.graph
         self.bins = plan.bins
         self.kernels: dict[str, Callable[..., Any]] = {}
+        self.rank = {n: i for i, n in enumerate(plan.graph.order)}
 
     def _exec(self, source: str, label: str, name: str, extra: dict[str, Any] | None = None) -> Callable[..., Any]:
         filename = _register(source, label)
@@ -321,20 +322,24 @@ class _Builder:
             return [self.chunk([n for n in graph.order if n in graph.exprs])]
         batch: list[str] = []
         asts = loop_expressions(graph)  # loop members with small nodes between loops written in place
-        for lv in levels(graph, asts):
+        lvs = levels(graph, asts)
+        # Small acyclic nodes next to a standalone loop, computed by its step (in its compiled kernel if it has one)
+        near = satellites(graph, lvs, asts, compilable) if self.plan.jit.mode is not False else {}
+        moved = {n for heads, tails in near.values() for n in (*heads, *tails)}
+        for lv in lvs:
             for n in lv.nodes:
-                if n in graph.exprs:
+                if n in graph.exprs and n not in moved:
                     batch.append(n)
             if (lv.alone or lv.waves) and batch:
                 steps.append(self.chunk(batch))
                 batch = []
-            shapes: dict[str, list[LoopKernel]] = {}
+            shapes: dict[str, list[tuple[LoopKernel, tuple[list[str], list[str]]]]] = {}
             if lv.alone:
                 from flowtime.engine.feedback import loop_kernel  # only models with loops need the kernels
 
                 for c in lv.alone:
                     k = loop_kernel(list(graph.components[c]), asts)
-                    shapes.setdefault(k.shape_key, []).append(k)
+                    shapes.setdefault(k.shape_key, []).append((k, near.get(c, ([], []))))
             steps += [self.loops(ks) for ks in shapes.values()]
             steps += [self.wave([list(graph.components[c]) for c in wave], asts) for wave in lv.waves]
         if batch:
@@ -358,19 +363,38 @@ class _Builder:
 
         return step
 
-    def loops(self, kernels: list[LoopKernel]) -> Step:
-        """Standalone loops of one shape: on floats if one, else as columns of NumPy vectors."""
+    def loops(self, looped: list[tuple[LoopKernel, tuple[list[str], list[str]]]]) -> Step:
+        """
+        Standalone loops of one shape: on floats if one, else as columns of
+        NumPy vectors; with their satellites (heads before, tails after), which
+        a compiled kernel computes bin by bin with the loops instead.
+        """
         bins = self.bins
+        kernels = [k for k, _ in looped]
+        heads = [n for _, (hs, _) in looped for n in hs]
+        tails = [n for _, (_, ts) in looped for n in ts]
+        before = self.chunk(sorted(heads, key=self.rank.__getitem__)) if heads else None
+        after = self.chunk(sorted(tails, key=self.rank.__getitem__)) if tails else None
         constants = [np.array(ks, dtype=np.float64) for ks in zip(*(k.constants for k in kernels), strict=True)]
         scalar_fn = self.kernel(kernels[0].scalar_source) if len(kernels) == 1 else None
         vector_fn = self.kernel(kernels[0].vector_source)
         jit = self.plan.jit
-        site = jit.site([k.members for k in kernels], bins, lambda: jit.loop_asts(lambda: loop_expressions(self.graph)),
-                        lambda name, source: self.plan._sources.append((name, source)))
+        site = jit.site([[*hs, *k.members, *ts] for k, (hs, ts) in looped], bins,
+                        lambda: jit.loop_asts(lambda: loop_expressions(self.graph)),
+                        lambda name, source: self.plan._sources.append((name, source)), frozenset(heads + tails))
 
         def step(r: Values, lanes: int | None) -> None:
+            compiled = site.use(lanes)  # once per evaluation: it counts them
+            alone = not (compiled and site.absorbs)  # the satellites computed apart
+            if before is not None and alone:
+                before(r, lanes)
+            loop(r, lanes, compiled)
+            if after is not None and alone:
+                after(r, lanes)
+
+        def loop(r: Values, lanes: int | None, compiled: bool) -> None:
             try:
-                if site.use(lanes):
+                if compiled:
                     site.run(r, lanes)
                     return
                 if lanes is None and scalar_fn is not None:

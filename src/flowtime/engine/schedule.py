@@ -16,10 +16,14 @@ A small node between two loops (``arrivals_2 = SHIFT(served_1, 2)``) would
 still put them on different levels, so loop expressions are read with such
 nodes written in place (``loop_expressions``): the loop then reads
 ``SHIFT(served_1, 2)`` itself, and the node is still computed for its own sake.
+
+``satellites`` names the small acyclic nodes a standalone loop's step may
+compute with it (its compiled kernel, bin by bin: 0029).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from flowtime.expr.syntax import BinOp, Call, Expr, Ref, Unary, fold, walk
@@ -111,9 +115,7 @@ def levels(graph: ModelGraph, asts: dict[str, Expr] | None = None) -> list[Level
     asts = loop_expressions(graph) if asts is None else asts
     comp_of = {m: i for i, c in enumerate(graph.components) for m in c}
     unit_of: dict[str, int | str] = {n: comp_of.get(n, n) for n in graph.order}
-    # What each node reads, and through how much lag: loop members as they read with nodes inlined.
-    reads = {n: (references_with_lag(asts[n]) if n in comp_of and asts[n] is not graph.exprs[n] else graph.lags[n])
-             for n in graph.order}
+    reads = _reads(graph, asts, comp_of)
     level: dict[int | str, int] = {}
     links: dict[int, set[int]] = {}  # component -> components it reads on its own level
     # graph.order is topological over units, each unit's members together; an
@@ -158,6 +160,82 @@ def levels(graph: ModelGraph, asts: dict[str, Expr] | None = None) -> list[Level
             for c in wave:
                 wave_of[c] = wave
     return [out[k] for k in sorted(out)]
+
+
+def satellites(graph: ModelGraph, lvs: list[Level], asts: Mapping[str, Expr],
+               compilable: Callable[[Expr], bool]) -> dict[int, tuple[list[str], list[str]]]:
+    """
+    For each loop standing alone at its level (a component index): the small
+    acyclic nodes its compiled step may compute with it, bin by bin, as
+    ``(heads, tails)`` in evaluation order. A tail reads that loop (and
+    otherwise only what is computed before the loop's step); a head is read by
+    it, and by nothing computed before the step or in another's. So moving
+    them into the step changes no one's inputs, only where they are computed.
+
+    >>> from flowtime.model.load import load_model
+    >>> from flowtime.model.graph import graph_of
+    >>> g = graph_of(load_model("schemaVersion: 1\\ngrid: {bins: 3, binSize: 1, binUnit: hours}\\nnodes:\\n"
+    ...     "  - {id: a, values: [1, 2, 3]}\\n"
+    ...     "  - {id: cap, kind: expr, expr: 'MIN(a, 2)'}\\n"
+    ...     "  - {id: q, kind: expr, expr: 'MAX(0, SHIFT(q, 1) + a - cap)'}\\n"
+    ...     "  - {id: late, kind: expr, expr: 'q - cap'}\\n").model)
+    >>> asts = loop_expressions(g)
+    >>> satellites(g, levels(g, asts), asts, lambda e: True)
+    {0: (['cap'], ['late'])}
+    """
+    comp_of = {m: i for i, c in enumerate(graph.components) for m in c}
+    if not comp_of:
+        return {}
+    alone = {c: i for i, lv in enumerate(lvs) for c in lv.alone}
+    rank: dict[str, int] = {}  # a node's level (a loop member's is its loop's)
+    for i, lv in enumerate(lvs):
+        rank.update(dict.fromkeys(lv.nodes, i))
+        for c in [*lv.alone, *(c for w in lv.waves for c in w)]:
+            rank.update(dict.fromkeys(graph.components[c], i))
+    reads = _reads(graph, asts, comp_of)
+    readers: dict[str, list[str]] = {n: [] for n in graph.order}
+    for n in graph.order:
+        for d in reads[n]:
+            readers[d].append(n)
+    owner: dict[str, int] = {}  # satellite -> its loop
+    tails: dict[int, list[str]] = {}
+    heads: dict[int, list[str]] = {}
+
+    def fits(n: str) -> bool:
+        e = graph.exprs.get(n)
+        return (e is not None and n not in comp_of and sum(1 for _ in walk(e)) <= INLINE_LIMIT
+                and compilable(e))
+
+    def loop_of(names: Mapping[str, int] | list[str]) -> int | None:
+        """The one alone-standing loop among ``names`` (members or satellites), if exactly one."""
+        found = {comp_of[d] if d in comp_of else owner[d] for d in names if d in comp_of or d in owner}
+        return found.pop() if len(found) == 1 and next(iter(found)) in alone else None
+
+    for n in graph.order:  # tails: inputs first, so a tail may read an earlier tail
+        home = loop_of(reads[n]) if fits(n) else None
+        if home is None:
+            continue
+        at = alone[home]
+        if all(comp_of.get(d, owner.get(d)) == home
+               or (d not in owner and (rank[d] < at if d in comp_of else rank[d] <= at)) for d in reads[n]):
+            owner[n] = home
+            tails.setdefault(home, []).append(n)
+    for n in reversed(graph.order):  # heads: readers first, so a head may be read by a later head
+        home = loop_of(readers[n]) if n not in owner and fits(n) else None
+        if home is None:
+            continue
+        at = alone[home]
+        if (all(comp_of.get(r, owner.get(r)) == home or (r not in owner and rank[r] > at) for r in readers[n])
+                and not any(comp_of.get(d) == home or d in tails.get(home, ()) for d in reads[n])):
+            owner[n] = home
+            heads.setdefault(home, []).append(n)
+    return {c: (heads.get(c, [])[::-1], tails.get(c, [])) for c in sorted({*heads, *tails})}
+
+
+def _reads(graph: ModelGraph, asts: Mapping[str, Expr], comp_of: Mapping[str, int]) -> dict[str, Mapping[str, int]]:
+    """What each node reads when evaluated, and through how much lag: loop members as they read with nodes inlined."""
+    return {n: (references_with_lag(asts[n]) if n in comp_of and asts[n] is not graph.exprs[n] else graph.lags[n])
+            for n in graph.order}
 
 
 def _linked(start: int, links: dict[int, set[int]]) -> set[int]:

@@ -21,6 +21,7 @@ import numpy as np
 from flowtime.errors import ModelValidationError, Problem
 from flowtime.expr.functions import suggest
 from flowtime.model.schema import ConstNode, Model
+from flowtime.records import derived
 
 Overrides = dict[str, float | list[float]]
 
@@ -32,18 +33,30 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _nodes_by_id(model: Model) -> dict[str, Any]:
+    """The model's nodes by id (the first of an id, as ``Model.node``), kept with the model: a warm
+    ``evaluate(set=)`` should not scan the nodes (0029)."""
+    kept = derived(model)
+    got: dict[str, Any] | None = kept.get("nodes by id")
+    if got is None:
+        got = {}
+        for n in model.nodes:
+            got.setdefault(n.id, n)
+        kept["nodes by id"] = got
+    return got
+
+
 def normalise(overrides: Mapping[str, Any], bins: int, model: Model, *, origin: str = "set") -> Overrides:
     """Checked overrides as plain JSON data (floats, or lists of floats), in the order given."""
     problems: list[Problem] = []
     out: Overrides = {}
-    ids = model.node_ids
+    by_id = _nodes_by_id(model)
     for name, value in overrides.items():
         path = f"{origin}.{name}"
-        try:
-            node = model.node(str(name))
-        except KeyError:
-            problems.append(Problem(path, f"unknown node '{name}'{suggest(str(name), ids)}; --set takes a const "
-                                          "node's id"))
+        node = by_id.get(str(name))
+        if node is None:
+            problems.append(Problem(path, f"unknown node '{name}'{suggest(str(name), model.node_ids)}; --set takes "
+                                          "a const node's id"))
             continue
         if not isinstance(node, ConstNode):
             article = "an" if node.kind == "expr" else "a"

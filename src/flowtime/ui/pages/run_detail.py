@@ -52,6 +52,8 @@ def regenerate_url(provenance: dict[str, Any], run_id: str) -> str | None:
 def _label(entry: dict[str, Any]) -> str:
     """A series' name: its node, and ``@Class`` for a class's part of it (its total is the plain name)."""
     node = str(entry.get("nodeId") or str(entry.get("id", "")).split("@", 1)[0])
+    if entry.get("kind") == "derived":  # a metric of a topology node: the series' own name
+        node = str(entry.get("id", "")).split("@", 1)[0]
     if entry.get("classKind") == "specific" and entry.get("class"):
         return f"{node}@{entry['class']}"
     return node
