@@ -149,3 +149,15 @@ def test_a_strict_run_without_warnings_is_stored_and_a_lax_run_with_them_too(cli
     lax = client.post("/v1/run", content=OVER_SERVED, headers=YAML)
     assert lax.status_code == 200
     assert run_count(client) == before + 2
+
+
+def test_a_loader_warning_a_finding_reports_is_said_once_by_the_finding(client: httpx.Client) -> None:
+    text = CLEAN + ("    - {id: Back, kind: service, semantics: {arrivals: served, served: served}}\n"
+                    "  edges:\n    - {from: Desk, to: Back, lag: 1}\n")
+    warnings = validate(client, text)["warnings"]
+    lagged = [w for w in warnings if "edge_behavior_violation_lag" in (w["code"] or w["message"])]  # type: ignore[union-attr]
+    assert [(w["code"], w["nodeId"]) for w in lagged] == [("edge_behavior_violation_lag", "Desk")]
+    # the compile tier has no findings: there the loader's warning is the one that says it
+    [loader] = validate(client, text, tier="compile")["warnings"]  # type: ignore[misc]
+    assert loader["code"] is None and loader["message"].startswith("edge_behavior_violation_lag:")
+    assert loader["path"] == "topology.edges[0].lag"

@@ -121,8 +121,10 @@ def validate_model(text: str, source: str = "<string>", *, tier: str = "analyse"
         return Validation(tier, tuple(sorted_problems([*loaded.warnings, Problem(f"nodes.{exc.node_id}", str(exc))])))
     model = results.model or loaded.model
     found = analyse_run(model, results.series)
-    return Validation(tier, tuple([*loaded.warnings, *results.warnings, *results.nonfinite_warnings()]),
-                      tuple(found), loaded)
+    said = {f.code for f in found}  # a warning leading with a finding's code is said once, by the finding
+    warned = [p for p in (*loaded.warnings, *results.warnings, *results.nonfinite_warnings())
+              if p.message.partition(":")[0] not in said]
+    return Validation(tier, tuple(warned), tuple(found), loaded)
 
 
 def analyse_run(model: Model, series: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> list[Finding]:
