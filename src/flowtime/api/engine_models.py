@@ -2,7 +2,8 @@
 Routes that take model text: POST /v1/run, /v1/graph and /v1/validate (tiered: ``engine.validation``).
 
 The body is model YAML (``application/x-yaml``, ``text/yaml``, ``text/plain``,
-or no content type) or JSON ``{"yaml": ..., "seed": ..., "samplePmf": ..., "set": {...}}``.
+or no content type) or JSON ``{"yaml": ..., "seed": ..., "samplePmf": ..., "set": {...}}``
+(plus ``"strict"`` for a run and the reference's ``"tier"`` for validate; 0028).
 What-if overrides of const nodes come as the JSON ``set`` object or as repeated
 ``?set=name=value`` query parameters (values in JSON: ``20``, ``[1,2,3]``).
 Provenance comes from the ``X-Model-Provenance`` header (a JSON object) or an

@@ -110,19 +110,23 @@ def run(
     results = planned.evaluate(seed, sample_pmf=sample_pmf, set=overrides)
     given = results.overrides
     t2 = time.perf_counter()
-    _warn([*loaded.warnings, *results.warnings, *results.nonfinite_warnings()])
     metrics: dict[str, Any] = {}
     findings: list[Any] = []
     analysed = strict or as_json or not quiet
     if analysed:  # what the run means: the node table, the findings, the gate
         from flowtime.analysis.metrics import derive
-        from flowtime.engine.validation import analyse_run, strict_gate
+        from flowtime.engine.validation import analyse_run
 
         model_run = results.model or loaded.model
         metrics = derive(model_run, results.series, model_run.analysis)
         findings = analyse_run(model_run, results.series, metrics)
-        if strict:  # before anything is written: a run that fails the gate is not stored (0028)
-            strict_gate(findings)
+    said = {f.code for f in findings}  # a warning leading with a finding's code is said once, by the finding
+    _warn([p for p in (*loaded.warnings, *results.warnings, *results.nonfinite_warnings())
+           if p.message.partition(":")[0] not in said])
+    if strict:  # before anything is written: a run that fails the gate is not stored (0028)
+        from flowtime.engine.validation import strict_gate
+
+        strict_gate(findings)
     record = write_run(
         loaded, results, root, provenance=loaded.provenance, deterministic_id=deterministic_run_id,
         timings={"compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)},
