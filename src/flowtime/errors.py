@@ -12,6 +12,7 @@ translate them once, at their edge, into exit codes and problem+json bodies.
     │   └── SeriesFileError         a `file:` series cannot be read (names the file and line)
     ├── LimitExceeded               an input is over a configured limit (HTTP 400; 413 for the body)
     ├── EvaluationError             a node failed while being computed (names the node)
+    ├── GateFailed                  a strict run with analyser warnings: nothing stored (HTTP 422)
     ├── TemplateError               a Sim template or its parameters are wrong
     │   ├── TemplateNotFound        (also a LookupError)
     │   └── ParameterError          parameter overrides rejected, every problem listed
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from flowtime.records import record
 
@@ -175,6 +177,36 @@ class EvaluationError(FlowTimeError):
     def __init__(self, node_id: str, message: str) -> None:
         self.node_id = node_id
         super().__init__(f"node `{node_id}`: {message}")
+
+
+class Reportable(Protocol):
+    """What ``GateFailed`` needs of a finding (``analysis.findings.Finding``; errors imports no analysis)."""
+
+    @property
+    def node(self) -> str | None: ...
+
+    @property
+    def severity(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class GateFailed(FlowTimeError):
+    """A run refused by the strict gate: the analyser found warnings, so nothing was stored."""
+
+    title = "Run failed the strict analysis gate"
+
+    def __init__(self, findings: Sequence[Reportable]) -> None:
+        self.findings = list(findings)
+        n = len(self.findings)
+        head = (f"{n} analyser finding{'s' if n != 1 else ''} of severity warning or worse; "
+                "the run was not stored (strict):")
+        super().__init__("\n".join([head, *(f"  - {f}" for f in self.findings)]))
+
+    @property
+    def problems(self) -> Sequence[Problem]:
+        return [Problem(f"topology.nodes.{f.node}" if f.node else "", str(f), severity=f.severity)
+                for f in self.findings]
 
 
 class TemplateError(FlowTimeError):

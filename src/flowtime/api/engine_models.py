@@ -1,8 +1,9 @@
 """
-Routes that take model text: POST /v1/run, /v1/graph and /v1/validate.
+Routes that take model text: POST /v1/run, /v1/graph and /v1/validate (tiered: ``engine.validation``).
 
 The body is model YAML (``application/x-yaml``, ``text/yaml``, ``text/plain``,
-or no content type) or JSON ``{"yaml": ..., "seed": ..., "samplePmf": ..., "set": {...}}``.
+or no content type) or JSON ``{"yaml": ..., "seed": ..., "samplePmf": ..., "set": {...}}``
+(plus ``"strict"`` for a run and the reference's ``"tier"`` for validate; 0028).
 What-if overrides of const nodes come as the JSON ``set`` object or as repeated
 ``?set=name=value`` query parameters (values in JSON: ``20``, ``[1,2,3]``).
 Provenance comes from the ``X-Model-Provenance`` header (a JSON object) or an
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -24,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from flowtime.analysis.findings import Finding
+from flowtime.analysis.metrics import NodeMetrics, derive
 from flowtime.api.bodies import UnusableJson, load_json
 from flowtime.api.engine_deps import get_registry, get_settings
 from flowtime.api.problems import problem_responses
@@ -31,15 +34,15 @@ from flowtime.artifacts.compare import json_values
 from flowtime.artifacts.registry import Registry
 from flowtime.artifacts.writer import write_run
 from flowtime.engine import plan
+from flowtime.engine.validation import TIERS, Validation, analyse_run, strict_gate, tier_named, validate_model
 from flowtime.errors import (
     LimitExceeded,
-    ModelError,
     ModelSyntaxError,
     ModelValidationError,
     Problem,
 )
 from flowtime.model.files import SeriesFiles
-from flowtime.model.load import load_error_problems, load_model
+from flowtime.model.load import load_model
 from flowtime.model.provenance import HEADER, Provenance, provenance_from_header
 from flowtime.series_files import within
 from flowtime.settings import EngineSettings
@@ -72,8 +75,22 @@ class ModelEnvelope(BaseModel):
                                                     "\"arrivals\": [1, 2, 3]} (a number means every bin).")
 
 
-def _body_doc(with_options: bool) -> dict[str, Any]:
-    schema = ModelEnvelope.model_json_schema(by_alias=True)
+class RunEnvelope(ModelEnvelope):
+    """The JSON form of a run body."""
+
+    strict: bool = Field(default=False, strict=True, description="Refuse (422, nothing stored) a run the analyser "
+                                                                 "finds a warning in; as ?strict=true.")
+
+
+class ValidateEnvelope(ModelEnvelope):
+    """The JSON form of a validate body: the reference's ``{"yaml", "tier"}`` plus the run options."""
+
+    tier: str | None = Field(default=None, description="schema, compile or analyse (the default); any case. "
+                                                       "?tier= wins over this field.")
+
+
+def _body_doc(with_options: bool, envelope: type[ModelEnvelope] = ModelEnvelope) -> dict[str, Any]:
+    schema = envelope.model_json_schema(by_alias=True)
     if not with_options:
         schema = {"type": "object", "required": ["yaml"],
                   "properties": {"yaml": {"type": "string"}}}
@@ -90,10 +107,13 @@ class ModelRequest:
     seed: int | None = None
     sample_pmf: bool = False
     overrides: dict[str, Any] | None = None
+    tier: str | None = None  # /v1/validate's
+    strict: bool = False  # /v1/run's
 
 
-def parse_model_body(content_type: str | None, body: bytes) -> ModelRequest:
-    """The model text and run options of a request body; 415 for other media types."""
+def parse_model_body(content_type: str | None, body: bytes,
+                     envelope: type[ModelEnvelope] = ModelEnvelope) -> ModelRequest:
+    """The model text and run options of a request body (JSON read as ``envelope``); 415 for other media types."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     is_json = media in JSON_TYPES or media.endswith("+json")
     if media and not is_json and media not in YAML_TYPES and not media.endswith("+yaml"):
@@ -119,17 +139,19 @@ def parse_model_body(content_type: str | None, body: bytes) -> ModelRequest:
     except UnusableJson as exc:
         raise ModelSyntaxError([Problem("", f"body is not usable JSON: {exc}")], SOURCE) from None
     try:
-        envelope = ModelEnvelope.model_validate(data)
+        got = envelope.model_validate(data)
     except ValidationError as exc:
         raise ModelValidationError(
             [Problem(".".join(str(p) for p in e["loc"]) or "body",
-                     _envelope_message(e)) for e in exc.errors()], SOURCE) from None
-    return ModelRequest(envelope.yaml, envelope.seed, envelope.sample_pmf, envelope.set_)
+                     _envelope_message(e, envelope)) for e in exc.errors()], SOURCE) from None
+    return ModelRequest(got.yaml, got.seed, got.sample_pmf, got.set_, getattr(got, "tier", None),
+                        getattr(got, "strict", False))
 
 
-def _envelope_message(err: Any) -> str:
+def _envelope_message(err: Any, envelope: type[ModelEnvelope]) -> str:
     if err["type"] == "extra_forbidden":
-        return "unknown field; the JSON body takes yaml, seed, samplePmf and set"
+        names = [f.alias or n for n, f in envelope.model_fields.items()]
+        return f"unknown field; the JSON body takes {', '.join(names[:-1])} and {names[-1]}"
     if err["type"] == "model_type":
         return 'the JSON body must be an object such as {"yaml": "schemaVersion: 1 ..."}'
     return str(err["msg"])
@@ -182,7 +204,7 @@ def query_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-@router.post("/v1/run", status_code=200, openapi_extra=_body_doc(True),
+@router.post("/v1/run", status_code=200, openapi_extra=_body_doc(True, RunEnvelope),
              summary="Evaluate a model and store the run (200, as the reference; Location names the run)")
 async def post_run(
     request: Request,
@@ -190,14 +212,18 @@ async def post_run(
     series: Annotated[bool, Query(description="Include the series values.")] = True,
     set_: SetQuery = None,
     lenient: LenientQuery = False,
+    strict: Annotated[bool, Query(description="Refuse the run with a 422 listing the analyser's findings when "
+                                              "any is a warning or worse; nothing is stored.")] = False,
     settings: EngineSettings = Depends(get_settings),
     registry: Registry = Depends(get_registry),
 ) -> JSONResponse:
     del provenance_header  # documented above; read (with repeats) from the raw headers
     header = header_provenance(request)
-    req = parse_model_body(request.headers.get("content-type"), await request.body())
+    req = parse_model_body(request.headers.get("content-type"), await request.body(), RunEnvelope)
     if set_:
-        req = ModelRequest(req.text, req.seed, req.sample_pmf, {**(req.overrides or {}), **query_overrides(set_)})
+        req = replace(req, overrides={**(req.overrides or {}), **query_overrides(set_)})
+    if strict:
+        req = replace(req, strict=True)
     body = await run_in_threadpool(_run, req, header, settings, registry, series, lenient)
     return JSONResponse(body, status_code=200, headers={"Location": f"/v1/runs/{body['runId']}"})
 
@@ -224,6 +250,13 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
     results = planned.evaluate(req.seed, sample_pmf=req.sample_pmf, set=req.overrides)
     given = results.overrides
     t2 = time.perf_counter()
+    metrics: dict[str, NodeMetrics] | None = None
+    findings: list[Finding] | None = None
+    if req.strict:  # before anything is written: a run that fails the gate is not stored
+        run_model = results.model or model
+        metrics = derive(run_model, results.series, run_model.analysis)
+        findings = analyse_run(run_model, results.series, metrics)
+        strict_gate(findings)
     extra: list[dict[str, Any]] = []
     provenance = loaded.provenance
     if header is not None:
@@ -233,7 +266,8 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
                                  severity="warning").to_dict())
         provenance = header
     record = write_run(loaded, results, settings.data_dir, provenance=provenance, timings={
-        "compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)})
+        "compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)}, metrics=metrics,
+        findings=findings)
     registry.register(record)
     out: dict[str, Any] = {
         "runId": record.run_id,
@@ -274,26 +308,40 @@ def _graph(text: str, settings: EngineSettings, lenient: bool) -> dict[str, Any]
                       lenient_outputs=lenient).graph.describe()
 
 
-@router.post("/v1/validate", openapi_extra=_body_doc(False),
-             summary="Every problem of a model, located, without running it")
-async def post_validate(request: Request, lenient: LenientQuery = False,
+TierQuery = Annotated[str | None, Query(description="schema, compile or analyse (the default; any case): how far "
+                                                   "to go. Wins over a JSON body's tier.")]
+
+
+@router.post("/v1/validate", openapi_extra=_body_doc(True, ValidateEnvelope),
+             summary="Every problem of a model, located, at a tier: schema, compile or analyse (the default)")
+async def post_validate(request: Request, lenient: LenientQuery = False, tier: TierQuery = None,
+                        set_: SetQuery = None,
                         settings: EngineSettings = Depends(get_settings)) -> dict[str, Any]:
     media = request.headers.get("content-type")
     body = await request.body()
     if not body.strip():
-        return {"valid": False, "problems": [
-            Problem("", "request body is empty; send the model YAML").to_dict()]}
-    req = parse_model_body(media, body)
-    return await run_in_threadpool(_validate, req.text, settings, lenient)
+        chosen = _tier(tier, None)
+        return Validation(chosen, (Problem("", "request body is empty; send the model YAML"),)).to_json()
+    req = parse_model_body(media, body, ValidateEnvelope)
+    chosen = _tier(tier, req.tier)
+    if set_:
+        req = replace(req, overrides={**(req.overrides or {}), **query_overrides(set_)})
+    return await run_in_threadpool(_validate, req, chosen, settings, lenient)
 
 
-def _validate(text: str, settings: EngineSettings, lenient: bool) -> dict[str, Any]:
-    # Reporting problems is this endpoint's answer, so model errors are caught here;
+def _tier(query: str | None, body: str | None) -> str:
+    given = query if query is not None else body
+    if given is None:
+        return "analyse"
+    name = tier_named(given)
+    if name is None:
+        raise HTTPException(400, f"unknown tier {given[:40]!r}; expected one of {', '.join(TIERS)}")
+    return name
+
+
+def _validate(req: ModelRequest, tier: str, settings: EngineSettings, lenient: bool) -> dict[str, Any]:
+    # Reporting problems is this endpoint's answer (validate_model never raises them);
     # input over a limit is refused with a problem (400) as on every other route.
-    try:
-        # analysed once: every problem found
-        loaded = load_model(text, SOURCE, limits=settings.limits(), series_files=telemetry(settings),
-                            lenient_outputs=lenient)
-    except ModelError as exc:
-        return {"valid": False, "problems": [p.to_dict() for p in load_error_problems(exc)]}
-    return {"valid": True, "problems": [p.to_dict() for p in loaded.warnings]}
+    return validate_model(req.text, SOURCE, tier=tier, limits=settings.limits(), series_files=telemetry(settings),
+                          lenient_outputs=lenient, seed=req.seed, sample_pmf=req.sample_pmf,
+                          overrides=req.overrides).to_json()

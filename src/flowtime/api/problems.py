@@ -22,6 +22,7 @@ from flowtime.errors import (
     ConflictError,
     EvaluationError,
     FlowTimeError,
+    GateFailed,
     InvalidRunId,
     LimitExceeded,
     ModelError,
@@ -46,6 +47,7 @@ STATUS: dict[type[BaseException], int] = {
     TemplateError: 400,
     ModelError: 400,
     EvaluationError: 400,
+    GateFailed: 422,  # the model is fine; the run it made fails the analyser gate the client asked for
     # A model or parameters over a configured limit is a bad request; 413 is kept
     # for the request body itself (the guard), see SECURITY.md.
     LimitExceeded: 400,
@@ -124,6 +126,8 @@ def problem_for(exc: FlowTimeError) -> JSONResponse:
     if isinstance(exc, QueryError):
         extra["parameter"] = exc.parameter
         extra["validRange"] = exc.valid
+    if isinstance(exc, GateFailed):
+        extra["findings"] = [f.to_dict() for f in exc.findings]
     return problem(status, getattr(exc, "title", slug), detail, errors=errors,
                    type_=f"https://flowtime.dev/problems/{slug}", error=one_line(exc), **extra)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 
 from flowtime._version import __version__
+from flowtime.analysis.findings import Finding
 from flowtime.analysis.invariants import analyse
 from flowtime.analysis.metrics import METRICS, NodeMetrics, derive, series_name
 from flowtime.artifacts import layout
@@ -105,12 +106,16 @@ def write_run(
     deterministic_id: bool = False,
     timings: dict[str, float] | None = None,
     now: datetime | None = None,
+    metrics: Mapping[str, NodeMetrics] | None = None,
+    findings: Sequence[Finding] | None = None,
 ) -> RunRecord:
     """
     Write one run under ``root`` and return where it went. The model that is
     hashed and described is the one ``results`` were computed from (what-if
     overrides applied); ``spec.yaml`` keeps the text as given, and ``run.json``
-    (and the provenance, when there is one) record the overrides.
+    (and the provenance, when there is one) record the overrides. ``metrics`` and
+    ``findings``: ``derive``'s and the analyser's, when the caller already has them
+    (``run --strict`` gates on the findings first).
     """
     model = results.model if results.model is not None else loaded.model
     overrides = dict(results.overrides)
@@ -167,10 +172,11 @@ def write_run(
 
         coverage = _write_class_series(tmp, results, index_entries, run_series, series_hashes) if model.classes \
             else "none"
-        metrics = derive(model, results.series, model.analysis)
+        if metrics is None:
+            metrics = derive(model, results.series, model.analysis)
         _write_derived_series(tmp, model, results, metrics, index_entries, run_series, series_hashes)
         grid = {**model.grid.to_json(), "binMinutes": model.grid.bin_minutes, "timezone": "UTC", "align": "left"}
-        warnings = run_warnings(loaded, results, model, metrics)
+        warnings = run_warnings(loaded, results, model, metrics, findings)
         _dump(tmp / layout.SERIES_DIR / layout.INDEX, {"schemaVersion": 1, "grid": grid, "series": index_entries})
         prov_json: dict[str, Any] | None = None
         if provenance is not None:
@@ -232,7 +238,8 @@ def write_run(
 
 
 def run_warnings(loaded: LoadedModel, results: Results, model: Model,
-                 metrics: Mapping[str, NodeMetrics] | None = None) -> list[dict[str, Any]]:
+                 metrics: Mapping[str, NodeMetrics] | None = None,
+                 findings: Sequence[Finding] | None = None) -> list[dict[str, Any]]:
     """
     ``run.json.warnings``: the loader's and the engine's problems, then the
     analyser's findings (a finding's dict has a ``code``, a problem's does not).
@@ -240,7 +247,8 @@ def run_warnings(loaded: LoadedModel, results: Results, model: Model,
     analyser reports too, or that the model's ``analysis.ignore`` names, is
     left out: the finding says it once, located by node and bin.
     """
-    findings = analyse(model, results.series, model.analysis, metrics)
+    if findings is None:
+        findings = analyse(model, results.series, model.analysis, metrics)
     said = {f.code for f in findings} | set(model.analysis.ignore)
     problems = (*loaded.warnings, *results.warnings, *results.nonfinite_warnings())
     kept = [p for p in problems if p.message.partition(":")[0] not in said]

@@ -24,8 +24,9 @@ from flowtime.errors import FlowTimeError, LimitExceeded, ModelError, RunNotFoun
 
 # name -> (module holding ``register``, short help shown by ``flowtime --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("flowtime.cli.run", "Evaluate MODEL, write a run folder and print a summary of its series."),
-    "validate": ("flowtime.cli.run", "Check MODEL and print every problem; exit 1 when there are errors."),
+    "run": ("flowtime.cli.run", "Evaluate MODEL, write a run folder and print a summary of its series and topology."),
+    "validate": ("flowtime.cli.run", "Check MODEL (--tier schema|compile|analyse) and print every problem; exit 1 "
+                                     "when there are errors."),
     "graph": ("flowtime.cli.run", "Print the nodes, edges and evaluation order of MODEL without running it."),
     "runs": ("flowtime.cli.runs", "List, inspect, export, compare and delete stored runs."),
     "sim": ("flowtime.cli.sim", "Sim: templates -> engine-ready models with provenance (never runs them)."),

@@ -6,6 +6,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,8 +87,10 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run id.")] = False,
     lenient_outputs: LenientOpt = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 and store nothing when the analyser finds a "
+                                         "warning (or worse) in the run.")] = False,
 ) -> None:
-    """Evaluate MODEL, write a run folder and print a summary of its series."""
+    """Evaluate MODEL, write a run folder and print a summary of its series and topology."""
     from flowtime.artifacts.registry import Registry
     from flowtime.artifacts.writer import write_run
     from flowtime.engine import plan
@@ -107,24 +110,45 @@ def run(
     results = planned.evaluate(seed, sample_pmf=sample_pmf, set=overrides)
     given = results.overrides
     t2 = time.perf_counter()
+    metrics: dict[str, Any] = {}
+    findings: list[Any] = []
+    analysed = strict or as_json or not quiet
+    if analysed:  # what the run means: the node table, the findings, the gate
+        from flowtime.analysis.metrics import derive
+        from flowtime.engine.validation import analyse_run
+
+        model_run = results.model or loaded.model
+        metrics = derive(model_run, results.series, model_run.analysis)
+        findings = analyse_run(model_run, results.series, metrics)
+    said = {f.code for f in findings}  # a warning leading with a finding's code is said once, by the finding
+    _warn([p for p in (*loaded.warnings, *results.warnings, *results.nonfinite_warnings())
+           if p.message.partition(":")[0] not in said])
+    if strict:  # before anything is written: a run that fails the gate is not stored (0028)
+        from flowtime.engine.validation import strict_gate
+
+        strict_gate(findings)
     record = write_run(
         loaded, results, root, provenance=loaded.provenance, deterministic_id=deterministic_run_id,
         timings={"compileMs": round((t1 - t0) * 1000, 3), "evaluateMs": round((t2 - t1) * 1000, 3)},
+        metrics=metrics if analysed else None, findings=findings if analysed else None,
     )
     Registry(root).register(record)
-    _warn([*loaded.warnings, *results.warnings, *results.nonfinite_warnings()])
     if as_json:
+        from flowtime.cli.summary import summary_json
+
         typer.echo(json.dumps({
             "runId": record.run_id, "path": str(record.path), "reused": record.reused,
             "modelHash": record.manifest["modelHash"], "scenarioHash": record.manifest["scenarioHash"],
             "seed": results.seed, "overrides": given, "series": results.output_ids,
             "summary": {n: _stats_json(results.series[n]) for n in results.output_ids},
+            **summary_json(metrics, findings),
         }, indent=2))
         return
     typer.echo(record.run_id)
     if quiet:
         return
     from flowtime.cli.output import print_table, summary_rows
+    from flowtime.cli.summary import print_findings, print_nodes
 
     g = loaded.model.grid
     facts = [f"{g.bins} bins of {g.bin_size} {g.bin_unit.value}", f"seed {results.seed}" if results.seed is not None
@@ -135,6 +159,8 @@ def run(
     typer.echo(f"  {'; '.join(facts)}")
     rows = summary_rows((n, results.series[n]) for n in results.output_ids)
     print_table(["series", "min", "mean", "max", "last"], rows)
+    print_nodes(metrics)
+    print_findings(findings)
 
 
 def _short(value: Any) -> str:
@@ -165,21 +191,66 @@ def _stats_json(values: Any) -> dict[str, float | None]:
                 "max": clean(float(np.max(values))), "last": clean(float(values[-1]))}
 
 
-def validate(model: ModelArg, lenient_outputs: LenientOpt = False) -> None:
-    """Check MODEL and print every problem; exit 1 when there are errors."""
-    from flowtime.model.load import load_model
+class Tier(StrEnum):
+    SCHEMA = "schema"
+    COMPILE = "compile"
+    ANALYSE = "analyse"
+    ANALYZE = "analyze"
+
+
+TierOpt = Annotated[Tier, typer.Option(
+    "--tier", case_sensitive=False,
+    help="How far to check: schema (the document's shape), compile (references, expressions, the plan) or "
+         "analyse (one evaluation and the analyser's findings).")]
+
+
+def _readable(model: str) -> None:
+    """A file that cannot be read is an input error (exit 2), not an invalid model (exit 1)."""
+    path = Path(model)
+    if model != "-" and (path.is_dir() or not path.exists()):  # a device or a pipe is read (up to the limit)
+        why = "is a folder" if path.is_dir() else "not found"
+        raise typer.BadParameter(f"{model}: {why}; give a model YAML file or - for standard input",
+                                 param_hint="MODEL")
+
+
+def validate(
+    model: ModelArg,
+    tier: TierOpt = Tier.ANALYSE,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (the body of POST "
+                                                         "/v1/validate); exit 1 still means invalid.")] = False,
+    lenient_outputs: LenientOpt = False,
+) -> None:
+    """Check MODEL (--tier schema|compile|analyse) and print every problem; exit 1 when there are errors."""
+    from flowtime.engine.validation import tier_named, validate_model
+    from flowtime.errors import ModelValidationError
     from flowtime.series_files import beside
     from flowtime.sources import read_model_text
 
+    _readable(model)
     text, name = read_model_text(model)
-    # raises with every problem, located
-    loaded = load_model(text, name, series_files=beside(model), lenient_outputs=lenient_outputs)
+    chosen = tier_named(tier.value) or "analyse"
+    report = validate_model(text, name, tier=chosen, series_files=beside(model), lenient_outputs=lenient_outputs)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        if not report.valid:
+            raise typer.Exit(1)
+        return
+    if not report.valid:  # every problem, located, as the loader reports them (exit 1)
+        raise ModelValidationError(report.problems, name)
+    _warn(report.warnings)
+    loaded = report.loaded
+    if loaded is None:
+        typer.echo(f"ok: {name} has the right shape (schema tier: expressions and references not checked)")
+        return
     graph = loaded.graph
-    _warn(loaded.warnings)
     g = loaded.model.grid
     loops = f", {len(graph.components)} feedback loop(s)" if graph.components else ""
     typer.echo(f"ok: {name} is valid - {len(graph.order)} nodes, {g.bins} bins of {g.bin_size} "
                f"{g.bin_unit.value}, {len(graph.outputs)} outputs{loops}")
+    if chosen == "analyse":
+        from flowtime.cli.summary import print_findings
+
+        print_findings(report.findings, none_line="no analyser findings")
 
 
 def graph(

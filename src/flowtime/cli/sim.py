@@ -153,6 +153,8 @@ def _overrides(template: Template, params_file: Path | None, params: Sequence[st
 def _warn_model(generation: Generation) -> None:
     for w in generation.report.warnings:
         typer.echo(f"warning: {w}", err=True)
+    for f in generation.report.findings:  # the analyser's model checks (series-level ones need an engine run)
+        typer.echo(f"{'note' if f.severity == 'info' else f.severity}: {f}", err=True)
 
 
 def _write(path: Path, text: str) -> None:
@@ -387,6 +389,8 @@ def _print_report(source: str, report: ValidationReport) -> None:
         typer.echo(f"  error: {p}")
     for w in report.warnings:
         typer.echo(f"  warning: {w}")
+    for f in report.findings:
+        typer.echo(f"  analyser: {f}")
     passed = sum(1 for c in report.quality.checks if c.passed)
     typer.echo(f"quality: {report.quality.score:g} ({passed} of {len(report.quality.checks)} checks pass)")
     for c in report.quality.checks:

@@ -25,7 +25,7 @@ from flowtime.errors import (
 from flowtime.expr.functions import suggest
 from flowtime.expr.parser import parse_with_outline
 from flowtime.expr.shapes import Outline
-from flowtime.expr.syntax import Expr
+from flowtime.expr.syntax import Expr, Num
 from flowtime.gcpause import paused_gc
 from flowtime.model import kinds
 from flowtime.model.analysis_settings import read_analysis
@@ -100,6 +100,7 @@ class _Ctx:
     _node_names: dict[int, str] | None = None
     text: str = ""
     lenient_outputs: bool = False
+    parse_expressions: bool = True  # False for the schema tier (``model.shape``): expressions stay text
     _lines: list[str] | None = None  # the text's lines, split when a problem is first located in them
     # node id -> (path of its expression field, the text): where to point at an issue
     texts: dict[str, tuple[Path, str]] = field(default_factory=dict)
@@ -500,6 +501,8 @@ class _NodeSource:
         return _number_array(values, self._at(field), self.ctx, what)
 
     def expression(self, field: str, text: str) -> Expr | None:
+        if not self.ctx.parse_expressions:
+            return _UNPARSED
         where = (*self.path, field)
         try:
             ast, outline = parse_with_outline(text, self.max_nesting, self.max_length)
@@ -514,6 +517,9 @@ class _NodeSource:
         self.ast, self.outline = ast, outline
         self.ctx.texts[self.node_id] = (where, text)
         return ast
+
+
+_UNPARSED = Num(0.0)  # what ``expression`` answers when expressions are left as text (``self.ast`` stays None)
 
 
 def _check_work(raw: list[Any], ctx: _Ctx, bins: int | None) -> None:

@@ -1,9 +1,11 @@
 """
 Structure validation and the quality report - reading a model, never running it.
 
-``validate_text`` runs the shared model loader and then a fixed list of
-checks. The score is the fraction of the applicable checks that pass (see
-docs/decisions/0006-sim-quality-score.md); a model the loader rejects scores 0.
+``validate_text`` runs the shared model loader, the analyser's model-only
+checks (``analysis.invariants.check_model``: no series, Sim never evaluates)
+and then a fixed list of checks. The score is the fraction of the applicable
+checks that pass (see docs/decisions/0006-sim-quality-score.md and 0028); a
+model the loader rejects scores 0.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowtime.analysis.findings import Finding
+from flowtime.analysis.invariants import check_model
 from flowtime.errors import ModelError, Problem
 from flowtime.expr.syntax import Array, BinOp, Call, Expr, Num, Ref, Unary
 from flowtime.model.load import LoadedModel, load_error_problems, load_model
@@ -63,12 +67,14 @@ class ValidationReport:
     warnings: tuple[Problem, ...]
     quality: QualityReport
     loaded: LoadedModel | None = field(default=None, compare=False)
+    findings: tuple[Finding, ...] = ()  # the analyser's model-only findings (``check_model``)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "valid": self.valid,
             "problems": [p.to_dict() for p in self.problems],
             "warnings": [p.to_dict() for p in self.warnings],
+            "analysis": [f.to_dict() for f in self.findings],
             "quality": self.quality.to_json(),
         }
 
@@ -105,14 +111,26 @@ def validate_text(text: str, source: str = "<string>", *,
 def validate_loaded(loaded: LoadedModel, *, unused_parameters: Sequence[str] | None = None,
                     topo: Topology | None = None) -> ValidationReport:
     """The report for a model the loader already accepted."""
-    quality = assess(loaded, unused_parameters=unused_parameters, topo=topo)
-    return ValidationReport(True, (), tuple(loaded.warnings), quality, loaded)
+    findings = tuple(check_model(loaded.model))
+    quality = assess(loaded, unused_parameters=unused_parameters, topo=topo, findings=findings)
+    return ValidationReport(True, (), tuple(unsaid(loaded.warnings, findings)), quality, loaded, findings)
+
+
+def unsaid(warnings: Sequence[Problem], findings: Sequence[Finding]) -> list[Problem]:
+    """
+    The loader's warnings less those leading with a code a finding reports (``edge_behavior_violation_lag: ...``):
+    the finding says it once, located by node - as the run writer does for run.json.
+    """
+    said = {f.code for f in findings}
+    return [w for w in warnings if w.message.partition(":")[0] not in said]
 
 
 def assess(loaded: LoadedModel, *, unused_parameters: Sequence[str] | None = None,
-           topo: Topology | None = None) -> QualityReport:
+           topo: Topology | None = None, findings: Sequence[Finding] | None = None) -> QualityReport:
     model = loaded.model
     topo = topo or topology(model)
+    if findings is None and model.topology is not None:
+        findings = check_model(model)
     checks = [Check("schema", True, "the model passes the shared model validation")]
     checks.append(_has_outputs(topo))
     checks.append(_reach_outputs(topo))
@@ -124,7 +142,9 @@ def assess(loaded: LoadedModel, *, unused_parameters: Sequence[str] | None = Non
     checks.append(_non_negative(model))
     if topo.outputs:
         checks.append(_no_zero_outputs(model, topo))
-    checks.append(_no_warnings(loaded.warnings))
+    checks.append(_no_warnings(unsaid(loaded.warnings, findings or ())))
+    if model.topology is not None:  # the analyser's model checks read the topology
+        checks.append(_no_analyser_warnings(findings or ()))
     return QualityReport.from_checks(checks)
 
 
@@ -185,6 +205,17 @@ def _no_warnings(warnings: Sequence[Problem]) -> Check:
     if not warnings:
         return Check("no_warnings", True, "the loader reported no warnings")
     return Check("no_warnings", False, f"{len(warnings)} warning(s), e.g. {warnings[0].message}")
+
+
+def _no_analyser_warnings(findings: Sequence[Finding]) -> Check:
+    # Infos (a series the model does not declare, say) are notes, not faults: only warnings and worse fail.
+    bad = [f for f in findings if f.at_least("warning")]
+    if not bad:
+        return Check("no_analyser_warnings", True, "the analyser's model checks found no warnings")
+    first = bad[0]
+    at = f" at {first.node}" if first.node else ""
+    return Check("no_analyser_warnings", False, f"{len(bad)} analyser warning(s), e.g. {first.code}{at}: "
+                 f"{first.message}")
 
 
 def _names(ids: Sequence[str], limit: int = 8) -> str:

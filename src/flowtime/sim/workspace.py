@@ -64,6 +64,8 @@ class Generation:
             "hash": self.generated.hash_prefix,
             "modelHash": f"sha256:{self.generated.hash}",
             "quality": self.report.quality.to_json(),
+            # The analyser's model-only findings (the reference's generation warnings; no series: Sim never runs it)
+            "warnings": [f.to_dict() for f in self.report.findings],
             "validation": {
                 "valid": self.report.valid,
                 "problems": [p.to_dict() for p in self.report.problems],
