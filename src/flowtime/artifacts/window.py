@@ -228,9 +228,12 @@ def _window_findings(state: RunState, a: int, b: int, nodes: Sequence[str] | Non
     """
     from flowtime.analysis.windows import WINDOW_CODES, window_facts
 
-    found = [f for f in findings_in(state.findings, a, b) if f.code not in WINDOW_CODES]
-    if state.model is not None and state.metrics:
-        found += window_facts(state.model, state.metrics, state.settings, a, b + 1)
+    if a == 0 and b == state.bins - 1:
+        found = list(state.findings)  # the whole run: its window facts are the run's own (analyse gives them)
+    else:
+        found = [f for f in findings_in(state.findings, a, b) if f.code not in WINDOW_CODES]
+        if state.model is not None and state.metrics:
+            found += window_facts(state.model, state.metrics, state.settings, a, b + 1)
     if nodes is not None:
         found = [f for f in found if f.node is None or f.node in nodes]
     return found
