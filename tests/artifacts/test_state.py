@@ -146,8 +146,12 @@ def test_the_summary_gives_stats_sla_and_totals(two_stage: tuple[Registry, str])
     # utilization [0.5, 1, 1, 0]: mean 0.625, max 1
     assert intake["utilization"]["mean"] == pytest.approx(0.625) and intake["utilization"]["max"] == 1.0
     assert intake["totals"] == {"arrivals": 60.0, "served": 50.0, "errors": None}
-    # served / arrivals = [1, 1, 2/3, (no arrivals) 1] -> 3 of 4 bins >= 0.95
-    assert intake["sla"] == {"kind": "completion", "target": 0.95, "met": 3, "evaluated": 4, "percent": 0.75}
+    # throughputRatio = served / arrivals = [1, 1, 2/3, undefined (no arrivals)]: 2 of 3 bins >= 0.95
+    assert intake["sla"] == {"kind": "completion", "target": 0.95, "met": 2, "evaluated": 3,
+                             "percent": pytest.approx(200 / 3)}
+    sla = open_state(registry, run_id).metrics["Intake"].sla  # the whole run: the metrics' own summary
+    assert sla is not None and (sla.met, sla.evaluated) == (2, 3)
+    # the reference's services[]: no arrivals counts as met -> [1, 1, 2/3, 1]: 3 of 4
     service = body["services"][0]
     assert service["id"] == "Intake" and service["binsMet"] == 3 and service["binsTotal"] == 4
     assert service["mini"].tolist() == pytest.approx([1.0, 1.0, 2 / 3, 1.0])
@@ -371,3 +375,17 @@ def test_minmax_matches_a_plain_loop_with_nans_and_a_partial_bucket() -> None:
             want += [bucket[lo], bucket[hi]] if lo <= hi else [bucket[hi], bucket[lo]]
         assert np.array_equal(values[r], want, equal_nan=True), r
     assert at.tolist() == [0, 3, 4, 7, 8, 11, 12, 15, 16, 19, 20, 22]
+
+
+def test_a_queue_with_sla_min_is_judged_by_latency(tmp_path: Path) -> None:
+    text = TWO_STAGE.replace("semantics: {arrivals: served, served: pack_rate}",
+                             "semantics: {arrivals: served, served: pack_rate, slaMin: 30}")
+    state = open_state(Registry(tmp_path), store(tmp_path, text))
+    # Pack's latency [0, 20, 40, 0] minutes against slaMin 30: bins 0, 1, 3 meet it
+    pack = summary(state)["nodes"][1]
+    assert pack["sla"] == {"kind": "backlogAge", "target": 30.0, "met": 3, "evaluated": 4, "percent": 75.0}
+    assert summary(state, 1, 2)["nodes"][1]["sla"]["met"] == 1  # 20 meets, 40 does not
+    at2 = snapshot(state, 2)["nodes"][1]
+    # 40 > 30 but <= 1.5 x 30 = 45: yellow; the run's SLA as the metrics give it
+    assert at2["color"] == "yellow" and at2["sla"] == {"kind": "backlogAge", "target": 30.0, "met": 3,
+                                                      "evaluated": 4, "percent": 75.0, "scope": "run"}

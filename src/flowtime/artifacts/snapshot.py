@@ -211,7 +211,8 @@ def snapshot(state: RunState, index: int) -> dict[str, Any]:
         colour = names[int(state.colours[row, index])]
         derived["color"] = colour
         nodes.append({"id": node_id, "kind": m.kind, "category": m.category, "metrics": inputs, "derived": derived,
-                      "color": colour, "slaMin": m.sla_min, "warnings": by_node.get(node_id, [])})
+                      "color": colour, "slaMin": m.sla_min, "sla": _sla_json(m.sla),
+                      "warnings": by_node.get(node_id, [])})
     start = state.bin_start(index)
     end = state.bin_start(index + 1)
     return {
@@ -232,6 +233,14 @@ def edge_warnings(warnings: Iterable[dict[str, Any]]) -> dict[str, list[dict[str
         for edge in w.get("edgeIds") or ():
             out.setdefault(edge, []).append(w)
     return out
+
+
+def _sla_json(sla: Any) -> dict[str, Any] | None:
+    """The node's SLA over the whole run (``analysis.metrics.SlaSummary``); ``percent`` 0-100."""
+    if sla is None:
+        return None
+    return {"kind": sla.kind, "target": sla.target, "met": sla.met, "evaluated": sla.evaluated,
+            "percent": sla.percent, "scope": "run"}
 
 
 def edges_at(state: RunState, topology: Topology, index: int) -> list[dict[str, Any]]:

@@ -253,9 +253,11 @@ def _stats(v: Block) -> dict[str, float | None]:
 def summary(state: RunState, start: int | None = None, end: int | None = None) -> dict[str, Any]:
     """
     Per topology node over bins ``start..end``: mean, p95 and max of utilization
-    and latency (undefined bins skipped), the completion SLA (a bin meets it when
-    served / arrivals >= ``sla_completion``; no arrivals counts as met, the
-    reference's rule), totals; and the reference's ``services[]`` shape.
+    and latency (undefined bins skipped), the node's SLA as ``analysis.metrics``
+    defines it (``sla``: backlogAge - latency <= slaMin - for a queue with one, else
+    completion - throughputRatio >= ``sla_completion`` - over the bins where it is
+    defined; ``percent`` 0-100), totals; and the reference's ``services[]``, by its
+    own rule (served / arrivals, no arrivals counting as met; ``slaPct`` 0-1).
     """
     require_topology(state)
     a, b = check_window(state, start, end, ("start", "end"))
@@ -268,7 +270,7 @@ def summary(state: RunState, start: int | None = None, end: int | None = None) -
                                "latencyMinutes": _stats(s["latencyMinutes"]) if "latencyMinutes" in s else None,
                                "totals": {k: float(np.nansum(s[k])) if k in s else None
                                           for k in ("arrivals", "served", "errors")},
-                               "sla": None}
+                               "sla": _node_sla(m.sla, s)}
         if "arrivals" in s and "served" in s and m.category in ("service", "queue", "dlq"):
             arr, srv = s["arrivals"], s["served"]
             with np.errstate(all="ignore"):
@@ -277,7 +279,6 @@ def summary(state: RunState, start: int | None = None, end: int | None = None) -
             met = int(np.count_nonzero(ratio[defined] >= target))
             total = int(np.count_nonzero(defined))
             pct = met / total if total else None
-            row["sla"] = {"kind": "completion", "target": target, "met": met, "evaluated": total, "percent": pct}
             k = max(1, math.ceil(ratio.size / MINI_POINTS))
             mini = ratio if k == 1 else _bucket_means(ratio, k)
             services.append({"id": node_id, "slaPct": pct, "binsMet": met, "binsTotal": total, "mini": mini,
@@ -289,6 +290,21 @@ def summary(state: RunState, start: int | None = None, end: int | None = None) -
                        "timezone": "UTC"},
             "grid": {"binMinutes": state.grid.bin_minutes, "bins": state.bins},
             "nodes": nodes, "services": services}
+
+
+def _node_sla(sla: Any, s: dict[str, Block]) -> dict[str, Any] | None:
+    """The node's own SLA (``NodeMetrics.sla``: its kind and target) over the window's bins."""
+    if sla is None:
+        return None
+    values = s.get("latencyMinutes") if sla.kind == "backlogAge" else s.get("throughputRatio")
+    if values is None:
+        return None
+    defined = ~np.isnan(values)
+    met = int(np.count_nonzero(values[defined] <= sla.target if sla.kind == "backlogAge"
+                               else values[defined] >= sla.target))
+    evaluated = int(np.count_nonzero(defined))
+    return {"kind": sla.kind, "target": sla.target, "met": met, "evaluated": evaluated,
+            "percent": 100.0 * met / evaluated if evaluated else None}
 
 
 def _bucket_means(v: Block, k: int) -> Block:
