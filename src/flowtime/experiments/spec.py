@@ -295,3 +295,10 @@ def experiment_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "FlowTime experiment"
     return schema
+
+
+if __name__ == "__main__":  # python -m flowtime.experiments.spec > docs/schemas/experiment.schema.json
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(experiment_schema(), indent=2) + "\n")
