@@ -136,3 +136,51 @@ def test_a_grid_over_the_cap_is_an_error_naming_the_cap() -> None:
                        {"series": "backlog"}, limits={"maxPoints": 99})
     assert got.value.problems[0].path == "limits.maxPoints"
     assert "10 x 10 = 100" in got.value.problems[0].message and "99" in got.value.problems[0].message
+
+
+def test_derived_metrics_of_many_points_equal_those_of_each_point() -> None:
+    from flowtime.analysis.metrics import derive
+
+    r = flowtime.sweep(PACKING, [{"target": "topology.Packing.wipLimit", "values": [5, 30, 50]},
+                                 {"target": "orders", "values": [0.5, 2], "mode": "scale"}],
+                       {"series": "packing_latency_min"}, capture=["packing_latency_min", "packing_queue"])
+    model = flowtime.load_model(PACKING)
+    for k, (limit, factor) in enumerate(r.points.tolist()):
+        one = flowtime.evaluate(model, set={"packing_wip_limit": limit,
+                                            "orders": (model.node("orders").values * factor).tolist()})
+        alone = derive(model, one.series, model.analysis)["Packing"].series["latencyMinutes"]
+        assert r.series["packing_latency_min"][k].tobytes() == alone.tobytes()
+
+
+SERVICE = """\
+schemaVersion: 1
+grid: {bins: 2, binSize: 1, binUnit: hours}
+nodes:
+  - {id: arrivals, kind: const, values: [10, 10]}
+  - {id: cap, kind: const, values: [5, 5]}
+  - {id: served, kind: const, values: [8, 8]}
+topology:
+  nodes:
+    - id: Svc
+      kind: service
+      semantics: {arrivals: arrivals, served: served, capacity: cap, parallelism: 2}
+"""
+
+
+@pytest.mark.parametrize(("parameter", "expected"), [
+    # utilization = served / (capacity x parallelism) = 8 / (5 x 2) = 0.8 in the model
+    ({"target": "topology.Svc.capacity", "values": [4]}, 1.0),  # the const `cap` set: 8 / (4 x 2)
+    ({"target": "topology.Svc.parallelism", "values": [4]}, 0.4),  # a number in the topology, edited: 8 / 20
+    ({"target": "topology.Svc.parallelism", "values": [2], "mode": "scale"}, 0.4),  # 2 x 2 = 4
+])
+def test_capacity_and_parallelism_targets(parameter: dict[str, object], expected: float) -> None:
+    r = flowtime.sweep(SERVICE, [parameter], {"series": "svc_utilization"})
+    assert r.metrics[0, 0] == expected
+
+
+def test_a_field_the_node_does_not_have_is_an_error() -> None:
+    with pytest.raises(ExperimentError) as got:
+        flowtime.sweep(SERVICE, [{"target": "topology.Svc.wipLimit", "values": [2]},
+                                 {"target": "topology.Svc.speed", "values": [2]}], {"series": "served"})
+    assert [p.path for p in got.value.problems] == ["parameters[0].target", "parameters[1].target"]
+    assert "queue" in got.value.problems[0].message and "wipLimit" in got.value.problems[1].message
