@@ -184,3 +184,18 @@ def test_a_field_the_node_does_not_have_is_an_error() -> None:
                                  {"target": "topology.Svc.speed", "values": [2]}], {"series": "served"})
     assert [p.path for p in got.value.problems] == ["parameters[0].target", "parameters[1].target"]
     assert "queue" in got.value.problems[0].message and "wipLimit" in got.value.problems[1].message
+
+
+def test_a_router_weight_the_loader_refuses_is_located_at_the_parameter() -> None:
+    with pytest.raises(ExperimentError) as got:
+        flowtime.sweep(ROUTED, [{"target": "router.Split.right", "values": [2, -1]}], {"series": "right"})
+    assert got.value.problems[0].path == "parameters[0]"
+    assert "router.Split.right = -1" in got.value.problems[0].message
+
+
+def test_a_sampled_sweep_without_a_seed_records_the_one_it_drew() -> None:
+    pmf = (EXAMPLES / "pmf-monte-carlo.yaml").read_text(encoding="utf-8").replace("rng: {kind: pcg32, seed: 42}\n", "")
+    r = flowtime.sweep(pmf, [{"target": "requests", "values": [1, 2]}], {"series": "served"}, capture=["served"])
+    assert r.seed is not None and r.seeds == (r.seed, r.seed) and not r.warnings
+    one = flowtime.evaluate(flowtime.load_model(pmf), r.seed, set={"requests": 2})
+    assert one["served"].tobytes() == r.series["served"][1].tobytes()

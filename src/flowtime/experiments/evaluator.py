@@ -17,6 +17,7 @@ one fitting calls. Every point evaluated counts against ``limits.maxPoints``.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flowtime.analysis.metrics import derive
-from flowtime.errors import ExperimentError, Problem
+from flowtime.errors import ExperimentError, ModelError, Problem
 from flowtime.experiments.local import Backend, Batch, InProcess
 from flowtime.experiments.metric import CompiledMetric, compile_metrics, derived_names, evaluate_metric, nan_points
 from flowtime.experiments.parameters import Target, edited_text, edits_of, resolve, to_sets
@@ -114,11 +115,29 @@ class Evaluator:
                                            f"{done}; the cap is {cap} points per experiment (raise limits."
                                            "maxPoints or ask for fewer points)")])
 
+    def base_seed(self, draw: bool) -> int | None:
+        """
+        The experiment's seed: the spec's, else the model's ``rng.seed``, else (``draw``: the points
+        sample something) one drawn here - recorded in the result, so the experiment can be re-run.
+        """
+        if self.spec.seed is not None:
+            return self.spec.seed
+        if self.model.rng is not None and self.model.rng.seed is not None:
+            return int(self.model.rng.seed)
+        return secrets.randbits(31) if draw else None
+
     def _group(self, edits: tuple[float, ...]) -> tuple[str, Model]:
         got = self._models.get(edits)
         if got is None:
             text = edited_text(self._yaml(), self.targets, edits)
-            got = self._models[edits] = (text, load_model(text).model)
+            try:
+                got = self._models[edits] = (text, load_model(text).model)
+            except ModelError as exc:  # e.g. a route weight <= 0: say which parameters and values
+                edited = [t for t in self.targets if t.edit is not None]
+                values = ", ".join(f"{t.target} = {v:g}" for t, v in zip(edited, edits, strict=True))
+                raise ExperimentError([Problem(f"parameters[{edited[0].index}]", f"the model with {values} is "
+                                               f"invalid: {p.message}") for p in exc.problems]
+                                      or [Problem(f"parameters[{edited[0].index}]", str(exc))]) from exc
         return got
 
     def evaluate(self, points: Array, seeds: Sequence[int | None] | None = None, *,

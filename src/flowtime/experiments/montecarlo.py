@@ -2,7 +2,8 @@
 Monte Carlo: N replications, each with its own engine seed and parameter draws.
 
 The streams, so that any replication can be re-run from the spec alone
-(decision 0031):
+(decision 0031), from ``seed`` (the spec's, else the model's ``rng.seed``,
+else drawn and recorded):
 
 * replication ``k``'s engine seed is word ``k`` of
   ``numpy.random.SeedSequence([seed, 0]).generate_state(N, uint32)``, masked
@@ -21,8 +22,6 @@ captured series the per-bin percentiles across replications are the bands
 """
 
 from __future__ import annotations
-
-import secrets
 
 import numpy as np
 import numpy.typing as npt
@@ -86,7 +85,8 @@ def run_montecarlo(ev: Evaluator) -> ExperimentResult:
     if n > spec.limits.max_points:
         raise ExperimentError([Problem("settings.replications", f"{n} replications; the cap is "
                                        f"{spec.limits.max_points} points per experiment (limits.maxPoints)")])
-    seed = spec.seed if spec.seed is not None else secrets.randbits(31)
+    seed = ev.base_seed(True)
+    assert seed is not None
     seeds = replication_seeds(seed, n)
     points = draws(spec.parameters, seed, n)
     sample = True if spec.sample_pmf is None else spec.sample_pmf

@@ -7,14 +7,14 @@ varying slowest. ``lhs`` takes ``settings.points`` points of a Latin hypercube
 (``scipy.stats.qmc.LatinHypercube``, seeded by the experiment's seed) over the
 ranges; a parameter with ``values`` picks ``values[floor(u * len)]``. Every
 point uses the experiment's seed (common random numbers: points differ only in
-their parameters). The point count is checked against ``limits.maxPoints``
+their parameters): the spec's, else the model's ``rng.seed``, else one drawn
+and recorded when something is sampled. The point count is checked against ``limits.maxPoints``
 before anything runs.
 """
 
 from __future__ import annotations
 
 import math
-import secrets
 
 import numpy as np
 import numpy.typing as npt
@@ -83,7 +83,8 @@ def run_sweep(ev: Evaluator) -> ExperimentResult:
     spec = ev.spec
     assert isinstance(spec, SweepExperiment)
     cap = spec.limits.max_points
-    seed = spec.seed
+    samples = bool(spec.sample_pmf) or any(getattr(n, "sample", False) for n in ev.model.nodes if n.kind == "pmf")
+    seed = ev.base_seed(samples or spec.settings.method == "lhs")
     if spec.settings.method == "grid":
         points = grid_points(spec.parameters, cap)
     else:
@@ -93,9 +94,9 @@ def run_sweep(ev: Evaluator) -> ExperimentResult:
         if n > cap:
             raise ExperimentError([Problem("settings.points", f"{n} points; the cap is {cap} points per "
                                                               "experiment (limits.maxPoints)")])
-        seed = seed if seed is not None else secrets.randbits(31)
+        assert seed is not None
         points = lhs_points(spec.parameters, n, seed)
-    seeds = [spec.seed] * points.shape[0]
+    seeds = [seed] * points.shape[0]
     got = ev.evaluate(points, seeds, sample_pmf=bool(spec.sample_pmf))
     return ExperimentResult("sweep", spec.model_dump(mode="json", by_alias=True, exclude_none=True),
                             tuple(ev.parameter_names), tuple(ev.metric_names), points, got.metrics, got.series,
