@@ -64,3 +64,19 @@ def test_lhs_and_replications_over_the_cap_are_errors() -> None:
     with pytest.raises(ExperimentError) as got:
         flowtime.montecarlo(BACKLOG, 11, limits={"maxPoints": 10})
     assert got.value.problems[0].path == "settings.replications"
+
+
+def test_bounds_come_from_the_ranges() -> None:
+    spec = parse_spec({"kind": "sweep", "parameters": [{"target": "capacity", "range": {"low": 1, "high": 40}},
+                                                       {"target": "arrivals", "name": "a", "values": [1]}]})
+    with pytest.raises(ExperimentError) as got:
+        Evaluator(BACKLOG, spec).bounds()
+    assert [p.path for p in got.value.problems] == ["parameters[1].range"]
+    spec = parse_spec({"kind": "sweep", "parameters": [{"target": "capacity", "range": {"low": 1, "high": 40}}]})
+    assert Evaluator(BACKLOG, spec).bounds() == [("capacity", 1.0, 40.0)]
+
+
+def test_a_metric_named_like_a_parameter_is_an_error() -> None:
+    with pytest.raises(ExperimentError) as got:
+        flowtime.sweep(BACKLOG, [{"target": "capacity", "values": [1]}], {"series": "served", "name": "capacity"})
+    assert [p.path for p in got.value.problems] == ["metrics[0].name"]

@@ -66,6 +66,7 @@ class Evaluator:
         self.targets: list[Target] = resolve(self.model, spec.parameters, self._yaml())
         self.metrics: list[CompiledMetric] = compile_metrics(spec.metrics, self.model)
         self.capture = self._check_capture(spec.capture)
+        self._check_columns()
         self.derived = derived_names(self.model)
         wanted = [r for m in self.metrics for r in m.refs] + list(self.capture)
         self.needs_derived = any(r in self.derived and r not in self._ids for r in wanted)
@@ -97,6 +98,30 @@ class Evaluator:
         if problems:
             raise ExperimentError(problems)
         return tuple(dict.fromkeys(names))
+
+    def _check_columns(self) -> None:
+        """Parameter and metric columns of the result table must differ (a table keeps one of each name)."""
+        seen: dict[str, str] = {}
+        problems = []
+        for i, p in enumerate(self.spec.parameters):
+            here = f"parameters[{i}].name" if p.name else f"parameters[{i}].target"
+            if p.column in seen:
+                problems.append(Problem(here, f"column '{p.column}' is also {seen[p.column]}'s; give a name"))
+            seen.setdefault(p.column, f"parameters[{i}]")
+        for m in self.metrics:
+            if m.label in seen:
+                problems.append(Problem(f"metrics[{m.index}].name", f"column '{m.label}' is also "
+                                        f"{seen[m.label]}'s; give the metric a name"))
+        if problems:
+            raise ExperimentError(problems)
+
+    def bounds(self) -> list[tuple[str, float, float]]:
+        """(column, low, high) of every parameter, from its range (what the numerical kinds search over)."""
+        problems = [Problem(f"parameters[{i}].range", "this kind needs a range {low, high} for every parameter")
+                    for i, p in enumerate(self.spec.parameters) if p.range is None]
+        if problems:
+            raise ExperimentError(problems)
+        return [(p.column, p.range.low, p.range.high) for p in self.spec.parameters if p.range is not None]
 
     @property
     def parameter_names(self) -> list[str]:
