@@ -201,8 +201,8 @@ def to_sets(targets: Sequence[Target], points: Array) -> list[dict[str, Any]]:
         else:  # an initial depth: the number in bin 0
             profiles = np.zeros((n, t.base.size))
             profiles[:, 0] = column
-        for k, row in enumerate(profiles.tolist()):
-            sets[k][t.node] = row
+        for k in range(n):
+            sets[k][t.node] = profiles[k]  # an array: set= checks it whole (model.overrides)
     return sets
 
 
