@@ -1,0 +1,41 @@
+"""
+``run_experiment(spec, model_text)``: the one entry every surface calls (Python, CLI, HTTP).
+
+The spec is parsed (``experiments.spec``), checked against the model by the
+``Evaluator``, and run by its kind's function from one table; the result
+keeps its evaluator so that ``result.replicate(k)`` can run point k again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from flowtime.errors import ExperimentError, Problem
+from flowtime.experiments.evaluator import Evaluator
+from flowtime.experiments.local import Backend
+from flowtime.experiments.montecarlo import run_montecarlo
+from flowtime.experiments.results import ExperimentResult
+from flowtime.experiments.spec import parse_spec
+from flowtime.experiments.sweep import run_sweep
+
+# kind -> its run function (TODO(merge G): sensitivity, goalseek, optimize, fit over ev.objective())
+RUNS: dict[str, Callable[[Evaluator], ExperimentResult]] = {
+    "sweep": run_sweep,
+    "montecarlo": run_montecarlo,
+}
+
+
+def run_experiment(spec: Any, model_text: str, backend: Backend | None = None, *,
+                   cancel: threading.Event | None = None,
+                   on_progress: Callable[[int], None] | None = None) -> ExperimentResult:
+    """Run ``spec`` (a spec, or its JSON/YAML data) over the model ``model_text``."""
+    parsed = parse_spec(spec)
+    run = RUNS.get(parsed.kind)
+    if run is None:
+        raise ExperimentError([Problem("kind", f"kind {parsed.kind} is not available in this build")])
+    ev = Evaluator(model_text, parsed, backend, cancel=cancel, on_progress=on_progress)
+    result = run(ev)
+    result.bind(ev)
+    return result
