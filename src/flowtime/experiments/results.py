@@ -3,7 +3,7 @@ What an experiment answers: one record for every kind.
 
 ``ExperimentResult`` holds the points (parameter values per point), the metric
 matrix, the captured series per point, the seed of every point, and what the
-kind adds (Monte Carlo: ``bands`` and ``histograms``). ``table`` is a pandas
+kind adds (Monte Carlo: ``bands`` and ``histograms``; optimize and fit: ``answer``). ``table`` is a pandas
 DataFrame (one column per parameter, then per metric; pandas is imported only
 when asked), ``to_json()`` plain JSON data (NaN as null).
 """
@@ -58,6 +58,7 @@ class ExperimentResult:
     percentiles: tuple[float, ...] = ()
     bands: dict[str, Array] | None = None  # Monte Carlo: series -> (len(percentiles), bins)
     histograms: dict[str, Histogram] | None = None  # Monte Carlo: metric -> histogram
+    answer: dict[str, Any] | None = None  # the numerical kinds' own answer (optimize: the optimum; fit: the fit)
 
     @property
     def n(self) -> int:
@@ -109,4 +110,6 @@ class ExperimentResult:
                             for name, a in self.bands.items()}
         if self.histograms is not None:
             out["histograms"] = {name: h.to_json() for name, h in self.histograms.items()}
+        if self.answer is not None:
+            out["answer"] = self.answer
         return out

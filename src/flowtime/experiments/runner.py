@@ -17,13 +17,16 @@ from flowtime.experiments.evaluator import Evaluator
 from flowtime.experiments.local import Backend
 from flowtime.experiments.montecarlo import run_montecarlo
 from flowtime.experiments.results import ExperimentResult
+from flowtime.experiments.searches import run_fit_experiment, run_optimize_experiment
 from flowtime.experiments.spec import parse_spec
 from flowtime.experiments.sweep import run_sweep
 
-# kind -> its run function (TODO(merge G): sensitivity, goalseek, optimize, fit over ev.objective())
+# kind -> its run function (TODO(merge G1): sensitivity, goalseek over ev.objective())
 RUNS: dict[str, Callable[[Evaluator], ExperimentResult]] = {
     "sweep": run_sweep,
     "montecarlo": run_montecarlo,
+    "optimize": run_optimize_experiment,
+    "fit": run_fit_experiment,
 }
 
 

@@ -34,6 +34,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from flowtime.errors import ExperimentError, Problem
+from flowtime.experiments.fit import FitSettings
+from flowtime.experiments.optimize import OptimizeSettings
 
 MAX_POINTS = 100_000  # per experiment unless the spec's limits say less (a server may cap it lower)
 HARD_MAX_POINTS = 10_000_000  # what limits.maxPoints may be raised to at most
@@ -246,11 +248,23 @@ class MonteCarloExperiment(_Common):
     settings: MonteCarloSettings = Field(default_factory=MonteCarloSettings)
 
 
+class OptimizeExperiment(_Common):
+    kind: Literal["optimize"]
+    settings: OptimizeSettings = Field(default_factory=OptimizeSettings)
+
+
+class FitExperiment(_Common):
+    kind: Literal["fit"]
+    settings: FitSettings
+
+
 KINDS = ("sweep", "montecarlo", "sensitivity", "goalseek", "optimize", "fit")
-# TODO(merge G): add SensitivityExperiment, GoalSeekExperiment, OptimizeExperiment, FitExperiment here, each
+AVAILABLE = ("sweep", "montecarlo", "optimize", "fit")
+# TODO(merge G1): add SensitivityExperiment, GoalSeekExperiment here, each
 # `class XExperiment(_Common): kind: Literal["x"]; settings: XSettings` with XSettings from experiments.<x>.
-ExperimentSpec = Annotated[SweepExperiment | MonteCarloExperiment, Field(discriminator="kind")]
-AnySpec = SweepExperiment | MonteCarloExperiment
+ExperimentSpec = Annotated[SweepExperiment | MonteCarloExperiment | OptimizeExperiment | FitExperiment,
+                           Field(discriminator="kind")]
+AnySpec = SweepExperiment | MonteCarloExperiment | OptimizeExperiment | FitExperiment
 _ADAPTER: TypeAdapter[AnySpec] = TypeAdapter(ExperimentSpec)
 
 
@@ -272,7 +286,7 @@ def parse_spec(data: Any) -> AnySpec:
     if isinstance(data, Mapping) and data.get("kind") not in KINDS:
         got = data.get("kind")
         raise ExperimentError([Problem("kind", f"kind must be one of {', '.join(KINDS)}, got {got!r}")])
-    if isinstance(data, Mapping) and data.get("kind") not in ("sweep", "montecarlo"):
+    if isinstance(data, Mapping) and data.get("kind") not in AVAILABLE:
         raise ExperimentError([Problem("kind", f"kind {data.get('kind')} is not available yet in this build")])
     try:
         return _ADAPTER.validate_python(data)
