@@ -160,6 +160,13 @@ class ProcessPool(_Closing):
             self._pool = None
 
 
+def _distributed() -> Any:
+    """``distributed``, imported on first use (an optional dependency; untyped, so held as Any)."""
+    import importlib
+
+    return importlib.import_module("distributed")
+
+
 class DaskBackend(_Closing):
     """
     A Dask cluster at ``address`` (``tcp://host:port``), or ``"local"``: a
@@ -180,11 +187,13 @@ class DaskBackend(_Closing):
         if self._client is None:
             import logging
 
-            from distributed import Client, LocalCluster
-
+            dd = _distributed()
+            Client, LocalCluster = dd.Client, dd.LocalCluster
             if self.address == "local":
+                # Port 0 and no dashboard: Dask's fixed default port clashes with a second cluster.
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                             dashboard_address=None, silence_logs=logging.WARNING)
+                                             host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                             scheduler_kwargs={"dashboard": False}, silence_logs=logging.WARNING)
                 self._client = Client(self._cluster)
             else:
                 self._client = Client(self.address)
@@ -192,8 +201,7 @@ class DaskBackend(_Closing):
 
     def run(self, model_text: str, batches: Sequence[Batch], *, on_batch: OnBatch | None = None,
             cancel: Event | None = None) -> list[Result]:
-        from distributed import as_completed
-
+        as_completed = _distributed().as_completed
         client = self.client()
         # Once to every worker, replicated, so a lost worker does not lose it (see 0033).
         text = client.scatter(model_text, broadcast=True, hash=False)
