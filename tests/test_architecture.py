@@ -29,13 +29,18 @@ RULES: dict[str, tuple[str, ...]] = {
                            "fastapi", "typer", "httpx", "uvicorn", "starlette"),
     "flowtime.sim": ("flowtime.engine", "flowtime.artifacts", "flowtime.api", "flowtime.ui",
                      "flowtime.cli", "fastapi", "typer", "uvicorn", "starlette"),
+    # experiments run the engine many times: a pure core too; Dask only in the backends module (imported lazily)
+    "flowtime.experiments": ("flowtime.artifacts", "flowtime.sim", "flowtime.api", "flowtime.ui", "flowtime.cli",
+                             "fastapi", "typer", "httpx", "uvicorn", "starlette", "dask", "distributed"),
+    "flowtime.experiments.backends": ("flowtime.artifacts", "flowtime.sim", "flowtime.api", "flowtime.ui",
+                                      "flowtime.cli", "fastapi", "typer", "httpx", "uvicorn", "starlette"),
     "flowtime.api.engine": ("flowtime.sim", "flowtime.ui", "flowtime.cli"),
     "flowtime.api.sim": ("flowtime.engine", "flowtime.artifacts", "flowtime.ui", "flowtime.cli"),
     "flowtime.ui": ("flowtime.engine", "flowtime.sim", "flowtime.artifacts", "flowtime.analysis", "flowtime.api",
                     "flowtime.cli"),
 }
 # The core never opens files: the loader takes text, the edges read it.
-NO_FILE_IO = ("flowtime.model", "flowtime.expr", "flowtime.engine", "flowtime.analysis")
+NO_FILE_IO = ("flowtime.model", "flowtime.expr", "flowtime.engine", "flowtime.analysis", "flowtime.experiments")
 
 
 def module_name(path: Path) -> str:
@@ -109,7 +114,7 @@ def test_public_api_is_pinned() -> None:
         "LimitExceeded", "StorageFull", "ManyResults", "ModelGraph", "Plan", "plan",
         "Model", "ModelError", "ModelSyntaxError", "ModelValidationError", "ParameterError", "Problem",
         "Registry", "Results", "RunNotFound", "TemplateError", "TemplateNotFound", "__version__", "compile_model",
-        "evaluate", "load_model",
+        "evaluate", "experiment", "load_model", "montecarlo", "sweep",
     ])
 
 

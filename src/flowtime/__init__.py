@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from flowtime.engine import Graph, compile_model
     from flowtime.engine.evaluate import ManyResults, Results, evaluate
     from flowtime.engine.plan import Plan, plan
+    from flowtime.experiments.results import ExperimentResult
     from flowtime.model.graph import ModelGraph
     from flowtime.model.schema import Model
 
@@ -91,8 +92,11 @@ __all__ = [
     "__version__",
     "compile_model",
     "evaluate",
+    "experiment",
     "load_model",
+    "montecarlo",
     "plan",
+    "sweep",
 ]
 
 
@@ -111,3 +115,57 @@ def load_model(source: str | os.PathLike[str]) -> Model:
         text, name = read_model_text(source)
         return _load(text, name, series_files=beside(source)).model
     return _load(str(source)).model
+
+
+def _text(source: str | os.PathLike[str]) -> str:
+    from flowtime.sources import names_a_file, read_model_text
+
+    if isinstance(source, os.PathLike) or names_a_file(source):
+        return read_model_text(source)[0]
+    return str(source)
+
+
+def experiment(spec: Any, model: str | os.PathLike[str] | None = None, *, backend: Any = None,
+               **fields: Any) -> ExperimentResult:
+    """
+    Run an experiment over a model: ``spec`` is a mapping (the spec's JSON/YAML data), an
+    ``experiments.spec`` object, or YAML/JSON text or a path to it; ``model`` the model's YAML
+    text or a path; ``fields`` are added to a mapping spec (``seed=7``). ``backend`` is a
+    backend object or its name: "inprocess", "processes[:N]", "local" (a local Dask cluster) or
+    "tcp://host:port" (None: in-process, or FLOWTIME_DASK_ADDRESS if set). Returns an
+    ``ExperimentResult``: ``.table`` (a DataFrame), ``.series``, ``.bands``, ``.to_json()``.
+
+    >>> r = experiment({"kind": "sweep", "parameters": [{"target": "a", "values": [1, 2]}],
+    ...                 "metric": {"series": "b", "aggregate": "sum"}},
+    ...                model="schemaVersion: 1\\ngrid: {bins: 2, binSize: 1, binUnit: hours}\\n"
+    ...                      "nodes: [{id: a, values: 0}, {id: b, kind: expr, expr: a * 2}]")
+    >>> r.table["sum(b)"].tolist()
+    [4.0, 8.0]
+    """
+    from flowtime.experiments.runner import run_experiment
+    from flowtime.model.yamltext import parse_yaml
+
+    if model is None:
+        raise TypeError("experiment() needs model= (the model's YAML text or a path)")
+    if isinstance(spec, os.PathLike | str):
+        spec = parse_yaml(_text(spec))[0]
+    if fields:
+        spec = {**dict(spec), **fields}
+    return run_experiment(spec, _text(model), backend)
+
+
+def sweep(model: str | os.PathLike[str], parameters: list[dict[str, Any]], metrics: Any, **fields: Any
+          ) -> ExperimentResult:
+    """``experiment`` of kind sweep: ``metrics`` one metric mapping or a list of them."""
+    listed = metrics if isinstance(metrics, list) else [metrics]
+    return experiment({"kind": "sweep", "parameters": parameters, "metrics": listed, **fields}, model)
+
+
+def montecarlo(model: str | os.PathLike[str], replications: int = 1000, *,
+               parameters: list[dict[str, Any]] | None = None, metrics: Any = None,
+               capture: list[str] | None = None, **fields: Any) -> ExperimentResult:
+    """``experiment`` of kind montecarlo with ``replications`` (PMF sampling on)."""
+    listed = [] if metrics is None else metrics if isinstance(metrics, list) else [metrics]
+    settings = {"replications": replications, **fields.pop("settings", {})}
+    return experiment({"kind": "montecarlo", "parameters": parameters or [], "metrics": listed,
+                       "capture": capture or [], "settings": settings, **fields}, model)

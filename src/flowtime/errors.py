@@ -21,8 +21,9 @@ translate them once, at their edge, into exit codes and problem+json bodies.
     │   ├── StorageFull             the disk is full: nothing was stored (HTTP 507)
     │   └── RunNotFound             (also a LookupError)
     │       └── InvalidRunId        not shaped like a run id at all (HTTP 400; also a ValueError)
-    ├── ConflictError               a request contradicts stored state (HTTP 409)
+    ├── ExperimentError             an experiment spec is wrong, every problem located in the spec (HTTP 400)
     ├── ExperimentCancelled         an experiment was cancelled before all its points were evaluated
+    ├── ConflictError               a request contradicts stored state (HTTP 409)
     └── QueryError                  a query parameter out of range, e.g. a bin past the run (HTTP 400; ValueError)
 """
 
@@ -262,6 +263,25 @@ class StorageFull(ArtifactError):
     """The disk (or quota) is full; whatever was being stored was removed again."""
 
     title = "Insufficient storage"
+
+
+class ExperimentError(FlowTimeError):
+    """
+    An experiment spec that cannot run: ``problems`` are located at the spec's
+    paths (``parameters[1].range.high``, ``metrics[0].series``), all found in one pass.
+    """
+
+    title = "Invalid experiment"
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self._problems = sorted_problems(problems)
+        n = len(self._problems)
+        lines = [f"{n} problem{'s' if n != 1 else ''} in the experiment:", *(f"  - {p}" for p in self._problems)]
+        super().__init__("\n".join(lines))
+
+    @property
+    def problems(self) -> Sequence[Problem]:
+        return self._problems
 
 
 class ConflictError(FlowTimeError):

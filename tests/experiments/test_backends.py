@@ -21,7 +21,7 @@ import pytest
 from distributed import get_task_stream
 
 import flowtime
-from flowtime.errors import ExperimentCancelled, ModelValidationError
+from flowtime.errors import ExperimentCancelled, ExperimentError, ModelValidationError
 from flowtime.experiments import batch as batch_module
 from flowtime.experiments.backends import DaskBackend, InProcess, ProcessPool, Result, backend_for
 from flowtime.experiments.batch import Batch, evaluate_batch, plan_of
@@ -206,7 +206,7 @@ def test_backend_for(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(env, DaskBackend) and env.address == "tcp://127.0.0.1:9999"
     assert isinstance(backend_for("inprocess"), InProcess)  # an explicit choice wins over the environment
     for bad in ("processes:0", "processes:x", "threads"):
-        with pytest.raises(ValueError, match=r"processes|unknown backend"):
+        with pytest.raises(ExperimentError, match=r"processes|unknown backend"):
             backend_for(bad)
 
 
@@ -316,3 +316,27 @@ def test_a_real_cluster_losing_a_worker_gives_the_in_process_results(cluster: Cl
         assert sorted(seen) == list(range(40))
         assert same_bytes(got, InProcess().run(MODEL, mc))
         assert len({row.tobytes() for row in joined(got)["q"]}) > 500  # 1,000 distinct replications, mostly
+
+
+# -- through flowtime.experiment: a backend named by a string ---------------------------------------
+
+PMF_EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "pmf-monte-carlo.yaml").read_text(encoding="utf-8")
+
+
+def test_the_same_experiment_on_every_backend_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.delenv("FLOWTIME_DASK_ADDRESS", raising=False)
+    spec = {"kind": "montecarlo", "settings": {"replications": 4500}, "seed": 31, "capture": ["served"],
+            "metrics": [{"series": "served", "aggregate": "p95"}],
+            "parameters": [{"target": "requests", "distribution": {"kind": "uniform", "low": 800, "high": 1200}}]}
+    runs = {name: flowtime.experiment(spec, model=PMF_EXAMPLE, backend=name)
+            for name in (None, "processes:2", "local")}
+    base = runs[None]
+    assert base.n == 4500  # more than one batch (at most 2,000 points each): the backends really split the work
+    for name, r in runs.items():
+        assert json.dumps(r.to_json()) == json.dumps(base.to_json()), name
+        assert r.series["served"].tobytes() == base.series["served"].tobytes(), name
+    # the named backend was closed after the run; replicate(k) still gives the k-th replication exactly
+    again = runs["local"].replicate(4321)
+    assert again.series["served"][0].tobytes() == base.series["served"][4321].tobytes()

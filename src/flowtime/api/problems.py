@@ -21,6 +21,7 @@ from flowtime.errors import (
     ArtifactError,
     ConflictError,
     EvaluationError,
+    ExperimentError,
     FlowTimeError,
     GateFailed,
     InvalidRunId,
@@ -47,6 +48,7 @@ STATUS: dict[type[BaseException], int] = {
     TemplateError: 400,
     ModelError: 400,
     EvaluationError: 400,
+    ExperimentError: 400,  # the spec is wrong, located at its paths
     GateFailed: 422,  # the model is fine; the run it made fails the analyser gate the client asked for
     # A model or parameters over a configured limit is a bad request; 413 is kept
     # for the request body itself (the guard), see SECURITY.md.

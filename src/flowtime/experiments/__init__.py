@@ -1,1 +1,1 @@
-"""Experiments: sweeps, Monte Carlo, sensitivity, goal seek, optimisation and fitting over batched evaluation."""
+"""Experiments: many evaluations of one model answering one question (sweeps, Monte Carlo, sensitivity, ...)."""

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from flowtime.errors import ExperimentCancelled
+from flowtime.errors import ExperimentCancelled, ExperimentError, Problem
 from flowtime.experiments.batch import Batch, Series, evaluate_batch, warm
 
 Result = dict[str, Series]
@@ -265,8 +265,10 @@ def backend_for(spec: str | None) -> InProcess | ProcessPool | DaskBackend:
     if spec == "processes" or spec.startswith("processes:"):
         n = spec.partition(":")[2]
         if n and not (n.isdigit() and int(n) > 0):
-            raise ValueError(f"backend {spec!r}: processes:N needs a positive whole number of workers")
+            raise ExperimentError([Problem("backend", f"{spec!r}: processes:N needs a positive whole number "
+                                                      "of workers")])
         return ProcessPool(int(n) if n else None)
     if spec == "local" or "://" in spec:
         return DaskBackend(spec)
-    raise ValueError(f"unknown backend {spec!r}: use inprocess, processes[:N], local or tcp://host:port")
+    raise ExperimentError([Problem("backend", f"unknown backend {spec!r}: use inprocess, processes[:N], local "
+                                              "or tcp://host:port")])

@@ -67,6 +67,17 @@ def normalise(overrides: Mapping[str, Any], bins: int, model: Model, *, origin: 
         if scalar is not None:
             out[str(name)] = scalar
             continue
+        if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "fiu":
+            # checked as a whole: an experiment sets 10,000 profiles, and a value at a time was 5x the run
+            if value.size != bins:
+                problems.append(Problem(path, f"gives {value.size} values but grid.bins is {bins}; give one "
+                                              "number (every bin) or one value per bin"))
+            elif not np.isfinite(value).all():
+                at = int(np.flatnonzero(~np.isfinite(value))[0])
+                problems.append(Problem(path, f"item {at} is {float(value[at])!r}; values must be finite numbers"))
+            else:
+                out[str(name)] = value.astype(np.float64).tolist()
+            continue
         if isinstance(value, list | tuple):
             numbers = [_number(v) for v in value]
             bad = next((i for i, v in enumerate(numbers) if v is None), None)

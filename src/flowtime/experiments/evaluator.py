@@ -1,0 +1,279 @@
+"""
+Points -> batches -> backend -> series -> the metric matrix.
+
+``Evaluator(model_text, spec, backend)`` checks the spec against the model once
+(parameters resolved, metrics compiled, captured series known), then
+``evaluate(points, seeds)`` runs any ``(n, p)`` matrix of parameter values:
+points become ``set=`` overrides (``experiments.parameters``), are cut into
+batches of a few MB of series each and handed to the backend, and the series
+that come back are reduced to one row of metrics per point. Points whose
+parameters edit the model's structure (a router weight...) are grouped by
+their edits: one edited model text, planned once, per group.
+
+``objective()`` is the batched ``Objective`` the numerical algorithms
+(sensitivity, goal seek, optimisation) call; ``series_objective(name)`` the
+one fitting calls. Every point evaluated counts against ``limits.maxPoints``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from flowtime.analysis.metrics import derive
+from flowtime.errors import ExperimentError, ModelError, Problem
+from flowtime.experiments.backends import Backend, InProcess
+from flowtime.experiments.batch import Batch
+from flowtime.experiments.metric import CompiledMetric, compile_metrics, derived_names, evaluate_metric, nan_points
+from flowtime.experiments.parameters import Target, edited_text, edits_of, resolve, to_sets
+from flowtime.experiments.spec import AnySpec
+from flowtime.expr.functions import suggest
+from flowtime.model.kinds import is_internal
+from flowtime.model.load import load_model
+from flowtime.model.schema import Model
+from flowtime.model.yamltext import parse_yaml
+from flowtime.records import record
+
+Array = npt.NDArray[np.float64]
+BATCH_BYTES = 16 << 20  # series a batch holds while the engine evaluates it (all nodes, all its points)
+MAX_BATCH = 2000
+
+
+@record
+class Evaluated:
+    """``metrics`` ``(n, m)`` in spec order; ``series``: each captured series ``(n, bins)``; NaN warnings."""
+
+    metrics: Array
+    series: dict[str, Array]
+    warnings: tuple[Problem, ...]
+
+
+class Evaluator:
+    def __init__(self, model_text: str, spec: AnySpec, backend: Backend | None = None, *,
+                 batch_size: int | None = None, cancel: threading.Event | None = None,
+                 on_progress: Callable[[int], None] | None = None) -> None:
+        self.text = model_text
+        self.spec = spec
+        self.backend: Backend = backend if backend is not None else InProcess()
+        self.cancel = cancel
+        self.on_progress = on_progress
+        self.model: Model = load_model(model_text).model
+        self._data: Any = None
+        self.targets: list[Target] = resolve(self.model, spec.parameters, self._yaml())
+        self.metrics: list[CompiledMetric] = compile_metrics(spec.metrics, self.model)
+        self.capture = self._check_capture(spec.capture)
+        self._check_columns()
+        self.derived = derived_names(self.model)
+        wanted = [r for m in self.metrics for r in m.refs] + list(self.capture)
+        self.needs_derived = any(r in self.derived and r not in self._ids for r in wanted)
+        if self.needs_derived:  # derive reads the topology's inputs: every visible series comes back
+            outputs = [n.id for n in self.model.nodes if not is_internal(n.id)]
+        else:
+            outputs = list(dict.fromkeys(wanted))
+        self.outputs = tuple(outputs)
+        per_point = max(1, len(self.model.nodes)) * self.model.grid.bins * 8
+        self.batch_size = batch_size or int(min(MAX_BATCH, max(1, BATCH_BYTES // per_point)))
+        self.evaluated = 0  # points so far, against limits.maxPoints
+        self._models: dict[tuple[float, ...], tuple[str, Model]] = {(): (model_text, self.model)}
+
+    @property
+    def _ids(self) -> set[str]:
+        return {n.id for n in self.model.nodes}
+
+    def _yaml(self) -> Any:
+        if self._data is None:
+            self._data = parse_yaml(self.text)[0]
+        return self._data
+
+    def _check_capture(self, names: Sequence[str]) -> tuple[str, ...]:
+        known = self._ids
+        derived = derived_names(self.model)
+        visible = sorted([n for n in known if not is_internal(n)] + list(derived))
+        problems = [Problem(f"capture[{i}]", f"unknown series '{n}'{suggest(n, visible)}")
+                    for i, n in enumerate(names) if n not in known and n not in derived]
+        if problems:
+            raise ExperimentError(problems)
+        return tuple(dict.fromkeys(names))
+
+    def _check_columns(self) -> None:
+        """Parameter and metric columns of the result table must differ (a table keeps one of each name)."""
+        seen: dict[str, str] = {}
+        problems = []
+        for i, p in enumerate(self.spec.parameters):
+            here = f"parameters[{i}].name" if p.name else f"parameters[{i}].target"
+            if p.column in seen:
+                problems.append(Problem(here, f"column '{p.column}' is also {seen[p.column]}'s; give a name"))
+            seen.setdefault(p.column, f"parameters[{i}]")
+        for m in self.metrics:
+            if m.label in seen:
+                problems.append(Problem(f"metrics[{m.index}].name", f"column '{m.label}' is also "
+                                        f"{seen[m.label]}'s; give the metric a name"))
+        if problems:
+            raise ExperimentError(problems)
+
+    def bounds(self) -> list[tuple[str, float, float]]:
+        """(column, low, high) of every parameter, from its range (what the numerical kinds search over)."""
+        problems = [Problem(f"parameters[{i}].range", "this kind needs a range {low, high} for every parameter")
+                    for i, p in enumerate(self.spec.parameters) if p.range is None]
+        if problems:
+            raise ExperimentError(problems)
+        return [(p.column, p.range.low, p.range.high) for p in self.spec.parameters if p.range is not None]
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return [p.column for p in self.spec.parameters]
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [m.label for m in self.metrics]
+
+    def check_count(self, n: int) -> None:
+        """``ExperimentError`` at ``limits.maxPoints`` when ``n`` more points would pass the cap."""
+        cap = self.spec.limits.max_points
+        if self.evaluated + n > cap:
+            done = f" after {self.evaluated} already evaluated" if self.evaluated else ""
+            raise ExperimentError([Problem("limits.maxPoints", f"the experiment needs {self.evaluated + n} points"
+                                           f"{done}; the cap is {cap} points per experiment (raise limits."
+                                           "maxPoints or ask for fewer points)")])
+
+    def base_seed(self, draw: bool) -> int | None:
+        """
+        The experiment's seed: the spec's, else the model's ``rng.seed``, else (``draw``: the points
+        sample something) one drawn here - recorded in the result, so the experiment can be re-run.
+        """
+        if self.spec.seed is not None:
+            return self.spec.seed
+        if self.model.rng is not None and self.model.rng.seed is not None:
+            return int(self.model.rng.seed)
+        return secrets.randbits(31) if draw else None
+
+    def _group(self, edits: tuple[float, ...]) -> tuple[str, Model]:
+        got = self._models.get(edits)
+        if got is None:
+            text = edited_text(self._yaml(), self.targets, edits)
+            try:
+                got = self._models[edits] = (text, load_model(text).model)
+            except ModelError as exc:  # e.g. a route weight <= 0: say which parameters and values
+                edited = [t for t in self.targets if t.edit is not None]
+                values = ", ".join(f"{t.target} = {v:g}" for t, v in zip(edited, edits, strict=True))
+                raise ExperimentError([Problem(f"parameters[{edited[0].index}]", f"the model with {values} is "
+                                               f"invalid: {p.message}") for p in exc.problems]
+                                      or [Problem(f"parameters[{edited[0].index}]", str(exc))]) from exc
+        return got
+
+    def evaluate(self, points: Array, seeds: Sequence[int | None] | None = None, *,
+                 sample_pmf: bool | None = None, counted: bool = True) -> Evaluated:
+        """Metrics and captured series of each row of ``points`` (``(n, p)``, columns in parameter order)."""
+        points = np.asarray(points, dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != len(self.targets):
+            points = points.reshape(-1, len(self.targets))
+        n = points.shape[0]
+        if counted:
+            self.check_count(n)
+        seed_list: list[int | None] = list(seeds) if seeds is not None else [self.spec.seed] * n
+        sample = sample_pmf if sample_pmf is not None else bool(self.spec.sample_pmf)
+        sets = to_sets(self.targets, points)
+        edits = edits_of(self.targets, points)
+        groups: dict[tuple[float, ...], list[int]] = {}
+        for k, e in enumerate(edits):
+            groups.setdefault(e, []).append(k)
+        bins = self.model.grid.bins
+        metrics = np.empty((n, len(self.metrics)), dtype=np.float64)
+        captured = {c: np.empty((n, bins), dtype=np.float64) for c in self.capture}
+        for e, rows in groups.items():
+            text, model = self._group(e)
+            series = self._run(text, [sets[k] for k in rows], [seed_list[k] for k in rows], sample)
+            idx = np.asarray(rows)
+            if self.needs_derived:
+                series = self._with_derived(model, series, len(rows))
+            for j, m in enumerate(self.metrics):
+                metrics[idx, j] = evaluate_metric(m, series, len(rows))
+            for c in self.capture:
+                captured[c][idx] = series[c]
+        self.evaluated += n if counted else 0
+        warnings = tuple(Problem(f"metrics[{m.index}]", f"{m.label} is NaN at {nan_points(metrics[:, j])}",
+                                 severity="warning")
+                         for j, m in enumerate(self.metrics) if np.isnan(metrics[:, j]).any())
+        return Evaluated(metrics, captured, warnings)
+
+    def _run(self, text: str, sets: list[dict[str, Any]], seeds: list[int | None],
+             sample: bool) -> dict[str, Array]:
+        size = self.batch_size
+        batches = [Batch(s, tuple(sets[s:s + size]), tuple(seeds[s:s + size]), sample, self.outputs)
+                   for s in range(0, len(sets), size)]
+        done = [0]
+
+        def progress(i: int, _: dict[str, Array]) -> None:
+            done[0] += len(batches[i].sets)
+            if self.on_progress is not None:
+                self.on_progress(self.evaluated + done[0])
+
+        results = self.backend.run(text, batches, on_batch=progress, cancel=self.cancel)
+        if len(results) == 1:
+            return results[0]
+        return {name: np.concatenate([r[name] for r in results], axis=0) for name in self.outputs}
+
+    def _with_derived(self, model: Model, series: dict[str, Array], n: int) -> dict[str, Array]:
+        """
+        The batch's series plus the derived metrics asked for. ``derive`` is element-wise over bins, so
+        it takes the ``(n, bins)`` blocks at once (7x faster than point by point on a 12-node topology,
+        same bits); a shape it cannot take falls back to one point at a time.
+        """
+        wanted = {r for m in self.metrics for r in m.refs} | set(self.capture)
+        asked = {name: self.derived[name] for name in wanted if name in self.derived and name not in self._ids}
+        bins = model.grid.bins
+        out = dict(series)
+        try:
+            whole = derive(model, series, model.analysis)
+            for name, (node, key) in asked.items():
+                got = whole.get(node)
+                values = got.series.get(key) if got is not None else None
+                block = np.full((n, bins), np.nan) if values is None else np.asarray(values, dtype=np.float64)
+                if block.shape != (n, bins):
+                    raise ValueError(f"{name}: shape {block.shape}")
+                out[name] = block
+            return out
+        except (ValueError, IndexError, TypeError):
+            pass
+        blocks = {name: np.full((n, bins), np.nan) for name in asked}
+        for k in range(n):
+            per = derive(model, {name: a[k] for name, a in series.items()}, model.analysis)
+            for name, (node, key) in asked.items():
+                got = per.get(node)
+                if got is not None and key in got.series:
+                    blocks[name][k] = got.series[key]
+        out.update(blocks)
+        return out
+
+    # -- for the numerical algorithms ----------------------------------------------------------
+
+    def objective(self, *, nan_is_error: bool = True) -> Callable[[Array], Array]:
+        """``(n, p)`` parameter values -> ``(n, m)`` metrics; NaN metrics an ``ExperimentError`` unless asked."""
+
+        def f(x: Array) -> Array:
+            got = self.evaluate(np.atleast_2d(np.asarray(x, dtype=np.float64)))
+            if nan_is_error and got.warnings:
+                raise ExperimentError([Problem(w.path, w.message) for w in got.warnings])
+            return got.metrics
+
+        return f
+
+    def series_objective(self, name: str) -> Callable[[Array], Array]:
+        """``(n, p)`` parameter values -> the series ``name`` of each point, ``(n, bins)`` (for fitting)."""
+        if name not in self.capture:
+            self.capture = (*self.capture, *self._check_capture([name]))
+            if name in self.derived and name not in self._ids and not self.needs_derived:
+                self.needs_derived = True
+                self.outputs = tuple(n.id for n in self.model.nodes if not is_internal(n.id))
+            elif name not in self.outputs:
+                self.outputs = (*self.outputs, name)
+
+        def f(x: Array) -> Array:
+            return self.evaluate(np.atleast_2d(np.asarray(x, dtype=np.float64))).series[name]
+
+        return f
