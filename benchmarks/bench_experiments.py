@@ -42,10 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from bench_plan import pipeline_model
+from bench_plan import pipeline_model, pmf_model
 from flowtime.engine import plan
 from flowtime.experiments.backends import DaskBackend, InProcess, ProcessPool, Result
 from flowtime.experiments.batch import Batch
+from flowtime.experiments.runner import run_experiment
 from flowtime.model.load import load_model
 from table import Row, Target, print_table
 from timing import paired_median_times
@@ -141,6 +142,43 @@ def parallel_rows(quick: bool) -> list[Row]:
     return rows
 
 
+def experiment_rows(quick: bool) -> list[Row]:
+    """
+    The experiment machinery end to end (spec -> points -> batches -> metrics, and Monte Carlo bands) against
+    the engine call it stands for: the same scenarios in ONE ``evaluate_many``.
+    """
+    side = 7 if quick else 10  # side**4 grid points
+    text, caps = pipeline_model(STAGES)
+    grid = [round(c - 1.0 + 2.0 * i / (side - 1), 6) for i in range(side) for c in caps[:1]]
+    spec = {"kind": "sweep", "parameters": [{"target": f"capacity_{k}", "values": grid} for k in range(1, 5)],
+            "metrics": [{"name": "wip", "series": "wip"}, {"name": "lost", "series": "unserved", "aggregate": "sum"},
+                        {"name": "util_p95", "series": "mean_utilization", "aggregate": "p95"}]}
+    result = run_experiment(spec, text)
+    points = len(result.table)
+    sets = [{f"capacity_{k}": float(row[f"capacity_{k}"]) for k in range(1, 5)} for _, row in result.table.iterrows()]
+    p = plan(load_model(text).model)
+    check = p.evaluate_many(sets=sets[:50])
+    assert np.array_equal(np.asarray(result.table["wip"])[:50], np.asarray(check["wip"]).mean(axis=1)), "sweep differs"
+    repeats = 3 if quick else 5
+    ours, base = paired_median_times(lambda: run_experiment(spec, text), lambda: p.evaluate_many(sets=sets), repeats)
+    rows = [Row(f"{points:,}-point sweep spec, 36 x 288 (run_experiment)", ours, base, Target.at_most(1.3),
+                "grid of 4 capacities, 3 metrics; baseline: one evaluate_many over the same scenarios")]
+    replications = 200 if quick else 1000
+    mc_text = pmf_model(50, 50)
+    mc = {"kind": "montecarlo", "settings": {"replications": replications},
+          "capture": ["load_0", "load_1", "load_2"], "metrics": [{"name": "peak", "series": "load_0", "aggregate": "max"}]}
+    first = run_experiment(mc, mc_text)
+    seeds = list(first.seeds)
+    q = plan(load_model(mc_text).model)
+    again = q.evaluate_many(seeds=seeds, sample_pmf=True)
+    assert np.array_equal(np.asarray(first.table["peak"]), np.asarray(again["load_0"]).max(axis=1)), "MC differs"
+    ours, base = paired_median_times(lambda: run_experiment(mc, mc_text),
+                                     lambda: q.evaluate_many(seeds=seeds, sample_pmf=True), repeats)
+    rows.append(Row(f"{replications:,}-replication Monte Carlo with bands, 100 x 288", ours, base, Target.at_most(1.5),
+                    "5 percentile bands of 3 series + a histogram; baseline: evaluate_many over the same seeds"))
+    return rows
+
+
 MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 128 << 20
 
 
@@ -163,7 +201,7 @@ def main() -> int:
     args = ap.parse_args()
     allocator = "glibc defaults" if args.default_malloc else same_allocator()
     t0 = time.perf_counter()
-    rows = sweep_rows(args.quick) + parallel_rows(args.quick)
+    rows = sweep_rows(args.quick) + experiment_rows(args.quick) + parallel_rows(args.quick)
     print_table(rows)
     print(f"(NumPy {np.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} cores, {allocator}; "
           f"{time.perf_counter() - t0:.0f} s)")
