@@ -42,6 +42,8 @@ def main() -> int:
         ("Engine service: POST /v1/run on 1 and 2 workers", ["bench_service.py", *(["--quick"] if quick else [])]),
         ("state API: one bin and a whole-run window of a 50-node year",
          ["bench_state.py", *(["--quick"] if quick else [])]),
+        ("experiments: batches vs one evaluate_many, Dask and a process pool vs in-process",
+         ["bench_experiments.py", *(["--quick"] if quick else [])]),
     ]
     failed = 0
     for title, cmd in plan:

@@ -130,7 +130,9 @@ def experiment(spec: Any, model: str | os.PathLike[str] | None = None, *, backen
     """
     Run an experiment over a model: ``spec`` is a mapping (the spec's JSON/YAML data), an
     ``experiments.spec`` object, or YAML/JSON text or a path to it; ``model`` the model's YAML
-    text or a path; ``fields`` are added to a mapping spec (``seed=7``). Returns an
+    text or a path; ``fields`` are added to a mapping spec (``seed=7``). ``backend`` is a
+    backend object or its name: "inprocess", "processes[:N]", "local" (a local Dask cluster) or
+    "tcp://host:port" (None: in-process, or FLOWTIME_DASK_ADDRESS if set). Returns an
     ``ExperimentResult``: ``.table`` (a DataFrame), ``.series``, ``.bands``, ``.to_json()``.
 
     >>> r = experiment({"kind": "sweep", "parameters": [{"target": "a", "values": [1, 2]}],

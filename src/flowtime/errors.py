@@ -22,6 +22,7 @@ translate them once, at their edge, into exit codes and problem+json bodies.
     │   └── RunNotFound             (also a LookupError)
     │       └── InvalidRunId        not shaped like a run id at all (HTTP 400; also a ValueError)
     ├── ExperimentError             an experiment spec is wrong, every problem located in the spec (HTTP 400)
+    ├── ExperimentCancelled         an experiment was cancelled before all its points were evaluated
     ├── ConflictError               a request contradicts stored state (HTTP 409)
     └── QueryError                  a query parameter out of range, e.g. a bin past the run (HTTP 400; ValueError)
 """
@@ -285,6 +286,17 @@ class ExperimentError(FlowTimeError):
 
 class ConflictError(FlowTimeError):
     title = "Conflict"
+
+
+class ExperimentCancelled(FlowTimeError):
+    """An experiment was cancelled: ``done`` of its ``total`` batches had finished; their results are dropped."""
+
+    title = "Experiment cancelled"
+
+    def __init__(self, done: int, total: int) -> None:
+        self.done = done
+        self.total = total
+        super().__init__(f"experiment cancelled after {done} of {total} batches")
 
 
 @dataclass

@@ -27,7 +27,8 @@ import numpy.typing as npt
 
 from flowtime.analysis.metrics import derive
 from flowtime.errors import ExperimentError, ModelError, Problem
-from flowtime.experiments.local import Backend, Batch, InProcess
+from flowtime.experiments.backends import Backend, InProcess
+from flowtime.experiments.batch import Batch, plan_of
 from flowtime.experiments.metric import CompiledMetric, compile_metrics, derived_names, evaluate_metric, nan_points
 from flowtime.experiments.parameters import Target, edited_text, edits_of, resolve, to_sets
 from flowtime.experiments.spec import AnySpec
@@ -61,9 +62,9 @@ class Evaluator:
         self.backend: Backend = backend if backend is not None else InProcess()
         self.cancel = cancel
         self.on_progress = on_progress
-        self.model: Model = load_model(model_text).model
+        self.model: Model = plan_of(model_text).model  # the batches' plan cache: loaded once per process
         self._data: Any = None
-        self.targets: list[Target] = resolve(self.model, spec.parameters, self._yaml())
+        self.targets: list[Target] = resolve(self.model, spec.parameters, self._yaml)
         self.metrics: list[CompiledMetric] = compile_metrics(spec.metrics, self.model)
         self.capture = self._check_capture(spec.capture)
         self._check_columns()

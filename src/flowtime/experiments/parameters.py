@@ -21,7 +21,7 @@ profile is never flattened (the reference's defect). ``to_sets`` turns a
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -148,8 +148,11 @@ def _router(model: Model, p: Parameter, i: int, data: Any) -> Target | str:
                   edit_base=1.0 if weight is None else weight)
 
 
-def resolve(model: Model, parameters: Sequence[Parameter], data: Any) -> list[Target]:
-    """Each parameter's target (``data``: the model's YAML data, for edits); every problem at once."""
+def resolve(model: Model, parameters: Sequence[Parameter], data: Callable[[], Any]) -> list[Target]:
+    """
+    Each parameter's target, every problem at once. ``data`` gives the model's YAML data, for edits (parsed
+    only when a target needs it: most experiments set const nodes).
+    """
     problems: list[Problem] = []
     out: list[Target] = []
     seen: dict[tuple[Any, ...], int] = {}
@@ -157,9 +160,9 @@ def resolve(model: Model, parameters: Sequence[Parameter], data: Any) -> list[Ta
     for i, p in enumerate(parameters):
         got: Target | str
         if p.target.startswith("topology."):
-            got = _topology(model, p, i, data)
+            got = _topology(model, p, i, data())
         elif p.target.startswith("router."):
-            got = _router(model, p, i, data)
+            got = _router(model, p, i, data())
         else:
             node = next((n for n in model.nodes if n.id == p.target), None)
             if node is None:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flowtime.errors import ExperimentError, Problem
+from flowtime.experiments.backends import Backend, InProcess, backend_for
 from flowtime.experiments.evaluator import Evaluator
-from flowtime.experiments.local import Backend
 from flowtime.experiments.montecarlo import run_montecarlo
 from flowtime.experiments.results import ExperimentResult
 from flowtime.experiments.searches import run_fit_experiment, run_optimize_experiment
@@ -30,15 +30,27 @@ RUNS: dict[str, Callable[[Evaluator], ExperimentResult]] = {
 }
 
 
-def run_experiment(spec: Any, model_text: str, backend: Backend | None = None, *,
+def run_experiment(spec: Any, model_text: str, backend: Backend | str | None = None, *,
                    cancel: threading.Event | None = None,
                    on_progress: Callable[[int], None] | None = None) -> ExperimentResult:
-    """Run ``spec`` (a spec, or its JSON/YAML data) over the model ``model_text``."""
+    """
+    Run ``spec`` (a spec, or its JSON/YAML data) over the model ``model_text``.
+    ``backend`` is a backend, or a name for ``backends.backend_for`` ("processes:4",
+    "local", "tcp://host:port"; None: in-process unless FLOWTIME_DASK_ADDRESS is set);
+    a backend made from a name is closed when the run ends.
+    """
     parsed = parse_spec(spec)
     run = RUNS.get(parsed.kind)
     if run is None:
         raise ExperimentError([Problem("kind", f"kind {parsed.kind} is not available in this build")])
-    ev = Evaluator(model_text, parsed, backend, cancel=cancel, on_progress=on_progress)
-    result = run(ev)
+    owned = backend_for(backend) if backend is None or isinstance(backend, str) else None
+    chosen: Backend = owned if owned is not None else backend  # type: ignore[assignment]
+    ev = Evaluator(model_text, parsed, chosen, cancel=cancel, on_progress=on_progress)
+    try:
+        result = run(ev)
+    finally:
+        if owned is not None:
+            owned.close()
+            ev.backend = InProcess()  # replicate(k) runs here: every backend gives the same bytes
     result.bind(ev)
     return result
