@@ -147,11 +147,51 @@ def experiment(spec: Any, model: str | os.PathLike[str] | None = None, *, backen
 
     if model is None:
         raise TypeError("experiment() needs model= (the model's YAML text or a path)")
+    from pathlib import Path
+
+    base = None
     if isinstance(spec, os.PathLike | str):
+        from flowtime.sources import names_a_file
+
+        if isinstance(spec, os.PathLike) or names_a_file(spec):
+            base = Path(spec).parent
         spec = parse_yaml(_text(spec))[0]
     if fields:
         spec = {**dict(spec), **fields}
-    return run_experiment(spec, _text(model), backend)
+    text = _text(model)
+    return run_experiment(_read_observed(spec, text, base), text, backend)
+
+
+def _read_observed(spec: Any, model_text: str, base: os.PathLike[str] | None) -> Any:
+    """
+    A fit's ``settings.observed.file`` read into ``values`` (the core never opens files): a CSV in
+    the series-file format (``bin_index,value``; an empty value or NaN is a missing observation),
+    relative to the spec file's folder, else the working directory.
+    """
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from flowtime.errors import ExperimentError, FlowTimeError, Problem
+
+    if not isinstance(spec, Mapping) or spec.get("kind") != "fit":
+        return spec
+    settings = spec.get("settings")
+    observed = settings.get("observed") if isinstance(settings, Mapping) else None
+    ref = observed.get("file") if isinstance(observed, Mapping) else None
+    if not isinstance(ref, str) or "values" in observed:  # type: ignore[operator]
+        return spec  # nothing to read (or both given: the spec check says so)
+    from flowtime.model.load import load_model as _load
+    from flowtime.series_files import parse_series_csv
+
+    path = Path(ref) if base is None else Path(base) / ref
+    try:
+        bins = _load(model_text).model.grid.bins
+        values = parse_series_csv(path.read_text(encoding="utf-8"), ref, bins)
+    except (OSError, FlowTimeError) as exc:
+        raise ExperimentError([Problem("settings.observed.file", str(exc))]) from exc
+    read = {**observed, "values": [None if v != v else float(v) for v in values.tolist()]}  # type: ignore[dict-item]
+    del read["file"]
+    return {**spec, "settings": {**settings, "observed": read}}  # type: ignore[dict-item]
 
 
 def sweep(model: str | os.PathLike[str], parameters: list[dict[str, Any]], metrics: Any, **fields: Any

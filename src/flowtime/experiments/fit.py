@@ -155,8 +155,8 @@ def fitted_bins(settings: FitSettings, observed: Array) -> tuple[Array, Array]:
 def loss_of(kind: str, r: Array, w: Array) -> Array:
     """The loss of each row of residuals ``r`` ``(n, bins used)``."""
     if kind == "mae":
-        return np.mean(np.abs(r), axis=-1)
-    return np.sqrt(np.sum(w * r * r, axis=-1) / np.sum(w))
+        return np.asarray(np.mean(np.abs(r), axis=-1), dtype=np.float64)
+    return np.asarray(np.sqrt(np.sum(w * r * r, axis=-1) / np.sum(w)), dtype=np.float64)
 
 
 def run_fit(series: SeriesObjective, bounds: Sequence[Bounds], settings: FitSettings,

@@ -243,8 +243,8 @@ def run_optimize(objective: Objective, bounds: Sequence[Bounds], settings: Optim
 
         res = optimize.differential_evolution(
             population, unit, maxiter=settings.maxiter, popsize=settings.popsize, tol=settings.ftol, atol=0.0,
-            rng=np.random.default_rng(seed), polish=settings.polish, vectorized=True, updating="deferred", constraints=constraints,
-            x0=u0 if settings.x0 is not None else None, callback=generation)
+            rng=np.random.default_rng(seed), polish=settings.polish, vectorized=True, updating="deferred",
+            constraints=constraints, x0=u0 if settings.x0 is not None else None, callback=generation)
     else:
         def step(xk: Any) -> None:
             record_step(np.asarray(xk, dtype=np.float64))

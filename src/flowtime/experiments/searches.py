@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from flowtime.errors import ExperimentError, Problem
 from flowtime.experiments.evaluator import Evaluator
-from flowtime.experiments.fit import loss_of, fitted_bins, run_fit
+from flowtime.experiments.fit import fitted_bins, loss_of, run_fit
 from flowtime.experiments.objective import Bounds
 from flowtime.experiments.optimize import run_optimize
 from flowtime.experiments.results import ExperimentResult
