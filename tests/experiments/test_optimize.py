@@ -160,3 +160,14 @@ def test_an_optimize_spec_without_ranges_is_an_error() -> None:
     with pytest.raises(ExperimentError) as e:
         flowtime.experiment(spec, model=QUEUE)
     assert e.value.problems[0].path == "parameters[0].range"
+
+
+def test_spec_problems_in_the_settings_are_located() -> None:
+    from flowtime.experiments.spec import parse_spec
+
+    with pytest.raises(ExperimentError) as e:
+        parse_spec({"kind": "optimize", "settings": {"constraints": [{"metric": 0, "op": "<", "value": 1}]}})
+    assert [p.path for p in e.value.problems] == ["settings.constraints[0].op"]
+    with pytest.raises(ExperimentError) as e:
+        parse_spec({"kind": "fit", "settings": {"series": "backlog", "observed": {"values": [1]}, "loss": "l1"}})
+    assert [p.path for p in e.value.problems] == ["settings.loss"]
