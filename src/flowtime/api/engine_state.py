@@ -50,6 +50,17 @@ def _either(ours: int | None, theirs: int | None, name: str, alias: str) -> int 
     return ours if ours is not None else theirs
 
 
+def _csv(text: str | None) -> tuple[str, ...] | None:
+    """A comma-separated list (None when not given or empty)."""
+    items = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip())) if text else ()
+    return items or None
+
+
+_Mode = Annotated[Literal["operational", "full"], Query(
+    description="full: also the model's computed nodes (const, expr, pmf, ...; internal ones left out), "
+                "each with its stored series under values")]
+_ClassIds = Annotated[str | None, Query(alias="classIds", description=(
+    "Comma-separated class ids: byClass holds only these; an unknown class is a 400 naming the run's classes"))]
 _NUM = {"type": ["number", "null"]}
 _SERIES = {"type": "object", "additionalProperties": {"type": "array", "items": _NUM}}
 _WARNING = {"type": "object", "properties": {
@@ -132,12 +143,15 @@ def get_graph(run_id: str, mode: Annotated[Literal["operational", "full"], Query
 def get_state(run_id: str,
               bin: Annotated[int | None, Query(description="Bin index, 0-based")] = None,
               bin_index: Annotated[int | None, Query(alias="binIndex", description="The reference's name")] = None,
+              mode: _Mode = "operational",
+              class_ids: _ClassIds = None,
               registry: Registry = Depends(get_registry),
               cache: StateCache = Depends(get_state_cache)) -> OrjsonResponse:
     index = _either(bin, bin_index, "bin", "binIndex")
     if index is None:
         raise QueryError("bin", "give the bin: /state?bin=N (or binIndex=N)", "0..bins-1")
-    return OrjsonResponse(snapshot(_state(run_id, registry, cache), index))
+    return OrjsonResponse(snapshot(_state(run_id, registry, cache), index, full=mode == "full",
+                                   class_ids=_csv(class_ids)))
 
 
 @router.get("/v1/runs/{run_id}/state_window", response_class=OrjsonResponse,
@@ -155,13 +169,21 @@ def get_state_window(
     end_bin: Annotated[int | None, Query(alias="endBin", description="The reference's name for end")] = None,
     nodes: Annotated[str | None, Query(description="Comma-separated topology node ids (default all)")] = None,
     max_points: Annotated[int | None, Query(description="Points per series at most (>= 2)")] = None,
+    mode: _Mode = "operational",
+    class_ids: _ClassIds = None,
+    edge_ids: Annotated[str | None, Query(alias="edgeIds", description=(
+        "Comma-separated edge ids (default: the edges of the chosen nodes); an unknown one is a 400"))] = None,
+    edge_metrics: Annotated[str | None, Query(alias="edgeMetrics", description=(
+        "Comma-separated edge series: flowVolume, attemptsVolume, failuresVolume, retryVolume (default all)"))]
+        = None,
     registry: Registry = Depends(get_registry),
     cache: StateCache = Depends(get_state_cache),
 ) -> OrjsonResponse:
     a = _either(start, start_bin, "start", "startBin")
     b = _either(end, end_bin, "end", "endBin")
-    chosen = tuple(n.strip() for n in nodes.split(",") if n.strip()) if nodes else None
-    return OrjsonResponse(state_window(_state(run_id, registry, cache), a, b, nodes=chosen, max_points=max_points))
+    return OrjsonResponse(state_window(_state(run_id, registry, cache), a, b, nodes=_csv(nodes),
+                                       max_points=max_points, full=mode == "full", class_ids=_csv(class_ids),
+                                       edge_ids=_csv(edge_ids), edge_metrics=_csv(edge_metrics)))
 
 
 @router.get("/v1/runs/{run_id}/metrics", response_class=OrjsonResponse,
