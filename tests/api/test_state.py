@@ -21,6 +21,7 @@ from flowtime.settings import EngineSettings
 
 PROBLEM = "application/problem+json"
 MODELS = Path(__file__).parent.parent / "artifacts" / "models"
+EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 LONG_BINS = 10_000
 
 
@@ -39,7 +40,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
         "VALUES", json.dumps(values))
     plain = "schemaVersion: 1\ngrid: {bins: 3, binSize: 1, binUnit: hours}\nnodes:\n  - {id: a, values: [1, 2, 3]}\n"
     ids = {"two": store(root, (MODELS / "two-stage.yaml").read_text()), "long": store(root, long_text),
-           "plain": store(root, plain)}
+           "plain": store(root, plain), "hub": store(root, (EXAMPLES / "classes-router.yaml").read_text())}
     return root, ids
 
 
@@ -230,3 +231,48 @@ def test_the_openapi_schemas_describe_the_answers(client: httpx.Client) -> None:
     assert set(window["schema"]["properties"]) >= {"window", "downsampled", "bins", "timestampsUtc", "nodes"}
     state = paths["/v1/runs/{run_id}/state"]["get"]
     assert {p["name"] for p in state["parameters"]} >= {"bin", "binIndex"}
+
+
+def test_state_by_class_over_http(client: httpx.Client, ids: dict[str, str]) -> None:
+    body = client.get(f"/v1/runs/{ids['hub']}/state", params={"bin": 3, "classIds": "Airport"}).json()
+    assert body["metadata"]["classCoverage"] == "full"
+    assert [c["id"] for c in body["metadata"]["classes"]] == ["Airport", "Downtown"]
+    hub = body["nodes"][0]
+    # bin 3: backlog 32 (8 a bin), a quarter Airport: 8; served 8 of Airport's 10 -> 0.8; 8/8 h = 60 min
+    assert hub["byClass"] == {"Airport": {"arrivals": 10.0, "served": 8.0, "queue": 8.0, "throughputRatio": 0.8,
+                                          "queueTimeMs": 3_600_000.0, "latencyMinutes": 60.0}}
+    assert hub["classTruth"] == {"coverage": "full", "hasSpecificClasses": True, "hasFallbackClass": False}
+    window = client.get(f"/v1/runs/{ids['hub']}/state_window").json()
+    assert window["nodes"][0]["byClass"]["Airport"]["queue"] == [2.0, 4.0, 6.0, 8.0]
+    assert window["nodes"][0]["byClass"]["Downtown"]["queue"] == [6.0, 12.0, 18.0, 24.0]
+    bad = problem(client.get(f"/v1/runs/{ids['hub']}/state_window?classIds=Airport,Harbour"), 400)
+    assert bad["parameter"] == "classIds" and bad["validRange"] == "Airport, Downtown"
+    assert problem(client.get(f"/v1/runs/{ids['two']}/state?bin=0&classIds=A"), 400)["parameter"] == "classIds"
+
+
+def test_full_mode_and_edge_filters_over_http(client: httpx.Client, ids: dict[str, str]) -> None:
+    full = client.get(f"/v1/runs/{ids['hub']}/state_window?mode=full&nodes=Hub,hub_in").json()
+    assert full["mode"] == "full" and [n["id"] for n in full["nodes"]] == ["Hub", "hub_in"]
+    assert full["nodes"][1]["series"] == {"values": [40.0] * 4}  # 10 Airport + 30 Downtown
+    state = client.get(f"/v1/runs/{ids['hub']}/state?bin=0&mode=full").json()
+    assert {n["id"]: n["metrics"] for n in state["nodes"]}["hub_queue"] == {"values": 8.0}  # 40 in, 32 out
+    assert not any("#" in n["id"] for n in state["nodes"])
+    problem(client.get(f"/v1/runs/{ids['hub']}/state?bin=0&mode=everything"), 422)
+    edges = client.get(f"/v1/runs/{ids['two']}/state_window?edgeIds=intake_to_pack&edgeMetrics=flowVolume").json()
+    assert edges["edges"][0]["series"] == {"flowVolume": [10.0, 20.0, 20.0, 0.0]}  # MIN(arrivals, 20)
+    bad = problem(client.get(f"/v1/runs/{ids['two']}/state_window?edgeIds=pack_to_nowhere"), 400)
+    assert bad["parameter"] == "edgeIds" and bad["validRange"] == "intake_to_pack"
+    bad = problem(client.get(f"/v1/runs/{ids['two']}/state_window?edgeMetrics=flowVolume,speed"), 400)
+    assert bad["parameter"] == "edgeMetrics" and "retryVolume" in str(bad["validRange"])
+
+
+def test_the_openapi_document_describes_classes_modes_and_filters(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    window = paths["/v1/runs/{run_id}/state_window"]["get"]
+    assert {p["name"] for p in window["parameters"]} >= {"mode", "classIds", "edgeIds", "edgeMetrics"}
+    node = window["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["nodes"]["items"]
+    assert {"classTruth", "byClass"} <= set(node["properties"])
+    state = paths["/v1/runs/{run_id}/state"]["get"]
+    assert {p["name"] for p in state["parameters"]} >= {"mode", "classIds"}
+    truth = state["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["nodes"]["items"]
+    assert truth["properties"]["classTruth"]["properties"]["coverage"]["enum"] == ["full", "partial", "missing"]

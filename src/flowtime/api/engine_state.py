@@ -50,6 +50,17 @@ def _either(ours: int | None, theirs: int | None, name: str, alias: str) -> int 
     return ours if ours is not None else theirs
 
 
+def _csv(text: str | None) -> tuple[str, ...] | None:
+    """A comma-separated list (None when not given or empty)."""
+    items = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip())) if text else ()
+    return items or None
+
+
+_Mode = Annotated[Literal["operational", "full"], Query(
+    description="full: also the model's computed nodes (const, expr, pmf, ...; internal ones left out), "
+                "each with its stored series under values")]
+_ClassIds = Annotated[str | None, Query(alias="classIds", description=(
+    "Comma-separated class ids: byClass holds only these; an unknown class is a 400 naming the run's classes"))]
 _NUM = {"type": ["number", "null"]}
 _SERIES = {"type": "object", "additionalProperties": {"type": "array", "items": _NUM}}
 _WARNING = {"type": "object", "properties": {
@@ -69,6 +80,22 @@ def _list(item: dict[str, Any]) -> dict[str, Any]:
     return {"type": "array", "items": item}
 
 
+def _by_class(value: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "description": (
+        "class id -> the class's part of each flow input (arrivals, served, errors, queue, ...; mode=full "
+        "computed nodes: values) and its throughputRatio, queueTimeMs, latencyMinutes (decision 0027)"),
+        "additionalProperties": {"type": "object", "additionalProperties": value}}
+
+
+_CLASS_TRUTH = _obj(coverage={"type": "string", "enum": ["full", "partial", "missing"]},
+                    hasSpecificClasses={"type": "boolean"},
+                    hasFallbackClass={"type": "boolean", "description": "some of the node's flow is in no class"})
+_METADATA = {"type": "object", "properties": {
+    "classCoverage": {"type": ["string", "null"], "enum": ["full", "partial", "missing", None]},
+    "classes": _list(_obj(id={"type": "string"}, displayName={"type": ["string", "null"]}))}}
+_MODE = {"type": "string", "enum": ["operational", "full"]}
+
+
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "graph": _obj(runId={"type": "string"}, mode={"type": "string"}, nodes=_list(_obj(
         id={"type": "string"}, kind={"type": "string"}, category={"type": ["string", "null"]},
@@ -79,16 +106,17 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         edges=_list(_obj(id={"type": "string"}, **{"from": {"type": "string"}}, to={"type": "string"},
                          weight={"type": "number"}, edgeType={"type": "string"}, field={"type": "string"},
                          multiplier=_NUM, lag={"type": "integer"}))),
-    "state": _obj(metadata={"type": "object"}, bin=_obj(index={"type": "integer"},
+    "state": _obj(metadata=_METADATA, mode=_MODE, bin=_obj(index={"type": "integer"},
                                                         startUtc={"type": ["string", "null"]},
                                                         endUtc={"type": ["string", "null"]},
                                                         durationMinutes={"type": "integer"}),
                   nodes=_list(_obj(id={"type": "string"}, kind={"type": "string"}, category={"type": "string"},
                                    metrics={"type": "object", "additionalProperties": _NUM},
                                    derived={"type": "object"}, color={"type": "string"},
+                                   classTruth=_CLASS_TRUTH, byClass=_by_class(_NUM),
                                    warnings=_list(_WARNING))),
                   edges=_list(_obj(id={"type": "string"}, flowVolume=_NUM)), warnings=_list(_WARNING)),
-    "window": _obj(metadata={"type": "object"}, window=_obj(startBin={"type": "integer"},
+    "window": _obj(metadata=_METADATA, mode=_MODE, window=_obj(startBin={"type": "integer"},
                                                             endBin={"type": "integer"},
                                                             binCount={"type": "integer"}),
                    downsampled={"type": ["object", "null"], "properties": {
@@ -99,7 +127,8 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
                    timestampsUtc={"type": ["array", "null"], "items": {"type": "string"}},
                    colorLegend=_list({"type": "string"}),
                    nodes=_list(_obj(id={"type": "string"}, kind={"type": "string"}, series=_SERIES,
-                                    color=_list({"type": "integer"}))),
+                                    color=_list({"type": "integer"}), classTruth=_CLASS_TRUTH,
+                                    byClass=_by_class(_list(_NUM)))),
                    edges=_list(_obj(id={"type": "string"}, series=_SERIES)), warnings=_list(_WARNING)),
     "metrics": _obj(window={"type": "object"}, grid=_obj(binMinutes={"type": "integer"}, bins={"type": "integer"}),
                     nodes=_list(_obj(id={"type": "string"}, utilization={"type": ["object", "null"]},
@@ -128,16 +157,20 @@ def get_graph(run_id: str, mode: Annotated[Literal["operational", "full"], Query
 @router.get("/v1/runs/{run_id}/state", response_class=OrjsonResponse,
             summary="Every topology node at one bin: series, derived metrics, colour, active warnings",
             responses=_object("state", "StateSnapshot: metadata, bin{index, startUtc, endUtc, durationMinutes}, "
-                              "nodes[{id, kind, category, metrics, derived, color, warnings}], edges, warnings"))
+                              "nodes[{id, kind, category, metrics, derived, color, classTruth, byClass, warnings}], "
+                              "edges, warnings; mode=full adds computed nodes (metrics.values)"))
 def get_state(run_id: str,
               bin: Annotated[int | None, Query(description="Bin index, 0-based")] = None,
               bin_index: Annotated[int | None, Query(alias="binIndex", description="The reference's name")] = None,
+              mode: _Mode = "operational",
+              class_ids: _ClassIds = None,
               registry: Registry = Depends(get_registry),
               cache: StateCache = Depends(get_state_cache)) -> OrjsonResponse:
     index = _either(bin, bin_index, "bin", "binIndex")
     if index is None:
         raise QueryError("bin", "give the bin: /state?bin=N (or binIndex=N)", "0..bins-1")
-    return OrjsonResponse(snapshot(_state(run_id, registry, cache), index))
+    return OrjsonResponse(snapshot(_state(run_id, registry, cache), index, full=mode == "full",
+                                   class_ids=_csv(class_ids)))
 
 
 @router.get("/v1/runs/{run_id}/state_window", response_class=OrjsonResponse,
@@ -146,7 +179,8 @@ def get_state(run_id: str,
                          "or when max_points is smaller than the window, each bucket of bins gives its min and "
                          "max in time order and the answer says downsampled: {bucketBins, points}."),
             responses=_object("window", "StateWindow: metadata, window{startBin, endBin, binCount}, timestampsUtc, "
-                              "downsampled, bins, nodes[{id, kind, series{key: values}, color}], edges, warnings"))
+                              "downsampled, bins, nodes[{id, kind, series{key: values}, color, classTruth, "
+                              "byClass}], edges, warnings; mode=full adds computed nodes (series.values)"))
 def get_state_window(
     run_id: str,
     start: Annotated[int | None, Query(description="First bin (default 0)")] = None,
@@ -155,13 +189,21 @@ def get_state_window(
     end_bin: Annotated[int | None, Query(alias="endBin", description="The reference's name for end")] = None,
     nodes: Annotated[str | None, Query(description="Comma-separated topology node ids (default all)")] = None,
     max_points: Annotated[int | None, Query(description="Points per series at most (>= 2)")] = None,
+    mode: _Mode = "operational",
+    class_ids: _ClassIds = None,
+    edge_ids: Annotated[str | None, Query(alias="edgeIds", description=(
+        "Comma-separated edge ids (default: the edges of the chosen nodes); an unknown one is a 400"))] = None,
+    edge_metrics: Annotated[str | None, Query(alias="edgeMetrics", description=(
+        "Comma-separated edge series: flowVolume, attemptsVolume, failuresVolume, retryVolume (default all)"))]
+        = None,
     registry: Registry = Depends(get_registry),
     cache: StateCache = Depends(get_state_cache),
 ) -> OrjsonResponse:
     a = _either(start, start_bin, "start", "startBin")
     b = _either(end, end_bin, "end", "endBin")
-    chosen = tuple(n.strip() for n in nodes.split(",") if n.strip()) if nodes else None
-    return OrjsonResponse(state_window(_state(run_id, registry, cache), a, b, nodes=chosen, max_points=max_points))
+    return OrjsonResponse(state_window(_state(run_id, registry, cache), a, b, nodes=_csv(nodes),
+                                       max_points=max_points, full=mode == "full", class_ids=_csv(class_ids),
+                                       edge_ids=_csv(edge_ids), edge_metrics=_csv(edge_metrics)))
 
 
 @router.get("/v1/runs/{run_id}/metrics", response_class=OrjsonResponse,

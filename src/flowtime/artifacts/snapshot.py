@@ -10,10 +10,12 @@ where it has one; what it lacks (the finding's ``activity``, ``modelNote``) is o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from flowtime.analysis.findings import Finding
+from flowtime.artifacts.class_parts import check_classes, class_list
+from flowtime.artifacts.layout import class_series_id
 from flowtime.artifacts.state import RunState, active_findings, utc_text
 from flowtime.errors import ConflictError, QueryError
 from flowtime.model.edges import edge_measure, edge_name, edge_type
@@ -46,7 +48,39 @@ def metadata(state: RunState) -> dict[str, Any]:
         "grid": {**state.grid.to_json(), "binMinutes": state.grid.bin_minutes,
                  "startTimeUtc": utc_text(state.start)},
         "findingsSource": state.findings_source, "modelNote": state.model_note,
+        "classCoverage": class_coverage(state), "classes": class_list(state.model),
     }
+
+
+def class_coverage(state: RunState) -> str | None:
+    """The run's class coverage in the state schema's words (run.json says ``none`` for ``missing``)."""
+    stored = state.run.get("classCoverage")
+    if stored in ("full", "partial"):
+        return str(stored)
+    return "missing" if stored == "none" or not state.class_ids else None
+
+
+def computed_nodes(state: RunState) -> list[tuple[str, str, str, int]]:
+    """
+    ``mode=full``: the model's own nodes with a stored series, internal ones left
+    out - (id, kind, category, row of ``values``). The state API never evaluates,
+    so a node the run did not store is not shown.
+    """
+    if state.model is None:
+        return []
+    out = []
+    for n in state.model.nodes:
+        row = state.rows.get(n.id)
+        if row is not None and not is_internal(n.id):
+            kind = str(getattr(n, "kind", type(n).__name__))
+            out.append((n.id, kind, _COMPUTED.get(kind, "expression"), row))
+    return out
+
+
+def class_rows(state: RunState, series_id: str, chosen: Sequence[str] | None) -> dict[str, int]:
+    """A stored series' class parts (class -> row of ``values``), in declaration order."""
+    return {c: r for c in (state.class_ids if chosen is None else chosen)
+            if (r := state.rows.get(class_series_id(series_id, c))) is not None}
 
 
 def require_topology(state: RunState) -> Topology:
@@ -193,10 +227,17 @@ def finding_json(f: Finding, activity: str | None = None) -> dict[str, Any]:
     return out
 
 
-def snapshot(state: RunState, index: int) -> dict[str, Any]:
-    """The reference's ``/state?binIndex=N``: every topology node's series and derived metrics at one bin."""
+def snapshot(state: RunState, index: int, *, full: bool = False,
+             class_ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """
+    The reference's ``/state?binIndex=N``: every topology node's series and
+    derived metrics at one bin, each with its classes (``byClass``, limited to
+    ``class_ids``); ``full`` adds the model's computed nodes (``metrics.values``).
+    """
     topology = require_topology(state)
     check_bin(state, index)
+    chosen = check_classes(class_ids, state.class_ids, state.run_id)
+    class_column = state.class_values[:, index].tolist()
     column = state.metric_values[:, index].tolist()
     names = colours()
     active = active_findings(state, index)
@@ -210,13 +251,24 @@ def snapshot(state: RunState, index: int) -> dict[str, Any]:
         derived: dict[str, Any] = {k: column[r] for k, r in keys.items() if k not in INPUT_KEYS}
         colour = names[int(state.colours[row, index])]
         derived["color"] = colour
+        classes = state.classes[node_id]
+        by_class = {c: {k: class_column[r] for k, r in classes.rows[c].items()}
+                    for c in classes.rows if chosen is None or c in chosen}
         nodes.append({"id": node_id, "kind": m.kind, "category": m.category, "metrics": inputs, "derived": derived,
                       "color": colour, "slaMin": m.sla_min, "sla": _sla_json(m.sla),
-                      "warnings": by_node.get(node_id, [])})
+                      "classTruth": classes.truth(), "byClass": by_class, "warnings": by_node.get(node_id, [])})
+    if full:
+        for node_id, kind, category, row in computed_nodes(state):
+            nodes.append({"id": node_id, "kind": kind, "category": category,
+                          "metrics": {"values": float(state.values[row, index])}, "derived": {},
+                          "byClass": {c: {"values": float(state.values[r, index])}
+                                      for c, r in class_rows(state, node_id, chosen).items()},
+                          "warnings": by_node.get(node_id, [])})
     start = state.bin_start(index)
     end = state.bin_start(index + 1)
     return {
         "metadata": metadata(state),
+        "mode": "full" if full else "operational",
         "bin": {"index": index, "startUtc": utc_text(start), "endUtc": utc_text(end),
                 "durationMinutes": state.grid.bin_minutes},
         "nodes": nodes,

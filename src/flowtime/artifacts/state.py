@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from flowtime.analysis.findings import Finding
 from flowtime.artifacts import layout
+from flowtime.artifacts.class_parts import node_classes
 from flowtime.artifacts.registry import Registry, parse_series_csv
 from flowtime.errors import SeriesFileError
 from flowtime.model.analysis_settings import DEFAULT_ANALYSIS, AnalysisSettings
@@ -65,6 +66,9 @@ class RunState:
     findings: tuple[Finding, ...]
     findings_source: str  # "run.json" (stored by the writer) or "analysed" (computed on read)
     settings: AnalysisSettings
+    class_ids: tuple[str, ...]  # the model's declared classes, in order
+    classes: dict[str, Any]  # topology node id -> class_parts.NodeClasses
+    class_values: Block  # every node's class series stacked, read-only
     model_bytes: int = 0  # the reloaded model's value arrays (a const node holds a whole series)
 
     @property
@@ -82,7 +86,8 @@ class RunState:
     @property
     def nbytes(self) -> int:
         """What the cache counts: the arrays (the rest is small beside them)."""
-        return int(self.values.nbytes + self.metric_values.nbytes + self.colours.nbytes) + self.model_bytes + 4096
+        return (int(self.values.nbytes + self.metric_values.nbytes + self.colours.nbytes + self.class_values.nbytes)
+                + self.model_bytes + 4096)
 
     def bin_start(self, index: int) -> datetime | None:
         if self.start is None:
@@ -133,6 +138,9 @@ def build_state(run_id: str, run: dict[str, Any], spec: str, ids: tuple[str, ...
 
         metrics = derive(model, by_id, chosen)
     keys, metric_values, colours = _stack_metrics(metrics, grid.bins)
+    class_ids = tuple(c.id for c in model.classes) if model is not None else ()
+    classes, class_values = node_classes(metrics, class_ids, rows, values, grid.bin_minutes * 60_000.0,
+                                         chosen.tolerance)
     stored = [w for w in run.get("warnings") or [] if isinstance(w, dict) and w.get("code")]
     if stored or model is None:
         findings, source = tuple(_finding(w) for w in stored), "run.json"
@@ -142,7 +150,8 @@ def build_state(run_id: str, run: dict[str, Any], spec: str, ids: tuple[str, ...
         findings, source = tuple(analyse(model, by_id, chosen, metrics)), "analysed"
     held = sum(int(getattr(n, "values", np.empty(0)).nbytes) for n in model.nodes) if model is not None else 0
     return RunState(run_id, run, grid, _start_of(spec), model, note, ids, rows, values, metrics, keys,
-                    metric_values, colours, findings, source, chosen, held + len(spec))
+                    metric_values, colours, findings, source, chosen, class_ids, classes, class_values,
+                    held + len(spec))
 
 
 def _block(columns: list[Block], bins: int) -> Block:

@@ -21,9 +21,12 @@ import numpy as np
 import numpy.typing as npt
 
 from flowtime.analysis.findings import Finding
+from flowtime.artifacts.class_parts import check_classes
 from flowtime.artifacts.snapshot import (
     EDGE_METRICS,
+    class_rows,
     colours,
+    computed_nodes,
     edge_warnings,
     finding_json,
     metadata,
@@ -32,6 +35,7 @@ from flowtime.artifacts.snapshot import (
 from flowtime.artifacts.state import RunState, findings_in
 from flowtime.errors import QueryError
 from flowtime.model.edges import edge_name
+from flowtime.model.topology import Topology, TopologyEdge
 
 Block = npt.NDArray[np.float64]
 MAX_POINTS = 2_000  # per series: about the width of a chart in pixels
@@ -142,22 +146,42 @@ def timestamps(state: RunState, bins: npt.NDArray[np.int64]) -> list[str] | None
 
 
 def state_window(state: RunState, start: int | None = None, end: int | None = None, *,
-                 nodes: Sequence[str] | None = None, max_points: int | None = None) -> dict[str, Any]:
-    """The reference's ``/state_window``: each node's series over bins ``start..end``."""
+                 nodes: Sequence[str] | None = None, max_points: int | None = None, full: bool = False,
+                 class_ids: Sequence[str] | None = None, edge_ids: Sequence[str] | None = None,
+                 edge_metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """
+    The reference's ``/state_window``: each node's series over bins ``start..end``,
+    with its classes (``byClass``, limited to ``class_ids``); ``full`` adds the
+    model's computed nodes (``series.values``). ``edge_ids`` and ``edge_metrics``
+    choose the edges and their series (default: the edges of the chosen nodes, all series).
+    """
     topology = require_topology(state)
     a, b = check_window(state, start, end)
     if max_points is not None and max_points < 2:
         raise QueryError("max_points", f"max_points={max_points}: a window needs at least 2 points per series",
                          f"2..{MAX_POINTS}")
-    chosen = list(state.metrics) if not nodes else list(dict.fromkeys(nodes))
-    unknown = [n for n in chosen if n not in state.metrics]
+    classes = check_classes(class_ids, state.class_ids, state.run_id)
+    computed = {c[0]: c for c in computed_nodes(state)} if full else {}
+    wanted = list(dict.fromkeys(nodes)) if nodes else None
+    chosen = list(state.metrics) if wanted is None else [n for n in wanted if n in state.metrics]
+    shown = list(computed) if wanted is None else [n for n in wanted if n in computed and n not in state.metrics]
+    unknown = [n for n in wanted or () if n not in state.metrics and n not in computed]
     if unknown:
-        raise QueryError("nodes", f"nodes: run {state.run_id} has no topology node {', '.join(unknown[:5])}",
-                         ", ".join(list(state.metrics)[:20]))
-    edges = [(e, edge_name(e)) for e in topology.edges if not nodes or e.source in chosen or e.target in chosen]
-    edge_rows = [[(k, r) for k in EDGE_METRICS if (r := state.rows.get(f"edge_{name}_{k}")) is not None]
+        known = [*state.metrics, *computed]
+        raise QueryError("nodes", f"nodes: run {state.run_id} has no {'' if full else 'topology '}node "
+                         f"{', '.join(unknown[:5])}", ", ".join(known[:20]))
+    edges = _edges(state, topology, edge_ids, chosen if wanted is not None else None)
+    series_keys = _edge_metrics(edge_metrics)
+    edge_rows = [[(k, r) for k in series_keys if (r := state.rows.get(f"edge_{name}_{k}")) is not None]
                  for _, name in edges]
-    series_count = sum(len(state.keys[n]) + 1 for n in chosen) + sum(len(r) for r in edge_rows)
+    class_rows_of = {n: [(c, key, r) for c, keys in state.classes[n].rows.items() if classes is None or c in classes
+                         for key, r in keys.items()] for n in chosen}
+    parts_of = {n: class_rows(state, n, classes) for n in shown}
+    # edges' series, then each computed node's own series followed by its class parts
+    value_rows = ([r for rows in edge_rows for _, r in rows]
+                  + [r for n in shown for r in (computed[n][3], *parts_of[n].values())])
+    part_rows = [r for n in chosen for _, _, r in class_rows_of[n]]
+    series_count = (sum(len(state.keys[n]) + 1 for n in chosen) + len(value_rows) + len(part_rows))
     count = b - a + 1
     k = bucket_size(count, series_count, max_points)
     order = list(state.metrics)
@@ -166,38 +190,44 @@ def state_window(state: RunState, start: int | None = None, end: int | None = No
 
     # Every node: the block itself (a view); some: their rows (a copy).
     mblock = state.metric_values if len(chosen) == len(order) else state.metric_values[metric_rows]
-    if k == 1:
-        point_bins = np.arange(a, b + 1, dtype=np.int64)
-        mvals = mblock[:, a:b + 1]
-        cvals: npt.NDArray[Any] = state.colours[node_rows, a:b + 1]
-        evals = state.values[[r for rows in edge_rows for _, r in rows], a:b + 1]
-    else:
-        mvals, at = minmax(mblock[:, a:b + 1], k)
-        point_bins = at + a
-        # A bucket's colour is its worst (red over yellow over green over gray).
-        cvals = _worst_colour(state.colours[node_rows, a:b + 1], k)
-        evals, _ = minmax(state.values[[r for rows in edge_rows for _, r in rows], a:b + 1], k)
-    out_nodes = []
-    i = 0
+    mvals, point_bins = _slice(mblock, a, b, k)
+    vvals, _ = _slice(state.values[value_rows], a, b, k)
+    pvals, _ = _slice(state.class_values[part_rows], a, b, k)
+    # A bucket's colour is its worst (red over yellow over green over gray).
+    cvals = state.colours[node_rows, a:b + 1] if k == 1 else _worst_colour(state.colours[node_rows, a:b + 1], k)
+    out_nodes: list[dict[str, Any]] = []
+    mi = pi = 0
     for j, n in enumerate(chosen):
         m = state.metrics[n]
         series = {}
         for key in state.keys[n]:
-            series[key] = mvals[i]
-            i += 1
+            series[key] = mvals[mi]
+            mi += 1
+        by_class: dict[str, dict[str, Any]] = {}
+        for c, key, _ in class_rows_of[n]:
+            by_class.setdefault(c, {})[key] = pvals[pi]
+            pi += 1
         out_nodes.append({"id": n, "kind": m.kind, "category": m.category, "series": series, "color": cvals[j],
-                          "slaMin": m.sla_min})
+                          "slaMin": m.sla_min, "classTruth": state.classes[n].truth(), "byClass": by_class})
+    vi = sum(len(rows) for rows in edge_rows)
+    for n in shown:
+        _, kind, category, _ = computed[n]
+        parts = {c: {"values": vvals[vi + 1 + i]} for i, c in enumerate(parts_of[n])}
+        out_nodes.append({"id": n, "kind": kind, "category": category, "series": {"values": vvals[vi]},
+                          "byClass": parts})
+        vi += 1 + len(parts)
     out_edges = []
     i = 0
     for (e, name), rows in zip(edges, edge_rows, strict=True):
-        series = {}
+        eseries = {}
         for key, _ in rows:
-            series[key] = evals[i]
+            eseries[key] = vvals[i]
             i += 1
-        out_edges.append({"id": e.id or name, "from": e.source, "to": e.target, "series": series})
-    warnings = [finding_json(f) for f in _window_findings(state, a, b, chosen if nodes else None)]
+        out_edges.append({"id": e.id or name, "from": e.source, "to": e.target, "series": eseries})
+    warnings = [finding_json(f) for f in _window_findings(state, a, b, [*chosen, *shown] if wanted else None)]
     return {
         "metadata": metadata(state),
+        "mode": "full" if full else "operational",
         "window": {"startBin": a, "endBin": b, "binCount": count},
         "downsampled": None if k == 1 else {"bucketBins": k, "points": int(point_bins.size),
                                             "buckets": int(point_bins.size // 2)},
@@ -209,6 +239,38 @@ def state_window(state: RunState, start: int | None = None, end: int | None = No
         "warnings": warnings,
         "edgeWarnings": edge_warnings(warnings),
     }
+
+
+def _slice(block: Block, a: int, b: int, k: int) -> tuple[Block, npt.NDArray[np.int64]]:
+    """Bins ``a..b`` of every row, min/max-downsampled in buckets of ``k`` (1: as they are); and each point's bin."""
+    if k == 1:
+        return block[:, a:b + 1], np.arange(a, b + 1, dtype=np.int64)
+    vals, at = minmax(block[:, a:b + 1], k)
+    return vals, at + a
+
+
+def _edges(state: RunState, topology: Topology, edge_ids: Sequence[str] | None,
+           nodes: Sequence[str] | None) -> list[tuple[TopologyEdge, str]]:
+    """The edges asked for by id (``QueryError`` naming the known ones), else those touching ``nodes`` (None: all)."""
+    every = [(e, edge_name(e)) for e in topology.edges]
+    if not edge_ids:
+        return [(e, n) for e, n in every if nodes is None or e.source in nodes or e.target in nodes]
+    by_id = {e.id or n: (e, n) for e, n in every}
+    unknown = [i for i in dict.fromkeys(edge_ids) if i not in by_id]
+    if unknown:
+        valid = ", ".join(list(by_id)[:20]) or "none: the run has no edges"
+        raise QueryError("edgeIds", f"edgeIds: run {state.run_id} has no edge {', '.join(unknown[:5])}", valid)
+    return [by_id[i] for i in dict.fromkeys(edge_ids)]
+
+
+def _edge_metrics(requested: Sequence[str] | None) -> tuple[str, ...]:
+    if not requested:
+        return EDGE_METRICS
+    unknown = [k for k in requested if k not in EDGE_METRICS]
+    if unknown:
+        raise QueryError("edgeMetrics", f"edgeMetrics: {', '.join(unknown[:5])} is not an edge series; "
+                         f"they are {', '.join(EDGE_METRICS)}", ", ".join(EDGE_METRICS))
+    return tuple(dict.fromkeys(requested))
 
 
 def _worst_colour(block: npt.NDArray[np.int8], k: int) -> npt.NDArray[np.int8]:
