@@ -45,7 +45,7 @@ class _Strict(BaseModel):
 class SensitivitySettings(_Strict):
     method: Literal["local", "morris", "sobol"] = "local"
     base: list[float] | None = None  # local: the base point (parameter units); the middle of the bounds by default
-    step: float = Field(default=0.01, gt=0, lt=1)  # local: the relative step h
+    step: float = Field(default=0.05, gt=0, lt=1)  # local: the relative step h (the reference's 5 %)
     trajectories: int = Field(default=10, ge=2)  # morris: trajectories (each p + 1 points)
     levels: int = Field(default=4, ge=2)  # morris: grid levels (even)
     samples: int = Field(default=1024, ge=2)  # sobol: base samples N (a power of 2)
