@@ -171,3 +171,18 @@ def test_local_sensitivity_of_a_model() -> None:
     local = r.answer["local"] if r.answer else []
     assert [e["elasticity"] for e in local] == pytest.approx([0.5, 0.5])
     assert [e["derivative"] for e in local] == pytest.approx([2.0, 1.0])
+
+
+def test_a_drawn_seed_is_recorded_and_repeats_the_design() -> None:
+    # no seed in the spec or the model: one is drawn for the Morris design and recorded; giving it back repeats it
+    spec = {"kind": "sensitivity",
+            "parameters": [{"target": "x1", "range": {"low": 0, "high": 1}},
+                           {"target": "x2", "range": {"low": 0, "high": 2}}],
+            "metrics": [{"series": "y", "name": "y"}], "settings": {"method": "morris", "trajectories": 4}}
+    first = flowtime.experiment(spec, model=ADDITIVE)
+    assert first.seed is not None and first.n == 4 * 3
+    again = flowtime.experiment({**spec, "seed": first.seed}, model=ADDITIVE)
+    assert np.array_equal(again.points, first.points) and again.to_json()["answer"] == first.to_json()["answer"]
+    # Morris' effects are per range (a step is a fraction of it): mu* of 2 x1 + x2 is coefficient x width,
+    # 2 x 1 and 1 x 2, whatever the design
+    assert first.answer is not None and first.answer["indices"]["y"]["muStar"] == pytest.approx([2.0, 2.0])

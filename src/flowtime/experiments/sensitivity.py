@@ -12,7 +12,8 @@ Sensitivity: how much each parameter moves each metric (issue 14 item 2c, decisi
   never asked outside its ranges); the derivative is then the secant over what is left.
 - ``morris``: SALib's Morris design (``trajectories`` x (p + 1) points on a
   ``levels`` grid) and its elementary effects: mu, mu*, sigma and mu*'s bootstrap
-  confidence half-width.
+  confidence half-width. An effect is the change of y per the parameter's whole range
+  (each step is a fraction of the range), so effects of parameters in different units compare.
 - ``sobol``: SALib's Saltelli/Sobol design (``samples`` x (p + 2) points, or
   x (2p + 2) with ``secondOrder``) and the first-order and total indices S1, ST
   (and S2) with bootstrap confidence half-widths.
