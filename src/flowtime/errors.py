@@ -20,7 +20,9 @@ translate them once, at their edge, into exit codes and problem+json bodies.
     ├── ArtifactError               a run folder cannot be written or read
     │   ├── StorageFull             the disk is full: nothing was stored (HTTP 507)
     │   └── RunNotFound             (also a LookupError)
-    │       └── InvalidRunId        not shaped like a run id at all (HTTP 400; also a ValueError)
+    │       ├── InvalidRunId        not shaped like a run id at all (HTTP 400; also a ValueError)
+    │       └── ExperimentNotFound  no stored or running experiment has that id (HTTP 404)
+    │           └── InvalidExperimentId  not shaped like an experiment id (HTTP 400)
     ├── ExperimentError             an experiment spec is wrong, every problem located in the spec (HTTP 400)
     ├── ExperimentCancelled         an experiment was cancelled before all its points were evaluated
     ├── ConflictError               a request contradicts stored state (HTTP 409)
@@ -257,6 +259,14 @@ class InvalidRunId(RunNotFound, ValueError):
     """
 
     title = "Not a run id"
+
+
+class ExperimentNotFound(RunNotFound):
+    title = "Experiment not found"
+
+
+class InvalidExperimentId(ExperimentNotFound, ValueError):
+    title = "Not an experiment id"
 
 
 class StorageFull(ArtifactError):

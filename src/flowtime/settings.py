@@ -74,6 +74,12 @@ class EngineSettings(_Base):
     max_response_values: int = 2_000_000
     # Bytes of opened runs the state API keeps in memory (their series and metrics), least recently used dropped.
     state_cache_bytes: int = 512 * 1024 * 1024
+    # Experiments over HTTP (decision 0036): points one experiment may evaluate at most (a spec's
+    # limits.maxPoints may lower it, never raise it), experiments run at once (more wait, queued), and the
+    # backend they run on (None: in-process, or FLOWTIME_DASK_ADDRESS; "processes:N", "local", "tcp://...").
+    max_experiment_points: int = 1_000_000
+    experiment_workers: int = Field(default=1, ge=1)
+    experiment_backend: str | None = None
 
     def limits(self) -> Limits:
         return Limits(max_bins=self.max_bins, max_nodes=self.max_nodes, max_outputs=self.max_outputs,

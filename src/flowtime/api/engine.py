@@ -9,6 +9,8 @@ about them. It never calls Sim. Routes live in one module per resource:
     engine_runs.py       /v1/runs...                            (one stored run)
     engine_state.py      /v1/runs/{id}/graph|state|state_window|metrics (what a run means)
     engine_artifacts.py  /v1/artifacts...                       (the registry)
+    engine_experiments.py /v1/experiments...                    (experiments in the background, stored)
+    engine_modes.py      POST /v1/sweep, /v1/sensitivity, /v1/goal-seek, /v1/optimize (the reference's, sync)
 
 This module holds the factory, start-up (temp-folder cleanup, index sync), the
 request guard (bearer token, body size) and the health endpoints.
@@ -26,10 +28,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from flowtime._version import __version__
-from flowtime.api import engine_artifacts, engine_models, engine_runs, engine_state
+from flowtime.api import engine_artifacts, engine_experiments, engine_models, engine_modes, engine_runs, engine_state
 from flowtime.api.engine_deps import get_registry, get_settings
 from flowtime.api.guard import RequestGuard
 from flowtime.api.problems import install_problem_handlers
+from flowtime.artifacts.experiments import FOLDER
 from flowtime.artifacts.registry import Registry
 from flowtime.artifacts.state import StateCache
 from flowtime.artifacts.writer import clean_temp_folders
@@ -42,11 +45,13 @@ log = logging.getLogger("flowtime.engine")
 def create_engine_app(settings: EngineSettings) -> FastAPI:
     """A new Engine app over ``settings.data_dir``; nothing is shared between apps."""
     registry = Registry(settings.data_dir)
+    experiments = engine_experiments.Experiments(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_start_up, registry)
         yield
+        await run_in_threadpool(experiments.close)  # running experiments are cancelled: nothing half-written
 
     app = FastAPI(
         title="FlowTime Engine",
@@ -59,12 +64,16 @@ def create_engine_app(settings: EngineSettings) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.state_cache = StateCache(settings.state_cache_bytes)
+    app.state.experiments = experiments
     install_problem_handlers(app)
     app.include_router(health)
     app.include_router(engine_models.router)
     app.include_router(engine_state.router)
     app.include_router(engine_runs.router)
     app.include_router(engine_artifacts.router)
+    app.include_router(engine_experiments.router)
+    app.include_router(engine_modes.router)
+    engine_experiments.document_spec(app)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes,
                        api_token=settings.api_token, host=settings.host,
                        allowed_hosts=settings.allowed_hosts, cors_origin=settings.cors_origin)
@@ -89,6 +98,7 @@ def _start_up(registry: Registry) -> None:
     """
     registry.root.mkdir(parents=True, exist_ok=True)
     clean_temp_folders(registry.root, older_than_seconds=TEMP_FOLDER_GRACE_SECONDS)
+    clean_temp_folders(registry.root / FOLDER, older_than_seconds=TEMP_FOLDER_GRACE_SECONDS)
     registry.check()
     try:
         registry.sync()
@@ -112,6 +122,6 @@ def healthz(settings: EngineSettings = Depends(get_settings),
         # Indexes found corrupt and rebuilt since start-up (the old file is kept aside).
         "indexRecovered": [r.to_json() for r in registry.recovered],
         "limits": {"maxBins": settings.max_bins, "maxNodes": settings.max_nodes,
-                   "maxBodyBytes": settings.max_body_bytes},
+                   "maxBodyBytes": settings.max_body_bytes, "maxExperimentPoints": settings.max_experiment_points},
         "auth": bool(settings.api_token),
     }

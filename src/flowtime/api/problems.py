@@ -24,6 +24,7 @@ from flowtime.errors import (
     ExperimentError,
     FlowTimeError,
     GateFailed,
+    InvalidExperimentId,
     InvalidRunId,
     LimitExceeded,
     ModelError,
@@ -40,6 +41,7 @@ PROBLEM_JSON = "application/problem+json"
 
 STATUS: dict[type[BaseException], int] = {
     InvalidRunId: 400,
+    InvalidExperimentId: 400,
     RunNotFound: 404,
     TemplateNotFound: 404,
     ModelNotFound: 404,

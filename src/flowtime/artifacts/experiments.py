@@ -1,0 +1,226 @@
+r"""
+The experiment folder: a finished experiment kept beside the runs (decision 0036).
+
+    <engine data dir>/experiments/<expId>/
+      spec.json  model.yaml  provenance.json  result.json  table.csv  table.parquet
+      bands.npz (Monte Carlo)  environment.json  experiment.json (written last: "complete")
+
+Written like a run: into a hidden temporary sibling, renamed into place, so a
+folder named like an experiment id is always whole - a cancelled or failed
+experiment leaves nothing. Ids look like run ids: ``exp_<UTC stamp>_<8 hex>``.
+``materialise`` writes point k again as an ordinary run whose run.json names
+the experiment and the point.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import re
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from flowtime._version import __version__
+from flowtime.artifacts import layout
+from flowtime.artifacts.index import is_disk_full
+from flowtime.errors import ArtifactError, ExperimentNotFound, InvalidExperimentId, StorageFull
+from flowtime.experiments.results import ExperimentResult
+from flowtime.records import record
+
+FOLDER = "experiments"
+SUMMARY = "experiment.json"
+SPEC = "spec.json"
+MODEL = "model.yaml"
+PROVENANCE = "provenance.json"
+RESULT = "result.json"
+TABLE_CSV = "table.csv"
+TABLE_PARQUET = "table.parquet"
+BANDS = "bands.npz"
+ENVIRONMENT = "environment.json"
+FILES = (SPEC, MODEL, PROVENANCE, RESULT, TABLE_CSV, TABLE_PARQUET, ENVIRONMENT, SUMMARY)
+
+EXPERIMENT_ID = re.compile(r"^exp_[0-9]{8}T[0-9]{6}Z_[0-9a-f]{8}\Z", re.ASCII)
+EXAMPLE_ID = "exp_20250101T000000Z_ab12cd34"
+
+
+def new_experiment_id(now: datetime | None = None) -> str:
+    """
+    >>> bool(EXPERIMENT_ID.match(new_experiment_id()))
+    True
+    """
+    now = now or datetime.now(UTC)
+    return f"exp_{now.strftime(layout.STAMP)}_{os.urandom(4).hex()}"
+
+
+def check_experiment_id(exp_id: str) -> str:
+    if not EXPERIMENT_ID.match(exp_id):
+        raise InvalidExperimentId(f"'{exp_id[:80]}' is not an experiment id; they look like {EXAMPLE_ID}")
+    return exp_id
+
+
+def environment(backend: str) -> dict[str, Any]:
+    """What computed the numbers (a result is reproducible on the same versions)."""
+    import scipy  # type: ignore[import-untyped]
+
+    return {"flowtime": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "platform": platform.platform(), "backend": backend}
+
+
+@record
+class StoredExperiment:
+    """The summary a list shows (``experiment.json``)."""
+
+    id: str
+    kind: str
+    title: str
+    points: int
+    status: str
+    created: str
+    finished: str
+    model_hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "title": self.title, "points": self.points,
+                "status": self.status, "createdUtc": self.created, "finishedUtc": self.finished,
+                "modelHash": self.model_hash}
+
+
+def _summary(data: dict[str, Any]) -> StoredExperiment:
+    return StoredExperiment(str(data["id"]), str(data["kind"]), str(data.get("title", "")), int(data["points"]),
+                            str(data.get("status", "done")), str(data.get("createdUtc", "")),
+                            str(data.get("finishedUtc", "")), str(data.get("modelHash", "")))
+
+
+def _dump(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
+def table_csv(result: ExperimentResult) -> bytes:
+    """``point`` then one column per parameter and metric; floats as shortest round-trip text, NaN empty."""
+    out = io.StringIO()
+    header = ["point", *result.parameters, *result.metric_names]
+    out.write(",".join(_csv_cell(h) for h in header) + "\n")
+    rows = np.concatenate([result.points, result.metrics], axis=1)
+    for k, row in enumerate(rows):
+        out.write(",".join([str(k), *(repr(float(v)) if np.isfinite(v) else "" for v in row)]) + "\n")
+    return out.getvalue().encode("utf-8")
+
+
+def _csv_cell(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
+
+
+def _parquet(result: ExperimentResult) -> bytes:
+    buf = io.BytesIO()
+    result.table.to_parquet(buf, engine="pyarrow", index=True)
+    return buf.getvalue()
+
+
+def _bands(result: ExperimentResult) -> bytes | None:
+    if not result.bands:
+        return None
+    buf = io.BytesIO()
+    arrays = {name: np.ascontiguousarray(a) for name, a in result.bands.items()}
+    arrays["__percentiles__"] = np.asarray(result.percentiles, dtype=np.float64)
+    np.savez(buf, allow_pickle=False, **arrays)
+    return buf.getvalue()
+
+
+class ExperimentStore:
+    """Finished experiments under ``<engine data dir>/experiments``."""
+
+    def __init__(self, engine_dir: Path) -> None:
+        self.root = Path(engine_dir) / FOLDER
+
+    def folder(self, exp_id: str) -> Path:
+        return self.root / check_experiment_id(exp_id)
+
+    def write(self, exp_id: str, *, result: ExperimentResult, model_text: str, title: str, model_hash: str,
+              created: datetime, backend: str, provenance: dict[str, Any] | None = None) -> StoredExperiment:
+        """Write the folder atomically; returns its summary."""
+        final = self.folder(exp_id)
+        summary = StoredExperiment(exp_id, result.kind, title, result.n, "done", layout.utc_iso(created),
+                                   layout.utc_iso(datetime.now(UTC)), model_hash)
+        files: dict[str, bytes] = {
+            SPEC: _dump(result.spec),
+            MODEL: model_text.replace("\r\n", "\n").encode("utf-8"),
+            PROVENANCE: _dump({"modelHash": model_hash, "source": provenance or {"kind": "request"}}),
+            RESULT: _dump(result.to_json()),
+            TABLE_CSV: table_csv(result),
+            TABLE_PARQUET: _parquet(result),
+            ENVIRONMENT: _dump(environment(backend)),
+        }
+        bands = _bands(result)
+        if bands is not None:
+            files[BANDS] = bands
+        tmp = self.root / f"{layout.TMP_PREFIX}{exp_id}-{os.urandom(4).hex()}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+            for name, data in files.items():
+                (tmp / name).write_bytes(data)
+            (tmp / SUMMARY).write_bytes(_dump(summary.to_json()))  # last: a summary means "complete"
+            os.rename(tmp, final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if is_disk_full(exc):
+                raise StorageFull(f"the disk holding {self.root} is full: experiment {exp_id} was not stored") \
+                    from exc
+            raise ArtifactError(f"cannot write experiment {exp_id} under {self.root}: {exc}") from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return summary
+
+    def listed(self) -> list[StoredExperiment]:
+        """Every complete experiment, newest first (ids sort by their UTC stamp)."""
+        if not self.root.is_dir():
+            return []
+        out: list[StoredExperiment] = []
+        for entry in os.scandir(self.root):
+            if EXPERIMENT_ID.match(entry.name) and entry.is_dir(follow_symlinks=False):
+                try:
+                    out.append(_summary(json.loads(Path(entry.path, SUMMARY).read_text(encoding="utf-8"))))
+                except (OSError, ValueError, KeyError):
+                    continue  # incomplete or damaged: not listed
+        return sorted(out, key=lambda s: (s.created, s.id), reverse=True)
+
+    def _read(self, exp_id: str, name: str) -> bytes:
+        try:
+            return (self.folder(exp_id) / name).read_bytes()
+        except FileNotFoundError:
+            raise ExperimentNotFound(f"experiment {exp_id} not found") from None
+
+    def summary(self, exp_id: str) -> StoredExperiment:
+        return _summary(json.loads(self._read(exp_id, SUMMARY)))
+
+    def result(self, exp_id: str) -> dict[str, Any]:
+        self.summary(exp_id)  # complete, or not found
+        data: dict[str, Any] = json.loads(self._read(exp_id, RESULT))
+        return data
+
+    def model_text(self, exp_id: str) -> str:
+        return self._read(exp_id, MODEL).decode("utf-8")
+
+    def files(self, exp_id: str) -> list[str]:
+        self.summary(exp_id)
+        return sorted(p.name for p in self.folder(exp_id).iterdir())
+
+    def delete(self, exp_id: str) -> None:
+        folder = self.folder(exp_id)
+        if not (folder / SUMMARY).is_file():
+            raise ExperimentNotFound(f"experiment {exp_id} not found")
+        # renamed aside first: a reader never sees a half-deleted folder as an experiment
+        aside = self.root / f"{layout.TMP_PREFIX}deleted-{exp_id}-{os.urandom(4).hex()}"
+        try:
+            os.rename(folder, aside)
+        except FileNotFoundError:
+            raise ExperimentNotFound(f"experiment {exp_id} not found") from None
+        shutil.rmtree(aside, ignore_errors=True)
