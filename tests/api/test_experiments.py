@@ -264,3 +264,32 @@ def test_not_an_experiment_id_is_400_unknown_is_404(client: httpx.Client) -> Non
     assert client.get("/v1/experiments/nope").status_code == 400
     assert client.get("/v1/experiments/exp_20250101T000000Z_ab12cd34").status_code == 404
     assert client.delete("/v1/experiments/exp_20250101T000000Z_ab12cd34").status_code == 404
+
+
+def test_materialise_a_point_as_a_run(client: httpx.Client) -> None:
+    body = wait(client, start(client, WIP_SWEEP, SERVICE_QUEUE))
+    resp = client.post(f"/v1/experiments/{body['id']}/points/1/run")
+    assert resp.status_code == 201, resp.text
+    run_id = resp.json()["runId"]
+    assert resp.headers["location"] == f"/v1/runs/{run_id}"
+    run = client.get(f"/v1/runs/{run_id}").json()["run"]
+    assert run["experiment"] == {"id": body["id"], "point": 1}
+    overflow = client.get(f"/v1/runs/{run_id}/series/packing_overflow", params={"format": "json"}).json()
+    # point 1 is wipLimit 20: overflow 15, all in bin 2 (see WIP_SWEEP's comment)
+    assert overflow["values"] == [0.0, 0.0, 15.0, 0.0, 0.0, 0.0]
+    queue = client.get(f"/v1/runs/{run_id}/series/packing_queue", params={"format": "json"}).json()
+    assert queue["values"] == body["result"]["series"]["packing_queue"][1]  # the experiment's own numbers
+    assert client.post(f"/v1/experiments/{body['id']}/points/3/run").status_code == 404
+
+
+def test_a_kind_this_build_lacks_is_501(client: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowtime.experiments import runner
+
+    monkeypatch.delitem(runner.RUNS, "optimize")
+    spec = {"kind": "optimize", "metrics": [{"series": "total"}],
+            "parameters": [{"target": "capacity", "range": {"low": 1, "high": 3}}]}
+    resp = client.post("/v1/experiments", json={"spec": spec, "model": KNOBS})
+    assert resp.status_code == 501 and "optimize" in resp.json()["detail"]
+    sync = client.post("/v1/optimize", json={"yaml": KNOBS, "paramIds": ["capacity"], "metricSeriesId": "total",
+                                             "searchRanges": {"capacity": {"lo": 1, "hi": 3}}})
+    assert sync.status_code == 501 and "optimize" in sync.json()["detail"]

@@ -24,16 +24,18 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from flowtime.api.bodies import UnusableJson, load_json
-from flowtime.api.engine_deps import get_settings
+from flowtime.api.engine_deps import get_registry, get_settings
 from flowtime.api.problems import problem_responses
 from flowtime.artifacts import layout
-from flowtime.artifacts.experiments import ExperimentStore, check_experiment_id, new_experiment_id
+from flowtime.artifacts.experiments import ExperimentStore, check_experiment_id, materialise, new_experiment_id
+from flowtime.artifacts.registry import Registry
 from flowtime.artifacts.writer import title_of
 from flowtime.errors import ExperimentCancelled, ExperimentError, ExperimentNotFound, FlowTimeError, Problem
 from flowtime.experiments.evaluator import Evaluator
-from flowtime.experiments.runner import run_experiment
+from flowtime.experiments.runner import RUNS, run_experiment
 from flowtime.experiments.spec import AnySpec, Limits, experiment_schema, parse_spec
 from flowtime.model.hashing import model_hash
 from flowtime.model.load import load_model
@@ -68,9 +70,16 @@ def capped(spec: AnySpec, given: Any, cap: int) -> AnySpec:
     return spec.model_copy(update={"limits": Limits(max_points=cap)})
 
 
+def available(spec: AnySpec) -> AnySpec:
+    """The spec, when this build runs its kind; else 501 naming the kind."""
+    if spec.kind not in RUNS:
+        raise HTTPException(501, f"experiments of kind {spec.kind} are not available in this build")
+    return spec
+
+
 def checked(spec_data: Any, model_text: str, settings: EngineSettings) -> tuple[AnySpec, str, str]:
     """Spec parsed, model loaded under the server's limits, the spec checked against it; (spec, title, hash)."""
-    spec = capped(parse_spec(spec_data), spec_data, settings.max_experiment_points)
+    spec = available(capped(parse_spec(spec_data), spec_data, settings.max_experiment_points))
     loaded = load_model(model_text, SOURCE, limits=settings.limits())
     Evaluator(model_text, spec)  # every parameter, metric and captured series resolved now: a 400, not a failed job
     return spec, title_of(loaded.model, model_text), model_hash(loaded.model)
@@ -264,6 +273,17 @@ def delete_experiment(exp_id: str, experiments: Experiments = Depends(get_experi
     if job.status == "done":
         raise ExperimentNotFound(f"experiment {exp_id} not found")
     return Response(status_code=204)
+
+
+@router.post("/v1/experiments/{exp_id}/points/{point}/run", status_code=201,
+             summary="Write point k of a stored experiment as an ordinary run (run.json names the experiment)")
+def materialise_point(exp_id: str, point: int, registry: Registry = Depends(get_registry),
+                      experiments: Experiments = Depends(get_experiments)) -> JSONResponse:
+    made = materialise(experiments.store, exp_id, point, registry.root)
+    registry.register(made)
+    body = {"runId": made.run_id, "experiment": made.run["experiment"], "seed": made.run["seed"],
+            "overrides": made.run["overrides"]}
+    return JSONResponse(body, status_code=201, headers={"Location": f"/v1/runs/{made.run_id}"})
 
 
 def _refs(node: Any) -> Any:

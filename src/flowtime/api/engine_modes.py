@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.concurrency import run_in_threadpool
 
 from flowtime.api.engine_deps import get_settings
-from flowtime.api.engine_experiments import capped, read_json_body
+from flowtime.api.engine_experiments import available, capped, read_json_body
 from flowtime.api.problems import problem_responses
 from flowtime.errors import ExperimentError, Problem
 from flowtime.experiments.results import ExperimentResult
@@ -110,8 +110,8 @@ def _renamed(path: str, renames: Renames) -> str:
 def run_mapped(spec: dict[str, Any], text: str, settings: EngineSettings, renames: Renames) -> ExperimentResult:
     """Run ``spec`` under the server's cap; every problem renamed to the request's field."""
     try:
-        return run_experiment(capped(parse_spec(spec), spec, settings.max_experiment_points), text,
-                              settings.experiment_backend)
+        parsed = available(capped(parse_spec(spec), spec, settings.max_experiment_points))
+        return run_experiment(parsed, text, settings.experiment_backend)
     except ExperimentError as exc:
         raise ExperimentError([Problem(_renamed(p.path, renames), p.message, severity=p.severity)
                                for p in exc.problems]) from None

@@ -30,8 +30,14 @@ import orjson
 from flowtime._version import __version__
 from flowtime.artifacts import layout
 from flowtime.artifacts.index import is_disk_full
+from flowtime.artifacts.writer import RunRecord, write_run
+from flowtime.engine import plan
 from flowtime.errors import ArtifactError, ExperimentNotFound, InvalidExperimentId, StorageFull
+from flowtime.experiments.parameters import edited_text, edits_of, resolve, to_sets
 from flowtime.experiments.results import ExperimentResult
+from flowtime.experiments.spec import parse_spec
+from flowtime.model.load import load_model
+from flowtime.model.yamltext import parse_yaml
 from flowtime.records import record
 
 FOLDER = "experiments"
@@ -224,3 +230,33 @@ class ExperimentStore:
         except FileNotFoundError:
             raise ExperimentNotFound(f"experiment {exp_id} not found") from None
         shutil.rmtree(aside, ignore_errors=True)
+
+
+def materialise(store: ExperimentStore, exp_id: str, point: int, runs_root: Path) -> RunRecord:
+    """
+    Point ``point`` of a stored experiment written as an ordinary run under ``runs_root``
+    (its parameters and seed; a model edit such as a WIP limit is in the run's spec.yaml,
+    a const override in its ``overrides``); run.json names the experiment and the point.
+    """
+    result = store.result(exp_id)
+    n = int(result["points"])
+    if not 0 <= point < n:
+        raise ExperimentNotFound(f"experiment {exp_id} has points 0 to {n - 1}, not {point}")
+    text = store.model_text(exp_id)
+    spec = parse_spec(result["spec"])
+    model = load_model(text, "<experiment model>").model
+    data: list[Any] = []
+
+    def yaml_data() -> Any:
+        if not data:
+            data.append(parse_yaml(text)[0])
+        return data[0]
+
+    targets = resolve(model, spec.parameters, yaml_data)
+    row = np.asarray([result["table"]["rows"][point][:len(targets)]], dtype=np.float64)
+    edits = edits_of(targets, row)[0]
+    run_text = edited_text(yaml_data(), targets, edits) if edits else text
+    loaded = load_model(run_text, "<experiment model>")
+    sample = spec.sample_pmf if spec.sample_pmf is not None else spec.kind == "montecarlo"
+    results = plan(loaded.model).evaluate(result["seeds"][point], sample_pmf=sample, set=to_sets(targets, row)[0])
+    return write_run(loaded, results, runs_root, experiment={"id": exp_id, "point": point})

@@ -108,6 +108,7 @@ def write_run(
     now: datetime | None = None,
     metrics: Mapping[str, NodeMetrics] | None = None,
     findings: Sequence[Finding] | None = None,
+    experiment: Mapping[str, Any] | None = None,
 ) -> RunRecord:
     """
     Write one run under ``root`` and return where it went. The model that is
@@ -115,7 +116,8 @@ def write_run(
     overrides applied); ``spec.yaml`` keeps the text as given, and ``run.json``
     (and the provenance, when there is one) record the overrides. ``metrics`` and
     ``findings``: ``derive``'s and the analyser's, when the caller already has them
-    (``run --strict`` gates on the findings first).
+    (``run --strict`` gates on the findings first). ``experiment``: ``{id, point}`` of the
+    experiment point this run repeats (``artifacts.experiments.materialise``).
     """
     model = results.model if results.model is not None else loaded.model
     overrides = dict(results.overrides)
@@ -203,6 +205,8 @@ def write_run(
             "classCoverage": coverage,
             "timings": timings or {},
         }
+        if experiment is not None:
+            run["experiment"] = dict(experiment)
         _dump(tmp / layout.RUN_JSON, run)
         manifest = {
             "schemaVersion": 1,
