@@ -154,15 +154,26 @@ def test_over_the_servers_cap_is_400(client: httpx.Client) -> None:
         {"target": "capacity", "range": {"low": 1, "high": 2, "steps": 2}},
         {"target": "extra", "range": {"low": 0, "high": 1, "steps": 600}}]}
     resp = client.post("/v1/experiments", json={"spec": spec, "model": KNOBS})
-    assert resp.status_code == 202  # the grid is counted when it runs
-    body = wait(client, resp.headers["location"])
-    assert body["status"] == "failed"
-    assert [e["path"] for e in body["error"]["errors"]] == ["limits.maxPoints"]
-    assert "1000" in body["error"]["detail"]
+    assert resp.status_code == 400 and [e["path"] for e in resp.json()["errors"]] == ["limits.maxPoints"]
+    assert "1200" in resp.json()["detail"] and "1000" in resp.json()["detail"]
     asked = client.post("/v1/experiments", json={"spec": {**spec, "limits": {"maxPoints": 5000}}, "model": KNOBS})
     assert asked.status_code == 400 and asked.headers["content-type"].startswith(PROBLEM)
     assert [e["path"] for e in asked.json()["errors"]] == ["limits.maxPoints"]
     assert "1000" in asked.json()["detail"]
+
+
+def test_captured_values_over_the_response_limit_is_400(tmp_path: Path) -> None:
+    # 10 points x 1 captured series x 3 bins = 30 values, over a limit of 29
+    spec = {"kind": "sweep", "capture": ["total"], "parameters": [
+        {"target": "capacity", "range": {"low": 1, "high": 10, "steps": 10}}]}
+    with serve_engine(settings_for(tmp_path, max_response_values=29)) as url, httpx.Client(base_url=url) as c:
+        resp = c.post("/v1/experiments", json={"spec": spec, "model": KNOBS})
+        assert resp.status_code == 400 and [e["path"] for e in resp.json()["errors"]] == ["capture"]
+        ok = c.post("/v1/experiments", json={"spec": {**spec, "parameters": [{"target": "capacity",
+                                                                                  "values": [1, 2, 3]}]},
+                                             "model": KNOBS})
+        assert ok.status_code == 202, ok.text
+        assert wait(c, ok.headers["location"])["status"] == "done"
 
 
 def test_unknown_parameter_is_400_with_its_path(client: httpx.Client) -> None:

@@ -81,7 +81,19 @@ def checked(spec_data: Any, model_text: str, settings: EngineSettings) -> tuple[
     """Spec parsed, model loaded under the server's limits, the spec checked against it; (spec, title, hash)."""
     spec = available(capped(parse_spec(spec_data), spec_data, settings.max_experiment_points))
     loaded = load_model(model_text, SOURCE, limits=settings.limits())
-    Evaluator(model_text, spec)  # every parameter, metric and captured series resolved now: a 400, not a failed job
+    ev = Evaluator(model_text, spec)  # every parameter, metric and captured series resolved now: a 400
+    n = planned_points(spec)
+    cap = spec.limits.max_points
+    if n is not None and n > cap:
+        raise ExperimentError([Problem("limits.maxPoints", f"the experiment has {n} points; the cap is {cap} "
+                                       f"points per experiment (this server's: {settings.max_experiment_points}, "
+                                       "FLOWTIME_MAX_EXPERIMENT_POINTS)")])
+    values = (n or 1) * len(ev.capture) * loaded.model.grid.bins
+    if values > settings.max_response_values:  # the captured series are held, stored and answered whole
+        raise ExperimentError([Problem("capture", f"{n} points x {len(ev.capture)} captured series x "
+                                       f"{loaded.model.grid.bins} bins = {values} values; the limit is "
+                                       f"{settings.max_response_values} (FLOWTIME_MAX_RESPONSE_VALUES): capture "
+                                       "fewer series or use metrics")])
     return spec, title_of(loaded.model, model_text), model_hash(loaded.model)
 
 
@@ -156,6 +168,7 @@ class Experiments:
                              model_hash=job.model_hash, created=job.created,
                              backend=self.settings.experiment_backend or "inprocess")
             job.done = result.n
+            job.status = "done"
             with self.lock:
                 self.jobs.pop(job.id, None)  # stored: read from disk from now on
         except ExperimentCancelled:
@@ -267,6 +280,7 @@ def delete_experiment(exp_id: str, experiments: Experiments = Depends(get_experi
                 pass
         if job.status == "queued":
             job.status = "cancelled"
+        # "done": it finished before the cancel was seen; it is stored (DELETE again deletes it)
         return JSONResponse(job.to_json(), status_code=200)
     with experiments.lock:  # failed or cancelled: forget it
         experiments.jobs.pop(job.id, None)

@@ -23,12 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.concurrency import run_in_threadpool
 
 from flowtime.api.engine_deps import get_settings
-from flowtime.api.engine_experiments import available, capped, read_json_body
+from flowtime.api.engine_experiments import checked, read_json_body
 from flowtime.api.problems import problem_responses
 from flowtime.errors import ExperimentError, Problem
 from flowtime.experiments.results import ExperimentResult
 from flowtime.experiments.runner import run_experiment
-from flowtime.experiments.spec import parse_spec
 from flowtime.model.kinds import is_internal
 from flowtime.model.load import load_model
 from flowtime.model.schema import ConstNode, Model
@@ -110,7 +109,7 @@ def _renamed(path: str, renames: Renames) -> str:
 def run_mapped(spec: dict[str, Any], text: str, settings: EngineSettings, renames: Renames) -> ExperimentResult:
     """Run ``spec`` under the server's cap; every problem renamed to the request's field."""
     try:
-        parsed = available(capped(parse_spec(spec), spec, settings.max_experiment_points))
+        parsed = checked(spec, text, settings)[0]
         return run_experiment(parsed, text, settings.experiment_backend)
     except ExperimentError as exc:
         raise ExperimentError([Problem(_renamed(p.path, renames), p.message, severity=p.severity)
