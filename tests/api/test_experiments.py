@@ -304,3 +304,18 @@ def test_a_kind_this_build_lacks_is_501(client: httpx.Client, monkeypatch: pytes
     sync = client.post("/v1/optimize", json={"yaml": KNOBS, "paramIds": ["capacity"], "metricSeriesId": "total",
                                              "searchRanges": {"capacity": {"lo": 1, "hi": 3}}})
     assert sync.status_code == 501 and "optimize" in sync.json()["detail"]
+
+
+def test_monte_carlo_bands_are_stored(client: httpx.Client, data_dir: Path) -> None:
+    # capacity drawn from {1, 3}: total = 2 capacity + [1, 2, 3], so its band p0 is [3, 4, 5] and p100 [7, 8, 9]
+    # (40 draws with seed 7 take both values)
+    spec = {"kind": "montecarlo", "seed": 7, "capture": ["total"],
+            "settings": {"replications": 40, "percentiles": [0, 100]},
+            "parameters": [{"target": "capacity", "distribution": {"kind": "discrete", "values": [1, 3],
+                                                                   "probabilities": [0.5, 0.5]}}]}
+    body = wait(client, start(client, spec, KNOBS))
+    assert body["status"] == "done", body
+    assert body["result"]["bands"]["total"] == {"p0": [3.0, 4.0, 5.0], "p100": [7.0, 8.0, 9.0]}
+    with np.load(data_dir / "experiments" / body["id"] / "bands.npz", allow_pickle=False) as stored:
+        assert stored["total"].tolist() == [[3.0, 4.0, 5.0], [7.0, 8.0, 9.0]]
+        assert stored["__percentiles__"].tolist() == [0.0, 100.0]
