@@ -19,12 +19,15 @@ from flowtime.experiments.montecarlo import run_montecarlo
 from flowtime.experiments.results import ExperimentResult
 from flowtime.experiments.searches import run_fit_experiment, run_optimize_experiment
 from flowtime.experiments.spec import parse_spec
+from flowtime.experiments.studies import run_goalseek_experiment, run_sensitivity_experiment
 from flowtime.experiments.sweep import run_sweep
 
-# kind -> its run function (TODO(merge G1): sensitivity, goalseek over ev.objective())
+# kind -> its run function
 RUNS: dict[str, Callable[[Evaluator], ExperimentResult]] = {
     "sweep": run_sweep,
     "montecarlo": run_montecarlo,
+    "sensitivity": run_sensitivity_experiment,
+    "goalseek": run_goalseek_experiment,
     "optimize": run_optimize_experiment,
     "fit": run_fit_experiment,
 }

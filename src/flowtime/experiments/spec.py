@@ -11,8 +11,8 @@ one ``ExperimentError``. ``experiment_schema()`` is the JSON schema
 (docs/schemas/experiment.schema.json is written from it).
 
 The settings of sensitivity, goalseek, optimize and fit live with their
-algorithms (``experiments.sensitivity`` and the rest) and join the union below
-when those modules exist: one ``<Kind>Experiment`` class each.
+algorithms (``experiments.sensitivity`` and the rest) and join the union below:
+one ``<Kind>Experiment`` class each.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from pydantic.alias_generators import to_camel
 
 from flowtime.errors import ExperimentError, Problem
 from flowtime.experiments.fit import FitSettings
+from flowtime.experiments.goalseek import GoalSeekSettings
 from flowtime.experiments.optimize import OptimizeSettings
+from flowtime.experiments.sensitivity import SensitivitySettings
 
 MAX_POINTS = 100_000  # per experiment unless the spec's limits say less (a server may cap it lower)
 HARD_MAX_POINTS = 10_000_000  # what limits.maxPoints may be raised to at most
@@ -248,6 +250,16 @@ class MonteCarloExperiment(_Common):
     settings: MonteCarloSettings = Field(default_factory=MonteCarloSettings)
 
 
+class SensitivityExperiment(_Common):
+    kind: Literal["sensitivity"]
+    settings: SensitivitySettings = Field(default_factory=SensitivitySettings)
+
+
+class GoalSeekExperiment(_Common):
+    kind: Literal["goalseek"]
+    settings: GoalSeekSettings
+
+
 class OptimizeExperiment(_Common):
     kind: Literal["optimize"]
     settings: OptimizeSettings = Field(default_factory=OptimizeSettings)
@@ -259,12 +271,9 @@ class FitExperiment(_Common):
 
 
 KINDS = ("sweep", "montecarlo", "sensitivity", "goalseek", "optimize", "fit")
-AVAILABLE = ("sweep", "montecarlo", "optimize", "fit")
-# TODO(merge G1): add SensitivityExperiment, GoalSeekExperiment here, each
-# `class XExperiment(_Common): kind: Literal["x"]; settings: XSettings` with XSettings from experiments.<x>.
-ExperimentSpec = Annotated[SweepExperiment | MonteCarloExperiment | OptimizeExperiment | FitExperiment,
-                           Field(discriminator="kind")]
-AnySpec = SweepExperiment | MonteCarloExperiment | OptimizeExperiment | FitExperiment
+AnySpec = (SweepExperiment | MonteCarloExperiment | SensitivityExperiment | GoalSeekExperiment | OptimizeExperiment
+           | FitExperiment)
+ExperimentSpec = Annotated[AnySpec, Field(discriminator="kind")]
 _ADAPTER: TypeAdapter[AnySpec] = TypeAdapter(ExperimentSpec)
 
 
@@ -286,8 +295,6 @@ def parse_spec(data: Any) -> AnySpec:
     if isinstance(data, Mapping) and data.get("kind") not in KINDS:
         got = data.get("kind")
         raise ExperimentError([Problem("kind", f"kind must be one of {', '.join(KINDS)}, got {got!r}")])
-    if isinstance(data, Mapping) and data.get("kind") not in AVAILABLE:
-        raise ExperimentError([Problem("kind", f"kind {data.get('kind')} is not available yet in this build")])
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
