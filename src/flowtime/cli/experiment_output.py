@@ -49,7 +49,7 @@ def _cell(v: Any) -> str:
         return "" if v is None else str(v)
     if isinstance(v, int | float):
         return num(float(v))
-    if isinstance(v, list) and all(isinstance(x, int | float) or x is None for x in v) and len(v) <= 8:
+    if isinstance(v, list) and all(isinstance(x, int | float | str) or x is None for x in v) and len(v) <= 8:
         return "[" + ", ".join(_cell(x) for x in v) + "]"
     if isinstance(v, Mapping) and all(not isinstance(x, list | Mapping) for x in v.values()) and len(v) <= 8:
         return ", ".join(f"{k}={_cell(x)}" for k, x in v.items())

@@ -8,8 +8,8 @@
   x axis is elapsed time from the grid's bin size, in hours, or minutes for a
   grid shorter than three hours), drawn as steps: a bin's value holds for the bin;
 * sensitivity: a tornado (the low and high effects of each parameter on the
-  first metric, widest swing on top) when the result has one; else a bar chart
-  of the first index it reports per parameter.
+  first metric, widest swing on top) when the result has one (local); else a bar chart
+  of its global indices (Sobol ST, else S1; Morris mu*) with their intervals.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def _bands(plt: Any, result: Any, grid: Any) -> Any:
 
 
 def _tornado(plt: Any, metric: str, effects: list[Mapping[str, Any]]) -> Any:
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * len(effects)))
+    fig, ax = plt.subplots(figsize=(7, 2.0 + 0.5 * len(effects)))
     names = [str(e["parameter"]) for e in effects][::-1]  # widest first, on top
     low = [float(e.get("low") or 0.0) for e in effects][::-1]
     high = [float(e.get("high") or 0.0) for e in effects][::-1]
@@ -114,36 +114,32 @@ def _tornado(plt: Any, metric: str, effects: list[Mapping[str, Any]]) -> Any:
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_yticks(y, names)
     ax.set_xlabel(f"change in {metric}")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
     ax.set_title(f"sensitivity of {metric}")
     fig.tight_layout()
     return fig
 
 
+INDEX_ORDER = ("ST", "S1", "muStar", "mu")  # the index a bar chart shows, the first one the result has
+
+
 def _indices(plt: Any, answer: Mapping[str, Any], parameters: tuple[str, ...]) -> Any:
-    """The first per-parameter list of numbers the answer has (Sobol S1, Morris mu*), as bars."""
-    found: tuple[str, list[float]] | None = None
-
-    def search(node: Any, path: str) -> None:
-        nonlocal found
-        if found is not None:
-            return
-        if isinstance(node, list) and len(node) == len(parameters) and all(isinstance(v, int | float)
-                                                                             for v in node):
-            found = (path, [float(v) for v in node])
-        elif isinstance(node, Mapping):
-            for k, v in node.items():
-                search(v, f"{path}.{k}" if path else str(k))
-
-    search(answer, "")
-    if found is None:
-        raise ExperimentError([Problem("settings", "this sensitivity result has no tornado or per-parameter "
-                                                   "indices to plot")])
-    label, values = found
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * len(parameters)))
-    ax.barh(np.arange(len(parameters)), values)
-    ax.set_yticks(np.arange(len(parameters)), list(parameters))
-    ax.set_xlabel(label)
+    """Global indices of the first metric as bars (Sobol ST, else S1; Morris mu*), with their intervals."""
+    per_metric = answer.get("indices")
+    if not isinstance(per_metric, Mapping) or not per_metric:
+        raise ExperimentError([Problem("settings", "this sensitivity result has no tornado or indices to plot")])
+    metric = next(iter(per_metric))
+    got = per_metric[metric]
+    name = next(k for k in (*INDEX_ORDER, *got) if k in got)
+    values = [float(v) if v is not None else np.nan for v in got[name]]
+    conf = got.get(f"{name}Conf")
+    errors = None if conf is None else [float(v) if v is not None else 0.0 for v in conf]
+    y = np.arange(len(parameters))[::-1]
+    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.5 * len(parameters)))
+    ax.barh(y, values, xerr=errors, color="tab:blue", capsize=3)
+    ax.set_yticks(y, list(parameters))
+    ax.set_xlabel(f"{name} of {metric}")
+    ax.set_title(f"sensitivity ({answer.get('method', '')}) of {metric}")
     fig.tight_layout()
     return fig
 
