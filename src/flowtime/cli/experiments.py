@@ -213,17 +213,32 @@ def run_kind(kind: str, spec_file: str, model: str | None, set_: list[str] | Non
 
 @contextmanager
 def _progress(show: bool, kind: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
-    """A rich bar on stderr fed with points done (rate and ETA; no ETA when the total is not known)."""
+    """
+    Points done on stderr: on a terminal a rich bar (rate and ETA; no ETA when the total is not
+    known), else (``--progress`` into a log) a plain line at every tenth of the total, or per batch.
+    """
     if not show:
         yield None
+        return
+    if not sys.stderr.isatty():
+        shown = [0]
+
+        def line(done: int) -> None:
+            if total is None or done >= total or done * 10 // total > shown[0] * 10 // total:
+                shown[0] = done
+                of = f"/{total}" if total else ""
+                sys.stderr.write(f"{kind}: {done}{of} points\n")
+                sys.stderr.flush()
+
+        yield line
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns: list[Any] = [TextColumn(f"{kind}"), BarColumn(), MofNCompleteColumn() if total else
+    columns: list[Any] = [TextColumn(kind), BarColumn(), MofNCompleteColumn() if total else
                           TextColumn("{task.completed:.0f} points"),
                           TextColumn("{task.fields[rate]}"), TimeRemainingColumn()]
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+    with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task(kind, total=total, rate="")
 
         def advance(done: int) -> None:
