@@ -119,15 +119,19 @@ def expected_points(spec: Any) -> int | None:
     """How many points the experiment evaluates, when known before it runs (the progress bar's total)."""
     import math
 
-    settings = getattr(spec, "settings", None)
+    settings: Any = spec.settings
     if spec.kind == "montecarlo":
         return int(settings.replications)
     if spec.kind == "sweep":
         if settings.method == "lhs":
             return int(settings.points) if settings.points else None
-        counts = [len(p.values) if p.values is not None else (p.range.steps if p.range is not None else None)
-                  for p in spec.parameters]
-        return math.prod(counts) if all(c for c in counts) else None
+        counts: list[int] = []
+        for p in spec.parameters:
+            count = len(p.values) if p.values is not None else p.range.steps if p.range is not None else None
+            if not count:
+                return None
+            counts.append(count)
+        return math.prod(counts)
     return None  # the iterative kinds decide as they go
 
 
