@@ -66,9 +66,12 @@ def _records(v: Any) -> list[Mapping[str, Any]] | None:
     return list(v)
 
 
-def print_answer(answer: Mapping[str, Any], prefix: str = "") -> None:
-    """Scalars as ``key: value``; short lists of records as tables; nested mappings by their keys."""
+def print_answer(answer: Mapping[str, Any], prefix: str = "", known: Sequence[Any] = ()) -> None:
+    """Scalars as ``key: value``; short lists of records as tables; nested mappings by their keys.
+    Values in ``known`` (the parameter and metric names the header already said) are left out."""
     for key, value in answer.items():
+        if any(value == k for k in known):
+            continue
         label = f"{prefix}{key}"
         rows = _records(value)
         if rows is not None:
@@ -121,13 +124,15 @@ def _describe_bands(result: Any) -> None:
 def print_result(result: Any, model_name: str, backend: str) -> None:
     seed = "no seed" if result.seed is None else f"seed {result.seed}"
     typer.echo(f"{result.kind} of {model_name}: {result.n} points, {seed}, backend {backend}")
+    if result.answer is not None:
+        typer.echo(f"parameters: {', '.join(result.parameters)}; metrics: {', '.join(result.metric_names)}")
     headers: Sequence[str] = ["point", *result.parameters, *result.metric_names]
     if result.kind == "montecarlo":
         _metric_spread(result)
         _describe_bands(result)
         return
     if result.answer is not None:
-        print_answer(result.answer)
+        print_answer(result.answer, known=[list(result.parameters), list(result.metric_names)])
         typer.echo(f"{result.n} points evaluated (every one: -o FILE.csv or --json)")
         return
     print_table(headers, _table_rows(result))
