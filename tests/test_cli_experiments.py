@@ -214,3 +214,16 @@ def test_run_starts_without_loading_the_experiment_commands() -> None:
             "'flowtime.experiments', 'pandas', 'matplotlib', 'rich.progress', 'scipy'))))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_global_sensitivity_is_drawn_as_index_bars(tmp_path: Path) -> None:
+    png = tmp_path / "morris.png"
+    spec = {"model": str(ROOT / "examples" / "backlog-queue.yaml"), "seed": 5,
+            "parameters": [{"target": "arrivals", "mode": "scale", "range": {"low": 0.8, "high": 1.2}},
+                           {"target": "capacity", "range": {"low": 12, "high": 18}}],
+            "metric": {"name": "peak", "series": "backlog", "aggregate": "max"},
+            "settings": {"method": "morris", "trajectories": 4}}
+    r = invoke("sensitivity", "-", "--plot", str(png), input=json.dumps(spec))
+    assert r.exit_code == 0, r.stderr  # type: ignore[attr-defined]
+    assert "12 points evaluated" in r.stdout  # type: ignore[attr-defined]  # 4 trajectories x (2 + 1) points
+    assert _png_colours(png) > 2
