@@ -8,7 +8,9 @@ command without importing any of them.
 
 Errors are translated once, here: FlowTime's own errors print ``error: ...`` to
 stderr and exit with the code from ``EXIT_CODES`` (0 ok, 1 invalid input or a
-failed operation, 2 usage error - typer's own code for bad flags).
+failed operation, 2 usage error - typer's own code for bad flags, 130 an
+experiment cancelled by Ctrl-C). An experiment's problems print one line each,
+``error: <spec path>: message``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from flowtime.errors import FlowTimeError, LimitExceeded, ModelError, RunNotFound, TemplateError
+from flowtime.errors import (
+    ExperimentCancelled,
+    ExperimentError,
+    FlowTimeError,
+    LimitExceeded,
+    ModelError,
+    RunNotFound,
+    TemplateError,
+)
 
 # name -> (module holding ``register``, short help shown by ``flowtime --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -32,6 +42,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("flowtime.cli.sim", "Sim: templates -> engine-ready models with provenance (never runs them)."),
     "serve": ("flowtime.cli.serve", "Run one FlowTime service over HTTP."),
     "up": ("flowtime.cli.serve", "Start Engine, Sim and the UI together; Ctrl-C stops all three."),
+    "sweep": ("flowtime.cli.experiments", "Experiment: MODEL over a grid or Latin hypercube of parameter values."),
+    "montecarlo": ("flowtime.cli.experiments", "Experiment: N replications with sampling; metric spreads and "
+                                               "percentile bands."),
+    "sensitivity": ("flowtime.cli.experiments", "Experiment: local, Morris or Sobol sensitivity of metrics to "
+                                                "parameters."),
+    "goalseek": ("flowtime.cli.experiments", "Experiment: the parameter value at which a metric hits a target."),
+    "optimize": ("flowtime.cli.experiments", "Experiment: minimise or maximise a metric under constraints."),
+    "fit": ("flowtime.cli.experiments", "Experiment: fit parameters to an observed series."),
 }
 
 
@@ -83,6 +101,8 @@ EXIT_CODES: dict[type[BaseException], int] = {
     TemplateError: 1,
     LimitExceeded: 1,
     RunNotFound: 1,
+    ExperimentError: 1,
+    ExperimentCancelled: 130,  # what a shell reports for Ctrl-C
     FlowTimeError: 1,
 }
 
@@ -115,5 +135,15 @@ def main() -> None:
     try:
         app()
     except FlowTimeError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        for line in error_lines(exc):
+            typer.echo(line, err=True)
         sys.exit(exit_code_for(exc))
+
+
+def error_lines(exc: FlowTimeError) -> list[str]:
+    """What stderr says about ``exc``: one line per located problem of an experiment."""
+    if isinstance(exc, ExperimentError):
+        return [f"error: {p}" for p in exc.problems]
+    if isinstance(exc, ExperimentCancelled):
+        return [f"cancelled: {exc}; nothing was written"]
+    return [f"error: {exc}"]
