@@ -58,7 +58,8 @@ def open_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def write_operations(base_url: str) -> list[tuple[str, str]]:
     """Every write operation the service documents, with its path parameters filled in."""
     schema = httpx.get(f"{base_url}/openapi.json").json()
-    values = {"run_id": "run_20250101T000000Z_0123abcd", "template_id": "support-backlog"}
+    values = {"run_id": "run_20250101T000000Z_0123abcd", "template_id": "support-backlog",
+              "exp_id": "exp_20250101T000000Z_0123abcd", "point": "0"}
     ops = []
     for path, item in schema["paths"].items():
         for method in item:
@@ -89,7 +90,9 @@ def assert_unauthorized(resp: httpx.Response, realm: str) -> None:
 SERVICES = {
     "engine": ("guarded_engine", "flowtime", {("POST", "/v1/run"), ("POST", "/v1/graph"),
                                                ("POST", "/v1/validate"), ("POST", "/v1/artifacts/index"),
-                                               ("DELETE", "/v1/runs/run_20250101T000000Z_0123abcd")}),
+                                               ("DELETE", "/v1/runs/run_20250101T000000Z_0123abcd"),
+                                               ("POST", "/v1/experiments"), ("POST", "/v1/sweep"),
+                                               ("DELETE", "/v1/experiments/exp_20250101T000000Z_0123abcd")}),
     "sim": ("guarded_sim", "flowtime-sim", {("POST", "/api/v1/templates/support-backlog/generate"),
                                             ("POST", "/api/v1/models/validate"),
                                             ("POST", "/sim/models/export"), ("POST", "/sim/models/validate")}),
