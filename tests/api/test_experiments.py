@@ -148,6 +148,19 @@ def test_cancel_a_long_experiment_leaves_nothing(tmp_path: Path) -> None:
         assert c.get(location).status_code == 404
 
 
+def test_cancel_a_queued_experiment(tmp_path: Path) -> None:
+    # one worker: the second experiment waits behind the first
+    with serve_engine(settings_for(tmp_path, experiment_workers=1)) as url, httpx.Client(base_url=url, timeout=60) as c:
+        first = start(c, LONG_SWEEP, LONG_MODEL)
+        assert wait(c, first, until=("running", *TERMINAL))["status"] == "running"
+        second = start(c, WIP_SWEEP, SERVICE_QUEUE)
+        assert c.get(second).json()["status"] == "queued"
+        assert c.delete(second).json()["status"] == "cancelled"
+        assert c.delete(first).json()["status"] == "cancelled"
+        assert c.get(second).json()["status"] == "cancelled"  # it never ran
+        assert list((tmp_path / "experiments").glob("*")) == []
+
+
 def test_over_the_servers_cap_is_400(client: httpx.Client) -> None:
     # the fixture's server caps experiments at 1000 points; 2 x 600 = 1200 grid points
     spec = {"kind": "sweep", "metrics": [{"series": "total"}], "parameters": [

@@ -271,7 +271,9 @@ def delete_experiment(exp_id: str, experiments: Experiments = Depends(get_experi
         return Response(status_code=204)
     if job.status in ("queued", "running"):
         job.cancel.set()
-        if job.future is not None:
+        if job.future is not None and job.future.cancel():  # still queued: it never starts
+            job.status = "cancelled"
+        elif job.future is not None:
             try:
                 job.future.result(timeout=CANCEL_WAIT_SECONDS)
             except TimeoutError:
