@@ -281,7 +281,24 @@ def test_openapi_documents_the_routes_and_the_spec(client: httpx.Client) -> None
     for path in ("/v1/experiments", "/v1/experiments/{exp_id}", "/v1/sweep", "/v1/sensitivity", "/v1/goal-seek",
                  "/v1/optimize"):
         assert path in doc["paths"], path
-    assert "ExperimentSpec" in doc["components"]["schemas"]
+    schemas = doc["components"]["schemas"]
+    assert "ExperimentSpec" in schemas
+
+    def refs(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "$ref":
+                    yield v
+                else:
+                    yield from refs(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from refs(v)
+
+    # every reference inside the spec resolves to a component (the kinds' settings among them)
+    found = set(refs(schemas["ExperimentSpec"]))
+    assert "#/components/schemas/SweepExperiment" in found
+    assert all(r.removeprefix("#/components/schemas/") in schemas for r in found)
 
 
 def test_not_an_experiment_id_is_400_unknown_is_404(client: httpx.Client) -> None:
@@ -332,3 +349,13 @@ def test_monte_carlo_bands_are_stored(client: httpx.Client, data_dir: Path) -> N
     with np.load(data_dir / "experiments" / body["id"] / "bands.npz", allow_pickle=False) as stored:
         assert stored["total"].tolist() == [[3.0, 4.0, 5.0], [7.0, 8.0, 9.0]]
         assert stored["__percentiles__"].tolist() == [0.0, 100.0]
+
+
+def test_an_experiment_that_fails_while_running_says_where(client: httpx.Client) -> None:
+    # mean(total) = 2 capacity + 2 is 4 to 8 on [1, 3]: a target of 100 is not bracketed
+    spec = {"kind": "goalseek", "metrics": [{"series": "total"}], "settings": {"target": 100},
+            "parameters": [{"target": "capacity", "range": {"low": 1, "high": 3}}]}
+    body = wait(client, start(client, spec, KNOBS))
+    assert body["status"] == "failed"
+    assert [e["path"] for e in body["error"]["errors"]] == ["parameters[0].range"]
+    assert "result" not in body

@@ -43,6 +43,7 @@ from flowtime.settings import EngineSettings
 
 log = logging.getLogger("flowtime.engine.experiments")
 SOURCE = "experiment model"
+KEPT_ENDED = 100  # failed and cancelled experiments remembered (in memory) for GET, the oldest forgotten first
 CANCEL_WAIT_SECONDS = 10.0  # DELETE of a running experiment waits this long for the next batch boundary
 
 
@@ -147,6 +148,9 @@ class Experiments:
 
     def submit(self, job: Job) -> None:
         with self.lock:
+            ended = [j.id for j in self.jobs.values() if j.status in ("failed", "cancelled")]
+            for old in ended[:max(0, len(ended) - KEPT_ENDED)]:  # oldest first (insertion order)
+                del self.jobs[old]
             self.jobs[job.id] = job
             job.future = self.pool.submit(self._run, job)
 
