@@ -91,7 +91,8 @@ def checked(spec_data: Any, model_text: str, settings: EngineSettings) -> tuple[
                                        "FLOWTIME_MAX_EXPERIMENT_POINTS)")])
     values = (n or 1) * len(ev.capture) * loaded.model.grid.bins
     if values > settings.max_response_values:  # the captured series are held, stored and answered whole
-        raise ExperimentError([Problem("capture", f"{n} points x {len(ev.capture)} captured series x "
+        count = n if n is not None else "at least 1"
+        raise ExperimentError([Problem("capture", f"{count} points x {len(ev.capture)} captured series x "
                                        f"{loaded.model.grid.bins} bins = {values} values; the limit is "
                                        f"{settings.max_response_values} (FLOWTIME_MAX_RESPONSE_VALUES): capture "
                                        "fewer series or use metrics")])
