@@ -203,7 +203,7 @@ def get_experiments(request: Request) -> Experiments:
     return got
 
 
-router = APIRouter(tags=["experiments"], responses=problem_responses(400, 401, 404, 413, 507))
+router = APIRouter(tags=["experiments"], responses=problem_responses(400, 401, 404, 413, 422, 501, 507))
 
 BODY_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"type": "object", "description": "{spec, model} or the spec with model inline",

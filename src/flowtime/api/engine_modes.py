@@ -204,7 +204,7 @@ def _optimize(req: OptimizeRequest, settings: EngineSettings) -> dict[str, Any]:
             "result": result.to_json()}
 
 
-router = APIRouter(tags=["experiments"], responses=problem_responses(400, 401, 413))
+router = APIRouter(tags=["experiments"], responses=problem_responses(400, 401, 413, 422, 501))
 
 
 def _doc(cls: type[BaseModel]) -> dict[str, Any]:
