@@ -19,10 +19,10 @@ import numpy.typing as npt
 from flowtime.errors import ExperimentError, Problem
 from flowtime.experiments.evaluator import Evaluator
 from flowtime.experiments.fit import fitted_bins, loss_of, run_fit
-from flowtime.experiments.objective import Bounds
 from flowtime.experiments.optimize import run_optimize
 from flowtime.experiments.results import ExperimentResult
 from flowtime.experiments.spec import FitExperiment, OptimizeExperiment
+from flowtime.experiments.studies import bounds_of, searched
 
 Array = npt.NDArray[np.float64]
 
@@ -45,8 +45,6 @@ class _Recorder:
         return np.concatenate(self.points), np.concatenate(self.rows)
 
 
-def _bounds(ev: Evaluator) -> list[Bounds]:
-    return [Bounds(name, low, high) for name, low, high in ev.bounds()]
 
 
 def _seed(ev: Evaluator) -> int | None:
@@ -59,7 +57,7 @@ def run_optimize_experiment(ev: Evaluator) -> ExperimentResult:
     assert isinstance(spec, OptimizeExperiment)
     if not spec.metrics:
         raise ExperimentError([Problem("metrics", "optimize needs a metric to optimise")])
-    bounds = _bounds(ev)
+    bounds = bounds_of(ev)
     seed = _seed(ev)
     seen = _Recorder(len(bounds))
 
@@ -72,9 +70,7 @@ def run_optimize_experiment(ev: Evaluator) -> ExperimentResult:
 
     got = run_optimize(objective, bounds, spec.settings, metric_names=ev.metric_names, seed=seed)
     points, metrics = seen.stacked(len(ev.metric_names))
-    return ExperimentResult("optimize", spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-                            tuple(ev.parameter_names), tuple(ev.metric_names), points, metrics, {},
-                            (seed,) * points.shape[0], seed, answer=got.to_json())
+    return searched("optimize", ev, points, metrics, seed, got.to_json())
 
 
 def run_fit_experiment(ev: Evaluator) -> ExperimentResult:
@@ -89,7 +85,7 @@ def run_fit_experiment(ev: Evaluator) -> ExperimentResult:
         raise ExperimentError([Problem("settings.observed.values", f"gives {observed.size} values for the "
                                                                    f"model's {ev.model.grid.bins} bins")])
     mask, w = fitted_bins(settings, observed)
-    bounds = _bounds(ev)
+    bounds = bounds_of(ev)
     seed = _seed(ev)
     ev.series_objective(settings.series)  # the evaluator now captures the fitted series
     seen = _Recorder(len(bounds))
@@ -102,6 +98,4 @@ def run_fit_experiment(ev: Evaluator) -> ExperimentResult:
     got = run_fit(series, bounds, settings, observed, seed=seed)
     points, rows = seen.stacked(ev.model.grid.bins)
     loss = loss_of(settings.loss, rows[:, mask] - observed[mask], w[mask])[:, None]
-    return ExperimentResult("fit", spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-                            tuple(ev.parameter_names), ("loss",), points, loss, {settings.series: rows},
-                            (seed,) * points.shape[0], seed, answer=got.to_json())
+    return searched("fit", ev, points, loss, seed, got.to_json(), columns=("loss",), series={settings.series: rows})

@@ -52,8 +52,17 @@ class _Seen:
         return np.concatenate(self.points), np.concatenate(self.rows)
 
 
-def _bounds(ev: Evaluator) -> list[Bounds]:
+def bounds_of(ev: Evaluator) -> list[Bounds]:
     return [Bounds(name, low, high) for name, low, high in ev.bounds()]
+
+
+def searched(kind: str, ev: Evaluator, points: npt.NDArray[np.float64], metrics: npt.NDArray[np.float64],
+             seed: int | None, answer: dict[str, object], *, columns: tuple[str, ...] | None = None,
+             series: dict[str, npt.NDArray[np.float64]] | None = None) -> ExperimentResult:
+    """The result of a search kind: every point it evaluated (all with ``seed``) and the algorithm's answer."""
+    return ExperimentResult(kind, ev.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+                            tuple(ev.parameter_names), columns or tuple(ev.metric_names), points, metrics,
+                            series or {}, (seed,) * points.shape[0], seed, answer=answer)
 
 
 def run_sensitivity_experiment(ev: Evaluator) -> ExperimentResult:
@@ -61,15 +70,13 @@ def run_sensitivity_experiment(ev: Evaluator) -> ExperimentResult:
     assert isinstance(spec, SensitivityExperiment)
     if not spec.metrics:
         raise ExperimentError([Problem("metrics", "sensitivity needs at least one metric")])
-    bounds = _bounds(ev)
+    bounds = bounds_of(ev)
     # one seed: the design's (Morris, Sobol) and every point's engine seed
     seed = ev.base_seed(spec.settings.method != "local" or bool(spec.sample_pmf))
     seen = _Seen(ev, seed)
     got = run_sensitivity(seen, bounds, spec.settings, metric_names=ev.metric_names, seed=seed)
     points, metrics = seen.stacked()
-    return ExperimentResult("sensitivity", spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-                            tuple(ev.parameter_names), tuple(ev.metric_names), points, metrics, {},
-                            (seed,) * points.shape[0], seed, answer=got.to_json())
+    return searched("sensitivity", ev, points, metrics, seed, got.to_json())
 
 
 def run_goalseek_experiment(ev: Evaluator) -> ExperimentResult:
@@ -77,7 +84,7 @@ def run_goalseek_experiment(ev: Evaluator) -> ExperimentResult:
     assert isinstance(spec, GoalSeekExperiment)
     if not spec.metrics:
         raise ExperimentError([Problem("metrics", "goal seek needs the metric to bring to the target")])
-    bounds = _bounds(ev)
+    bounds = bounds_of(ev)
     seed = ev.base_seed(bool(spec.sample_pmf))
     seen = _Seen(ev, seed)
     try:
@@ -86,6 +93,4 @@ def run_goalseek_experiment(ev: Evaluator) -> ExperimentResult:
         where = "settings.bracket" if spec.settings.bracket is not None else "parameters[0].range"
         raise ExperimentError([Problem(where, str(exc))]) from exc
     points, metrics = seen.stacked()
-    return ExperimentResult("goalseek", spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-                            tuple(ev.parameter_names), tuple(ev.metric_names), points, metrics, {},
-                            (seed,) * points.shape[0], seed, answer=got.to_json())
+    return searched("goalseek", ev, points, metrics, seed, got.to_json())
