@@ -11,6 +11,7 @@ answer becomes a page with the service's located messages.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.util
 import time
@@ -29,8 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowtime.settings import UiSettings
 from flowtime.ui import csrf
-from flowtime.ui.clients import EngineClient, InvalidId, ServiceProblem, ServiceUnavailable, SimClient
-from flowtime.ui.pages import compare, home, run_detail, runs, templates
+from flowtime.ui.clients import EngineClient, InvalidId, ServiceProblem, ServiceUnavailable, SimClient, UpstreamProblem
+from flowtime.ui.pages import compare, home, run_detail, runs, templates, topology
 from flowtime.ui.render import make_templates, page
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -123,7 +124,7 @@ def create_ui_app(settings: UiSettings, *,
                              "engineUrl": settings.engine_url, "simUrl": settings.sim_url})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (home, templates, runs, run_detail, compare):
+    for module in (home, templates, runs, run_detail, compare, topology):
         app.include_router(module.router)
     _install_error_pages(app)
     return app
@@ -132,6 +133,8 @@ def create_ui_app(settings: UiSettings, *,
 def _install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(ServiceUnavailable)
     async def _down(request: Request, exc: ServiceUnavailable) -> Response:
+        if not _wants_html(request):
+            return _json_problem(503, f"{exc.service} is not reachable", str(exc))
         return page(request, "error.html", {
             "title": f"{exc.service} is not reachable",
             "banners": [exc],
@@ -143,6 +146,9 @@ def _install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(ServiceProblem)
     async def _problem(request: Request, exc: ServiceProblem) -> Response:
         status = exc.status if exc.status in (400, 404, 409, 413, 422) else 502
+        if not _wants_html(request):
+            return _json_problem(status, exc.title or f"{exc.service} error",
+                                 exc.detail or f"{exc.service} answered {exc.status}.", exc.errors)
         return page(request, "error.html", {
             "title": exc.title or f"{exc.service} error",
             "message": exc.detail or f"{exc.service} answered {exc.status}.",
@@ -159,6 +165,8 @@ def _install_error_pages(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidId)
     async def _bad_id(request: Request, exc: InvalidId) -> Response:
+        if not _wants_html(request):
+            return _json_problem(404, "Not found", str(exc))
         return page(request, "error.html", {"title": "Not found", "message": str(exc)}, status=404)
 
     @app.exception_handler(StarletteHTTPException)
@@ -171,8 +179,16 @@ def _install_error_pages(app: FastAPI) -> None:
 
 
 def _wants_html(request: Request) -> bool:
-    return not request.url.path.startswith(("/static", "/vendor")) and \
+    """Pages get an error page; scripts' JSON routes (``*.json``, or asking for JSON) a problem body."""
+    path = request.url.path
+    return not path.startswith(("/static", "/vendor")) and not path.endswith(".json") and \
         "application/json" not in request.headers.get("accept", "")
+
+
+def _json_problem(status: int, title: str, detail: str, errors: Any = None) -> JSONResponse:
+    listed = [dataclasses.asdict(e) if isinstance(e, UpstreamProblem) else e for e in errors or []]
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, "errors": listed}
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
 def _start_hint(service: str) -> str:

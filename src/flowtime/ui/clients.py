@@ -30,6 +30,8 @@ from flowtime.model.provenance import HEADER as PROVENANCE_HEADER
 
 # Ids travel in URL paths: keep them to the characters the services issue.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.@:-]{1,200}$")
+# The state API's views of a stored run the browser may read through the UI (decision 0027).
+STATE_VIEWS = ("graph", "state", "state_window", "metrics")
 # JSON bodies larger than this are parsed in a worker thread, off the event loop.
 OFF_LOOP_JSON_BYTES = 256 * 1024
 # Most of an error body read from a streamed answer (a problem document is small).
@@ -336,6 +338,12 @@ class EngineClient(ServiceClient):
     async def series_stream(self, run_id: str, series_id: str, accept: str) -> Stream:
         return await self.stream(f"/v1/runs/{path_id(run_id)}/series/{path_id(series_id)}",
                                  headers={"Accept": accept})
+
+    async def state_stream(self, run_id: str, view: str, params: dict[str, str]) -> Stream:
+        """One of the run's state views (``graph``, ``state``, ``state_window``, ``metrics``), streamed."""
+        if view not in STATE_VIEWS:
+            raise InvalidId(f"not a state view: {view!r}")
+        return await self.stream(f"/v1/runs/{path_id(run_id)}/{view}", params=params)
 
     async def delete_run(self, run_id: str) -> None:
         await self.request("DELETE", f"/v1/runs/{path_id(run_id)}")

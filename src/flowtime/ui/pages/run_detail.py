@@ -129,7 +129,7 @@ async def run_page(request: Request, run_id: str, engine: Engine) -> HTMLRespons
     })
 
 
-def _relay(stream: Stream, default_name: str | None) -> StreamingResponse:
+def relay(stream: Stream, default_name: str | None) -> StreamingResponse:
     """An Engine answer passed to the browser as it arrives (never held whole)."""
     headers = {}
     if default_name is not None:
@@ -139,13 +139,13 @@ def _relay(stream: Stream, default_name: str | None) -> StreamingResponse:
 
 @router.get("/runs/{run_id}/series/{series_id}.json")
 async def series_json(run_id: str, series_id: str, engine: Engine) -> Response:
-    return _relay(await engine.series_stream(run_id, series_id, "application/json"), None)
+    return relay(await engine.series_stream(run_id, series_id, "application/json"), None)
 
 
 @router.get("/runs/{run_id}/series/{series_id}.csv")
 async def series_csv(run_id: str, series_id: str, engine: Engine) -> Response:
     stream = await engine.series_stream(run_id, series_id, "text/csv")
-    return _relay(stream, f"{path_id(run_id)}-{series_id.split('@', 1)[0]}.csv")
+    return relay(stream, f"{path_id(run_id)}-{series_id.split('@', 1)[0]}.csv")
 
 
 @router.get("/runs/{run_id}/export/{fmt}")
@@ -153,7 +153,7 @@ async def export(run_id: str, fmt: str, engine: Engine) -> Response:
     """The Engine's whole-run export (one long table: time, series, value)."""
     if fmt not in EXPORT_FORMATS:
         return JSONResponse({"detail": f"unknown format {fmt!r}; use csv or parquet"}, 404)
-    return _relay(await engine.export(run_id, fmt), f"{path_id(run_id)}.{fmt}")
+    return relay(await engine.export(run_id, fmt), f"{path_id(run_id)}.{fmt}")
 
 
 @router.get("/runs/{run_id}/download.zip")
@@ -183,4 +183,4 @@ async def download_zip(run_id: str, engine: Engine) -> Response:
 
 @router.get("/runs/{run_id}/files/{name}")
 async def run_file(run_id: str, name: str, engine: Engine) -> Response:
-    return _relay(await engine.file_stream(run_id, name), path_id(name))
+    return relay(await engine.file_stream(run_id, name), path_id(name))
