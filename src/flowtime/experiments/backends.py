@@ -26,13 +26,21 @@ from typing import Any, Protocol
 import numpy as np
 
 from flowtime.errors import ExperimentCancelled, ExperimentError, Problem
-from flowtime.experiments.batch import Batch, Series, evaluate_batch, warm
+from flowtime.experiments.batch import Batch, Series, evaluate_batch, text_key, warm
 
 Result = dict[str, Series]
 OnBatch = Callable[[int, Result], None]
 ENV_ADDRESS = "FLOWTIME_DASK_ADDRESS"
 POLL_S = 0.01  # how often a waiting run looks at its cancel event
-RETRIES = 3  # a batch whose task fails (or whose worker is lost) is run again this many times
+RETRIES = 3  # a task that fails (or whose worker is lost) is run again this many times
+# Dask: batches per task are chosen so each worker gets about this many tasks. A task costs the scheduler,
+# the worker and the client a few messages; on a machine whose cores all compute, that overhead was a third of
+# a 12 ms batch (decision 0033). A few tasks per worker still balance the load and bound what a retry redoes.
+TASKS_PER_WORKER = 4
+# Per-worker features that take the GIL every few milliseconds to watch the task thread: the statistical
+# profiler (10 ms) and the GIL-contention monitor (1 ms). They slowed the task thread; FlowTime needs neither.
+WORKER_QUIET = {"distributed.worker.profile.enabled": False,
+                "distributed.admin.system-monitor.gil.enabled": False}
 
 
 class Backend(Protocol):
@@ -58,6 +66,31 @@ def checked(batch: Batch, start: int, result: Result) -> Result:
 def _task(model_text: str, batch: Batch) -> tuple[int, Result]:
     """One batch on a worker: its results tagged with its first point, checked when they arrive."""
     return batch.start, evaluate_batch(model_text, batch)
+
+
+def _tasks(model_text: str, batches: Sequence[Batch]) -> list[tuple[int, Result]]:
+    """Several batches as one Dask task, one after the other (each exactly as ``_task`` computes it)."""
+    return [_task(model_text, b) for b in batches]
+
+
+def chunked(count: int, workers: int) -> list[range]:
+    """
+    Batch indexes ``0..count-1`` in consecutive runs, about ``TASKS_PER_WORKER``
+    per worker, as even as they divide.
+
+    >>> [list(r) for r in chunked(10, 1)]
+    [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]
+    >>> len(chunked(3, 2))
+    3
+    """
+    tasks = max(1, min(count, workers * TASKS_PER_WORKER))
+    size, extra = divmod(count, tasks)
+    out, start = [], 0
+    for t in range(tasks):
+        n = size + (1 if t < extra else 0)
+        out.append(range(start, start + n))
+        start += n
+    return out
 
 
 class _Closing:
@@ -90,20 +123,19 @@ class InProcess(_Closing):
         return out
 
 
-Arrived = list[tuple[Any, tuple[int, Result]]]  # (future, (first point, result)) of the batches just finished
+Arrived = list[tuple[int, tuple[int, Result]]]  # (batch index, (first point, result)) of batches just finished
 
 
-def _collect(batches: Sequence[Batch], pending: dict[Any, int], next_done: Callable[[], Arrived],
+def _collect(batches: Sequence[Batch], next_done: Callable[[], Arrived],
              stop: Callable[[], None], on_batch: OnBatch | None, cancel: Event | None) -> list[Result]:
-    """Results of ``pending`` (future -> batch index) in batch order, as ``next_done`` hands them over."""
+    """The batches' results in batch order, as ``next_done`` hands them over (each exactly once)."""
     results: list[Result | None] = [None] * len(batches)
     done = 0
     while done < len(batches):
         if cancel is not None and cancel.is_set():
             stop()
             raise ExperimentCancelled(done, len(batches))
-        for fut, (start, result) in next_done():
-            i = pending.pop(fut)
+        for i, (start, result) in next_done():
             if results[i] is not None:
                 raise RuntimeError(f"batch {i} came back twice")
             results[i] = checked(batches[i], start, result)
@@ -144,13 +176,13 @@ class ProcessPool(_Closing):
 
         def next_done() -> Arrived:
             finished, _ = wait(list(pending), timeout=POLL_S, return_when=FIRST_COMPLETED)
-            return [(f, f.result()) for f in sorted(finished, key=pending.__getitem__)]
+            return [(pending.pop(f), f.result()) for f in sorted(finished, key=pending.__getitem__)]
 
         def stop() -> None:
             for f in pending:
                 f.cancel()
 
-        return _collect(batches, pending, next_done, stop, on_batch, cancel)
+        return _collect(batches, next_done, stop, on_batch, cancel)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -178,8 +210,10 @@ class DaskBackend(_Closing):
     """
     A Dask cluster at ``address`` (``tcp://host:port``), or ``"local"``: a
     ``LocalCluster`` of 2 worker processes, one thread each, started here and
-    closed by ``close()``. One task per batch (``pure=False``, retried), the
-    model text scattered to every worker once per run.
+    closed by ``close()``. A few tasks per worker, each a run of batches
+    (``pure=False``, retried); the model text scattered to every worker once
+    and kept while the backend lives, so the many small runs of a goal seek or
+    an optimisation do not send it again.
     """
 
     name = "dask"
@@ -190,6 +224,7 @@ class DaskBackend(_Closing):
         self.scatter = scatter  # False: the text travels inside every task (measured in bench_experiments)
         self._client: Any = None
         self._cluster: Any = None
+        self._text: tuple[str, frozenset[str], Any] | None = None  # (text's key, the workers it went to, future)
 
     def client(self) -> Any:
         if self._client is None:
@@ -201,7 +236,7 @@ class DaskBackend(_Closing):
                 # Port 0 and no dashboard: Dask's fixed default port clashes with a second cluster. Dask
                 # sets MALLOC_TRIM_THRESHOLD_ in its workers, which turns off glibc's adaptive mmap
                 # threshold: every (K, bins) block is then a fresh mmap, and batches ran 1.7x slower (0033).
-                with _dask_config().set({TRIM: None}):
+                with _dask_config().set({TRIM: None, **WORKER_QUIET}):
                     self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                                  host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                                  scheduler_kwargs={"dashboard": False},
@@ -216,9 +251,12 @@ class DaskBackend(_Closing):
         as_completed = _distributed().as_completed
         client = self.client()
         # Once to every worker, replicated, so a lost worker does not lose it (see 0033).
-        text = client.scatter(model_text, broadcast=True, hash=False) if self.scatter else model_text
-        futures = [client.submit(_task, text, b, pure=False, retries=RETRIES) for b in batches]
-        pending: dict[Any, int] = {f: i for i, f in enumerate(futures)}
+        threads = client.nthreads()
+        text = self._scattered(client, model_text, frozenset(threads)) if self.scatter else model_text
+        runs = chunked(len(batches), max(1, sum(threads.values())))
+        futures = [client.submit(_tasks, text, [batches[i] for i in r], pure=False, retries=RETRIES)
+                   for r in runs]
+        pending: dict[Any, range] = dict(zip(futures, runs, strict=True))
         # with_results: fetched in the background as each finishes (one by one from here cost 6 ms a batch)
         finished = as_completed(futures, with_results=True)
 
@@ -226,18 +264,38 @@ class DaskBackend(_Closing):
             got = finished.next_batch(block=False)
             if not got:
                 time.sleep(POLL_S)
-            return [(f, (int(start), {k: np.ascontiguousarray(v) for k, v in result.items()}))
-                    for f, (start, result) in got]
+            for _, parts in got:
+                if isinstance(parts, BaseException):  # a task cancelled by the cluster (not by us)
+                    raise parts
+            return [(i, (int(start), {k: np.ascontiguousarray(v) for k, v in result.items()}))
+                    for f, parts in got for i, (start, result) in zip(pending.pop(f), parts, strict=True)]
 
         def stop() -> None:
             client.cancel(list(pending))
 
         try:
-            return _collect(batches, pending, next_done, stop, on_batch, cancel)
+            return _collect(batches, next_done, stop, on_batch, cancel)
         finally:
-            client.cancel([text, *futures] if self.scatter else futures)
+            client.cancel(futures)
+
+    def _scattered(self, client: Any, model_text: str, workers: frozenset[str]) -> Any:
+        """
+        The model text on every worker: the copies sent for an earlier run while
+        the same workers are there, else sent now (a worker that joined has no
+        copy, and one that left may have taken the last).
+        """
+        key = text_key(model_text)
+        if self._text is not None:
+            held_key, held_on, held = self._text
+            if held_key == key and held_on == workers and held.status == "finished":
+                return held
+            client.cancel([held])
+        held = client.scatter(model_text, broadcast=True, hash=False)
+        self._text = (key, workers, held)
+        return held
 
     def close(self) -> None:
+        self._text = None
         if self._client is not None:
             self._client.close()
             self._client = None
