@@ -145,7 +145,8 @@ async def post_experiment(request: Request, settings: EngineSettings = Depends(g
     spec_data, text = split_body(read_json_body(await request.body()))
     spec, title, m_hash = await run_in_threadpool(checked, spec_data, text, settings)
     job = Job(new_experiment_id(), spec, text, title, m_hash)
-    await run_in_threadpool(experiments.accept, job)  # on disk before the 202: a restart runs it again
+    given = {**spec_data, "seed": spec.seed}  # a dict: the spec parsed
+    await run_in_threadpool(experiments.accept, job, given)  # on disk before the 202: a restart runs it again
     return JSONResponse(job.to_json(), status_code=202, headers={"Location": f"/v1/experiments/{job.id}"})
 
 

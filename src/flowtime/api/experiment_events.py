@@ -8,9 +8,9 @@
 The stream waits on the job's change notifications (``Job.watch``, woken from the
 worker thread through ``call_soon_threadsafe``): no polling. Events carry totals,
 not increments, so changes that come faster than ``MIN_GAP`` are coalesced and a
-reconnecting client loses nothing: with ``Last-Event-ID`` equal to the latest
-change it is sent only what comes next, otherwise the current status and
-progress. A finished experiment answers its final event at once. A stream also
+reconnecting client loses nothing and is told nothing twice: with
+``Last-Event-ID`` it is sent the status only if it changed after that event,
+and the progress only if it moved. A finished experiment answers its final event at once. A stream also
 ends after ``STREAM_SECONDS`` without a final event (browsers' EventSource
 reconnects by itself, after the ``retry`` delay): an open stream never holds a
 server shutdown for longer than that.
@@ -75,9 +75,9 @@ async def job_events(job: Job, last_id: int | None, final: Callable[[Job], dict[
     unwatch = job.watch(tell)
     try:
         yield b"retry: %d\n\n" % RETRY_MS
-        seen = last_id is not None and last_id >= job.version
-        sent_status = job.status if seen else None
-        sent_done: int | None = job.done if seen else None
+        seen = last_id if last_id is not None else -1
+        sent_status = job.status if seen >= job.status_since else None
+        sent_done: int | None = job.done if seen >= job.version else None
         deadline = loop.time() + STREAM_SECONDS
         while True:
             wake.clear()

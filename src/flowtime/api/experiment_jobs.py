@@ -67,6 +67,7 @@ class Job:
         self.error: dict[str, Any] | None = None
         self.future: Future[None] | None = None
         self.version = 0  # bumped by every change; the event stream's event ids
+        self.status_since = 0  # the version that set the current status
         self._listeners: set[Callable[[], None]] = set()
         self._lock = threading.Lock()
 
@@ -76,6 +77,8 @@ class Job:
             for name, value in fields.items():
                 setattr(self, name, value)
             self.version += 1
+            if "status" in fields:
+                self.status_since = self.version
             listeners = list(self._listeners)
         for tell in listeners:
             tell()
@@ -120,11 +123,14 @@ class Experiments:
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=settings.experiment_workers, thread_name_prefix="experiment")
 
-    def accept(self, job: Job) -> None:
-        """Keep the request on disk, then queue the job (a full disk: 507, nothing queued)."""
-        assert job.spec is not None
-        self.queue.put(QueuedRequest(job.id, job.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-                                     job.text, job.title, job.model_hash, layout.utc_iso(job.created)))
+    def accept(self, job: Job, given: dict[str, Any]) -> None:
+        """
+        Keep the request on disk, then queue the job (a full disk: 507, nothing queued).
+        ``given`` is the spec as the client sent it (plus the seed drawn for it): checked
+        again after a restart against that server's limits, not this one's.
+        """
+        self.queue.put(QueuedRequest(job.id, given, job.text, job.title, job.model_hash,
+                                     layout.utc_iso(job.created)))
         self.submit(job)
 
     def submit(self, job: Job) -> None:
@@ -146,7 +152,9 @@ class Experiments:
         passes, or cannot be read, is a failed job saying why.
         """
         self.store.check()
-        for request in self.queue.pending():
+        pending = self.queue.pending()  # in the order they were accepted (ids of one second sort at random)
+        pending.sort(key=lambda r: r.submitted if isinstance(r, QueuedRequest) else "")
+        for request in pending:
             if self.store._complete(request.id):  # stored before the stop, its request not yet removed
                 self.queue.remove(request.id)
                 continue
