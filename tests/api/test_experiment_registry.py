@@ -141,7 +141,7 @@ def test_events_stream_progress_then_done_and_close(tmp_path: Path) -> None:
                 again = list(events(resp))
             assert [(n, e) for n, e, _ in again] == [("done", "end")]
             assert again[0][2]["progress"] == {"done": 300, "total": 300}
-        print(f"two finished streams answered in {time.monotonic() - started:.3f} s")  # noqa: T201
+        print(f"two finished streams answered in {time.monotonic() - started:.3f} s")
         missing = c.get("/v1/experiments/exp_20250101T000000Z_00000000/events")
         assert missing.status_code == 404 and missing.headers["content-type"].startswith(PROBLEM)
 
