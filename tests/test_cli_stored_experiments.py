@@ -27,7 +27,8 @@ def store_two(data: Path) -> ExperimentStore:
     for exp_id, spec, text, title, at in (
             (WIP_ID, WIP_SWEEP, SERVICE_QUEUE, "Packing station with waves and a WIP limit", 8),
             (KNOBS_ID, KNOB_SWEEP, KNOBS, "", 9)):
-        store.write(exp_id, result=run_experiment(spec, text), model_text=text, title=title, model_hash="h" + exp_id[-1],
+        store.write(exp_id, result=run_experiment(spec, text), model_text=text, title=title,
+                    model_hash="h" + exp_id[-1],
                     created=datetime(2025, 3, 1, at, 30 if at == 8 else 0, tzinfo=UTC), backend="inprocess")
     return store
 
