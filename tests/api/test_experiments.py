@@ -290,6 +290,12 @@ def test_openapi_documents_the_routes_and_the_spec(client: httpx.Client) -> None
         assert path in doc["paths"], path
     schemas = doc["components"]["schemas"]
     assert "ExperimentSpec" in schemas
+    events = doc["paths"]["/v1/experiments/{exp_id}/events"]["get"]
+    assert "text/event-stream" in events["responses"]["200"]["content"]
+    assert "Last-Event-ID" in [p["name"] for p in events["parameters"]]
+    listing = {p["name"] for p in doc["paths"]["/v1/experiments"]["get"]["parameters"]}
+    assert {"search", "q", "kind", "status", "createdAfter", "createdBefore", "sortBy", "sortOrder", "limit",
+            "skip", "offset", "modelHash"} <= listing
 
     def refs(node: Any) -> Iterator[str]:
         if isinstance(node, dict):
