@@ -77,6 +77,13 @@ def wait(client: httpx.Client, location: str, until: tuple[str, ...] = TERMINAL)
         time.sleep(0.02)
 
 
+def assert_nothing_stored(data_dir: Path) -> None:
+    """No experiment folder, no temporary, no saved request: at most the index and the empty queue folder."""
+    root = data_dir / "experiments"
+    assert {p.name for p in root.iterdir()} <= {"index.sqlite", "queue"}
+    assert list((root / "queue").iterdir()) == []
+
+
 def start(client: httpx.Client, spec: dict[str, Any], model: str) -> str:
     resp = client.post("/v1/experiments", json={"spec": spec, "model": model})
     assert resp.status_code == 202, resp.text
@@ -142,7 +149,7 @@ def test_cancel_a_long_experiment_leaves_nothing(tmp_path: Path) -> None:
         assert resp.json()["status"] == "cancelled"
         body = c.get(location).json()
         assert body["status"] == "cancelled" and body["progress"]["done"] < 100000
-        assert list((tmp_path / "experiments").glob("*")) == []  # no folder, no temporary left behind
+        assert_nothing_stored(tmp_path)
         assert [e["status"] for e in c.get("/v1/experiments").json()["experiments"]] == ["cancelled"]
         assert c.delete(location).status_code == 204  # forgotten
         assert c.get(location).status_code == 404
@@ -158,7 +165,7 @@ def test_cancel_a_queued_experiment(tmp_path: Path) -> None:
         assert c.delete(second).json()["status"] == "cancelled"
         assert c.delete(first).json()["status"] == "cancelled"
         assert c.get(second).json()["status"] == "cancelled"  # it never ran
-        assert list((tmp_path / "experiments").glob("*")) == []
+        assert_nothing_stored(tmp_path)
 
 
 def test_over_the_servers_cap_is_400(client: httpx.Client) -> None:
@@ -283,6 +290,12 @@ def test_openapi_documents_the_routes_and_the_spec(client: httpx.Client) -> None
         assert path in doc["paths"], path
     schemas = doc["components"]["schemas"]
     assert "ExperimentSpec" in schemas
+    events = doc["paths"]["/v1/experiments/{exp_id}/events"]["get"]
+    assert "text/event-stream" in events["responses"]["200"]["content"]
+    assert "Last-Event-ID" in [p["name"] for p in events["parameters"]]
+    listing = {p["name"] for p in doc["paths"]["/v1/experiments"]["get"]["parameters"]}
+    assert {"search", "q", "kind", "status", "createdAfter", "createdBefore", "sortBy", "sortOrder", "limit",
+            "skip", "offset", "modelHash"} <= listing
 
     def refs(node: Any) -> Iterator[str]:
         if isinstance(node, dict):

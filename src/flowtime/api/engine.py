@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from flowtime._version import __version__
 from flowtime.api import engine_artifacts, engine_experiments, engine_models, engine_modes, engine_runs, engine_state
 from flowtime.api.engine_deps import get_registry, get_settings
+from flowtime.api.experiment_jobs import Experiments
 from flowtime.api.guard import RequestGuard
 from flowtime.api.problems import install_problem_handlers
 from flowtime.artifacts.experiments import FOLDER
@@ -45,11 +46,13 @@ log = logging.getLogger("flowtime.engine")
 def create_engine_app(settings: EngineSettings) -> FastAPI:
     """A new Engine app over ``settings.data_dir``; nothing is shared between apps."""
     registry = Registry(settings.data_dir)
-    experiments = engine_experiments.Experiments(settings)
+    experiments = Experiments(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_start_up, registry)
+        # experiments left queued or running by the last process run again (decision 0037)
+        await run_in_threadpool(experiments.start_up, engine_experiments.resume(settings))
         yield
         await run_in_threadpool(experiments.close)  # running experiments are cancelled: nothing half-written
 

@@ -5,45 +5,49 @@ Experiments over HTTP: /v1/experiments (decision 0036).
 itself with ``model`` inline), checks the spec against the model at once (a bad
 spec is a 400 located at its path), and answers 202 with ``Location``; the
 experiment runs in a background thread (``experiment_workers`` at a time, the rest
-queued) with a cancel event and a progress count. Finished experiments are stored
-(``artifacts.experiments``) and outlive the server; queued, running, failed and
-cancelled ones live in memory only. ``DELETE`` cancels a queued or running
-experiment (nothing is written) and deletes a stored one.
+queued; ``api.experiment_jobs``) with a cancel event and a progress count. Finished
+experiments are stored (``artifacts.experiments``) and listed from their index;
+accepted requests are kept on disk until they end, so a restart runs them again
+(decision 0037). ``GET .../events`` streams progress (``api.experiment_events``).
+``DELETE`` cancels a queued or running experiment (nothing is written) and
+deletes a stored one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import Any
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from flowtime.api.bodies import UnusableJson, load_json
 from flowtime.api.engine_deps import get_registry, get_settings
+from flowtime.api.engine_runs import IsoTime
+from flowtime.api.experiment_events import HEADERS, MEDIA_TYPE, STREAM_SECONDS, finished, job_events, last_event_id
+from flowtime.api.experiment_jobs import Experiments, Job, planned_points, submitted
 from flowtime.api.problems import problem_responses
-from flowtime.artifacts import layout
-from flowtime.artifacts.experiments import ExperimentStore, check_experiment_id, materialise, new_experiment_id
+from flowtime.artifacts.experiment_index import STATUSES, ExperimentQuery
+from flowtime.artifacts.experiment_queue import QueuedRequest
+from flowtime.artifacts.experiments import materialise, new_experiment_id
+from flowtime.artifacts.query import MAX_LIMIT
 from flowtime.artifacts.registry import Registry
 from flowtime.artifacts.writer import title_of
-from flowtime.errors import ExperimentCancelled, ExperimentError, ExperimentNotFound, FlowTimeError, Problem
+from flowtime.errors import ExperimentError, ExperimentNotFound, Problem
 from flowtime.experiments.evaluator import Evaluator
-from flowtime.experiments.runner import RUNS, run_experiment
-from flowtime.experiments.spec import AnySpec, Limits, experiment_schema, parse_spec
+from flowtime.experiments.runner import RUNS
+from flowtime.experiments.spec import KINDS, AnySpec, Limits, experiment_schema, parse_spec
 from flowtime.model.hashing import model_hash
 from flowtime.model.load import load_model
 from flowtime.settings import EngineSettings
 
 log = logging.getLogger("flowtime.engine.experiments")
 SOURCE = "experiment model"
-KEPT_ENDED = 100  # failed and cancelled experiments remembered (in memory) for GET, the oldest forgotten first
 CANCEL_WAIT_SECONDS = 10.0  # DELETE of a running experiment waits this long for the next batch boundary
 
 
@@ -96,106 +100,10 @@ def checked(spec_data: Any, model_text: str, settings: EngineSettings) -> tuple[
                                        f"{loaded.model.grid.bins} bins = {values} values; the limit is "
                                        f"{settings.max_response_values} (FLOWTIME_MAX_RESPONSE_VALUES): capture "
                                        "fewer series or use metrics")])
+    if spec.seed is None and (loaded.model.rng is None or loaded.model.rng.seed is None):
+        # drawn now, not while running: a request run again after a restart gives the same result
+        spec = spec.model_copy(update={"seed": secrets.randbits(31)})
     return spec, title_of(loaded.model, model_text), model_hash(loaded.model)
-
-
-def planned_points(spec: AnySpec) -> int | None:
-    """How many points the experiment evaluates, when its kind fixes that in advance."""
-    settings: Any = spec.settings
-    if spec.kind == "montecarlo":
-        return int(settings.replications)
-    if spec.kind == "sweep":
-        if settings.method == "lhs":
-            return int(settings.points) if settings.points is not None else None
-        total = 1
-        for p in spec.parameters:
-            size = len(p.values) if p.values is not None else (p.range.steps if p.range is not None else None)
-            if size is None:
-                return None
-            total *= size
-        return total
-    return None
-
-
-class Job:
-    def __init__(self, exp_id: str, spec: AnySpec, text: str, title: str, m_hash: str) -> None:
-        self.id, self.spec, self.text, self.title, self.model_hash = exp_id, spec, text, title, m_hash
-        self.status = "queued"
-        self.done = 0
-        self.total = planned_points(spec)
-        self.created = datetime.now(UTC)
-        self.cancel = threading.Event()
-        self.error: dict[str, Any] | None = None
-        self.future: Future[None] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "kind": self.spec.kind, "title": self.title, "status": self.status,
-                               "points": self.done, "createdUtc": layout.utc_iso(self.created),
-                               "progress": {"done": self.done, "total": self.total}}
-        if self.error is not None:
-            out["error"] = self.error
-        return out
-
-
-class Experiments:
-    """The jobs of one Engine app and the store they end in."""
-
-    def __init__(self, settings: EngineSettings) -> None:
-        self.settings = settings
-        self.store = ExperimentStore(settings.data_dir)
-        self.jobs: dict[str, Job] = {}
-        self.lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(max_workers=settings.experiment_workers, thread_name_prefix="experiment")
-
-    def submit(self, job: Job) -> None:
-        with self.lock:
-            ended = [j.id for j in self.jobs.values() if j.status in ("failed", "cancelled")]
-            for old in ended[:max(0, len(ended) - KEPT_ENDED)]:  # oldest first (insertion order)
-                del self.jobs[old]
-            self.jobs[job.id] = job
-            job.future = self.pool.submit(self._run, job)
-
-    def _run(self, job: Job) -> None:
-        if job.cancel.is_set():
-            job.status = "cancelled"
-            return
-        job.status = "running"
-
-        def progress(n: int) -> None:
-            job.done = n
-
-        try:
-            result = run_experiment(job.spec, job.text, self.settings.experiment_backend, cancel=job.cancel,
-                                    on_progress=progress)
-            if job.cancel.is_set():
-                raise ExperimentCancelled(job.done, job.total or job.done)
-            self.store.write(job.id, result=result, model_text=job.text, title=job.title,
-                             model_hash=job.model_hash, created=job.created,
-                             backend=self.settings.experiment_backend or "inprocess")
-            job.done = result.n
-            job.status = "done"
-            with self.lock:
-                self.jobs.pop(job.id, None)  # stored: read from disk from now on
-        except ExperimentCancelled:
-            job.status = "cancelled"
-        except FlowTimeError as exc:
-            job.status = "failed"
-            job.error = {"title": getattr(exc, "title", type(exc).__name__), "detail": str(exc),
-                         "errors": [p.to_dict() for p in exc.problems]}
-        except Exception as exc:  # a bug must not leave the job "running" for ever
-            log.exception("experiment %s failed", job.id)
-            job.status = "failed"
-            job.error = {"title": "Internal error", "detail": f"{type(exc).__name__}: {exc}", "errors": []}
-
-    def job(self, exp_id: str) -> Job | None:
-        with self.lock:
-            return self.jobs.get(check_experiment_id(exp_id))
-
-    def close(self) -> None:
-        with self.lock:
-            for job in self.jobs.values():
-                job.cancel.set()
-        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def get_experiments(request: Request) -> Experiments:
@@ -237,32 +145,101 @@ async def post_experiment(request: Request, settings: EngineSettings = Depends(g
     spec_data, text = split_body(read_json_body(await request.body()))
     spec, title, m_hash = await run_in_threadpool(checked, spec_data, text, settings)
     job = Job(new_experiment_id(), spec, text, title, m_hash)
-    experiments.submit(job)
+    given = {**spec_data, "seed": spec.seed}  # a dict: the spec parsed
+    await run_in_threadpool(experiments.accept, job, given)  # on disk before the 202: a restart runs it again
     return JSONResponse(job.to_json(), status_code=202, headers={"Location": f"/v1/experiments/{job.id}"})
 
 
-@router.get("/v1/experiments", summary="Experiments, newest first: running and queued ones, then stored ones")
-def list_experiments(experiments: Experiments = Depends(get_experiments)) -> dict[str, Any]:
-    with experiments.lock:
-        live = [j.to_json() for j in experiments.jobs.values()]
-    stored = [s.to_json() for s in experiments.store.listed()]
-    known = {e["id"] for e in live}
-    every = live + [s for s in stored if s["id"] not in known]
-    every.sort(key=lambda e: (e["createdUtc"], e["id"]), reverse=True)
-    return {"experiments": every, "total": len(every)}
+def resume(settings: EngineSettings) -> Callable[[QueuedRequest], Job]:
+    """How a request kept from before a restart becomes a job again: checked as a new one is."""
+    def job_of(request: QueuedRequest) -> Job:
+        spec, title, m_hash = checked(request.spec, request.model, settings)
+        return Job(request.id, spec, request.model, title, m_hash, created=submitted(request))
+    return job_of
+
+
+def _listed(values: str | None, known: tuple[str, ...], name: str) -> tuple[str, ...]:
+    got = tuple(dict.fromkeys(v.strip() for v in (values or "").split(",") if v.strip()))
+    wrong = [v for v in got if v not in known]
+    if wrong:
+        raise ExperimentError([Problem(name, f"unknown {name} {', '.join(map(repr, wrong))}; "
+                                             f"expected any of {', '.join(known)} (comma-separated)")])
+    return got
+
+
+def experiment_query(
+    search: Annotated[str | None, Query(description="Case-insensitive substring of id, title, kind, a parameter's "
+                                                    "target or the model hash.")] = None,
+    q: Annotated[str | None, Query(description="The same as search.")] = None,
+    kind: Annotated[str | None, Query(description=f"Comma-separated; any of {', '.join(KINDS)}.")] = None,
+    status: Annotated[str | None, Query(description=f"Comma-separated; any of {', '.join(STATUSES)}.")] = None,
+    model_hash: Annotated[str | None, Query(alias="modelHash", description="Exact.")] = None,
+    created_after: Annotated[IsoTime, Query(alias="createdAfter", description="Inclusive, ISO 8601.")] = None,
+    created_before: Annotated[IsoTime, Query(alias="createdBefore", description="Inclusive, ISO 8601.")] = None,
+    sort_by: Annotated[Literal["created", "id", "title", "points"], Query(alias="sortBy")] = "created",
+    sort_order: Annotated[Literal["asc", "desc"], Query(alias="sortOrder")] = "desc",
+    limit: Annotated[int, Query(ge=0, description=f"Page size (at most {MAX_LIMIT}).")] = 50,
+    skip: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int | None, Query(ge=0, description="The same as skip.")] = None,
+) -> ExperimentQuery:
+    """The listing's query: the runs listing's parameters, plus kind and status."""
+    return ExperimentQuery(search=search or q or None, kinds=_listed(kind, KINDS, "kind"),
+                           statuses=_listed(status, STATUSES, "status"), model_hash=model_hash,
+                           created_after=created_after, created_before=created_before, sort_by=sort_by,
+                           sort_order=sort_order, limit=min(limit, MAX_LIMIT),
+                           skip=offset if offset is not None else skip)
+
+
+@router.get("/v1/experiments", summary="Experiments (stored, and queued/running/failed/cancelled ones), newest "
+                                       "first, filtered and paged like /v1/runs")
+def list_experiments(query: ExperimentQuery = Depends(experiment_query),
+                     experiments: Experiments = Depends(get_experiments)) -> dict[str, Any]:
+    live = {j.id: j for j in experiments.live()}
+    page = experiments.store.query(query, [j.summary() for j in live.values()])
+    rows = [live[e.id].to_json() if e.id in live else e.to_json() for e in page.experiments]
+    return {"experiments": rows, "total": page.total, "count": page.count, "limit": query.limit,
+            "skip": query.skip}
 
 
 @router.get("/v1/experiments/{exp_id}", summary="One experiment: status, progress, and its result when done")
-def get_experiment(exp_id: str, experiments: Experiments = Depends(get_experiments)) -> dict[str, Any]:
+def get_experiment(exp_id: str, experiments: Experiments = Depends(get_experiments),
+                   registry: Registry = Depends(get_registry)) -> dict[str, Any]:
     job = experiments.job(exp_id)
     if job is not None:
         return job.to_json()
-    summary = experiments.store.summary(exp_id)
-    out = summary.to_json()
-    out["progress"] = {"done": summary.points, "total": summary.points}
+    out = stored_json(experiments, exp_id)
     out["files"] = experiments.store.files(exp_id)
+    out["runs"] = experiments.store.runs(exp_id, registry.has)
     out["result"] = experiments.store.result(exp_id)
     return out
+
+
+def stored_json(experiments: Experiments, exp_id: str) -> dict[str, Any]:
+    summary = experiments.store.summary(exp_id)
+    return {**summary.to_json(), "progress": {"done": summary.points, "total": summary.points}}
+
+
+EVENTS_DOC: dict[int | str, dict[str, Any]] = {200: {"description": (
+    "Server-sent events until the experiment ends: `status` ({id, status}) and `progress` ({done, total, rate, "
+    "etaSeconds}) with the change number as `id`, then one final `done`, `failed` or `cancelled` event (the "
+    "experiment, as GET answers it without the result; `id: end`) and the stream closes. A finished experiment "
+    "answers its final event at once. Send `Last-Event-ID` when reconnecting: nothing already seen is repeated. "
+    f"A stream without a final event ends after {STREAM_SECONDS:g} s; reconnect (EventSource does)."),
+    "content": {MEDIA_TYPE: {"schema": {"type": "string"}, "example": (
+        'event: progress\nid: 12\ndata: {"done":400,"total":1000,"rate":950.2,"etaSeconds":0.63}\n\n'
+        'event: done\nid: end\ndata: {"id":"exp_20250101T000000Z_ab12cd34","status":"done","points":1000}\n\n')}}}}
+
+
+@router.get("/v1/experiments/{exp_id}/events", summary="Progress of an experiment as server-sent events",
+            response_class=StreamingResponse, responses=EVENTS_DOC)
+def experiment_events(exp_id: str, last_event: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+                      experiments: Experiments = Depends(get_experiments)) -> StreamingResponse:
+    job = experiments.job(exp_id)
+    if job is None:
+        body = finished(stored_json(experiments, exp_id))  # a 404 now, before the stream starts
+    else:
+        body = job_events(job, last_event_id(last_event), lambda j: j.to_json())
+    return StreamingResponse(body, media_type=MEDIA_TYPE, headers=HEADERS)
 
 
 @router.delete("/v1/experiments/{exp_id}", summary="Cancel a queued or running experiment; delete a stored one",
@@ -275,9 +252,10 @@ def delete_experiment(exp_id: str, experiments: Experiments = Depends(get_experi
         experiments.store.delete(exp_id)
         return Response(status_code=204)
     if job.status in ("queued", "running"):
+        experiments.forget(job)  # its request is gone: a restart does not run it again
         job.cancel.set()
         if job.future is not None and job.future.cancel():  # still queued: it never starts
-            job.status = "cancelled"
+            job.changed(status="cancelled")
         elif job.future is not None:
             try:
                 job.future.result(timeout=CANCEL_WAIT_SECONDS)
@@ -286,11 +264,10 @@ def delete_experiment(exp_id: str, experiments: Experiments = Depends(get_experi
             except Exception:  # the job records its own failure
                 pass
         if job.status == "queued":
-            job.status = "cancelled"
+            job.changed(status="cancelled")
         # "done": it finished before the cancel was seen; it is stored (DELETE again deletes it)
         return JSONResponse(job.to_json(), status_code=200)
-    with experiments.lock:  # failed or cancelled: forget it
-        experiments.jobs.pop(job.id, None)
+    experiments.forget(job)  # failed or cancelled: forget it
     if job.status == "done":
         raise ExperimentNotFound(f"experiment {exp_id} not found")
     return Response(status_code=204)
@@ -302,6 +279,7 @@ def materialise_point(exp_id: str, point: int, registry: Registry = Depends(get_
                       experiments: Experiments = Depends(get_experiments)) -> JSONResponse:
     made = materialise(experiments.store, exp_id, point, registry.root)
     registry.register(made)
+    experiments.store.link_run(exp_id, made.run_id)
     body = {"runId": made.run_id, "experiment": made.run["experiment"], "seed": made.run["seed"],
             "overrides": made.run["overrides"]}
     return JSONResponse(body, status_code=201, headers={"Location": f"/v1/runs/{made.run_id}"})

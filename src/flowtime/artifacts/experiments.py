@@ -4,6 +4,8 @@ The experiment folder: a finished experiment kept beside the runs (decision 0036
     <engine data dir>/experiments/<expId>/
       spec.json  model.yaml  provenance.json  result.json  table.csv  table.parquet
       bands.npz (Monte Carlo)  environment.json  experiment.json (written last: "complete")
+      runs/<runId>   (empty: a run materialised from one of its points)
+    <engine data dir>/experiments/index.sqlite   (the listing's index, rebuilt from the folders)
 
 Written like a run: into a hidden temporary sibling, renamed into place, so a
 folder named like an experiment id is always whole - a cancelled or failed
@@ -20,6 +22,8 @@ import os
 import platform
 import re
 import shutil
+from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,13 @@ import orjson
 
 from flowtime._version import __version__
 from flowtime.artifacts import layout
+from flowtime.artifacts.experiment_index import (
+    ExperimentIndex,
+    ExperimentPage,
+    ExperimentQuery,
+    StoredExperiment,
+    summary_of,
+)
 from flowtime.artifacts.index import is_disk_full
 from flowtime.artifacts.writer import RunRecord, write_run
 from flowtime.engine import plan
@@ -38,7 +49,6 @@ from flowtime.experiments.results import ExperimentResult
 from flowtime.experiments.spec import parse_spec
 from flowtime.model.load import load_model
 from flowtime.model.yamltext import parse_yaml
-from flowtime.records import record
 
 FOLDER = "experiments"
 SUMMARY = "experiment.json"
@@ -50,6 +60,8 @@ TABLE_CSV = "table.csv"
 TABLE_PARQUET = "table.parquet"
 BANDS = "bands.npz"
 ENVIRONMENT = "environment.json"
+INDEX_FILE = "index.sqlite"
+RUNS = "runs"  # one empty file per run materialised from the experiment, named by its id
 FILES = (SPEC, MODEL, PROVENANCE, RESULT, TABLE_CSV, TABLE_PARQUET, ENVIRONMENT, SUMMARY)
 
 EXPERIMENT_ID = re.compile(r"^exp_[0-9]{8}T[0-9]{6}Z_[0-9a-f]{8}\Z", re.ASCII)
@@ -77,31 +89,6 @@ def environment(backend: str) -> dict[str, Any]:
 
     return {"flowtime": __version__, "python": platform.python_version(), "numpy": np.__version__,
             "scipy": scipy.__version__, "platform": platform.platform(), "backend": backend}
-
-
-@record
-class StoredExperiment:
-    """The summary a list shows (``experiment.json``)."""
-
-    id: str
-    kind: str
-    title: str
-    points: int
-    status: str
-    created: str
-    finished: str
-    model_hash: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "title": self.title, "points": self.points,
-                "status": self.status, "createdUtc": self.created, "finishedUtc": self.finished,
-                "modelHash": self.model_hash}
-
-
-def _summary(data: dict[str, Any]) -> StoredExperiment:
-    return StoredExperiment(str(data["id"]), str(data["kind"]), str(data.get("title", "")), int(data["points"]),
-                            str(data.get("status", "done")), str(data.get("createdUtc", "")),
-                            str(data.get("finishedUtc", "")), str(data.get("modelHash", "")))
 
 
 def _dump(obj: Any) -> bytes:
@@ -144,6 +131,59 @@ class ExperimentStore:
 
     def __init__(self, engine_dir: Path) -> None:
         self.root = Path(engine_dir) / FOLDER
+        self.index = ExperimentIndex(self.root / INDEX_FILE, self._scan, self._complete)
+
+    def _complete(self, exp_id: str) -> bool:
+        folder = self.root / exp_id
+        return not folder.is_symlink() and (folder / SUMMARY).is_file()
+
+    def _folders(self) -> dict[str, Path]:
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return {}
+        out: dict[str, Path] = {}
+        for entry in entries:
+            try:
+                if EXPERIMENT_ID.match(entry.name) and entry.is_dir(follow_symlinks=False):
+                    out[entry.name] = Path(entry.path)
+            except OSError:
+                continue
+        return out
+
+    def _read_summary(self, folder: Path) -> StoredExperiment | None:
+        try:
+            data = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
+            return summary_of(data, lambda: json.loads((folder / SPEC).read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None  # incomplete or damaged: not listed
+
+    def _scan(self) -> list[StoredExperiment]:
+        return [s for s in map(self._read_summary, self._folders().values()) if s is not None]
+
+    def check(self) -> None:
+        """Start-up: the index checked (a bad one set aside and rebuilt), then caught up with the folders."""
+        self.index.check()
+        self.sync()
+
+    def sync(self) -> None:
+        """Index folders that are not yet (written by an older release, or copied in); drop vanished rows."""
+        folders = self._folders()
+        indexed = self.index.ids()
+        new = [self._read_summary(folders[name]) for name in sorted(folders.keys() - indexed)]
+        vanished = indexed - folders.keys()
+        if new or vanished:
+            self.index.put([s for s in new if s is not None], vanished)
+
+    def rebuild(self) -> int:
+        """Every folder read again and the index made to match; returns the count."""
+        found = self._scan()
+        self.index.replace(found)
+        return len(found)
+
+    def query(self, q: ExperimentQuery, live: list[StoredExperiment] | None = None) -> ExperimentPage:
+        """A page of stored experiments (and ``live`` ones, kept in memory by a server) matching ``q``."""
+        return self.index.query(q, live or [])
 
     def folder(self, exp_id: str) -> Path:
         return self.root / check_experiment_id(exp_id)
@@ -152,8 +192,9 @@ class ExperimentStore:
               created: datetime, backend: str, provenance: dict[str, Any] | None = None) -> StoredExperiment:
         """Write the folder atomically; returns its summary."""
         final = self.folder(exp_id)
+        targets = tuple(str(p.get("target")) for p in result.spec.get("parameters", []) if isinstance(p, dict))
         summary = StoredExperiment(exp_id, result.kind, title, result.n, "done", layout.utc_iso(created),
-                                   layout.utc_iso(datetime.now(UTC)), model_hash)
+                                   layout.utc_iso(datetime.now(UTC)), model_hash, targets)
         files: dict[str, bytes] = {
             SPEC: _dump(result.spec),
             MODEL: model_text.replace("\r\n", "\n").encode("utf-8"),
@@ -183,20 +224,21 @@ class ExperimentStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        try:
+            self.index.put([summary])
+        except BaseException:  # never stored but unlisted: a retry would make a second one
+            self._remove(exp_id)
+            raise
         return summary
 
     def listed(self) -> list[StoredExperiment]:
-        """Every complete experiment, newest first (ids sort by their UTC stamp)."""
-        if not self.root.is_dir():
-            return []
+        """Every stored experiment, newest first (from the index)."""
         out: list[StoredExperiment] = []
-        for entry in os.scandir(self.root):
-            if EXPERIMENT_ID.match(entry.name) and entry.is_dir(follow_symlinks=False):
-                try:
-                    out.append(_summary(json.loads(Path(entry.path, SUMMARY).read_text(encoding="utf-8"))))
-                except (OSError, ValueError, KeyError):
-                    continue  # incomplete or damaged: not listed
-        return sorted(out, key=lambda s: (s.created, s.id), reverse=True)
+        while True:
+            page = self.query(ExperimentQuery(limit=1000, skip=len(out)))
+            out.extend(page.experiments)
+            if not page.experiments or len(out) >= page.total:
+                return out
 
     def _read(self, exp_id: str, name: str) -> bytes:
         try:
@@ -205,7 +247,7 @@ class ExperimentStore:
             raise ExperimentNotFound(f"experiment {exp_id} not found") from None
 
     def summary(self, exp_id: str) -> StoredExperiment:
-        return _summary(json.loads(self._read(exp_id, SUMMARY)))
+        return summary_of(json.loads(self._read(exp_id, SUMMARY)), lambda: json.loads(self._read(exp_id, SPEC)))
 
     def result(self, exp_id: str) -> dict[str, Any]:
         self.summary(exp_id)  # complete, or not found
@@ -222,14 +264,46 @@ class ExperimentStore:
     def delete(self, exp_id: str) -> None:
         folder = self.folder(exp_id)
         if not (folder / SUMMARY).is_file():
+            with suppress(ArtifactError):  # a ghost row, if any: its folder went, the row stayed
+                self.index.remove([exp_id])
             raise ExperimentNotFound(f"experiment {exp_id} not found")
+        if not self._remove(exp_id):
+            raise ExperimentNotFound(f"experiment {exp_id} not found")
+        try:
+            self.index.remove([exp_id])
+        except ArtifactError as exc:  # gone from disk; the row is a ghost no listing shows
+            _log().warning("experiment %s deleted, but its index row could not be dropped: %s", exp_id, exc)
+
+    def _remove(self, exp_id: str) -> bool:
         # renamed aside first: a reader never sees a half-deleted folder as an experiment
         aside = self.root / f"{layout.TMP_PREFIX}deleted-{exp_id}-{os.urandom(4).hex()}"
         try:
-            os.rename(folder, aside)
+            os.rename(self.root / exp_id, aside)
         except FileNotFoundError:
-            raise ExperimentNotFound(f"experiment {exp_id} not found") from None
+            return False
         shutil.rmtree(aside, ignore_errors=True)
+        return True
+
+    def link_run(self, exp_id: str, run_id: str) -> None:
+        """Note that ``run_id`` was materialised from this experiment (an empty file, made at once)."""
+        layout.check_run_id(run_id)
+        folder = self.folder(exp_id) / RUNS
+        folder.mkdir(exist_ok=True)
+        (folder / run_id).touch()
+
+    def runs(self, exp_id: str, exists: Callable[[str], bool]) -> list[str]:
+        """The runs materialised from this experiment that still ``exist``, sorted by id."""
+        try:
+            names = os.listdir(self.folder(exp_id) / RUNS)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(n for n in names if layout.is_run_id(n) and exists(n))
+
+
+def _log() -> Any:
+    import logging
+
+    return logging.getLogger("flowtime.experiments")
 
 
 def materialise(store: ExperimentStore, exp_id: str, point: int, runs_root: Path) -> RunRecord:

@@ -37,7 +37,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from flowtime.errors import ArtifactError, StorageFull
 from flowtime.records import record
@@ -52,6 +52,14 @@ def _log() -> Any:
 
     return logging.getLogger("flowtime.registry")
 T = TypeVar("T")
+
+
+class _Row(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Row)
 
 SCHEMA_VERSION = "4"
 _FIELD_SEP = "\x1f"  # between searchable fields, so a search never spans two of them
@@ -228,20 +236,26 @@ def _low_on_space(path: Path) -> bool:
         return False
 
 
-class RunIndex:
+class FolderIndex(Generic[R]):
     """
-    The SQLite index at ``path``. ``scan`` lists every complete run folder as
-    rows (used to fill a new index); ``present`` says whether a run's folder
-    is still there (so ghost rows are never listed).
+    A SQLite index at ``path`` of rows read from folders. ``scan`` lists every
+    complete folder as rows (used to fill a new index); ``present`` says whether
+    a row's folder is still there (so ghost rows are never listed). Subclasses
+    give the schema (its first table has the ``id`` column) and write the rows.
     """
 
-    def __init__(self, path: Path, scan: Callable[[], list[Artifact]],
+    label = "index"
+    schema = ""
+    version = ""
+    tables: tuple[str, ...] = ()
+
+    def __init__(self, path: Path, scan: Callable[[], list[R]],
                  present: Callable[[str], bool]) -> None:
         self.path = path
         self._scan = scan
         self._present = present
         self._ready: tuple[int, int] | None = None  # (device, inode) of the file last checked
-        self._scanned: list[Artifact] | None = None  # folders already read by the caller
+        self._scanned: list[R] | None = None  # folders already read by the caller
         self._setting_up = threading.Lock()  # one thread of a server reads the folders, not each
         self.recovered: list[Recovery] = []
 
@@ -283,15 +297,14 @@ class RunIndex:
         finally:
             conn.close()
 
-    @staticmethod
-    def _current(conn: sqlite3.Connection) -> bool:
+    def _current(self, conn: sqlite3.Connection) -> bool:
         try:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         except sqlite3.OperationalError as exc:
             if _stale_schema(exc):
                 return False
             raise
-        return row is not None and row[0] == SCHEMA_VERSION
+        return row is not None and row[0] == self.version
 
     def _set_up(self, conn: sqlite3.Connection) -> None:
         """Create (or replace an outdated) schema; a new table is filled from the folders."""
@@ -301,21 +314,21 @@ class RunIndex:
         except sqlite3.OperationalError as exc:
             if not str(exc).startswith("database is locked"):
                 raise
-        arts: list[Artifact] | None = None
+        arts: list[R] | None = None
         while True:
             with transaction(conn):
                 conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
                 row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-                if row is not None and row[0] == SCHEMA_VERSION:
+                if row is not None and row[0] == self.version:
                     return  # another connection got here first
                 if arts is not None:
-                    conn.execute("DROP TABLE IF EXISTS artifacts")
-                    conn.execute("DROP TABLE IF EXISTS artifact_tags")
-                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                    for table in self.tables:
+                        conn.execute(f"DROP TABLE IF EXISTS {table}")
+                    for statement in filter(str.strip, self.schema.split(";")):
                         conn.execute(statement)
                     self._put(conn, arts)
                     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
-                                 (SCHEMA_VERSION,))
+                                 (self.version,))
                     return
             # Folders are read outside the write lock, then the check above runs again.
             arts = self._scanned if self._scanned is not None else self._scan()
@@ -334,7 +347,7 @@ class RunIndex:
                     return fn(conn)
             except _NotAFile as exc:
                 if last:
-                    raise ArtifactError(f"run index {self.path} is {exc} and cannot be replaced") from None
+                    raise ArtifactError(f"{self.label} {self.path} is {exc} and cannot be replaced") from None
                 self._set_aside(f"{self.path.name} is {exc}", None)
             except sqlite3.Error as exc:
                 if _stale_schema(exc) and attempt == 0:
@@ -343,13 +356,13 @@ class RunIndex:
                     self._set_aside(str(exc), ident)
                 elif self._full(exc):
                     if write:
-                        raise StorageFull(f"the disk holding the run index {self.path} is full; "
+                        raise StorageFull(f"the disk holding the {self.label} {self.path} is full; "
                                           "nothing was stored (free some space and try again)") from exc
                     return self._fallback(fn)
                 elif not write and _unwritable(exc):
                     return self._fallback(fn)
                 else:
-                    raise ArtifactError(f"run index {self.path}: {exc}") from exc
+                    raise ArtifactError(f"{self.label} {self.path}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _full(self, exc: sqlite3.Error) -> bool:
@@ -371,7 +384,7 @@ class RunIndex:
         conn = sqlite3.connect(":memory:", isolation_level=None)
         conn.row_factory = sqlite3.Row
         try:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
+            for statement in filter(str.strip, self.schema.split(";")):
                 conn.execute(statement)
             self._put(conn, self._scan())
             return fn(conn)
@@ -394,7 +407,7 @@ class RunIndex:
         except FileNotFoundError:
             moved = None
         except OSError as exc:
-            raise ArtifactError(f"run index {self.path} is unusable ({reason}) and cannot be set "
+            raise ArtifactError(f"{self.label} {self.path} is unusable ({reason}) and cannot be set "
                                 f"aside: {exc.strerror}") from exc
         else:
             moved = str(target)
@@ -403,8 +416,8 @@ class RunIndex:
                 os.rename(f"{self.path}{suffix}", f"{target}{suffix}")
         self._ready = None
         self.recovered.append(Recovery(stamp, reason, moved))
-        _log().warning("run index %s could not be used (%s); set aside as %s, rebuilding it from the "
-                    "run folders", self.path, reason, moved or "(nothing left to move)")
+        _log().warning("%s %s could not be used (%s); set aside as %s, rebuilding it from the "
+                    "folders", self.label, self.path, reason, moved or "(nothing left to move)")
 
     # -- checks --------------------------------------------------------------------------------
 
@@ -422,21 +435,13 @@ class RunIndex:
 
     # -- rows ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _put(conn: sqlite3.Connection, arts: Sequence[Artifact]) -> None:
-        ids = [(a.id,) for a in arts]
-        conn.executemany("DELETE FROM artifact_tags WHERE id = ?", ids)
-        conn.executemany(_UPSERT, (a._row() for a in arts))
-        conn.executemany("INSERT OR IGNORE INTO artifact_tags (tag, type, created, id) VALUES (?, ?, ?, ?)",
-                         ((t, a.type, a.created, a.id) for a in arts for t in a.tags))
+    def _put(self, conn: sqlite3.Connection, rows: Sequence[R]) -> None:
+        raise NotImplementedError
 
-    @staticmethod
-    def _drop(conn: sqlite3.Connection, ids: Iterable[str]) -> None:
-        rows = [(i,) for i in ids]
-        conn.executemany("DELETE FROM artifacts WHERE id = ?", rows)
-        conn.executemany("DELETE FROM artifact_tags WHERE id = ?", rows)
+    def _drop(self, conn: sqlite3.Connection, ids: Iterable[str]) -> None:
+        raise NotImplementedError
 
-    def put(self, arts: Sequence[Artifact], maybe_gone: Iterable[str] = ()) -> list[str]:
+    def put(self, arts: Sequence[R], maybe_gone: Iterable[str] = ()) -> list[str]:
         """
         Upsert ``arts`` and drop the rows of ``maybe_gone`` whose folder is absent, in one
         transaction; rows of ``arts`` whose folder vanished meanwhile are dropped again.
@@ -463,14 +468,14 @@ class RunIndex:
                 self._drop(conn, ids)
         self._run(go, write=True)
 
-    def replace(self, arts: list[Artifact]) -> list[str]:
+    def replace(self, arts: list[R]) -> list[str]:
         """Upsert every row of ``arts`` (all the folders) and drop the rest; returns the dropped ids."""
         found = {a.id for a in arts}
 
         def go(conn: sqlite3.Connection) -> list[str]:
             with transaction(conn):
                 self._put(conn, arts)
-                indexed = {r[0] for r in conn.execute("SELECT id FROM artifacts")}
+                indexed = {r[0] for r in conn.execute(f"SELECT id FROM {self.tables[0]}")}
                 gone = sorted(i for i in indexed - found if not self._present(i))
                 self._drop(conn, gone)
             return gone
@@ -481,12 +486,33 @@ class RunIndex:
             self._scanned = None
 
     def ids(self) -> set[str]:
-        return self._run(lambda conn: {r[0] for r in conn.execute("SELECT id FROM artifacts")},
+        return self._run(lambda conn: {r[0] for r in conn.execute(f"SELECT id FROM {self.tables[0]}")},
                          write=False)
 
     def count(self) -> int:
-        return self._run(lambda conn: int(conn.execute("SELECT COUNT(*) FROM artifacts")
+        return self._run(lambda conn: int(conn.execute(f"SELECT COUNT(*) FROM {self.tables[0]}")
                                           .fetchone()[0]), write=False)
+
+
+class RunIndex(FolderIndex[Artifact]):
+    """The run index: ``artifacts`` rows and their tags."""
+
+    label = "run index"
+    schema = _SCHEMA
+    version = SCHEMA_VERSION
+    tables = ("artifacts", "artifact_tags")
+
+    def _put(self, conn: sqlite3.Connection, arts: Sequence[Artifact]) -> None:
+        ids = [(a.id,) for a in arts]
+        conn.executemany("DELETE FROM artifact_tags WHERE id = ?", ids)
+        conn.executemany(_UPSERT, (a._row() for a in arts))
+        conn.executemany("INSERT OR IGNORE INTO artifact_tags (tag, type, created, id) VALUES (?, ?, ?, ?)",
+                         ((t, a.type, a.created, a.id) for a in arts for t in a.tags))
+
+    def _drop(self, conn: sqlite3.Connection, ids: Iterable[str]) -> None:
+        rows = [(i,) for i in ids]
+        conn.executemany("DELETE FROM artifacts WHERE id = ?", rows)
+        conn.executemany("DELETE FROM artifact_tags WHERE id = ?", rows)
 
     def get(self, run_id: str) -> Artifact | None:
         row = self._run(lambda conn: conn.execute("SELECT * FROM artifacts WHERE id = ?",

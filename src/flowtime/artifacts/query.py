@@ -109,6 +109,22 @@ def _bound(dt: datetime) -> str:
         return _LOWEST if aware.year == 1 else _HIGHEST
 
 
+def created_bound(dt: datetime, *, after: bool) -> str | None:
+    """
+    The stored text a created bound is compared with: ``""`` when it bounds nothing
+    (an after-bound before year 1), None when nothing can match (an after-bound past 9999).
+
+    >>> created_bound(datetime(2025, 1, 2, tzinfo=UTC), after=True)
+    '2025-01-02T00:00:00.000000Z'
+    >>> created_bound(datetime.max.replace(tzinfo=UTC), after=False)
+    '9999-12-31T23:59:59.999999Z'
+    """
+    text = _bound(dt)
+    if text == (_HIGHEST if after else _LOWEST):
+        return None
+    return "" if text in (_LOWEST, _HIGHEST) else text
+
+
 def query_sql(q: ArtifactQuery) -> QuerySql:
     where: list[str] = []
     params: list[Any] = []
@@ -135,13 +151,13 @@ def query_sql(q: ArtifactQuery) -> QuerySql:
     if q.model_id is not None:
         where.append("model_id = ?")
         params.append(q.model_id)
-    for dt, op, empty in ((q.created_after, ">=", _HIGHEST), (q.created_before, "<=", _LOWEST)):
+    for dt, op in ((q.created_after, ">="), (q.created_before, "<=")):
         if dt is None:
             continue
-        text = _bound(dt)
-        if text == empty:
+        text = created_bound(dt, after=op == ">=")
+        if text is None:
             where.append("0")  # after the end of time, or before its start: nothing matches
-        elif text not in (_LOWEST, _HIGHEST):
+        elif text:
             where.append(f"created {op} ?")
             params.append(text)
     sort = _SORT_SQL.get(q.sort_by, "created")

@@ -247,6 +247,10 @@ class Registry:
         manifest = folder / layout.MANIFEST
         return not folder.is_symlink() and not manifest.is_symlink() and manifest.is_file()
 
+    def has(self, run_id: str) -> bool:
+        """Whether ``run_id`` is a complete run here (False for text that is not a run id)."""
+        return layout.is_run_id(run_id) and self._complete(run_id)
+
     def check(self) -> Recovery | None:
         """Start-up check of the index (``PRAGMA quick_check``); a bad one is set aside and rebuilt."""
         return self.index.check()

@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                      "when there are errors."),
     "graph": ("flowtime.cli.run", "Print the nodes, edges and evaluation order of MODEL without running it."),
     "runs": ("flowtime.cli.runs", "List, inspect, export, compare and delete stored runs."),
+    "experiments": ("flowtime.cli.stored_experiments", "List and inspect stored experiments (the Engine's "
+                                                       "experiment index)."),
     "sim": ("flowtime.cli.sim", "Sim: templates -> engine-ready models with provenance (never runs them)."),
     "serve": ("flowtime.cli.serve", "Run one FlowTime service over HTTP."),
     "up": ("flowtime.cli.serve", "Start Engine, Sim and the UI together; Ctrl-C stops all three."),
