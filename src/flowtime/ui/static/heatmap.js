@@ -341,7 +341,9 @@
   });
   overlay.addEventListener("click", (ev) => {
     const cell = cellAt(ev);
-    if (cell) { focus = cell.col >= 0 ? cell : focus; activate(cell); }
+    if (!cell) return;
+    if (cell.col >= 0) { focus = cell; live.textContent = describe(cell.row, cell.col).text; }
+    activate(cell);
   });
   function placeTip(ev) {
     const box = plot.getBoundingClientRect();
