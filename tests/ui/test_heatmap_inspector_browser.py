@@ -12,7 +12,6 @@ measured paint times to ``test-artifacts/ui/heatmap-timing.json`` (reported, not
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from tests.servers import closed_port_url, serve
 
 pytestmark = marks
 MODELS = Path(__file__).parent / "models"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PEAK_BIN = 5003  # not a multiple of any column width the heatmap picks: a stride would step over it
 
 
@@ -149,10 +147,7 @@ def test_two_cards_explain_their_metrics_follow_the_bin_and_close(page: Page, se
     assert "throughputRatio = served / arrivals, clamped to [0, 1] = 16 / 18 = 0.888889" in packing
     assert any(c.startswith("kingmanWqMs") and c.endswith("undefined (utilization not strictly between 0 and 1)")
                for c in packing)
-    shot = SHOTS / "heatmap-inspector.png"
-    page.screenshot(path=str(shot), full_page=True)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, SCREENSHOTS / "topology-heatmap-inspector.png")
+    page.screenshot(path=str(SHOTS / "heatmap-inspector.png"), full_page=True)  # docs/screenshots has a copy
 
     # Ship pulls its flow latency from Packing over the packing-ship edge: 0 + (16 x 1125000) / (16)
     page.evaluate("FT.pin('Ship')")
