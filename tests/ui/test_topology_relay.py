@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from live import closed_port_url, serve
 
 from flowtime.settings import EngineSettings, UiSettings

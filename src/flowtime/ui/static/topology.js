@@ -25,6 +25,8 @@
   const GLYPH = { error: "!", warning: "▲", info: "i" };  // shape as well as colour tells severity apart
   const metricInfo = (key) => METRICS.find((m) => m.key === key) || { key, label: key, unit: "" };
   const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+  // Ids longer than their box are cut with an ellipsis (the full id is the node's tooltip and ARIA label).
+  const clip = (text, chars) => (text.length > chars ? text.slice(0, Math.max(1, Math.floor(chars) - 1)) + "…" : text);
 
   function formatValue(key, v) {
     if (!isNum(v)) return "no value";
@@ -123,7 +125,8 @@
       tabindex: 0, role: "button", transform: `translate(${n.x.toFixed(1)},${n.y.toFixed(1)})` });
     el("rect", { class: "tnode-box", width: n.width, height: n.height, rx: 8 }, g);
     const title = el("text", { class: "tnode-id", x: 10, y: 18 }, g);
-    title.textContent = n.id;
+    title.textContent = clip(n.id, (n.width - 34) / 7.6);
+    el("title", {}, g).textContent = n.id;
     const kind = el("text", { class: "tnode-kind", x: 10, y: n.topo ? 33 : 31 }, g);
     kind.textContent = n.topo ? n.kind : `${n.kind} · computed`;
     const value = el("text", { class: "tnode-value", x: 10, y: n.topo ? 54 : 0 }, g);
@@ -139,7 +142,7 @@
           const chip = el("g", { class: "chip", "data-chip": id, transform: `translate(8,${y})` }, g);
           el("rect", { width: n.width - 16, height: 17, rx: 8 }, chip);
           const t = el("text", { x: 8, y: 12.5 }, chip);
-          t.textContent = id;
+          t.textContent = clip(id, (n.width - 80) / 6.8);
           const v = el("text", { x: n.width - 24, y: 12.5, "text-anchor": "end", class: "chip-value" }, chip);
           rec.chipVals.set(id, v);
         });
