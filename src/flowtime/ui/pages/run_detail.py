@@ -11,6 +11,7 @@ relayed as streams, and the zip is built while it is sent (``runzip``).
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -37,6 +38,8 @@ MAX_DAG_SPEC_CHARS = 256 * 1024
 MAX_SPEC_SHOWN = 200_000
 EXPORT_FORMATS = ("csv", "parquet")
 SPEC_FILE = "spec.yaml"
+# A model with a top-level topology block: the run page links to its topology view.
+TOPOLOGY_KEY = re.compile(r"^topology:", re.MULTILINE)
 # Top-level run files included in the series zip when the Engine has them.
 RUN_FILES = ("spec.yaml", "run.json", "manifest.json", "provenance.json")
 
@@ -126,6 +129,7 @@ async def run_page(request: Request, run_id: str, engine: Engine) -> HTMLRespons
         "dag_svg": dag_svg,
         "dag_error": graph_error,
         "seed": (manifest.get("rng") or {}).get("seed"),
+        "has_topology": TOPOLOGY_KEY.search(spec_text) is not None,
     })
 
 

@@ -27,7 +27,7 @@ PASSED = {
     "graph": ("mode",),
     "state": ("bin", "ts", "mode", "classIds", "classes"),
     "state_window": ("startBin", "endBin", "start", "end", "mode", "classIds", "classes", "edgeIds",
-                     "edgeMetrics", "maxPoints", "nodes"),
+                     "edgeMetrics", "max_points", "nodes"),
     "metrics": ("startBin", "endBin", "start", "end"),
 }
 
