@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-TABLE_PAGE = 100
+TABLE_PAGE = 25
 LIVE = ("queued", "running", "cancelling")
 
 
@@ -24,6 +24,7 @@ class TablePage:
     number: int
     pages: int
     total: int
+    size: int = TABLE_PAGE
 
 
 def table_page(result: dict[str, Any], wanted: int) -> TablePage:

@@ -139,7 +139,8 @@ async def _form_parts(engine: Engine, sim: Sim, params: Any) -> tuple[Source, st
                                                                        list[SpecField], dict[str, int],
                                                                        ModelChoices]:
     (schema, defs), source = await asyncio.gather(engine.experiment_schema(), _source(engine, sim, params))
-    kinds = kinds_of(schema)
+    offered = kinds_of(schema)
+    kinds = tuple(sorted(offered, key=lambda k: list(KIND_TITLES).index(k) if k in KIND_TITLES else len(KIND_TITLES)))
     kind = str(params.get("kind") or "sweep")
     if kind not in kinds:
         kind = kinds[0] if kinds else "sweep"

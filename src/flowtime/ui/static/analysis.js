@@ -94,8 +94,8 @@
 
   function draw(el, traces, layout) {
     Plotly.newPlot(el, traces, {
-      font: FONT, margin: { l: 64, r: 20, t: 12, b: 52 }, paper_bgcolor: "#fff", plot_bgcolor: "#fff", showlegend: true,
-      legend: { orientation: "h", y: -0.22 }, ...layout,
+      font: FONT, margin: { l: 64, r: 20, t: 36, b: 52 }, paper_bgcolor: "#fff", plot_bgcolor: "#fff", showlegend: true,
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" }, ...layout,
       xaxis: { ...AXIS, ...(layout.xaxis || {}) }, yaxis: { ...AXIS, ...(layout.yaxis || {}) },
     }, CONFIG);
     el.dataset.ready = "true";
@@ -177,7 +177,7 @@
         draw(card(`tornado:${m}`, `Sensitivity of ${m} (local, widest swing on top)`, "Bars: the change in the metric with each parameter stepped down and up from the base point."),
           [{ type: "bar", orientation: "h", name: "parameter down", y: names, x: rev.map((e) => e.low), marker: { color: BLUE } },
            { type: "bar", orientation: "h", name: "parameter up", y: names, x: rev.map((e) => e.high), marker: { color: ORANGE } }],
-          { barmode: "overlay", xaxis: { title: { text: `change in ${m}` } }, margin: { l: 140, r: 20, t: 12, b: 52 } });
+          { barmode: "overlay", xaxis: { title: { text: `change in ${m}` } }, margin: { l: 140, r: 20, t: 36, b: 52 } });
       }
       return;
     }
