@@ -192,3 +192,48 @@ def test_experiments_are_listed_beside_runs(page: Page, services: Services) -> N
     kinds = pg.eval_on_selector_all("#experiments-table tbody tr td:nth-child(2)", "tds => tds.map(t => t.textContent)")
     assert kinds and set(kinds) == {"Sweep"}
     shot(pg, "analysis-06-experiments")
+
+
+def test_a_two_parameter_sweep_is_a_heat_chart_and_sensitivity_a_tornado(page: Page, services: Services) -> None:
+    pg = page
+    start_from_run(pg, services, "sweep")
+    pg.fill("#f-parameters-0-target", "capacity")
+    pg.fill("#f-parameters-0-values", "10, 20")
+    pg.fill("#f-parameters-0-range-low", "")
+    pg.fill("#f-parameters-0-range-high", "")
+    pg.fill("#f-parameters-0-range-steps", "")
+    pg.fill("#f-parameters-1-target", "arrivals")
+    pg.select_option("#f-parameters-1-mode", "scale")
+    pg.fill("#f-parameters-1-values", "1, 2")
+    pg.fill("#f-metrics-0-series", "backlog")
+    pg.select_option("#f-metrics-0-aggregate", "max")
+    pg.select_option("#f-capture", [])
+    pg.click("#start")
+    experiment_id(pg)
+    pg.wait_for_selector('[data-chart="heat:max(backlog)"][data-ready=true]')
+    heat = pg.evaluate("document.querySelector('[data-chart=\"heat:max(backlog)\"]').data[0]")
+    # Rows are arrivals x1, x2; columns staffing 10, 20. Peak backlog by hand: x1: 35 and 5; doubled demand
+    # (24, 36, 50, 40, 16, ...): staff 10 -> 14, 40, 80, 110, 116 at bin 4; staff 20 -> 4, 20, 50, 70 at bin 3.
+    assert heat["type"] == "heatmap" and heat["x"] == [10, 20] and heat["y"] == [1, 2]
+    assert heat["z"] == [[35, 5], [116, 70]]
+    shot(pg, "analysis-07-sweep-heat")
+
+    start_from_run(pg, services, "sensitivity")
+    pg.fill("#f-parameters-0-target", "capacity")
+    pg.fill("#f-parameters-0-range-low", "10")
+    pg.fill("#f-parameters-0-range-high", "20")
+    pg.fill("#f-parameters-1-target", "arrivals")
+    pg.select_option("#f-parameters-1-mode", "scale")
+    pg.fill("#f-parameters-1-range-low", "0.5")
+    pg.fill("#f-parameters-1-range-high", "1.5")
+    pg.fill("#f-metrics-0-series", "backlog")
+    pg.select_option("#f-metrics-0-aggregate", "max")
+    pg.click("#start")
+    exp = experiment_id(pg)
+    pg.wait_for_selector('[data-chart="tornado:max(backlog)"][data-ready=true]')
+    down, up = traces(pg, "tornado:max(backlog)")
+    tornado = services.experiment(exp)["result"]["answer"]["tornado"]["max(backlog)"]
+    # widest swing on top: plotly draws the last category at the top, so the engine's order is reversed
+    assert down["y"] == [e["parameter"] for e in reversed(tornado)] == ["capacity", "arrivals"]
+    assert down["x"] == [e["low"] for e in reversed(tornado)] and up["x"] == [e["high"] for e in reversed(tornado)]
+    shot(pg, "analysis-08-tornado")
