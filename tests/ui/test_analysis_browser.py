@@ -237,3 +237,33 @@ def test_a_two_parameter_sweep_is_a_heat_chart_and_sensitivity_a_tornado(page: P
     assert down["y"] == [e["parameter"] for e in reversed(tornado)] == ["capacity", "arrivals"]
     assert down["x"] == [e["low"] for e in reversed(tornado)] and up["x"] == [e["high"] for e in reversed(tornado)]
     shot(pg, "analysis-08-tornado")
+
+
+def test_goal_seek_optimise_and_fit_draw_their_traces(page: Page, services: Services) -> None:
+    model = BACKLOG.read_text(encoding="utf-8")
+    specs = {
+        "goalseek": {"kind": "goalseek", "parameters": [{"target": "capacity", "range": {"low": 10, "high": 30}}],
+                     "metrics": [{"series": "backlog", "aggregate": "max"}], "settings": {"target": 5}},
+        "optimize": {"kind": "optimize", "parameters": [{"target": "capacity", "range": {"low": 10, "high": 30}}],
+                     "metrics": [{"series": "backlog", "aggregate": "max"}, {"series": "utilization"}],
+                     "settings": {"metric": 1, "goal": "maximize",
+                                  "constraints": [{"metric": 0, "op": "<=", "value": 5}]}},
+        "fit": {"kind": "fit", "parameters": [{"target": "capacity", "range": {"low": 10, "high": 30}}],
+                "settings": {"series": "backlog", "observed": {"values": [0, 3, 13, 18, 11, 0, 0, 0]}}},
+    }
+    for kind, spec in specs.items():
+        exp = httpx.post(f"{services.engine}/v1/experiments", json={"spec": spec, "model": model}).json()["id"]
+        page.goto(f"{services.ui}/experiments/{exp}")
+        first = {"goalseek": "goalseek:metric", "optimize": "optimize:trace", "fit": "fit:series"}[kind]
+        page.wait_for_selector(f'[data-chart="{first}"][data-ready=true]')
+        answer = services.experiment(exp)["result"]["answer"]
+        drawn = traces(page, first)
+        if kind == "goalseek":
+            assert drawn[0]["y"] == [p["value"] for p in answer["trace"]] and drawn[1]["y"] == [5, 5]
+        elif kind == "optimize":
+            assert drawn[0]["y"] == [s["objective"] for s in answer["trace"]]
+            assert page.locator("#constraints tbody tr").count() == 1
+        else:
+            assert drawn[0]["y"] == [0, 3, 13, 18, 11, 0, 0, 0] and drawn[1]["y"] == answer["fitted"]
+            assert abs(answer["parameters"]["capacity"] - 15.0) < 1e-3  # the observed backlog is staffing 15's
+        shot(page, f"analysis-09-{kind}")
