@@ -273,6 +273,10 @@ class EngineClient(ServiceClient):
 
     name = "Engine"
 
+    def __init__(self, base_url: str, **kwargs: Any) -> None:
+        super().__init__(base_url, **kwargs)
+        self._experiment_schema: tuple[dict[str, Any], dict[str, Any]] | None = None
+
     async def health(self) -> dict[str, Any]:
         data: dict[str, Any] = await self.get_json("/v1/healthz", timeout=5.0)
         return data
@@ -355,6 +359,44 @@ class EngineClient(ServiceClient):
         if offset:
             params["offset"] = offset
         data: dict[str, Any] = await self.get_json("/v1/runs/compare", params=params)
+        return data
+
+    # ---- experiments (/v1/experiments, decision 0036; the analysis pages, 0044) ------------------
+    # Progress is read by polling ``experiment``; a push stream (SSE) can replace the poll in
+    # ``static/analysis.js`` without changing these calls.
+
+    async def experiment_schema(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the spec's schema, the schemas its ``$ref``s name), from the Engine's OpenAPI document, kept."""
+        if self._experiment_schema is None:
+            doc = await self.get_json("/openapi.json")
+            schemas = (doc.get("components") or {}).get("schemas") or {} if isinstance(doc, dict) else {}
+            spec = schemas.get("ExperimentSpec")
+            if not isinstance(spec, dict):
+                raise ServiceProblem(self.name, self.base_url, 502, "No experiment schema",
+                                     "the Engine's OpenAPI document has no ExperimentSpec (an older Engine?)")
+            self._experiment_schema = (spec, schemas)
+        return self._experiment_schema
+
+    async def start_experiment(self, spec: dict[str, Any], model_yaml: str) -> dict[str, Any]:
+        resp = await self.request("POST", "/v1/experiments", json={"spec": spec, "model": model_yaml})
+        data: dict[str, Any] = _json(resp, self)
+        return data
+
+    async def experiments(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        query = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+        data: dict[str, Any] = await self.get_json("/v1/experiments", params=query)
+        return data
+
+    async def experiment(self, exp_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self.get_json(f"/v1/experiments/{path_id(exp_id)}")
+        return data
+
+    async def cancel_experiment(self, exp_id: str) -> None:
+        await self.request("DELETE", f"/v1/experiments/{path_id(exp_id)}")
+
+    async def materialise_point(self, exp_id: str, point: int) -> dict[str, Any]:
+        resp = await self.request("POST", f"/v1/experiments/{path_id(exp_id)}/points/{int(point)}/run")
+        data: dict[str, Any] = _json(resp, self)
         return data
 
 
