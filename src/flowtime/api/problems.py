@@ -32,9 +32,12 @@ from flowtime.errors import (
     ParameterError,
     QueryError,
     RunNotFound,
+    SessionNotFound,
+    SessionsFull,
     StorageFull,
     TemplateError,
     TemplateNotFound,
+    WhatIfError,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -56,6 +59,9 @@ STATUS: dict[type[BaseException], int] = {
     # for the request body itself (the guard), see SECURITY.md.
     LimitExceeded: 400,
     ConflictError: 409,
+    WhatIfError: 400,
+    SessionNotFound: 404,
+    SessionsFull: 429,  # retry once an idle session has expired (SECURITY.md)
     StorageFull: 507,
     ArtifactError: 500,
     FlowTimeError: 500,
