@@ -110,13 +110,13 @@ class WhatIf:
                 checked[key] = float(value)
         if problems:
             raise WhatIfError(problems)
-        self.values.update(checked)
+        self.values = {**self.values, **checked}  # one swap: an evaluation in another thread sees all or none
 
     def reset(self) -> None:
         self.values = {k.id: k.value for k in self.knobs}
 
-    def _row(self) -> Array:
-        return np.asarray([[self.values[t.target] for t in self.targets]], dtype=np.float64)
+    def _row(self, values: Mapping[str, float]) -> Array:
+        return np.asarray([[values[t.target] for t in self.targets]], dtype=np.float64)
 
     def _planned(self, row: Array) -> tuple[LoadedModel, Plan]:
         edits = edits_of(self.targets, row)[0]
@@ -134,12 +134,14 @@ class WhatIf:
 
     def point(self) -> Point:
         """Evaluate the current point."""
-        row = self._row()
+        values = self.values
+        row = self._row(values)
         loaded, planned = self._planned(row)
-        sets = {**self.base_set, **to_sets(self.targets, row)[0]}
+        changed = {k.id: values[k.id] for k in self.knobs if values[k.id] != k.value}
+        moved = {t.node for t in self.targets if t.target in changed}  # overrides name what was moved, only
+        sets = {**self.base_set, **{n: v for n, v in to_sets(self.targets, row)[0].items() if n in moved}}
         results = planned.evaluate(self.seed, sample_pmf=self.sample_pmf, set=sets)
-        changed = {k.id: self.values[k.id] for k in self.knobs if self.values[k.id] != k.value}
-        return Point(loaded, results, dict(self.values), changed)
+        return Point(loaded, results, dict(values), changed)
 
     def result(self, *, series: Sequence[str] | None = None, bin: int | None = None) -> dict[str, Any]:
         """
