@@ -213,8 +213,8 @@ def _error(seq: Any, exc: FlowTimeError | None = None, detail: str = "") -> dict
     return {"seq": seq if isinstance(seq, int) and not isinstance(seq, bool) else None, "error": doc}
 
 
-def _message(raw: str, whatif: WhatIf) -> tuple[int, dict[str, Any]]:
-    """(seq, the view it changes: series and/or bin) of one text frame, its ``set`` applied."""
+def _parse(raw: str) -> dict[str, Any]:
+    """One text frame as an object (a located ``WhatIfError`` otherwise)."""
     if len(raw) > MAX_MESSAGE_CHARS:
         raise WhatIfError([Problem("", f"a message is at most {MAX_MESSAGE_CHARS} characters, got {len(raw)}")])
     try:
@@ -223,6 +223,11 @@ def _message(raw: str, whatif: WhatIf) -> tuple[int, dict[str, Any]]:
         raise WhatIfError([Problem("", f"not JSON: {exc}")]) from None
     if not isinstance(data, dict):
         raise WhatIfError([Problem("", 'expected an object such as {"seq": 1, "set": {"demand": 12}}')])
+    return data
+
+
+def _message(data: dict[str, Any], whatif: WhatIf) -> dict[str, Any]:
+    """The view one message changes (series and/or bin), its ``set`` applied."""
     seq = data.get("seq")
     unknown = sorted(set(data) - {"seq", "set", "series", "bin", "reset"})
     problems = [Problem(k, "unknown field; a message takes seq, set, series, bin and reset") for k in unknown]
@@ -238,7 +243,7 @@ def _message(raw: str, whatif: WhatIf) -> tuple[int, dict[str, Any]]:
     view: dict[str, Any] = {"bin": index} if "bin" in data else {}
     if series is not None:
         view["series"] = series
-    return seq, view
+    return view
 
 
 @router.websocket("/v1/whatif/{session_id}")
@@ -294,14 +299,12 @@ async def whatif_socket(ws: WebSocket, session_id: str) -> None:
             if text is None:
                 await send(_error(None, WhatIfError([Problem("", "send JSON as text frames, not binary")])))
                 continue
+            seq = None
             try:
-                seq, changes = _message(text, session.whatif)
+                data = _parse(text)
+                seq = data.get("seq")
+                changes = _message(data, session.whatif)
             except WhatIfError as exc:
-                seq = None
-                try:
-                    seq = orjson.loads(text).get("seq") if text.lstrip().startswith("{") else None
-                except orjson.JSONDecodeError:
-                    pass
                 await send(_error(seq, exc))
                 continue
             sessions.attach(session, 0)  # in use: its idle time restarts

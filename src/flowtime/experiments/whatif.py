@@ -103,7 +103,8 @@ class WhatIf:
         checked: dict[str, float] = {}
         for key, value in given.items():
             if key not in self.by_id:
-                problems.append(Problem(f"set.{key}", f"unknown parameter '{key}'{suggest(str(key), list(self.by_id))}"))
+                hint = suggest(str(key), list(self.by_id))
+                problems.append(Problem(f"set.{key}", f"unknown parameter '{key}'{hint}"))
             elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 problems.append(Problem(f"set.{key}", f"expected a finite number, got {str(value)[:40]!r}"))
             else:
@@ -187,8 +188,8 @@ class WhatIf:
         index: int | None = None
         if bin is not None:
             if isinstance(bin, bool) or not isinstance(bin, int) or not 0 <= bin < self.bins:
-                problems.append(Problem("bin", f"expected a bin index 0..{self.bins - 1} (or null for the run's means), "
-                                        f"got {str(bin)[:40]!r}"))
+                problems.append(Problem("bin", f"expected a bin index 0..{self.bins - 1} (or null for the run's "
+                                               f"means), got {str(bin)[:40]!r}"))
             else:
                 index = bin
         if problems:
