@@ -25,6 +25,9 @@ translate them once, at their edge, into exit codes and problem+json bodies.
     │           └── InvalidExperimentId  not shaped like an experiment id (HTTP 400)
     ├── ExperimentError             an experiment spec is wrong, every problem located in the spec (HTTP 400)
     ├── ExperimentCancelled         an experiment was cancelled before all its points were evaluated
+    ├── WhatIfError                 a what-if message a session cannot take, located (HTTP 400)
+    ├── SessionNotFound             no what-if session has that id, or it expired (HTTP 404; LookupError)
+    ├── SessionsFull                the what-if session cap is reached (HTTP 429)
     ├── ConflictError               a request contradicts stored state (HTTP 409)
     └── QueryError                  a query parameter out of range, e.g. a bin past the run (HTTP 400; ValueError)
 """
@@ -292,6 +295,28 @@ class ExperimentError(FlowTimeError):
     @property
     def problems(self) -> Sequence[Problem]:
         return self._problems
+
+
+class WhatIfError(FlowTimeError):
+    """A what-if message (or session request) that cannot be taken: ``problems`` located at its paths (``set.<id>``)."""
+
+    title = "Invalid what-if message"
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self._problems = sorted_problems(problems)
+        super().__init__("; ".join(f"{p.path}: {p.message}" for p in self._problems))
+
+    @property
+    def problems(self) -> Sequence[Problem]:
+        return self._problems
+
+
+class SessionNotFound(FlowTimeError, LookupError):
+    title = "What-if session not found"
+
+
+class SessionsFull(FlowTimeError):
+    title = "Too many what-if sessions"
 
 
 class ConflictError(FlowTimeError):

@@ -80,6 +80,10 @@ class EngineSettings(_Base):
     max_experiment_points: int = 1_000_000
     experiment_workers: int = Field(default=1, ge=1)
     experiment_backend: str | None = None
+    # What-if sessions (decision 0043): open at once at most (each holds a planned model), and the idle
+    # time after which one without an open WebSocket is dropped.
+    whatif_max_sessions: int = Field(default=16, ge=1)
+    whatif_idle_seconds: float = Field(default=900.0, gt=0)
 
     def limits(self) -> Limits:
         return Limits(max_bins=self.max_bins, max_nodes=self.max_nodes, max_outputs=self.max_outputs,

@@ -11,6 +11,7 @@ about them. It never calls Sim. Routes live in one module per resource:
     engine_artifacts.py  /v1/artifacts...                       (the registry)
     engine_experiments.py /v1/experiments...                    (experiments in the background, stored)
     engine_modes.py      POST /v1/sweep, /v1/sensitivity, /v1/goal-seek, /v1/optimize (the reference's, sync)
+    engine_whatif.py     /v1/whatif, WS /v1/whatif/{id}                (live what-if sessions)
 
 This module holds the factory, start-up (temp-folder cleanup, index sync), the
 request guard (bearer token, body size) and the health endpoints.
@@ -28,11 +29,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from flowtime._version import __version__
-from flowtime.api import engine_artifacts, engine_experiments, engine_models, engine_modes, engine_runs, engine_state
+from flowtime.api import (
+    engine_artifacts,
+    engine_experiments,
+    engine_models,
+    engine_modes,
+    engine_runs,
+    engine_state,
+    engine_whatif,
+)
 from flowtime.api.engine_deps import get_registry, get_settings
 from flowtime.api.experiment_jobs import Experiments
 from flowtime.api.guard import RequestGuard
 from flowtime.api.problems import install_problem_handlers
+from flowtime.api.whatif_sessions import Sessions
 from flowtime.artifacts.experiments import FOLDER
 from flowtime.artifacts.registry import Registry
 from flowtime.artifacts.state import StateCache
@@ -68,6 +78,7 @@ def create_engine_app(settings: EngineSettings) -> FastAPI:
     app.state.registry = registry
     app.state.state_cache = StateCache(settings.state_cache_bytes)
     app.state.experiments = experiments
+    app.state.whatif = Sessions(settings.whatif_max_sessions, settings.whatif_idle_seconds)
     install_problem_handlers(app)
     app.include_router(health)
     app.include_router(engine_models.router)
@@ -76,6 +87,7 @@ def create_engine_app(settings: EngineSettings) -> FastAPI:
     app.include_router(engine_artifacts.router)
     app.include_router(engine_experiments.router)
     app.include_router(engine_modes.router)
+    app.include_router(engine_whatif.router)
     engine_experiments.document_spec(app)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes,
                        api_token=settings.api_token, host=settings.host,
@@ -125,6 +137,7 @@ def healthz(settings: EngineSettings = Depends(get_settings),
         # Indexes found corrupt and rebuilt since start-up (the old file is kept aside).
         "indexRecovered": [r.to_json() for r in registry.recovered],
         "limits": {"maxBins": settings.max_bins, "maxNodes": settings.max_nodes,
-                   "maxBodyBytes": settings.max_body_bytes, "maxExperimentPoints": settings.max_experiment_points},
+                   "maxBodyBytes": settings.max_body_bytes, "maxExperimentPoints": settings.max_experiment_points,
+                   "whatifMaxSessions": settings.whatif_max_sessions},
         "auth": bool(settings.api_token),
     }

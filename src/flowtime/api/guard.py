@@ -10,6 +10,10 @@ checks, in this order and before any body byte is read,
    curl, httpx and the UI's server-side client send neither and pass);
 3. the optional bearer token on write methods -> 401;
 4. the body limit, on ``Content-Length`` and on the bytes actually received -> 413.
+
+A WebSocket handshake (what-if sessions) is checked as a write - it starts
+evaluations - with steps 1-3; a refused one is closed before it is accepted
+(the client sees HTTP 403).
 """
 
 from __future__ import annotations
@@ -116,6 +120,14 @@ class RequestGuard:
         self.cors_setting = cors_setting
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "ws"), "http")  # what Origin says
+            if self._refusal({**scope, "method": "POST", "scheme": scheme}, headers) is not None:
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await self.app(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -32,9 +32,12 @@ from flowtime.errors import (
     ParameterError,
     QueryError,
     RunNotFound,
+    SessionNotFound,
+    SessionsFull,
     StorageFull,
     TemplateError,
     TemplateNotFound,
+    WhatIfError,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -56,6 +59,9 @@ STATUS: dict[type[BaseException], int] = {
     # for the request body itself (the guard), see SECURITY.md.
     LimitExceeded: 400,
     ConflictError: 409,
+    WhatIfError: 400,
+    SessionNotFound: 404,
+    SessionsFull: 429,  # retry once an idle session has expired (SECURITY.md)
     StorageFull: 507,
     ArtifactError: 500,
     FlowTimeError: 500,
@@ -93,6 +99,13 @@ def status_for(exc: BaseException) -> int:
 
 def problem(status: int, title: str, detail: str, *, errors: list[dict[str, Any]] | None = None,
             type_: str = "about:blank", **extra: Any) -> JSONResponse:
+    return JSONResponse(problem_document(status, title, detail, errors=errors, type_=type_, **extra),
+                        status_code=status, media_type=PROBLEM_JSON)
+
+
+def problem_document(status: int, title: str, detail: str, *, errors: list[dict[str, Any]] | None = None,
+                     type_: str = "about:blank", **extra: Any) -> dict[str, Any]:
+    """A problem+json body as data (also what a what-if WebSocket sends as ``error``)."""
     body: dict[str, Any] = {
         "type": type_,
         "title": title,
@@ -102,7 +115,7 @@ def problem(status: int, title: str, detail: str, *, errors: list[dict[str, Any]
         "error": detail.splitlines()[0] if detail else title,
     }
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return body
 
 
 def one_line(exc: FlowTimeError) -> str:
@@ -120,6 +133,12 @@ def one_line(exc: FlowTimeError) -> str:
 
 
 def problem_for(exc: FlowTimeError) -> JSONResponse:
+    body = document_for(exc)
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON)
+
+
+def document_for(exc: FlowTimeError) -> dict[str, Any]:
+    """The problem+json body for one of FlowTime's errors."""
     status = status_for(exc)
     errors = [p.to_dict() for p in exc.problems]
     detail = str(exc)
@@ -132,8 +151,8 @@ def problem_for(exc: FlowTimeError) -> JSONResponse:
         extra["validRange"] = exc.valid
     if isinstance(exc, GateFailed):
         extra["findings"] = [f.to_dict() for f in exc.findings]
-    return problem(status, getattr(exc, "title", slug), detail, errors=errors,
-                   type_=f"https://flowtime.dev/problems/{slug}", error=one_line(exc), **extra)
+    return problem_document(status, getattr(exc, "title", slug), detail, errors=errors,
+                            type_=f"https://flowtime.dev/problems/{slug}", error=one_line(exc), **extra)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

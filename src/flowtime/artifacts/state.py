@@ -177,7 +177,7 @@ def _grid_of(grid_json: Mapping[str, Any], columns: list[Block]) -> Grid:
     return Grid(bins, size if isinstance(size, int) and size > 0 else 1, bin_unit)
 
 
-def _stored_files(ids: tuple[str, ...], columns: list[Block]) -> SeriesFiles:
+def stored_files(ids: tuple[str, ...], columns: list[Block]) -> SeriesFiles:
     """
     ``file:`` series served from the run itself: a file became the const node
     named after its stem, and that node's series is stored with the run.
@@ -202,7 +202,7 @@ def _reload(run_id: str, spec: str, ids: tuple[str, ...], columns: list[Block],
     try:
         # A stored run's skipped outputs were warned about when it ran (0024).
         model = load_model(spec, f"{run_id}/{layout.SPEC}", limits=_REREAD,
-                           series_files=_stored_files(ids, columns), lenient_outputs=True).model
+                           series_files=stored_files(ids, columns), lenient_outputs=True).model
         overrides = run.get("overrides")
         if isinstance(overrides, dict) and overrides:
             model = apply_overrides(model, overrides)[0]

@@ -109,6 +109,7 @@ def write_run(
     metrics: Mapping[str, NodeMetrics] | None = None,
     findings: Sequence[Finding] | None = None,
     experiment: Mapping[str, Any] | None = None,
+    whatif: Mapping[str, Any] | None = None,
 ) -> RunRecord:
     """
     Write one run under ``root`` and return where it went. The model that is
@@ -117,7 +118,8 @@ def write_run(
     (and the provenance, when there is one) record the overrides. ``metrics`` and
     ``findings``: ``derive``'s and the analyser's, when the caller already has them
     (``run --strict`` gates on the findings first). ``experiment``: ``{id, point}`` of the
-    experiment point this run repeats (``artifacts.experiments.materialise``).
+    experiment point this run repeats (``artifacts.experiments.materialise``). ``whatif``: the
+    base and parameters of the what-if point this run keeps (``artifacts.whatif.save_point``).
     """
     model = results.model if results.model is not None else loaded.model
     overrides = dict(results.overrides)
@@ -207,6 +209,8 @@ def write_run(
         }
         if experiment is not None:
             run["experiment"] = dict(experiment)
+        if whatif is not None:
+            run["whatif"] = dict(whatif)
         _dump(tmp / layout.RUN_JSON, run)
         manifest = {
             "schemaVersion": 1,
