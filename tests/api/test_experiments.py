@@ -50,6 +50,8 @@ nodes:
 """
 
 TERMINAL = ("done", "failed", "cancelled")
+GRID_OF_SERVICE_QUEUE = {"bins": 6, "binSize": 1, "binUnit": "hours", "binMinutes": 60,
+                         "startTimeUtc": None}
 
 
 def settings_for(data_dir: Path, **extra: Any) -> EngineSettings:
@@ -97,6 +99,8 @@ def test_async_sweep_runs_to_done_and_is_stored(client: httpx.Client, data_dir: 
     body = wait(client, location)
     assert body["status"] == "done", body
     assert body["progress"] == {"done": 3, "total": 3}
+    # the model's grid, as runs answer it: clients draw clock-time axes from it
+    assert body["grid"] == GRID_OF_SERVICE_QUEUE
     table = body["result"]["table"]
     assert table["columns"] == ["topology.Packing.wipLimit", "overflow"]
     assert table["rows"] == [[10.0, 25.0], [20.0, 15.0], [30.0, 5.0]]
@@ -144,6 +148,8 @@ def test_cancel_a_long_experiment_leaves_nothing(tmp_path: Path) -> None:
         running = wait(c, location, until=("running", *TERMINAL))
         assert running["status"] == "running"
         assert running["progress"]["total"] == 100000
+        assert running["grid"] == {"bins": 200000, "binSize": 1, "binUnit": "minutes", "binMinutes": 1,
+                                   "startTimeUtc": None}
         resp = c.delete(location)
         assert resp.status_code == 200, resp.text
         assert resp.json()["status"] == "cancelled"
@@ -372,3 +378,17 @@ def test_an_experiment_that_fails_while_running_says_where(client: httpx.Client)
     assert body["status"] == "failed"
     assert [e["path"] for e in body["error"]["errors"]] == ["parameters[0].range"]
     assert "result" not in body
+
+
+def test_the_detail_carries_the_models_grid_even_for_a_folder_stored_without_it(client: httpx.Client,
+                                                                                  data_dir: Path) -> None:
+    model = KNOBS.replace("binUnit: hours}", "binUnit: hours, start: '2025-03-01T06:00:00Z'}")
+    spec = {"kind": "sweep", "parameters": [{"target": "capacity", "values": [1, 2]}], "metrics": [{"series": "total"}]}
+    body = wait(client, start(client, spec, model))
+    want = {"bins": 3, "binSize": 1, "binUnit": "hours", "binMinutes": 60, "startTimeUtc": "2025-03-01T06:00:00Z"}
+    assert body["status"] == "done" and body["grid"] == want
+    provenance = data_dir / "experiments" / body["id"] / "provenance.json"
+    kept = json.loads(provenance.read_text(encoding="utf-8"))
+    assert kept.pop("grid") == want
+    provenance.write_text(json.dumps(kept), encoding="utf-8")  # as stored before grids were recorded
+    assert client.get(f"/v1/experiments/{body['id']}").json()["grid"] == want

@@ -37,8 +37,9 @@ from flowtime.artifacts.experiment_queue import QueuedRequest
 from flowtime.artifacts.experiments import materialise, new_experiment_id
 from flowtime.artifacts.query import MAX_LIMIT
 from flowtime.artifacts.registry import Registry
+from flowtime.artifacts.state import grid_json
 from flowtime.artifacts.writer import title_of
-from flowtime.errors import ExperimentError, ExperimentNotFound, Problem
+from flowtime.errors import ExperimentError, ExperimentNotFound, FlowTimeError, Problem
 from flowtime.experiments.evaluator import Evaluator
 from flowtime.experiments.runner import RUNS
 from flowtime.experiments.spec import KINDS, AnySpec, Limits, experiment_schema, parse_spec
@@ -82,8 +83,9 @@ def available(spec: AnySpec) -> AnySpec:
     return spec
 
 
-def checked(spec_data: Any, model_text: str, settings: EngineSettings) -> tuple[AnySpec, str, str]:
-    """Spec parsed, model loaded under the server's limits, the spec checked against it; (spec, title, hash)."""
+def checked(spec_data: Any, model_text: str, settings: EngineSettings
+            ) -> tuple[AnySpec, str, str, dict[str, Any]]:
+    """Spec parsed, model loaded under the server's limits, the spec checked against it; (spec, title, hash, grid)."""
     spec = available(capped(parse_spec(spec_data), spec_data, settings.max_experiment_points))
     loaded = load_model(model_text, SOURCE, limits=settings.limits())
     ev = Evaluator(model_text, spec)  # every parameter, metric and captured series resolved now: a 400
@@ -103,7 +105,7 @@ def checked(spec_data: Any, model_text: str, settings: EngineSettings) -> tuple[
     if spec.seed is None and (loaded.model.rng is None or loaded.model.rng.seed is None):
         # drawn now, not while running: a request run again after a restart gives the same result
         spec = spec.model_copy(update={"seed": secrets.randbits(31)})
-    return spec, title_of(loaded.model, model_text), model_hash(loaded.model)
+    return spec, title_of(loaded.model, model_text), model_hash(loaded.model), grid_json(loaded.model.grid, model_text)
 
 
 def get_experiments(request: Request) -> Experiments:
@@ -143,8 +145,8 @@ def split_body(data: Any) -> tuple[Any, str]:
 async def post_experiment(request: Request, settings: EngineSettings = Depends(get_settings),
                           experiments: Experiments = Depends(get_experiments)) -> JSONResponse:
     spec_data, text = split_body(read_json_body(await request.body()))
-    spec, title, m_hash = await run_in_threadpool(checked, spec_data, text, settings)
-    job = Job(new_experiment_id(), spec, text, title, m_hash)
+    spec, title, m_hash, grid = await run_in_threadpool(checked, spec_data, text, settings)
+    job = Job(new_experiment_id(), spec, text, title, m_hash, grid=grid)
     given = {**spec_data, "seed": spec.seed}  # a dict: the spec parsed
     await run_in_threadpool(experiments.accept, job, given)  # on disk before the 202: a restart runs it again
     return JSONResponse(job.to_json(), status_code=202, headers={"Location": f"/v1/experiments/{job.id}"})
@@ -153,8 +155,8 @@ async def post_experiment(request: Request, settings: EngineSettings = Depends(g
 def resume(settings: EngineSettings) -> Callable[[QueuedRequest], Job]:
     """How a request kept from before a restart becomes a job again: checked as a new one is."""
     def job_of(request: QueuedRequest) -> Job:
-        spec, title, m_hash = checked(request.spec, request.model, settings)
-        return Job(request.id, spec, request.model, title, m_hash, created=submitted(request))
+        spec, title, m_hash, grid = checked(request.spec, request.model, settings)
+        return Job(request.id, spec, request.model, title, m_hash, created=submitted(request), grid=grid)
     return job_of
 
 
@@ -211,7 +213,17 @@ def get_experiment(exp_id: str, experiments: Experiments = Depends(get_experimen
     out["files"] = experiments.store.files(exp_id)
     out["runs"] = experiments.store.runs(exp_id, registry.has)
     out["result"] = experiments.store.result(exp_id)
+    out["grid"] = experiments.store.grid(exp_id) or _grid_of_stored(experiments, exp_id)
     return out
+
+
+def _grid_of_stored(experiments: Experiments, exp_id: str) -> dict[str, Any] | None:
+    """The grid of an experiment stored before grids were recorded: from its model.yaml."""
+    text = experiments.store.model_text(exp_id)
+    try:
+        return grid_json(load_model(text, SOURCE).model.grid, text)
+    except FlowTimeError:
+        return None
 
 
 def stored_json(experiments: Experiments, exp_id: str) -> dict[str, Any]:

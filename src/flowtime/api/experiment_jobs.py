@@ -55,8 +55,10 @@ class Job:
     """One experiment in memory; ``spec`` is None for a saved request that could not be read back."""
 
     def __init__(self, exp_id: str, spec: AnySpec | None, text: str, title: str, m_hash: str, *,
-                 kind: str | None = None, created: datetime | None = None) -> None:
+                 kind: str | None = None, created: datetime | None = None,
+                 grid: dict[str, Any] | None = None) -> None:
         self.id, self.spec, self.text, self.title, self.model_hash = exp_id, spec, text, title, m_hash
+        self.grid = grid  # the model's (as runs answer it); None for a saved request that could not be read back
         self.kind = spec.kind if spec is not None else (kind or "unknown")
         self.status = "queued"
         self.done = 0
@@ -105,7 +107,7 @@ class Job:
                                 layout.utc_iso(self.created), "", self.model_hash, targets)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {**self.summary().to_json(), "progress": self.progress()}
+        out: dict[str, Any] = {**self.summary().to_json(), "progress": self.progress(), "grid": self.grid}
         del out["finishedUtc"]
         if self.error is not None:
             out["error"] = self.error
@@ -189,7 +191,7 @@ class Experiments:
             if job.cancel.is_set():
                 raise ExperimentCancelled(job.done, job.total or job.done)
             self.store.write(job.id, result=result, model_text=job.text, title=job.title,
-                             model_hash=job.model_hash, created=job.created,
+                             model_hash=job.model_hash, created=job.created, grid=job.grid,
                              backend=self.settings.experiment_backend or "inprocess")
             self.queue.remove(job.id)
             with self.lock:

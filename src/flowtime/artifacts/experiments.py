@@ -189,7 +189,8 @@ class ExperimentStore:
         return self.root / check_experiment_id(exp_id)
 
     def write(self, exp_id: str, *, result: ExperimentResult, model_text: str, title: str, model_hash: str,
-              created: datetime, backend: str, provenance: dict[str, Any] | None = None) -> StoredExperiment:
+              created: datetime, backend: str, provenance: dict[str, Any] | None = None,
+              grid: dict[str, Any] | None = None) -> StoredExperiment:
         """Write the folder atomically; returns its summary."""
         final = self.folder(exp_id)
         targets = tuple(str(p.get("target")) for p in result.spec.get("parameters", []) if isinstance(p, dict))
@@ -198,7 +199,8 @@ class ExperimentStore:
         files: dict[str, bytes] = {
             SPEC: _dump(result.spec),
             MODEL: model_text.replace("\r\n", "\n").encode("utf-8"),
-            PROVENANCE: _dump({"modelHash": model_hash, "source": provenance or {"kind": "request"}}),
+            PROVENANCE: _dump({"modelHash": model_hash, "source": provenance or {"kind": "request"},
+                               **({"grid": grid} if grid is not None else {})}),
             RESULT: _dump(result.to_json()),
             TABLE_CSV: table_csv(result),
             TABLE_PARQUET: _parquet(result),
@@ -253,6 +255,11 @@ class ExperimentStore:
         self.summary(exp_id)  # complete, or not found
         data: dict[str, Any] = json.loads(self._read(exp_id, RESULT))
         return data
+
+    def grid(self, exp_id: str) -> dict[str, Any] | None:
+        """The model's grid as recorded at the start (None for an experiment stored without it)."""
+        kept = json.loads(self._read(exp_id, PROVENANCE)).get("grid")
+        return kept if isinstance(kept, dict) else None
 
     def model_text(self, exp_id: str) -> str:
         return self._read(exp_id, MODEL).decode("utf-8")

@@ -212,6 +212,11 @@ def _reload(run_id: str, spec: str, ids: tuple[str, ...], columns: list[Block],
     return model, None
 
 
+def grid_json(grid: Grid, spec: str) -> dict[str, Any]:
+    """A model's grid as runs and experiments answer it: bins, size, unit, minutes per bin, start (or null)."""
+    return {**grid.to_json(), "binMinutes": grid.bin_minutes, "startTimeUtc": utc_text(_start_of(spec))}
+
+
 def _start_of(spec: str) -> datetime | None:
     """``grid.start`` (or ``startTimeUtc``, or the window form's ``window.startTimeUtc``) as a UTC instant."""
     from flowtime.model.yamltext import parse_yaml
