@@ -90,7 +90,8 @@ def test_health_reports_version_data_dir_run_count_and_limits(
     assert body["dataDir"] == str(data_dir.resolve())
     assert isinstance(body["runCount"], int)
     assert body["limits"] == {"maxBins": 1_000_000, "maxNodes": 100_000,
-                              "maxBodyBytes": 10 * 1024 * 1024, "maxExperimentPoints": 1_000_000}
+                              "maxBodyBytes": 10 * 1024 * 1024, "maxExperimentPoints": 1_000_000,
+                              "whatifMaxSessions": 16}
     assert body["version"]
 
 

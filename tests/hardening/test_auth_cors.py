@@ -59,7 +59,8 @@ def write_operations(base_url: str) -> list[tuple[str, str]]:
     """Every write operation the service documents, with its path parameters filled in."""
     schema = httpx.get(f"{base_url}/openapi.json").json()
     values = {"run_id": "run_20250101T000000Z_0123abcd", "template_id": "support-backlog",
-              "exp_id": "exp_20250101T000000Z_0123abcd", "point": "0"}
+              "exp_id": "exp_20250101T000000Z_0123abcd", "point": "0",
+              "session_id": "wi_0123456789abcdef01234567"}
     ops = []
     for path, item in schema["paths"].items():
         for method in item:
@@ -92,7 +93,9 @@ SERVICES = {
                                                ("POST", "/v1/validate"), ("POST", "/v1/artifacts/index"),
                                                ("DELETE", "/v1/runs/run_20250101T000000Z_0123abcd"),
                                                ("POST", "/v1/experiments"), ("POST", "/v1/sweep"),
-                                               ("DELETE", "/v1/experiments/exp_20250101T000000Z_0123abcd")}),
+                                               ("DELETE", "/v1/experiments/exp_20250101T000000Z_0123abcd"),
+                                               ("POST", "/v1/whatif"),
+                                               ("POST", "/v1/whatif/wi_0123456789abcdef01234567/save")}),
     "sim": ("guarded_sim", "flowtime-sim", {("POST", "/api/v1/templates/support-backlog/generate"),
                                             ("POST", "/api/v1/models/validate"),
                                             ("POST", "/sim/models/export"), ("POST", "/sim/models/validate")}),

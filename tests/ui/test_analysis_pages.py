@@ -132,7 +132,8 @@ def test_the_status_poll_carries_progress_not_the_result(stack: Stack) -> None:
     embedded = re.search(r'id="experiment-data">(.*?)</script>', stack.http.get(f"/experiments/{exp_id}").text, re.S)
     assert embedded is not None
     chart = json.loads(embedded.group(1))
-    assert chart["grid"] == {"bins": 8, "binSize": 1, "binUnit": "hours"}  # clock time on the charts
+    assert chart["grid"] == {"bins": 8, "binSize": 1, "binUnit": "hours", "binMinutes": 60,  # clock time on the charts
+                             "startTimeUtc": None}
     assert [r[0] for r in chart["table"]["rows"]] == [10, 15, 20] and "series" not in chart
 
 

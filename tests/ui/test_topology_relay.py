@@ -75,12 +75,17 @@ def test_each_state_view_is_relayed_byte_for_byte(services: Services, queue_run:
 
 
 def test_parameters_outside_the_allow_list_are_not_passed_on(services: Services, queue_run: str) -> None:
-    # `nodes` is not passed for state_window (the browser gets every node); max_points is.
-    ours = services.http.get(f"/runs/{queue_run}/state/state_window.json?nodes=NoSuchNode&max_points=2")
+    # `nodes` and `max_points` are passed for state_window (the inspector asks for one node's window);
+    # anything else is dropped before the Engine sees it.
+    ours = services.http.get(f"/runs/{queue_run}/state/state_window.json?nodes=Packing&max_points=2&evil=1")
     assert ours.status_code == 200
     body = ours.json()
     assert [n["id"] for n in body["nodes"]] == ["Packing"]
     assert body["downsampled"]["points"] == 2
+    theirs = httpx.get(f"{services.engine}/v1/runs/{queue_run}/state_window?nodes=Packing&max_points=2")
+    assert ours.content == theirs.content
+    unknown = problem(services.http.get(f"/runs/{queue_run}/state/state_window.json?nodes=NoSuchNode"), 400)
+    assert "NoSuchNode" in unknown["detail"]
 
 
 def test_a_bin_outside_the_run_is_the_engines_400_as_problem_json(services: Services, queue_run: str) -> None:

@@ -43,8 +43,9 @@
     return node;
   };
 
+  // `focus`: the one node in the tab order (roving tabindex: the graph is one tab stop, arrows move inside it).
   const state = { graph: null, layout: null, expanded: new Set(), exact: null, seq: 0, nodeEls: new Map(),
-    edgeEls: new Map(), painted: false };
+    edgeEls: new Map(), painted: false, focus: null };
   const host = () => document.getElementById("topology");
 
   // ---- values at a bin ---------------------------------------------------------------------------------
@@ -114,6 +115,8 @@
     state.nodeEls.clear();
     const findings = findingsByNode();
     for (const n of lay.nodes) gNodes.appendChild(drawNode(n, findings.get(n.id) || []));
+    if (!state.nodeEls.has(state.focus)) state.focus = lay.order.find((id) => state.nodeEls.has(id)) || null;
+    rove(state.focus);
     box.appendChild(svg);
     fit();
     highlight();
@@ -122,7 +125,7 @@
 
   function drawNode(n, findings) {
     const g = el("g", { class: n.topo ? "tnode" : "tnode tnode-free", "data-node": n.id, "data-kind": n.kind,
-      tabindex: 0, role: "button", transform: `translate(${n.x.toFixed(1)},${n.y.toFixed(1)})` });
+      tabindex: -1, role: "button", transform: `translate(${n.x.toFixed(1)},${n.y.toFixed(1)})` });
     el("rect", { class: "tnode-box", width: n.width, height: n.height, rx: 8 }, g);
     const title = el("text", { class: "tnode-id", x: 10, y: 18 }, g);
     title.textContent = clip(n.id, (n.width - 34) / 7.6);
@@ -342,11 +345,17 @@
     draw();
     focusNode(id);
   }
+  function rove(id) {
+    for (const [nid, rec] of state.nodeEls) rec.el.setAttribute("tabindex", nid === id ? "0" : "-1");
+  }
   function focusNode(id) {
     const rec = state.nodeEls.get(id);
-    if (rec) rec.el.focus();
+    if (!rec) return;
+    state.focus = id;
+    rove(id);
+    rec.el.focus();
   }
-  // Arrow keys: right/left follow the flow (nearest downstream/upstream neighbour), up/down move within the
+  // One tab stop for the whole graph; arrow keys: right/left follow the flow (nearest downstream/upstream neighbour), up/down move within the
   // rank; Home/End the first/last node; Enter or Space pins; "+" opens or closes the node's chips.
   function neighbour(id, key) {
     const lay = state.layout, here = lay.nodes.find((n) => n.id === id);
@@ -390,7 +399,11 @@
     });
     const sel = (ev) => { const id = nodeOf(ev.target); if (id && FT.view.selected !== id) FT.select(id); };
     box.addEventListener("mouseover", sel);
-    box.addEventListener("focusin", sel);
+    box.addEventListener("focusin", (ev) => {
+      const id = nodeOf(ev.target);
+      if (id && state.focus !== id) { state.focus = id; rove(id); }
+      sel(ev);
+    });
     box.addEventListener("mouseleave", () => { if (FT.view.selected) FT.select(null); });
     window.addEventListener("resize", fit);
   }
