@@ -5,7 +5,8 @@
 // Coalescing: at most one message is in flight. Moves made while it is answered merge into one pending message
 // (the latest value per parameter, the latest bin and series), sent when the answer arrives.
 // Timing hook for tests: window.FT_WHATIF.timings gets {seq, ms, evalMs} per answer, ms from the first slider
-// event the message carries to the end of the repaint (DOM updated), and frameMs to the next animation frame.
+// event the message carries to the end of the repaint (DOM updated), paintMs from the answer's arrival to that
+// end, and frameMs to the next animation frame.
 (function () {
   "use strict";
   const FT = window.FT;
@@ -57,6 +58,7 @@
   }
 
   function receive(m) {
+    S.receivedAt = performance.now();
     if (m.type === "session") { start(m); return; }
     if (m.seq !== null && m.seq === S.inflight) S.inflight = null;
     if (m.type === "saved") saved(m);
@@ -162,7 +164,8 @@
     app.dataset.answeredSeq = String(m.seq);
     probe.answered = m.seq;
     if (t0 !== undefined && t0 !== null) {
-      const rec = { seq: m.seq, ms: performance.now() - t0, evalMs: m.evalMs, coalesced: m.coalesced };
+      const now = performance.now();
+      const rec = { seq: m.seq, ms: now - t0, paintMs: now - S.receivedAt, evalMs: m.evalMs, coalesced: m.coalesced };
       probe.timings.push(rec);
       requestAnimationFrame(() => { rec.frameMs = performance.now() - t0; });
       $("whatif-status").textContent = `Answer ${m.seq}: repainted ${rec.ms.toFixed(1)} ms after the move ` +
@@ -188,7 +191,8 @@
   function xs(n) {
     const g = (S.session && S.session.grid) || {};
     const minutes = g.binMinutes || 1;
-    const start = g.startTimeUtc || g.start;
+    const meta = FT.view.data && FT.view.data.window && FT.view.data.window.metadata;
+    const start = g.startTimeUtc || g.start || (meta && meta.grid && meta.grid.startTimeUtc);
     const t0 = start ? Date.parse(start) : NaN;
     return Array.from({ length: n }, (_, i) => (Number.isFinite(t0) ? new Date(t0 + i * minutes * 60000).toISOString()
       : i * minutes));
@@ -207,7 +211,7 @@
     const at = x[Math.min(x.length - 1, FT.view.bin)];
     window.Plotly.react(box, traces, {
       margin: { l: 50, r: 10, t: 10, b: 40 }, height: 240, showlegend: true, legend: { orientation: "h", y: -0.25 },
-      xaxis: { title: { text: g.startTimeUtc || g.start ? `time (bins of ${g.binMinutes} min)` : "minutes from start" } },
+      xaxis: { title: { text: typeof x[0] === "string" ? `time, UTC (bins of ${g.binMinutes} min)` : "minutes from start" } },
       yaxis: { title: { text: S.series } },
       shapes: [{ type: "line", x0: at, x1: at, yref: "paper", y0: 0, y1: 1, line: { color: "#c2312b", width: 1 } }],
     }, { displaylogo: false, responsive: true, staticPlot: false });
