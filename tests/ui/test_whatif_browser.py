@@ -228,8 +228,8 @@ def test_slider_to_repaint_is_measured_on_50_nodes_by_288_bins(services: Service
         "note": "ms: the slider's input event to the end of the repaint (topology, chart, warnings, sliders: DOM "
                 "updated), through browser -> UI -> Engine sockets and back; frameMs: to the next animation frame; "
                 "engineEvaluationMs: the Engine's evaluation and analysis of the point (its evalMs). One move in "
-                "flight at a time (each waits for its answer). answerToRepaintMs: the page's share (the answer's arrival "
-                "to the end of the repaint).",
+                "flight at a time (each waits for its answer). answerToRepaintMs: the page's share (the answer's "
+                "arrival to the end of the repaint).",
     }
     SHOTS.mkdir(parents=True, exist_ok=True)
     (SHOTS / "whatif-timing.json").write_text(json.dumps(report, indent=2) + "\n")
