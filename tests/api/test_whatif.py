@@ -1,9 +1,9 @@
 """
 /v1/whatif: sessions over a frozen plan, the WebSocket protocol, save as a run.
 
-The WebSocket is driven in process (Starlette's TestClient): this Engine's
-environment has no WebSocket server library for uvicorn. The browser test
-(tests/ui/test_whatif_browser.py) covers the real server path when one is installed.
+The WebSocket is driven in process here (Starlette's TestClient: exact control of
+timing for the coalescing test); tests/api/test_whatif_server.py drives it on a real
+uvicorn Engine, and tests/ui/test_whatif_browser.py through the UI from Chromium.
 """
 
 from __future__ import annotations
