@@ -11,11 +11,13 @@ from typing import Any
 
 import uvicorn
 
+from flowtime.api.factories import WS_PROTOCOL
+
 
 @contextmanager
 def serve(app: Any, name: str = "server", *, start_timeout: float = 20.0) -> Iterator[str]:
     """Run ``app`` until the block ends; yields its base URL (``http://127.0.0.1:<port>``)."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="none")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws=WS_PROTOCOL)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()

@@ -1,9 +1,9 @@
 """
 /v1/whatif: sessions over a frozen plan, the WebSocket protocol, save as a run.
 
-The WebSocket is driven in process (Starlette's TestClient): this Engine's
-environment has no WebSocket server library for uvicorn. The browser test
-(tests/ui/test_whatif_browser.py) covers the real server path when one is installed.
+The WebSocket is driven in process here (Starlette's TestClient: exact control of
+timing for the coalescing test); tests/api/test_whatif_server.py drives it on a real
+uvicorn Engine, and tests/ui/test_whatif_browser.py through the UI from Chromium.
 """
 
 from __future__ import annotations
@@ -113,9 +113,14 @@ def test_bad_messages_are_answered_with_located_problems_and_the_socket_stays_op
         assert [p["path"] for p in ws.receive_json()["error"]["errors"]] == ["bin"]
         ws.send_text("x" * 70_000)
         assert "at most 65536 characters" in ws.receive_json()["error"]["detail"]
-        ws.send_json({"seq": 3, "set": {"packers": 20}})  # still serving
+        # Out of the published range (packers 25: 0..75): refused, and the good value beside it is not applied.
+        ws.send_json({"seq": 3, "set": {"packers": 80, "orders": 2}})  # orders: a profile, scaled
+        out = ws.receive_json()["error"]["errors"]
+        assert [p["path"] for p in out] == ["set.packers"] and "0 to 75" in out[0]["message"]
+        ws.send_json({"seq": 4, "set": {"packers": 20}})  # still serving
         m = ws.receive_json()
-    assert m["seq"] == 3 and m["values"]["packers"] == 20.0
+    assert m["seq"] == 4 and m["values"]["packers"] == 20.0
+    assert m["values"]["orders"] == 1.0  # the factor the session started with
 
 
 def test_messages_queued_behind_an_evaluation_are_coalesced_into_the_latest(client: TestClient) -> None:
@@ -124,16 +129,16 @@ def test_messages_queued_behind_an_evaluation_are_coalesced_into_the_latest(clie
     with client.websocket_connect(WS + s["websocket"]) as ws:
         ws.send_json({"seq": 1, "set": {"a": 2}})
         for n in range(2, sent + 1):
-            ws.send_json({"seq": n, "set": {"b": float(n)}})
+            ws.send_json({"seq": n, "set": {"b": n / 10}})  # b's range is 0..3
         answers = []
         while not answers or answers[-1]["seq"] != sent:
             answers.append(ws.receive_json())
     assert sum(a["coalesced"] + 1 for a in answers) == sent  # every message is accounted for, once
     assert [a["seq"] for a in answers] == sorted(a["seq"] for a in answers)
     last = answers[-1]
-    # every set was applied, in order, although only some points were evaluated: a = 2, b = 30
-    assert last["values"] == {"a": 2.0, "b": 30.0}
-    assert last["series"]["q"][0] == 32.0
+    # every set was applied, in order, although only some points were evaluated: a = 2, b = 3
+    assert last["values"] == {"a": 2.0, "b": 3.0}
+    assert last["series"]["q"][0] == 5.0
     print(f"\n{sent} messages -> {len(answers)} evaluations")
 
 

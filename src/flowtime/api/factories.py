@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 
 SETTINGS_ENV = "FLOWTIME_SERVE_SETTINGS"
 STARTUP_FAILURE = 3  # uvicorn's exit code when the app or the socket cannot start
+# WebSockets (the live what-if, decision 0043) through the ``websockets`` package's sans-I/O protocol:
+# uvicorn's older "websockets" implementation runs on that package's deprecated legacy API.
+WS_PROTOCOL = "websockets-sansio"
+WS_MAX_BYTES = 1024 * 1024  # a what-if message sets a few numbers; the Engine refuses past 64 KiB itself
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -192,7 +196,7 @@ def server_config(app: ASGIApp | str, *, host: str, port: int, workers: int = 1,
     limits = limits or ServerLimits()
     return ServerConfig(
         app, host=host, port=port, workers=workers, factory=isinstance(app, str), log_level=log_level,
-        http=GuardedH11Protocol, ws="none", lifespan="on",
+        http=GuardedH11Protocol, ws=WS_PROTOCOL, ws_max_size=WS_MAX_BYTES, lifespan="on",
         header_timeout=limits.header_timeout, timeout_keep_alive=limits.keep_alive_timeout,
         limit_concurrency=limits.max_connections,
     )

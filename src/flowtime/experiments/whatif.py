@@ -3,7 +3,8 @@ A what-if session: one model planned once, evaluated again for every change of i
 
 ``WhatIf(loaded, ...)`` discovers the knobs (``experiments.knobs``), resolves
 them once into parameter targets and plans the model. ``change`` checks a set
-of new knob values (every problem located at ``set.<id>``) and applies them
+of new knob values (every problem located at ``set.<id>``; a value outside the
+knob's published ``min``..``max`` is one) and applies them
 together or not at all; ``result`` evaluates the current point - one
 ``Plan.evaluate`` with ``set=`` for const knobs - and derives what a page shows:
 the chosen series, per-node values at a bin or over the run, the topology
@@ -107,6 +108,11 @@ class WhatIf:
                 problems.append(Problem(f"set.{key}", f"unknown parameter '{key}'{hint}"))
             elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 problems.append(Problem(f"set.{key}", f"expected a finite number, got {str(value)[:40]!r}"))
+            elif not self.by_id[key].min <= value <= self.by_id[key].max:
+                k = self.by_id[key]
+                # The range the session published (a slider's); a wider study is an experiment's sweep.
+                problems.append(Problem(f"set.{key}", f"expected {k.min:g} to {k.max:g}{' ' + k.unit if k.unit else ''}"
+                                                      f", got {value:g}"))
             else:
                 checked[key] = float(value)
         if problems:

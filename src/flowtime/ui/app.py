@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flowtime.settings import UiSettings
 from flowtime.ui import csrf
 from flowtime.ui.clients import EngineClient, InvalidId, ServiceProblem, ServiceUnavailable, SimClient, UpstreamProblem
-from flowtime.ui.pages import analysis, compare, home, run_detail, runs, templates, topology
+from flowtime.ui.pages import analysis, compare, home, run_detail, runs, templates, topology, whatif
 from flowtime.ui.render import make_templates, page
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -124,7 +124,7 @@ def create_ui_app(settings: UiSettings, *,
                              "engineUrl": settings.engine_url, "simUrl": settings.sim_url})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (home, templates, runs, run_detail, compare, topology, analysis):
+    for module in (home, templates, runs, run_detail, compare, topology, whatif, analysis):
         app.include_router(module.router)
     _install_error_pages(app)
     return app

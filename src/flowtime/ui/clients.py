@@ -192,6 +192,7 @@ class ServiceClient:
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._token_header = headers.get("Authorization", "")
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers,
                                        timeout=timeout, transport=transport)
 
@@ -398,6 +399,30 @@ class EngineClient(ServiceClient):
         resp = await self.request("POST", f"/v1/experiments/{path_id(exp_id)}/points/{int(point)}/run")
         data: dict[str, Any] = _json(resp, self)
         return data
+
+
+    # ---- live what-if (/v1/whatif, decision 0043): the UI opens the session and relays its socket -----
+
+    async def open_whatif(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A what-if session on a stored run (``{"runId"}``) or model text (``{"yaml"}``)."""
+        resp = await self.request("POST", "/v1/whatif", json=body)
+        data: dict[str, Any] = await _json_off_loop(resp, self)
+        return data
+
+    async def save_whatif(self, session_id: str) -> dict[str, Any]:
+        resp = await self.request("POST", f"/v1/whatif/{path_id(session_id)}/save")
+        data: dict[str, Any] = _json(resp, self)
+        return data
+
+    async def close_whatif(self, session_id: str) -> None:
+        await self.request("DELETE", f"/v1/whatif/{path_id(session_id)}")
+
+    def socket_target(self, path: str) -> tuple[str, dict[str, str]]:
+        """The ``ws://`` (``wss://``) URL of one of the Engine's socket paths, and the headers it needs."""
+        if not path.startswith("/v1/whatif/"):
+            raise InvalidId(f"not an Engine what-if socket: {path[:80]!r}")
+        base = re.sub(r"^http", "ws", self.base_url, count=1)
+        return base + path, {"Authorization": self._token_header} if self._token_header else {}
 
 
 class SimClient(ServiceClient):

@@ -21,10 +21,11 @@ import re
 import secrets
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, WebSocket
 from fastapi.responses import Response
 from jinja2 import pass_context
 from markupsafe import Markup, escape
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -88,12 +89,15 @@ class HostCheck:
         self.names = names
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or "*" in self.names:
+        if scope["type"] not in ("http", "websocket") or "*" in self.names:
             await self.app(scope, receive, send)
             return
         raw = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"host"), "")
         if host_name(raw) in self.names:
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":  # refused at the handshake (the server answers 403)
+            await send({"type": "websocket.close", "code": 1008})
             return
         response = JSONResponse({
             "type": "about:blank", "title": "Unknown host", "status": 400,
@@ -163,13 +167,29 @@ def set_cookie(request: Request, response: Response) -> None:
                             secure=request.url.scheme == "https")
 
 
-async def csrf_protect(request: Request) -> None:
+def socket_refusal(ws: WebSocket) -> str | None:
+    """
+    Why a WebSocket handshake came from another site's page, or None. Browsers
+    send ``Origin`` on every handshake and no form token can ride along, so the
+    socket routes check this instead of ``csrf_protect`` (cross-site WebSocket hijacking).
+    """
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return None  # not a browser page: nothing a visited site could forge
+    scheme = "https" if ws.url.scheme == "wss" else "http"
+    own = origin_of(f"{scheme}://{ws.headers.get('host', '')}")
+    return None if own and origin_of(origin) == own else f"it came from the page origin {origin[:100]!r}"
+
+
+async def csrf_protect(connection: HTTPConnection) -> None:
     """
     App-wide dependency: a state-changing request needs a same-origin
     ``Origin``/``Referer`` (when the browser sent one) and the form's token.
+    WebSocket handshakes pass here; their routes call ``socket_refusal``.
     """
-    if request.method not in WRITE_METHODS:
+    if not isinstance(connection, Request) or connection.method not in WRITE_METHODS:
         return
+    request = connection
     foreign = _foreign_sender(request)
     if foreign:  # checked before the body is read
         raise CsrfRejected(f"The request was refused because {foreign}, not from this UI.")

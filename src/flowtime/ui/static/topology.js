@@ -6,6 +6,8 @@
 // active at the bin come from there). The last answer wins: a late answer for an older bin is dropped.
 // Every node carries data-value (the full-precision number, "" for none), data-band ("0".."9" or "none") and
 // class band-N / band-none; a node without a value is grey and says "no value", never zero.
+// Another source of values (the live what-if) sets FT.view.live = true - the stored run is then not asked for
+// the bin - and publishes "ft:state" (detail: a /state-shaped body, optionally with "findings" for the badges).
 (function () {
   "use strict";
   const FT = window.FT;
@@ -166,9 +168,19 @@
       `${f.binCount === 1 ? "" : "s"}) — ${f.message}`).join("\n");
   }
 
-  function findingsByNode() {
+  function rebadge(findings) {
+    const by = findingsByNode(findings);
+    for (const [id, rec] of state.nodeEls) {
+      const old = rec.el.querySelector(".tbadge");
+      if (old) old.remove();
+      rec.findings = by.get(id) || [];
+      if (rec.findings.length) drawBadge(rec.el, rec.node, rec.findings);
+    }
+  }
+
+  function findingsByNode(list) {
     const out = new Map();
-    for (const f of (FT.view.data && FT.view.data.window.warnings) || []) {
+    for (const f of list || (FT.view.data && FT.view.data.window.warnings) || []) {
       if (!f.nodeId) continue;
       if (!out.has(f.nodeId)) out.set(f.nodeId, []);
       out.get(f.nodeId).push(f);
@@ -409,7 +421,13 @@
   }
 
   document.addEventListener("ft:metric", () => { legend(); paint(); });
-  document.addEventListener("ft:bin", (ev) => { paint(); exactAt(ev.detail); });
+  document.addEventListener("ft:bin", (ev) => { paint(); if (!FT.view.live) exactAt(ev.detail); });
+  document.addEventListener("ft:state", (ev) => {
+    state.seq++;  // an answer of the stored run still on its way is now stale
+    state.exact = fromState(ev.detail);
+    if (ev.detail.findings && state.layout) rebadge(ev.detail.findings);
+    paint();
+  });
   document.addEventListener("ft:pin", () => { highlight(); paint(); });
   document.addEventListener("ft:select", highlight);
 
@@ -430,7 +448,7 @@
     fillMetrics();
     legend();
     draw();
-    exactAt(FT.view.bin);
+    if (!FT.view.live) exactAt(FT.view.bin);
   }
   document.addEventListener("ft:data", () => { if (graphReady) graphReady.then(ready, () => {}); });
   document.addEventListener("DOMContentLoaded", start);
