@@ -123,6 +123,29 @@ def test_differential_evolution_batches_a_generation_and_is_seeded() -> None:
     assert a.x == b.x and a.trace == b.trace
 
 
+def test_differential_evolution_with_no_feasible_point_says_so_without_a_warning() -> None:
+    # x + y >= 25 cannot hold on [0.1, 10]^2 (at most 20): the least infeasible point is (10, 10), slack -5.
+    # Warnings are errors in this suite, so scipy's "no feasible solution" warning would fail the test.
+    s = OptimizeSettings(method="differential-evolution", popsize=5, maxiter=30,
+                         constraints=[{"metric": 0, "op": ">=", "value": 25.0}])
+    r = run_optimize(sum_and_product, BOX, s, seed=3)
+    assert not r.converged and not r.success
+    assert "constraints" in r.message
+    (c,) = r.constraints
+    assert c.slack < 0 and c.actual == pytest.approx(20.0, abs=0.5)
+
+
+def test_differential_evolution_polishes_a_feasible_constrained_result() -> None:
+    # Few generations leave DE short of (2, 2); the SLSQP polish from its feasible best reaches it.
+    s = OptimizeSettings(method="differential-evolution", popsize=5, maxiter=3,
+                         constraints=[{"metric": 1, "op": ">=", "value": 4.0}])
+    rough = run_optimize(sum_and_product, BOX, s.model_copy(update={"polish": False}), seed=5)
+    polished = run_optimize(sum_and_product, BOX, s, seed=5)
+    assert polished.objective == pytest.approx(4.0, abs=1e-5) and polished.x == pytest.approx((2.0, 2.0), abs=1e-3)
+    assert rough.objective > polished.objective + 1e-3
+    assert polished.constraints[0].slack >= -1e-6
+
+
 QUEUE = """\
 schemaVersion: 1
 grid: {bins: 6, binSize: 1, binUnit: hours}

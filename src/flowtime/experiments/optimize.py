@@ -219,10 +219,22 @@ def run_optimize(objective: Objective, bounds: Sequence[Bounds], settings: Optim
         uc = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
         trace.append(Step(len(trace) + 1, tuple(float(v) for v in f.x(uc)), value(uc) * sign, violation(uc)))
 
+    def objective_jac(u: Array) -> Array:
+        return np.asarray(jacobian(f.memo, np.clip(u, 0, 1), settings.diff_step)[1][k] * sign, dtype=np.float64)
+
+    def local_constraints(kind: str) -> list[dict[str, Any]]:
+        """The constraints as scipy.optimize.minimize takes them (gradients from one batch for SLSQP)."""
+        return [{"type": "ineq", "fun": (lambda u, i=i: float(slack(f(u))[i]))}
+                | ({"jac": (lambda u, j=j, s=s: s * jacobian(f.memo, np.clip(u, 0, 1), settings.diff_step)[1][j])}
+                   if kind == "slsqp" else {})
+                for i, (j, s, _) in enumerate(cons)]
+
     unit = [(0.0, 1.0)] * p
     res: Any
     if method == "differential-evolution":
         def population(u: Array) -> Array:  # (p, S) -> (S,)
+            if u.shape[-1] == 0:  # scipy evaluates only the feasible members: with none, an empty population
+                return np.empty(0)
             return column(f(u.T), k, "settings.metric") * sign
 
         constraints: Any = ()
@@ -241,10 +253,24 @@ def run_optimize(objective: Objective, bounds: Sequence[Bounds], settings: Optim
         def generation(intermediate_result: Any) -> None:
             record_step(intermediate_result.x)
 
+        # scipy polishes a constrained result with trust-constr, and warns when the population holds no
+        # feasible member; we polish constrained results ourselves with SLSQP, from a feasible best only.
         res = optimize.differential_evolution(
             population, unit, maxiter=settings.maxiter, popsize=settings.popsize, tol=settings.ftol, atol=0.0,
-            rng=np.random.default_rng(seed), polish=settings.polish, vectorized=True, updating="deferred",
-            constraints=constraints, x0=u0 if settings.x0 is not None else None, callback=generation)
+            rng=np.random.default_rng(seed), polish=settings.polish and not cons, vectorized=True,
+            updating="deferred", constraints=constraints, x0=u0 if settings.x0 is not None else None,
+            callback=generation)
+        if settings.polish and cons and violation(res.x) <= settings.constraint_tol:
+            polished = optimize.minimize(value, np.clip(res.x, 0, 1), method="SLSQP", bounds=unit,
+                                         options={"ftol": settings.ftol},
+                                         jac=objective_jac, constraints=local_constraints("slsqp"))
+            better = value(np.clip(polished.x, 0, 1)) < value(np.clip(res.x, 0, 1))
+            if better and violation(polished.x) <= settings.constraint_tol:
+                record_step(polished.x)
+                res.x = polished.x
+        elif cons and violation(res.x) > settings.constraint_tol:
+            res.success = False
+            res.message = "no member of the population satisfies the constraints; the least infeasible is returned"
     else:
         def step(xk: Any) -> None:
             record_step(np.asarray(xk, dtype=np.float64))
@@ -259,13 +285,9 @@ def run_optimize(objective: Objective, bounds: Sequence[Bounds], settings: Optim
             options |= {"tol": settings.xtol, "catol": settings.constraint_tol, "rhobeg": 0.25}
         else:  # slsqp: gradients of the objective and the constraints from one batch at each point
             options |= {"ftol": settings.ftol}
-            extra["jac"] = lambda u: jacobian(f.memo, np.clip(u, 0, 1), settings.diff_step)[1][k] * sign
+            extra["jac"] = objective_jac
         if cons:
-            extra["constraints"] = [
-                {"type": "ineq", "fun": (lambda u, i=i: float(slack(f(u))[i]))}
-                | ({"jac": (lambda u, j=j, s=s: s * jacobian(f.memo, np.clip(u, 0, 1), settings.diff_step)[1][j])}
-                   if method == "slsqp" else {})
-                for i, (j, s, _) in enumerate(cons)]
+            extra["constraints"] = local_constraints(method)
         res = optimize.minimize(value, u0, method=method.replace("-", "_") if method != "nelder-mead"
                                 else "Nelder-Mead", bounds=unit, options=options, callback=step, **extra)
     u = np.clip(np.asarray(res.x, dtype=np.float64), 0.0, 1.0)
