@@ -165,13 +165,13 @@ def experiment(spec: Any, model: str | os.PathLike[str] | None = None, *, backen
 def _read_observed(spec: Any, model_text: str, base: os.PathLike[str] | None) -> Any:
     """
     A fit's ``settings.observed.file`` read into ``values`` (the core never opens files): a CSV in
-    the series-file format (``bin_index,value``; an empty value or NaN is a missing observation),
-    relative to the spec file's folder, else the working directory.
+    the series-file format (``bin_index,value``, a row per bin; an empty value or NaN is a missing
+    observation; ``experiments.observed``), relative to the spec file's folder, else the working directory.
     """
     from collections.abc import Mapping
     from pathlib import Path
 
-    from flowtime.errors import ExperimentError, FlowTimeError, Problem
+    from flowtime.errors import ExperimentError, Problem
 
     if not isinstance(spec, Mapping) or spec.get("kind") != "fit":
         return spec
@@ -180,16 +180,17 @@ def _read_observed(spec: Any, model_text: str, base: os.PathLike[str] | None) ->
     ref = observed.get("file") if isinstance(observed, Mapping) else None
     if not isinstance(ref, str) or "values" in observed:  # type: ignore[operator]
         return spec  # nothing to read (or both given: the spec check says so)
+    from flowtime.experiments.observed import parse_observed_csv
     from flowtime.model.load import load_model as _load
-    from flowtime.series_files import parse_series_csv
 
     path = Path(ref) if base is None else Path(base) / ref
+    bins = _load(model_text).model.grid.bins
     try:
-        bins = _load(model_text).model.grid.bins
-        values = parse_series_csv(path.read_text(encoding="utf-8"), ref, bins)
-    except (OSError, FlowTimeError) as exc:
-        raise ExperimentError([Problem("settings.observed.file", str(exc))]) from exc
-    read = {**observed, "values": [None if v != v else float(v) for v in values.tolist()]}  # type: ignore[dict-item]
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExperimentError([Problem("settings.observed.file", f"{ref}: cannot read it ({exc})")]) from exc
+    values = parse_observed_csv(text, ref, bins, "settings.observed.file")  # located: file, line, column
+    read = {**observed, "values": values}  # type: ignore[dict-item]
     del read["file"]
     return {**spec, "settings": {**settings, "observed": read}}  # type: ignore[dict-item]
 

@@ -41,8 +41,9 @@ from flowtime.artifacts.state import grid_json
 from flowtime.artifacts.writer import title_of
 from flowtime.errors import ExperimentError, ExperimentNotFound, FlowTimeError, Problem
 from flowtime.experiments.evaluator import Evaluator
+from flowtime.experiments.observed import observed_of
 from flowtime.experiments.runner import RUNS
-from flowtime.experiments.spec import KINDS, AnySpec, Limits, experiment_schema, parse_spec
+from flowtime.experiments.spec import KINDS, AnySpec, FitExperiment, Limits, experiment_schema, parse_spec
 from flowtime.model.hashing import model_hash
 from flowtime.model.load import load_model
 from flowtime.settings import EngineSettings
@@ -89,6 +90,8 @@ def checked(spec_data: Any, model_text: str, settings: EngineSettings
     spec = available(capped(parse_spec(spec_data), spec_data, settings.max_experiment_points))
     loaded = load_model(model_text, SOURCE, limits=settings.limits())
     ev = Evaluator(model_text, spec)  # every parameter, metric and captured series resolved now: a 400
+    if isinstance(spec, FitExperiment):
+        observed_of(spec.settings, loaded.model.grid.bins)  # an observed CSV with a bad cell: a 400 now, located
     n = planned_points(spec)
     cap = spec.limits.max_points
     if n is not None and n > cap:
