@@ -117,11 +117,20 @@ def load_model(source: str | os.PathLike[str]) -> Model:
     return _load(str(source)).model
 
 
-def _text(source: str | os.PathLike[str]) -> str:
+def _text(source: str | os.PathLike[str], *, inline: bool = False) -> str:
+    """
+    The YAML ``source`` names (a path) or is. ``inline``: a model file's ``file:`` series read beside it and
+    written in as const nodes, so an experiment's workers need no file (``series_files.inline_files``).
+    """
     from flowtime.sources import names_a_file, read_model_text
 
     if isinstance(source, os.PathLike) or names_a_file(source):
-        return read_model_text(source)[0]
+        text, name = read_model_text(source)
+        if inline:
+            from flowtime.series_files import beside, inline_files
+
+            text = inline_files(text, name, beside(source))
+        return text
     return str(source)
 
 
@@ -158,7 +167,7 @@ def experiment(spec: Any, model: str | os.PathLike[str] | None = None, *, backen
         spec = parse_yaml(_text(spec))[0]
     if fields:
         spec = {**dict(spec), **fields}
-    text = _text(model)
+    text = _text(model, inline=True)
     return run_experiment(_read_observed(spec, text, base), text, backend)
 
 

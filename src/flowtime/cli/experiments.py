@@ -176,6 +176,7 @@ def run_kind(kind: str, spec_file: str, model: str | None, set_: list[str] | Non
     from flowtime.experiments.runner import run_experiment
     from flowtime.experiments.spec import parse_spec
     from flowtime.model.load import load_model
+    from flowtime.series_files import beside, inline_files
     from flowtime.sources import read_model_text
 
     name = _backend_name(dask, backend)
@@ -186,6 +187,7 @@ def run_kind(kind: str, spec_file: str, model: str | None, set_: list[str] | Non
     data, base = read_spec(spec_file, kind)
     source = model_source(data, model, base)
     text, model_name = read_model_text(source)
+    text = inline_files(text, model_name, beside(source))  # workers get the values, never the client's paths
     text = with_sets(text, model_name, set_)
     data = flowtime._read_observed(data, text, base)  # a fit's observed CSV, read here: the core opens no file
     spec = parse_spec(data)
