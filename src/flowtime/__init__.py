@@ -139,8 +139,10 @@ def experiment(spec: Any, model: str | os.PathLike[str] | None = None, *, backen
     """
     Run an experiment over a model: ``spec`` is a mapping (the spec's JSON/YAML data), an
     ``experiments.spec`` object, or YAML/JSON text or a path to it; ``model`` the model's YAML
-    text or a path; ``fields`` are added to a mapping spec (``seed=7``). ``backend`` is a
-    backend object or its name: "inprocess", "processes[:N]", "local" (a local Dask cluster) or
+    text or a path (a spec with ``template: {id, parameters}`` needs none: the template is rendered
+    here through the Sim library, once per distinct value of its ``template.<name>`` parameters);
+    ``fields`` are added to a mapping spec (``seed=7``). ``backend`` is a backend object or its
+    name: "inprocess", "processes[:N]", "local" (a local Dask cluster) or
     "tcp://host:port" (None: in-process, or FLOWTIME_DASK_ADDRESS if set). Returns an
     ``ExperimentResult``: ``.table`` (a DataFrame), ``.series``, ``.bands``, ``.to_json()``.
 
@@ -151,12 +153,11 @@ def experiment(spec: Any, model: str | os.PathLike[str] | None = None, *, backen
     >>> r.table["sum(b)"].tolist()
     [4.0, 8.0]
     """
+    from collections.abc import Mapping
+    from pathlib import Path
+
     from flowtime.experiments.runner import run_experiment
     from flowtime.model.yamltext import parse_yaml
-
-    if model is None:
-        raise TypeError("experiment() needs model= (the model's YAML text or a path)")
-    from pathlib import Path
 
     base = None
     if isinstance(spec, os.PathLike | str):
@@ -167,6 +168,16 @@ def experiment(spec: Any, model: str | os.PathLike[str] | None = None, *, backen
         spec = parse_yaml(_text(spec))[0]
     if fields:
         spec = {**dict(spec), **fields}
+    if isinstance(spec, Mapping) and spec.get("template") is not None:
+        if model is not None:
+            raise TypeError("experiment() takes a model= or a spec with template:, not both")
+        from flowtime.template_sources import template_source
+
+        renderer = template_source(spec, base)  # rendered here, through the Sim library; evaluated by the engine
+        text = renderer.base_text
+        return run_experiment(_read_observed(spec, text, base), text, backend, renderer=renderer)
+    if model is None:
+        raise TypeError("experiment() needs model= (the model's YAML text or a path), or a spec with template:")
     text = _text(model, inline=True)
     return run_experiment(_read_observed(spec, text, base), text, backend)
 

@@ -43,6 +43,7 @@ from flowtime.errors import ExperimentError, ExperimentNotFound, FlowTimeError, 
 from flowtime.experiments.evaluator import Evaluator
 from flowtime.experiments.observed import observed_of
 from flowtime.experiments.runner import RUNS
+from flowtime.experiments.sources import ENGINE_TAKES_MODELS
 from flowtime.experiments.spec import KINDS, AnySpec, FitExperiment, Limits, experiment_schema, parse_spec
 from flowtime.model.hashing import model_hash
 from flowtime.model.load import load_model
@@ -132,6 +133,9 @@ def split_body(data: Any) -> tuple[Any, str]:
     """(spec data, model text) of ``{spec, model}`` or of a spec with ``model`` inline."""
     if not isinstance(data, Mapping):
         raise ExperimentError([Problem("body", 'expected a JSON object {"spec": {...}, "model": "<yaml>"}')])
+    spec = data.get("spec", data)
+    if isinstance(spec, Mapping) and spec.get("template") is not None:  # said before "no model": it is the point
+        raise ExperimentError([Problem("template", ENGINE_TAKES_MODELS)])
     model = data.get("model")
     if not isinstance(model, str) or not model.strip():
         raise ExperimentError([Problem("model", "give the model YAML text as a string")])
