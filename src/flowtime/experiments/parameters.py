@@ -12,6 +12,9 @@ A parameter's ``target`` resolves (``resolve``) to one of two things:
   numeric ``parallelism`` the model gives no const for. Points sharing their
   edits share one edited model text (``edited_text``), planned once.
 
+* a **template parameter** (``template.<name>``, when the model is a Sim template's): the
+  evaluator renders the model again for each distinct value (``experiments.sources``).
+
 ``mode: value`` puts the number in every bin (an initial depth: in bin 0);
 ``mode: scale`` multiplies the target's whole profile by the factor - a
 profile is never flattened (the reference's defect). ``to_sets`` turns a
