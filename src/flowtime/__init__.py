@@ -117,11 +117,20 @@ def load_model(source: str | os.PathLike[str]) -> Model:
     return _load(str(source)).model
 
 
-def _text(source: str | os.PathLike[str]) -> str:
+def _text(source: str | os.PathLike[str], *, inline: bool = False) -> str:
+    """
+    The YAML ``source`` names (a path) or is. ``inline``: a model file's ``file:`` series read beside it and
+    written in as const nodes, so an experiment's workers need no file (``series_files.inline_files``).
+    """
     from flowtime.sources import names_a_file, read_model_text
 
     if isinstance(source, os.PathLike) or names_a_file(source):
-        return read_model_text(source)[0]
+        text, name = read_model_text(source)
+        if inline:
+            from flowtime.series_files import beside, inline_files
+
+            text = inline_files(text, name, beside(source))
+        return text
     return str(source)
 
 
@@ -130,8 +139,10 @@ def experiment(spec: Any, model: str | os.PathLike[str] | None = None, *, backen
     """
     Run an experiment over a model: ``spec`` is a mapping (the spec's JSON/YAML data), an
     ``experiments.spec`` object, or YAML/JSON text or a path to it; ``model`` the model's YAML
-    text or a path; ``fields`` are added to a mapping spec (``seed=7``). ``backend`` is a
-    backend object or its name: "inprocess", "processes[:N]", "local" (a local Dask cluster) or
+    text or a path (a spec with ``template: {id, parameters}`` needs none: the template is rendered
+    here through the Sim library, once per distinct value of its ``template.<name>`` parameters);
+    ``fields`` are added to a mapping spec (``seed=7``). ``backend`` is a backend object or its
+    name: "inprocess", "processes[:N]", "local" (a local Dask cluster) or
     "tcp://host:port" (None: in-process, or FLOWTIME_DASK_ADDRESS if set). Returns an
     ``ExperimentResult``: ``.table`` (a DataFrame), ``.series``, ``.bands``, ``.to_json()``.
 
@@ -142,12 +153,11 @@ def experiment(spec: Any, model: str | os.PathLike[str] | None = None, *, backen
     >>> r.table["sum(b)"].tolist()
     [4.0, 8.0]
     """
+    from collections.abc import Mapping
+    from pathlib import Path
+
     from flowtime.experiments.runner import run_experiment
     from flowtime.model.yamltext import parse_yaml
-
-    if model is None:
-        raise TypeError("experiment() needs model= (the model's YAML text or a path)")
-    from pathlib import Path
 
     base = None
     if isinstance(spec, os.PathLike | str):
@@ -158,20 +168,30 @@ def experiment(spec: Any, model: str | os.PathLike[str] | None = None, *, backen
         spec = parse_yaml(_text(spec))[0]
     if fields:
         spec = {**dict(spec), **fields}
-    text = _text(model)
+    if isinstance(spec, Mapping) and spec.get("template") is not None:
+        if model is not None:
+            raise TypeError("experiment() takes a model= or a spec with template:, not both")
+        from flowtime.template_sources import template_source
+
+        renderer = template_source(spec, base)  # rendered here, through the Sim library; evaluated by the engine
+        text = renderer.base_text
+        return run_experiment(_read_observed(spec, text, base), text, backend, renderer=renderer)
+    if model is None:
+        raise TypeError("experiment() needs model= (the model's YAML text or a path), or a spec with template:")
+    text = _text(model, inline=True)
     return run_experiment(_read_observed(spec, text, base), text, backend)
 
 
 def _read_observed(spec: Any, model_text: str, base: os.PathLike[str] | None) -> Any:
     """
     A fit's ``settings.observed.file`` read into ``values`` (the core never opens files): a CSV in
-    the series-file format (``bin_index,value``; an empty value or NaN is a missing observation),
-    relative to the spec file's folder, else the working directory.
+    the series-file format (``bin_index,value``, a row per bin; an empty value or NaN is a missing
+    observation; ``experiments.observed``), relative to the spec file's folder, else the working directory.
     """
     from collections.abc import Mapping
     from pathlib import Path
 
-    from flowtime.errors import ExperimentError, FlowTimeError, Problem
+    from flowtime.errors import ExperimentError, Problem
 
     if not isinstance(spec, Mapping) or spec.get("kind") != "fit":
         return spec
@@ -180,16 +200,17 @@ def _read_observed(spec: Any, model_text: str, base: os.PathLike[str] | None) ->
     ref = observed.get("file") if isinstance(observed, Mapping) else None
     if not isinstance(ref, str) or "values" in observed:  # type: ignore[operator]
         return spec  # nothing to read (or both given: the spec check says so)
+    from flowtime.experiments.observed import parse_observed_csv
     from flowtime.model.load import load_model as _load
-    from flowtime.series_files import parse_series_csv
 
     path = Path(ref) if base is None else Path(base) / ref
+    bins = _load(model_text).model.grid.bins
     try:
-        bins = _load(model_text).model.grid.bins
-        values = parse_series_csv(path.read_text(encoding="utf-8"), ref, bins)
-    except (OSError, FlowTimeError) as exc:
-        raise ExperimentError([Problem("settings.observed.file", str(exc))]) from exc
-    read = {**observed, "values": [None if v != v else float(v) for v in values.tolist()]}  # type: ignore[dict-item]
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExperimentError([Problem("settings.observed.file", f"{ref}: cannot read it ({exc})")]) from exc
+    values = parse_observed_csv(text, ref, bins, "settings.observed.file")  # located: file, line, column
+    read = {**observed, "values": values}  # type: ignore[dict-item]
     del read["file"]
     return {**spec, "settings": {**settings, "observed": read}}  # type: ignore[dict-item]
 

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 from flowtime.errors import SeriesFileError
-from flowtime.model.files import FileSeries, SeriesFiles
+from flowtime.model.files import FileSeries, SeriesFiles, stem_of
 from flowtime.model.schema import FloatArray
 
 HEADERS = ("bin_index,value", "bin_index,classId,value")
@@ -135,3 +136,76 @@ def within(root: str | os.PathLike[str]) -> SeriesFiles:
         return _read(real, rel, bins)
 
     return read
+
+
+def inline_files(text: str, source: str, files: SeriesFiles) -> str:
+    """
+    The model ``text`` with every ``file:`` series read now, through ``files``, and written into it as a
+    const node (named by the file's stem, as the loader names it) that the reference points at instead.
+
+    What experiments send to their workers (a process pool, a Dask cluster): a self-contained text, so no
+    worker needs the client's files or its working folder, and each file is read once, here (decision 0038).
+    A text without ``file:`` references comes back unchanged. The model is loaded first, so a missing file or
+    a bad CSV is reported at its reference with every other problem. A const node holds finite numbers only:
+    a file with empty or NaN values is refused here, naming the file and the bins.
+    """
+    import yaml
+
+    from flowtime.model.load import load_model
+    from flowtime.model.yamltext import parse_yaml
+
+    read: dict[str, FileSeries] = {}
+
+    def once(ref: str, bins: int) -> FileSeries:
+        if ref not in read:
+            read[ref] = files(ref, bins)
+        return read[ref]
+
+    load_model(text, source, series_files=once)  # every problem, located, raised once
+    if not read:
+        return text
+    data = parse_yaml(text, source)[0]
+    topology = data.get("topology") or {}
+    owners = [item for key in ("nodes", "constraints") for item in topology.get(key) or []
+              if isinstance(item, dict)]
+    taken = {n.get("id") for n in data.get("nodes") or [] if isinstance(n, dict)}
+    by_key: dict[str, str] = {}  # resolved path -> node id
+    added: list[dict[str, object]] = []
+    for owner in owners:
+        semantics = owner.get("semantics")
+        if not isinstance(semantics, dict):
+            continue
+        for field, value in semantics.items():
+            if not (isinstance(value, str) and value.strip().startswith("file:")):
+                continue
+            ref = value.strip()[len("file:"):].strip()
+            got = read[ref]
+            node_id = by_key.get(got.key)
+            if node_id is None:
+                bad = [i for i, v in enumerate(got.values.tolist()) if not math.isfinite(v)]
+                if bad:
+                    shown = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+                    many = "s" if len(bad) > 1 else ""
+                    raise SeriesFileError(f"{source}: `{value.strip()}` has no number for bin{many} {shown} (empty "
+                                          "or NaN); an experiment writes a file's series into the model as a const "
+                                          "node, which needs a finite number in every bin")
+                node_id = _free_id(stem_of(ref), taken)
+                taken.add(node_id)
+                by_key[got.key] = node_id
+                added.append({"id": node_id, "kind": "const", "values": got.values.tolist()})
+            semantics[field] = node_id
+    data["nodes"] = [*(data.get("nodes") or []), *added]
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def _free_id(stem: str, taken: set[object]) -> str:
+    """The stem when it is a node id nobody holds (as the loader names a file's node), else ``<stem>_file<k>``."""
+    from flowtime.model.load import NODE_ID
+
+    base = stem if NODE_ID.match(stem) else "f_" + re.sub(r"[^\w.\-]", "_", stem)[:100]
+    if base == stem and base not in taken:
+        return base
+    k = 1
+    while f"{base}_file{k}" in taken:
+        k += 1
+    return f"{base}_file{k}"

@@ -41,8 +41,10 @@ from flowtime.artifacts.state import grid_json
 from flowtime.artifacts.writer import title_of
 from flowtime.errors import ExperimentError, ExperimentNotFound, FlowTimeError, Problem
 from flowtime.experiments.evaluator import Evaluator
+from flowtime.experiments.observed import observed_of
 from flowtime.experiments.runner import RUNS
-from flowtime.experiments.spec import KINDS, AnySpec, Limits, experiment_schema, parse_spec
+from flowtime.experiments.sources import ENGINE_TAKES_MODELS
+from flowtime.experiments.spec import KINDS, AnySpec, FitExperiment, Limits, experiment_schema, parse_spec
 from flowtime.model.hashing import model_hash
 from flowtime.model.load import load_model
 from flowtime.settings import EngineSettings
@@ -89,6 +91,8 @@ def checked(spec_data: Any, model_text: str, settings: EngineSettings
     spec = available(capped(parse_spec(spec_data), spec_data, settings.max_experiment_points))
     loaded = load_model(model_text, SOURCE, limits=settings.limits())
     ev = Evaluator(model_text, spec)  # every parameter, metric and captured series resolved now: a 400
+    if isinstance(spec, FitExperiment):
+        observed_of(spec.settings, loaded.model.grid.bins)  # an observed CSV with a bad cell: a 400 now, located
     n = planned_points(spec)
     cap = spec.limits.max_points
     if n is not None and n > cap:
@@ -129,6 +133,9 @@ def split_body(data: Any) -> tuple[Any, str]:
     """(spec data, model text) of ``{spec, model}`` or of a spec with ``model`` inline."""
     if not isinstance(data, Mapping):
         raise ExperimentError([Problem("body", 'expected a JSON object {"spec": {...}, "model": "<yaml>"}')])
+    spec = data.get("spec", data)
+    if isinstance(spec, Mapping) and spec.get("template") is not None:  # said before "no model": it is the point
+        raise ExperimentError([Problem("template", ENGINE_TAKES_MODELS)])
     model = data.get("model")
     if not isinstance(model, str) or not model.strip():
         raise ExperimentError([Problem("model", "give the model YAML text as a string")])

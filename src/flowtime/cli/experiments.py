@@ -90,6 +90,38 @@ def model_source(data: dict[str, Any], option: str | None, base: Path | None) ->
     return os.path.normpath(path if path.is_absolute() or base is None else base / path)
 
 
+TemplateOpt = Annotated[str | None, typer.Option(
+    "--template", "-t", metavar="TEMPLATE", help="A Sim template (id, or a template file) instead of a model: it is "
+                                                 "rendered here, once per distinct value of its template.<name> "
+                                                 "parameters; --set then sets its base parameters.")]
+
+
+def template_of(data: dict[str, Any], option: str | None, model: str | None, items: list[str] | None,
+                base: Path | None) -> tuple[str, str, Any] | None:
+    """
+    (base model text, its name, the renderer) when the experiment's model is a template (``--template`` or the
+    spec's ``template:``, with ``--set`` over its base parameters), else None. Rendered through the Sim library.
+    """
+    if option is None and "template" not in data:
+        return None
+    if model is not None or "model" in data:
+        where = "--model" if model is not None else "model"
+        raise ExperimentError([Problem(where, "give a model or a template, not both")])
+    given = data.get("template")
+    given = {"id": given} if isinstance(given, str) else dict(given) if isinstance(given, Mapping) else {}
+    if option is not None:
+        given["id"] = option  # the spec's base parameters stay
+    sets = parse_assignments(items)
+    if sets:
+        given["parameters"] = {**(given.get("parameters") or {}), **sets}
+    data["template"] = given
+    from flowtime.cli.sim import _catalog
+    from flowtime.template_sources import template_source
+
+    source = template_source(data, base, _catalog(None))
+    return source.base_text, f"template {source.template_id}", source
+
+
 def with_sets(text: str, name: str, items: list[str] | None) -> str:
     """The model's YAML with the ``--set`` const nodes holding their new values (checked as ``flowtime run``)."""
     overrides = parse_assignments(items)
@@ -169,13 +201,14 @@ def _backend_name(dask: str | None, backend: str | None) -> str | None:
 
 def run_kind(kind: str, spec_file: str, model: str | None, set_: list[str] | None, output: Path | None,
              as_json: bool, dask: str | None, backend: str | None, plot: Path | None,
-             progress: bool | None) -> None:
+             progress: bool | None, template: str | None = None) -> None:
     """Everything one experiment command does, whatever its kind."""
     import flowtime
     from flowtime.cli.experiment_output import check_output, print_result, write_output
     from flowtime.experiments.runner import run_experiment
     from flowtime.experiments.spec import parse_spec
     from flowtime.model.load import load_model
+    from flowtime.series_files import beside, inline_files
     from flowtime.sources import read_model_text
 
     name = _backend_name(dask, backend)
@@ -184,9 +217,15 @@ def run_kind(kind: str, spec_file: str, model: str | None, set_: list[str] | Non
     if plot is not None and kind not in PLOTTED:
         raise typer.BadParameter(f"no plot for {kind}; --plot draws {', '.join(PLOTTED)}", param_hint="--plot")
     data, base = read_spec(spec_file, kind)
-    source = model_source(data, model, base)
-    text, model_name = read_model_text(source)
-    text = with_sets(text, model_name, set_)
+    templated = template_of(data, template, model, set_, base)
+    renderer = None
+    if templated is not None:
+        text, model_name, renderer = templated
+    else:
+        source = model_source(data, model, base)
+        text, model_name = read_model_text(source)
+        text = inline_files(text, model_name, beside(source))  # workers get the values, never the client's paths
+        text = with_sets(text, model_name, set_)
     data = flowtime._read_observed(data, text, base)  # a fit's observed CSV, read here: the core opens no file
     spec = parse_spec(data)
     if plot is not None:
@@ -195,7 +234,7 @@ def run_kind(kind: str, spec_file: str, model: str | None, set_: list[str] | Non
         check_plot(spec)
     show = progress if progress is not None else sys.stderr.isatty()
     with cancel_on_interrupt() as cancel, _progress(show, kind, expected_points(spec)) as on_progress:
-        result = run_experiment(spec, text, name, cancel=cancel, on_progress=on_progress)
+        result = run_experiment(spec, text, name, cancel=cancel, on_progress=on_progress, renderer=renderer)
     for w in result.warnings:
         typer.echo(f"warning: {w}", err=True)
     if output is not None:
@@ -255,8 +294,8 @@ def _progress(show: bool, kind: str, total: int | None) -> Iterator[Callable[[in
 def _command(kind: str) -> Callable[..., None]:
     def command(spec: SpecArg, model: ModelOpt = None, set_: SetOpt = None, output: OutOpt = None,
                 as_json: JsonOpt = False, dask: DaskOpt = None, backend: BackendOpt = None, plot: PlotOpt = None,
-                progress: ProgressOpt = None) -> None:
-        run_kind(kind, spec, model, set_, output, as_json, dask, backend, plot, progress)
+                progress: ProgressOpt = None, template: TemplateOpt = None) -> None:
+        run_kind(kind, spec, model, set_, output, as_json, dask, backend, plot, progress, template)
 
     command.__doc__ = HELP[kind]
     command.__name__ = kind

@@ -26,11 +26,12 @@ import numpy as np
 import numpy.typing as npt
 
 from flowtime.analysis.metrics import derive
-from flowtime.errors import ExperimentError, ModelError, Problem
+from flowtime.errors import ExperimentError, FlowTimeError, ModelError, Problem
 from flowtime.experiments.backends import Backend, InProcess
 from flowtime.experiments.batch import Batch, plan_of
 from flowtime.experiments.metric import CompiledMetric, compile_metrics, derived_names, evaluate_metric, nan_points
 from flowtime.experiments.parameters import Target, edited_text, edits_of, resolve, to_sets
+from flowtime.experiments.sources import ENGINE_TAKES_MODELS, TemplateRenderer
 from flowtime.experiments.spec import AnySpec
 from flowtime.expr.functions import suggest
 from flowtime.model.kinds import is_internal
@@ -56,15 +57,20 @@ class Evaluated:
 class Evaluator:
     def __init__(self, model_text: str, spec: AnySpec, backend: Backend | None = None, *,
                  batch_size: int | None = None, cancel: threading.Event | None = None,
-                 on_progress: Callable[[int], None] | None = None) -> None:
+                 on_progress: Callable[[int], None] | None = None,
+                 renderer: TemplateRenderer | None = None) -> None:
+        if spec.template is not None and renderer is None:
+            raise ExperimentError([Problem("template", ENGINE_TAKES_MODELS)])
         self.text = model_text
         self.spec = spec
+        self.renderer = renderer
+        self._names = renderer.names if renderer is not None else None
         self.backend: Backend = backend if backend is not None else InProcess()
         self.cancel = cancel
         self.on_progress = on_progress
         self.model: Model = plan_of(model_text).model  # the batches' plan cache: loaded once per process
         self._data: Any = None
-        self.targets: list[Target] = resolve(self.model, spec.parameters, self._yaml)
+        self.targets: list[Target] = resolve(self.model, spec.parameters, self._yaml, self._names)
         self.metrics: list[CompiledMetric] = compile_metrics(spec.metrics, self.model)
         self.capture = self._check_capture(spec.capture)
         self._check_columns()
@@ -79,7 +85,11 @@ class Evaluator:
         per_point = max(1, len(self.model.nodes)) * self.model.grid.bins * 8
         self.batch_size = batch_size or int(min(MAX_BATCH, max(1, BATCH_BYTES // per_point)))
         self.evaluated = 0  # points so far, against limits.maxPoints
-        self._models: dict[tuple[float, ...], tuple[str, Model]] = {(): (model_text, self.model)}
+        # (template values, edit values) -> (model text, model); template values -> that model's targets
+        self._models: dict[tuple[tuple[float, ...], tuple[float, ...]], tuple[str, Model]] = {
+            ((), ()): (model_text, self.model)}
+        self._rendered: dict[tuple[float, ...], tuple[list[Target], str, Model, Callable[[], Any]]] = {
+            (): (self.targets, model_text, self.model, self._yaml)}
 
     @property
     def _ids(self) -> set[str]:
@@ -152,14 +162,59 @@ class Evaluator:
             return int(self.model.rng.seed)
         return secrets.randbits(31) if draw else None
 
-    def _group(self, edits: tuple[float, ...]) -> tuple[str, Model]:
-        got = self._models.get(edits)
+    def _template_values(self, key: tuple[float, ...]) -> str:
+        cols = [t for t in self.targets if t.template is not None]
+        return ", ".join(f"{t.target} = {v:g}" for t, v in zip(cols, key, strict=True))
+
+    def _render(self, key: tuple[float, ...]) -> tuple[list[Target], str, Model, Callable[[], Any]]:
+        """
+        The model the template gives for the template parameters' values ``key`` (in parameter order):
+        rendered once, planned once, its targets resolved again (a scaled profile is this model's).
+        """
+        got = self._rendered.get(key)
+        if got is not None:
+            return got
+        assert self.renderer is not None
+        cols = [t for t in self.targets if t.template is not None]
+        where = f"parameters[{cols[0].index}]"
+        values = {t.template: v for t, v in zip(cols, key, strict=True) if t.template is not None}
+        try:
+            text = self.renderer.render(values)
+            model = plan_of(text).model
+        except FlowTimeError as exc:
+            raise ExperimentError([Problem(where, f"the template with {self._template_values(key)} gives no model "
+                                                  f"to run: {str(exc).strip()}")]) from exc
+        problems = []
+        if model.grid.bins != self.model.grid.bins and self.capture:
+            problems.append(f"its grid has {model.grid.bins} bins, the base model's {self.model.grid.bins}; "
+                            "captured series need one grid")
+        ids = {n.id for n in model.nodes}
+        missing = [name for name in self.outputs if name not in ids]
+        if missing:
+            problems.append(f"it has no {', '.join(repr(m) for m in missing)}, which the metrics or capture read")
+        if problems:
+            raise ExperimentError([Problem(where, f"the model the template gives with {self._template_values(key)}: "
+                                                  f"{m}") for m in problems])
+        data: list[Any] = []
+
+        def yaml_data() -> Any:
+            if not data:
+                data.append(parse_yaml(text)[0])
+            return data[0]
+
+        targets = resolve(model, self.spec.parameters, yaml_data, self._names)
+        got = self._rendered[key] = (targets, text, model, yaml_data)
+        return got
+
+    def _group(self, key: tuple[float, ...], edits: tuple[float, ...]) -> tuple[str, Model]:
+        got = self._models.get((key, edits))
         if got is None:
-            text = edited_text(self._yaml(), self.targets, edits)
+            targets, _, _, yaml_data = self._render(key)
+            text = edited_text(yaml_data(), targets, edits)
             try:
-                got = self._models[edits] = (text, load_model(text).model)
+                got = self._models[key, edits] = (text, load_model(text).model)
             except ModelError as exc:  # e.g. a route weight <= 0: say which parameters and values
-                edited = [t for t in self.targets if t.edit is not None]
+                edited = [t for t in targets if t.edit is not None]
                 values = ", ".join(f"{t.target} = {v:g}" for t, v in zip(edited, edits, strict=True))
                 raise ExperimentError([Problem(f"parameters[{edited[0].index}]", f"the model with {values} is "
                                                f"invalid: {p.message}") for p in exc.problems]
@@ -177,24 +232,30 @@ class Evaluator:
             self.check_count(n)
         seed_list: list[int | None] = list(seeds) if seeds is not None else [self.spec.seed] * n
         sample = sample_pmf if sample_pmf is not None else bool(self.spec.sample_pmf)
-        sets = to_sets(self.targets, points)
-        edits = edits_of(self.targets, points)
-        groups: dict[tuple[float, ...], list[int]] = {}
-        for k, e in enumerate(edits):
-            groups.setdefault(e, []).append(k)
+        tcols = [j for j, t in enumerate(self.targets) if t.template is not None]
+        rendered: dict[tuple[float, ...], list[int]] = {}  # points by their template values: one model each
+        for k, row in enumerate(points[:, tcols].tolist() if tcols else [[]] * n):
+            rendered.setdefault(tuple(row), []).append(k)
         bins = self.model.grid.bins
         metrics = np.empty((n, len(self.metrics)), dtype=np.float64)
         captured = {c: np.empty((n, bins), dtype=np.float64) for c in self.capture}
-        for e, rows in groups.items():
-            text, model = self._group(e)
-            series = self._run(text, [sets[k] for k in rows], [seed_list[k] for k in rows], sample)
-            idx = np.asarray(rows)
-            if self.needs_derived:
-                series = self._with_derived(model, series, len(rows))
-            for j, m in enumerate(self.metrics):
-                metrics[idx, j] = evaluate_metric(m, series, len(rows))
-            for c in self.capture:
-                captured[c][idx] = series[c]
+        for key, these in rendered.items():
+            targets = self._render(key)[0]
+            sets = to_sets(targets, points[these])
+            groups: dict[tuple[float, ...], list[int]] = {}
+            for i, e in enumerate(edits_of(targets, points[these])):
+                groups.setdefault(e, []).append(i)
+            for e, local in groups.items():
+                text, model = self._group(key, e)
+                rows = [these[i] for i in local]
+                series = self._run(text, [sets[i] for i in local], [seed_list[k] for k in rows], sample)
+                idx = np.asarray(rows)
+                if self.needs_derived:
+                    series = self._with_derived(model, series, len(rows))
+                for j, m in enumerate(self.metrics):
+                    metrics[idx, j] = evaluate_metric(m, series, len(rows))
+                for c in self.capture:
+                    captured[c][idx] = series[c]
         self.evaluated += n if counted else 0
         warnings = tuple(Problem(f"metrics[{m.index}]", f"{m.label} is NaN at {nan_points(metrics[:, j])}",
                                  severity="warning")

@@ -44,15 +44,19 @@ class _Strict(BaseModel):
 
 
 class Observed(_Strict):
-    """The observed series: ``values`` inline (null = missing), or a ``file`` (CSV) the caller reads."""
+    """
+    The observed series: ``values`` inline (null = missing), a ``file`` (CSV) the caller reads, or ``csv``:
+    that CSV's text inline (how it comes over HTTP, where the Engine reads no file; ``experiments.observed``).
+    """
 
     values: list[float | None] | None = None
     file: str | None = None
+    csv: str | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Observed:
-        if (self.values is None) == (self.file is None):
-            raise ValueError("give exactly one of values or file")
+        if sum(v is not None for v in (self.values, self.file, self.csv)) != 1:
+            raise ValueError("give exactly one of values, file or csv")
         return self
 
     def array(self) -> Array:

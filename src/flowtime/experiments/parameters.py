@@ -12,6 +12,9 @@ A parameter's ``target`` resolves (``resolve``) to one of two things:
   numeric ``parallelism`` the model gives no const for. Points sharing their
   edits share one edited model text (``edited_text``), planned once.
 
+* a **template parameter** (``template.<name>``, when the model is a Sim template's): the
+  evaluator renders the model again for each distinct value (``experiments.sources``).
+
 ``mode: value`` puts the number in every bin (an initial depth: in bin 0);
 ``mode: scale`` multiplies the target's whole profile by the factor - a
 profile is never flattened (the reference's defect). ``to_sets`` turns a
@@ -29,6 +32,7 @@ import numpy.typing as npt
 import yaml
 
 from flowtime.errors import ExperimentError, Problem
+from flowtime.experiments.sources import ENGINE_TAKES_MODELS, TEMPLATE_PREFIX
 from flowtime.experiments.spec import Parameter
 from flowtime.expr.functions import suggest
 from flowtime.model.kinds import is_internal
@@ -54,6 +58,7 @@ class Target:
     first_bin: bool = False  # an initial depth: the value in bin 0, zero after
     edit: tuple[str | int, ...] | None = None  # a path into the model's YAML data
     edit_base: float = 0.0  # the number at that path in the model (for scale mode)
+    template: str | None = None  # a template parameter: each distinct value renders the model again
 
 
 def _const(model: Model, node_id: str) -> ConstNode | None:
@@ -148,10 +153,23 @@ def _router(model: Model, p: Parameter, i: int, data: Any) -> Target | str:
                   edit_base=1.0 if weight is None else weight)
 
 
-def resolve(model: Model, parameters: Sequence[Parameter], data: Callable[[], Any]) -> list[Target]:
+def _template(p: Parameter, i: int, names: Sequence[str] | None) -> Target | str:
+    name = p.target[len(TEMPLATE_PREFIX):]
+    if names is None:
+        return f"'{p.target}' is a template parameter, but this experiment has no template: {ENGINE_TAKES_MODELS}"
+    if name not in names:
+        return f"the template has no parameter '{name}'{suggest(name, list(names))}"
+    if p.mode == "scale":
+        return f"a template parameter takes mode: value (the template's '{name}' is rendered with each value)"
+    return Target(i, p.target, p.mode, template=name)
+
+
+def resolve(model: Model, parameters: Sequence[Parameter], data: Callable[[], Any],
+            template_names: Sequence[str] | None = None) -> list[Target]:
     """
     Each parameter's target, every problem at once. ``data`` gives the model's YAML data, for edits (parsed
-    only when a target needs it: most experiments set const nodes).
+    only when a target needs it: most experiments set const nodes). ``template_names``: the parameters of
+    the template the model was rendered from (None: the model is not a template's).
     """
     problems: list[Problem] = []
     out: list[Target] = []
@@ -159,7 +177,9 @@ def resolve(model: Model, parameters: Sequence[Parameter], data: Callable[[], An
     ids = [n.id for n in model.nodes if not is_internal(n.id)]
     for i, p in enumerate(parameters):
         got: Target | str
-        if p.target.startswith("topology."):
+        if p.target.startswith(TEMPLATE_PREFIX):
+            got = _template(p, i, template_names)
+        elif p.target.startswith("topology."):
             got = _topology(model, p, i, data())
         elif p.target.startswith("router."):
             got = _router(model, p, i, data())
@@ -175,7 +195,8 @@ def resolve(model: Model, parameters: Sequence[Parameter], data: Callable[[], An
         if isinstance(got, str):
             problems.append(Problem(f"parameters[{i}].target", got))
             continue
-        key = (got.node,) if got.node is not None else ("edit", got.edit)
+        key = (got.node,) if got.node is not None else ("template", got.template) if got.template else ("edit",
+                                                                                                     got.edit)
         if key in seen:
             problems.append(Problem(f"parameters[{i}].target", f"changes what parameters[{seen[key]}] changes"))
             continue

@@ -59,6 +59,7 @@ class ExperimentResult:
     bands: dict[str, Array] | None = None  # Monte Carlo: series -> (len(percentiles), bins)
     histograms: dict[str, Histogram] | None = None  # Monte Carlo: metric -> histogram
     answer: dict[str, Any] | None = None  # the numerical kinds' own answer (optimize: the optimum; fit: the fit)
+    source: dict[str, Any] | None = None  # a template's experiment: {template: {id, version, title, parameters}}
 
     @property
     def n(self) -> int:
@@ -112,4 +113,6 @@ class ExperimentResult:
             out["histograms"] = {name: h.to_json() for name, h in self.histograms.items()}
         if self.answer is not None:
             out["answer"] = self.answer
+        if self.source is not None:
+            out["source"] = self.source
         return out

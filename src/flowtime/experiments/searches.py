@@ -19,6 +19,7 @@ import numpy.typing as npt
 from flowtime.errors import ExperimentError, Problem
 from flowtime.experiments.evaluator import Evaluator
 from flowtime.experiments.fit import fitted_bins, loss_of, run_fit
+from flowtime.experiments.observed import observed_of
 from flowtime.experiments.optimize import run_optimize
 from flowtime.experiments.results import ExperimentResult
 from flowtime.experiments.spec import FitExperiment, OptimizeExperiment
@@ -77,13 +78,7 @@ def run_fit_experiment(ev: Evaluator) -> ExperimentResult:
     spec = ev.spec
     assert isinstance(spec, FitExperiment)
     settings = spec.settings
-    if settings.observed.values is None:
-        raise ExperimentError([Problem("settings.observed.file", "the observed file must be read by the caller "
-                                                                 "(flowtime.experiment, the CLI or HTTP) into values")])
-    observed = settings.observed.array()
-    if observed.size != ev.model.grid.bins:
-        raise ExperimentError([Problem("settings.observed.values", f"gives {observed.size} values for the "
-                                                                   f"model's {ev.model.grid.bins} bins")])
+    observed = observed_of(settings, ev.model.grid.bins)
     mask, w = fitted_bins(settings, observed)
     bounds = bounds_of(ev)
     seed = _seed(ev)

@@ -133,7 +133,8 @@ Distribution = Annotated[Uniform | Normal | Triangular | Lognormal | Discrete, F
 class Parameter(_Strict):
     """
     What one parameter varies: ``target`` (a const node id, ``topology.<Node>.capacity|parallelism|wipLimit|
-    initialDepth`` or ``router.<Router>.<target>``) over ``values``, a ``range`` or a ``distribution``.
+    initialDepth``, ``router.<Router>.<target>`` or, with a ``template``, ``template.<parameter>``) over
+    ``values``, a ``range`` or a ``distribution``.
     ``mode: value`` sets the target to the number in every bin; ``scale`` multiplies its whole profile.
     """
 
@@ -220,7 +221,19 @@ class MonteCarloSettings(_Strict):
         return self
 
 
+class TemplateSource(_Strict):
+    """
+    The experiment's model is a Sim template (``id``: a catalog id or a template file), rendered with
+    ``parameters`` (the base values; a ``template.<name>`` parameter varies one of them). Only the CLI and
+    the Python API render templates: the Engine's HTTP API takes models (decision 0038).
+    """
+
+    id: str = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
 class _Common(_Strict):
+    template: TemplateSource | None = None
     parameters: list[Parameter] = Field(default_factory=list)
     metrics: list[Metric] = Field(default_factory=list)
     seed: int | None = None

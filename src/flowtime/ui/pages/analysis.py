@@ -40,7 +40,9 @@ KIND_TITLES = {"sweep": "Sweep", "montecarlo": "Monte Carlo", "sensitivity": "Se
 # values or a range, Monte Carlo draws from a distribution, the numerical kinds search a range.
 HIDDEN = {"sweep": ("distribution",), "montecarlo": ("values", "range")}
 HIDDEN_SEARCH = ("values", "distribution", "range.steps")
-HIDDEN_ALWAYS = ("settings.observed.file",)  # over HTTP the Engine reads no files: observed values are pasted
+# over HTTP the Engine reads no files: observed values are pasted
+# and the Engine takes models: the page itself names the model (a run's or a generated one), never a template
+HIDDEN_ALWAYS = ("settings.observed.file", "settings.observed.csv", "template", "template.id", "template.parameters")
 ROWS = {"parameters": 2, "metrics": 2, "settings.constraints": 1}
 ROWS_BY_KIND = {"goalseek": {"parameters": 1, "metrics": 1}, "fit": {"metrics": 0}}
 MAX_ROWS = 12
