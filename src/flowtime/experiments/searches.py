@@ -23,29 +23,9 @@ from flowtime.experiments.observed import observed_of
 from flowtime.experiments.optimize import run_optimize
 from flowtime.experiments.results import ExperimentResult
 from flowtime.experiments.spec import FitExperiment, OptimizeExperiment
-from flowtime.experiments.studies import bounds_of, searched
+from flowtime.experiments.studies import Seen, bounds_of, searched
 
 Array = npt.NDArray[np.float64]
-
-
-class _Recorder:
-    """Every batch a search evaluates (each point once: the algorithms remember points)."""
-
-    def __init__(self, p: int) -> None:
-        self.points: list[Array] = []
-        self.rows: list[Array] = []
-        self.p = p
-
-    def add(self, x: Array, rows: Array) -> None:
-        self.points.append(np.atleast_2d(np.asarray(x, dtype=np.float64)).reshape(-1, self.p))
-        self.rows.append(np.atleast_2d(np.asarray(rows, dtype=np.float64)))
-
-    def stacked(self, m: int) -> tuple[Array, Array]:
-        if not self.points:
-            return np.zeros((0, self.p)), np.zeros((0, m))
-        return np.concatenate(self.points), np.concatenate(self.rows)
-
-
 
 
 def _seed(ev: Evaluator) -> int | None:
@@ -60,17 +40,9 @@ def run_optimize_experiment(ev: Evaluator) -> ExperimentResult:
         raise ExperimentError([Problem("metrics", "optimize needs a metric to optimise")])
     bounds = bounds_of(ev)
     seed = _seed(ev)
-    seen = _Recorder(len(bounds))
-
-    def objective(x: Array) -> Array:
-        got = ev.evaluate(x, [seed] * x.shape[0])
-        if got.warnings:  # a search cannot compare NaN
-            raise ExperimentError([Problem(w.path, w.message) for w in got.warnings])
-        seen.add(x, got.metrics)
-        return got.metrics
-
-    got = run_optimize(objective, bounds, spec.settings, metric_names=ev.metric_names, seed=seed)
-    points, metrics = seen.stacked(len(ev.metric_names))
+    seen = Seen(ev, seed)
+    got = run_optimize(seen, bounds, spec.settings, metric_names=ev.metric_names, seed=seed)
+    points, metrics = seen.stacked()
     return searched("optimize", ev, points, metrics, seed, got.to_json())
 
 
@@ -83,14 +55,8 @@ def run_fit_experiment(ev: Evaluator) -> ExperimentResult:
     bounds = bounds_of(ev)
     seed = _seed(ev)
     ev.series_objective(settings.series)  # the evaluator now captures the fitted series
-    seen = _Recorder(len(bounds))
-
-    def series(x: Array) -> Array:
-        rows = ev.evaluate(x, [seed] * x.shape[0]).series[settings.series]
-        seen.add(x, rows)
-        return rows
-
-    got = run_fit(series, bounds, settings, observed, seed=seed)
-    points, rows = seen.stacked(ev.model.grid.bins)
+    seen = Seen(ev, seed, settings.series)
+    got = run_fit(seen, bounds, settings, observed, seed=seed)
+    points, rows = seen.stacked()
     loss = loss_of(settings.loss, rows[:, mask] - observed[mask], w[mask])[:, None]
     return searched("fit", ev, points, loss, seed, got.to_json(), columns=("loss",), series={settings.series: rows})

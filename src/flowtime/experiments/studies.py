@@ -27,26 +27,32 @@ from flowtime.experiments.spec import GoalSeekExperiment, SensitivityExperiment
 Array = npt.NDArray[np.float64]
 
 
-class _Seen:
-    """Every batch the algorithm asked for, in order."""
+class Seen:
+    """Every batch a search asked for, in order, with what it got: the metrics, or with ``series`` that series."""
 
-    def __init__(self, ev: Evaluator, seed: int | None) -> None:
+    def __init__(self, ev: Evaluator, seed: int | None, series: str | None = None) -> None:
         self.ev = ev
         self.seed = seed
+        self.series = series
         self.points: list[Array] = []
         self.rows: list[Array] = []
 
     def __call__(self, x: Array) -> Array:
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         got = self.ev.evaluate(x, [self.seed] * x.shape[0])
-        if got.warnings:  # an index or a root over NaN means nothing; say where
+        if self.series is not None:
+            rows = got.series[self.series]
+        elif got.warnings:  # an index, a root or an optimum over NaN means nothing; say where
             raise ExperimentError([Problem(w.path, w.message) for w in got.warnings])
+        else:
+            rows = got.metrics
         self.points.append(x)
-        self.rows.append(got.metrics)
-        return got.metrics
+        self.rows.append(np.atleast_2d(rows))
+        return rows
 
     def stacked(self) -> tuple[Array, Array]:
-        p, m = len(self.ev.parameter_names), len(self.ev.metric_names)
+        p = len(self.ev.parameter_names)
+        m = self.ev.model.grid.bins if self.series is not None else len(self.ev.metric_names)
         if not self.points:
             return np.zeros((0, p)), np.zeros((0, m))
         return np.concatenate(self.points), np.concatenate(self.rows)
@@ -73,7 +79,7 @@ def run_sensitivity_experiment(ev: Evaluator) -> ExperimentResult:
     bounds = bounds_of(ev)
     # one seed: the design's (Morris, Sobol) and every point's engine seed
     seed = ev.base_seed(spec.settings.method != "local" or bool(spec.sample_pmf))
-    seen = _Seen(ev, seed)
+    seen = Seen(ev, seed)
     got = run_sensitivity(seen, bounds, spec.settings, metric_names=ev.metric_names, seed=seed)
     points, metrics = seen.stacked()
     return searched("sensitivity", ev, points, metrics, seed, got.to_json())
@@ -86,7 +92,7 @@ def run_goalseek_experiment(ev: Evaluator) -> ExperimentResult:
         raise ExperimentError([Problem("metrics", "goal seek needs the metric to bring to the target")])
     bounds = bounds_of(ev)
     seed = ev.base_seed(bool(spec.sample_pmf))
-    seen = _Seen(ev, seed)
+    seen = Seen(ev, seed)
     try:
         got = run_goalseek(seen, bounds, spec.settings, metric_names=ev.metric_names)
     except BracketError as exc:
