@@ -304,7 +304,7 @@ def test_compare_shows_ranking_deltas_and_differing_parameters(stack: Stack) -> 
     assert re.search(r'data-series="served@SERVED@DEFAULT">.*?<td class="num">6</td>', html, re.S)
     data = json.loads(re.search(r'id="compare-data">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
     served = next(s for s in data["series"] if s["label"] == "served")
-    assert served["delta"] == [0, 3, 6, 6]
+    assert served["deltas"] == {a: [0, 3, 6, 6]} and data["baseline"] == b
 
 
 def test_compare_pages_through_the_series_the_engine_caps(stack: Stack) -> None:
