@@ -109,7 +109,7 @@ def test_a_form_posted_without_script_gets_its_untouched_arrays_fitted(services:
         hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
         form = {**hidden, "bins": "12", "binSize": "60", "demand": ", ".join(map(str, DEMAND)),
                 "trains_per_period": "2", "seats_per_train": "150"}
-        r = ui.post("/templates/commuter-rail/generate", data=form)
+        r = ui.post("/templates/commuter-rail/generate", data=form, follow_redirects=True)
         assert r.status_code == 200, r.text
         model_hash = re.search(r'name="hash" value="([^"]+)"', r.text)
         assert model_hash
