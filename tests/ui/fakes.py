@@ -228,7 +228,7 @@ def create_fake_engine(extra_runs: int = 0, token: str | None = None) -> FastAPI
         prov = r["provenance"] or {}
         return {"id": r["id"], "type": "run", "created": r["created"], "title": r["title"], "tags": ["run"],
                 "templateId": prov.get("templateId"), "modelId": prov.get("modelId"),
-                "scenarioHash": "sha256:ab", "seed": r["seed"], **r["grid"],
+                "parameters": prov.get("parameters"), "scenarioHash": "sha256:ab", "seed": r["seed"], **r["grid"],
                 "seriesCount": len(r["series"]), "totalSize": 1234}
 
     @app.get("/v1/artifacts")

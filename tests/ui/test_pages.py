@@ -176,6 +176,16 @@ def test_generate_shows_yaml_graph_provenance_and_quality(stack: Stack) -> None:
     assert again.status_code == 200 and 'data-node="unmet"' in again.text
 
 
+def test_runs_are_titled_by_template_and_changed_parameters(stack: Stack) -> None:
+    changed = run_generated(stack, generate(stack, capacity="12"))
+    plain = run_generated(stack, generate(stack))
+    html = stack.http.get("/runs").text
+    row = re.search(rf'data-run="{changed}">.*?</tr>', html, re.S)
+    assert row and '<span class="run-title">transport · capacity=12</span>' in row.group(0)
+    row = re.search(rf'data-run="{plain}">.*?</tr>', html, re.S)
+    assert row and '<span class="run-title">transport · defaults</span>' in row.group(0)
+
+
 def test_an_expired_generated_model_says_so_and_links_to_the_form(stack: Stack) -> None:
     r = stack.http.get("/models/transport/0123456789ab")
     assert r.status_code == 404
