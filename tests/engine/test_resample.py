@@ -56,7 +56,8 @@ def test_undefined_bins_are_left_out_of_a_mean_and_spoil_a_sum() -> None:
 
 
 def test_disjoint_spans_are_a_conflict_naming_both_spans() -> None:
-    with pytest.raises(ConflictError, match="share no time span: run 1 covers minutes 0-120, run 2 covers minutes 180-300"):
+    spans = "share no time span: run 1 covers minutes 0-120, run 2 covers minutes 180-300"
+    with pytest.raises(ConflictError, match=spans):
         align([Axis(2, 60, 0), Axis(2, 60, 180)])
 
 

@@ -207,5 +207,6 @@ def test_pages_fit_a_390_pixel_screen(services: Services, spike: str, where: str
         wide = pg.evaluate("""() => [...document.querySelectorAll('body *')]
             .filter((e) => e.getBoundingClientRect().right > 391
                      && ![...e.children].some((c) => c.getBoundingClientRect().right > 391))
-            .slice(0, 6).map((e) => `${e.tagName}.${e.getAttribute('class') || ''}#${e.id} ${Math.round(e.getBoundingClientRect().right)}`)""")
+            .slice(0, 6)
+            .map((e) => `${e.tagName}.${e.getAttribute('class') || ''}#${e.id} ${e.getBoundingClientRect().right}`)""")
         assert width <= 390, f"{where} is {width} px wide: {wide}"

@@ -62,7 +62,7 @@ def run_axis(registry: Registry, run_id: str) -> RunAxis:
         from flowtime.model.schema import BinUnit
 
         try:
-            minutes = int(grid.get("binSize")) * BinUnit(str(grid.get("binUnit"))).minutes
+            minutes = int(str(grid.get("binSize"))) * BinUnit(str(grid.get("binUnit"))).minutes
         except (TypeError, ValueError):
             minutes = None
     if not isinstance(bins, int) or not isinstance(minutes, int):
@@ -171,7 +171,8 @@ def resampling_json(axes: Sequence[RunAxis], alignment: Alignment, start: dateti
                      f"{alignment.bins} bins of {duration(alignment.bin_minutes)} (the coarsest bin size). "
                      f"{'; '.join(parts)}. Rule: {RULE}.")
     else:
-        statement = f"All runs share one grid: {alignment.bins} bins of {duration(alignment.bin_minutes)}, compared bin by bin."
+        statement = (f"All runs share one grid: {alignment.bins} bins of {duration(alignment.bin_minutes)}, "
+                     "compared bin by bin.")
     return {"resampled": alignment.resampled, "binMinutes": alignment.bin_minutes, "bins": alignment.bins,
             "startTimeUtc": utc_text(start), "byClock": start is not None, "rule": RULE,
             "averaged": list(means), "runs": per_run, "statement": statement}

@@ -19,7 +19,15 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from flowtime.artifacts.alignment import align_runs, aligned, how_of, level_series, resampling_json, run_axis, target_grid
+from flowtime.artifacts.alignment import (
+    align_runs,
+    aligned,
+    how_of,
+    level_series,
+    resampling_json,
+    run_axis,
+    target_grid,
+)
 from flowtime.artifacts.compare import (
     MAX_COMPARED_SERIES,
     MAX_LISTED_IDS,
@@ -68,7 +76,8 @@ def compare_many(registry: Registry, run_ids: list[str], baseline: str | None = 
     models = {rid: try_stored_model(registry, rid) for rid in ids}
     levels = frozenset().union(*(level_series(m) for m in models.values()))
 
-    series = []
+    series: list[dict[str, Any]] = []
+    tops: dict[str, float] = {}  # each series' largest max |delta| (NaN when none is defined)
     for sid in chosen:
         how = how_of(first[sid], levels)
         values = {rid: aligned(registry.series_values(rid, entries[rid][sid]), alignment, i, how)
@@ -76,6 +85,7 @@ def compare_many(registry: Registry, run_ids: list[str], baseline: str | None = 
         deltas = {rid: delta_of(sid, values[rid], values[base]) for rid in ids if rid != base}
         worst = [d.max_abs_delta for d in deltas.values()]
         top = max((w for w in worst if not math.isnan(w)), default=math.nan)
+        tops[sid] = top
         series.append({
             "id": sid, "how": how, "unit": first[sid].get("unit"), "kind": first[sid].get("kind"),
             "values": {rid: json_values(v) for rid, v in values.items()},
@@ -84,7 +94,8 @@ def compare_many(registry: Registry, run_ids: list[str], baseline: str | None = 
             "sumDelta": {rid: json_number(d.sum_delta) for rid, d in deltas.items()},
             "maxAbsDeltaAny": json_number(top),
         })
-    ranking = sorted(series, key=lambda s: (s["maxAbsDeltaAny"] is None, -(s["maxAbsDeltaAny"] or 0.0), s["id"]))
+    ranking = sorted(series, key=lambda s: (math.isnan(tops[s["id"]]), -(0.0 if math.isnan(tops[s["id"]])
+                                                                          else tops[s["id"]]), s["id"]))
     changes = {}
     for rid in ids:
         if rid != base:

@@ -80,8 +80,9 @@ def align(axes: Sequence[Axis]) -> Alignment:
     The span all ``axes`` cover, in bins of the lcm of their sizes; ``ConflictError``
     when they share no whole target bin (disjoint spans, or boundaries that never meet).
 
-    >>> align([Axis(4, 60, 0), Axis(4, 60, 120)])
-    Alignment(bin_minutes=60, start_minute=120, bins=2, windows=(Window(first=2, factor=1), Window(first=0, factor=1)), resampled=True)
+    >>> al = align([Axis(4, 60, 0), Axis(4, 60, 120)])
+    >>> al.start_minute, al.bins, al.windows, al.resampled
+    (120, 2, (Window(first=2, factor=1), Window(first=0, factor=1)), True)
     >>> align([Axis(2, 60, 0), Axis(2, 60, 180)])
     Traceback (most recent call last):
     ...
@@ -138,8 +139,10 @@ def resample(values: Series, window: Window, bins: int, how: How) -> Series:
     if window.factor == 1:
         return block[:, 0].copy()
     if how == "sum":
-        return block.sum(axis=1)
+        summed: Series = block.sum(axis=1)
+        return summed
     defined = ~np.isnan(block)
     counts = defined.sum(axis=1)
     totals = np.where(defined, block, 0.0).sum(axis=1)
-    return np.divide(totals, counts, out=np.full(bins, np.nan), where=counts > 0)
+    means: Series = np.divide(totals, counts, out=np.full(bins, np.nan), where=counts > 0)
+    return means

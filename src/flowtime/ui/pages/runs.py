@@ -166,6 +166,19 @@ def _canonical(value: Any) -> str:
     return json.dumps(norm(value), sort_keys=True)
 
 
+def _same(value: Any, default: Any) -> bool:
+    """
+    Whether a parameter is at its default; a per-bin array is when it is its default
+    repeated or cut to the grid (as Sim fits untouched arrays when bins change).
+
+    >>> _same([1, 2, 1, 2], [1, 2]), _same([1, 2, 3], [1, 2]), _same(12, 12.0)
+    (True, False, True)
+    """
+    if isinstance(value, list) and isinstance(default, list) and value and default:
+        return all(_canonical(v) == _canonical(default[i % len(default)]) for i, v in enumerate(value))
+    return _canonical(value) == _canonical(default)
+
+
 def run_title(run: dict[str, Any], defaults: dict[str, Any] | None, most: int = 3) -> str | None:
     """
     A run named by what made it: its template and the parameters changed from the
@@ -182,11 +195,12 @@ def run_title(run: dict[str, Any], defaults: dict[str, Any] | None, most: int = 
     template = run.get("templateId")
     if not template:
         return None
-    params = run.get("parameters") if isinstance(run.get("parameters"), dict) else {}
+    given = run.get("parameters")
+    params: dict[str, Any] = given if isinstance(given, dict) else {}
     if defaults is None:  # the template's defaults are unknown (Sim down, or the template gone)
         return str(template)
     changed = [f"{k}={show_parameter(v)}" for k, v in params.items()
-               if k not in defaults or _canonical(v) != _canonical(defaults[k])]
+               if k not in defaults or not _same(v, defaults[k])]
     if not changed:
         return f"{template} · defaults"
     more = f", +{len(changed) - most} more" if len(changed) > most else ""

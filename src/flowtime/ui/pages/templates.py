@@ -146,7 +146,9 @@ async def model_view(request: Request, template_id: str, model_hash: str, sim: S
         "provenance": stored.get("provenance") or {},
         "hash": model_hash,
         "modelId": (stored.get("provenance") or {}).get("modelId") or metadata.get("modelId"),
-        "quality": stored.get("quality") or metadata.get("quality"),
+        "path": stored.get("path"),
+        # Sim's store keeps the quality report inside validation.json
+        "quality": stored.get("quality") or metadata.get("quality") or (stored.get("validation") or {}).get("quality"),
         "validation": stored.get("validation") or metadata.get("validation"),
     }
     tpl, _ = await probe(sim.template(template_id))
