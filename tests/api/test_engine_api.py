@@ -165,7 +165,8 @@ def test_compare_and_diff_show_the_overrides_and_the_model_difference(client: ht
     assert body["modelChanges"] == [{"node": "demand", "change": "values",
                                      "detail": "1 of 4 bins, first bin 2: 30 -> 35"}]
     other_grid = post_run(client, model([1, 2, 3]).replace("title: Hello model", "title: Other"))
-    assert client.get("/v1/runs/compare", params={"a": other_grid["runId"], "b": base["runId"]}).status_code == 409
+    shorter = client.get("/v1/runs/compare", params={"a": other_grid["runId"], "b": base["runId"]})
+    assert shorter.status_code == 200 and shorter.json()["grid"]["bins"] == 3  # their common span
     diff = client.get("/v1/runs/diff", params={"a": other_grid["runId"], "b": base["runId"]})
     assert diff.status_code == 200  # any two runs: the grids need not match
     assert diff.json()["modelChanges"] == [
@@ -687,15 +688,18 @@ def test_compare_checks_numbers_by_hand(client: httpx.Client) -> None:
     assert body["onlyInA"] == [] and body["onlyInB"] == ["extra"]
 
 
-def test_compare_refuses_different_grids_with_a_409(client: httpx.Client) -> None:
+def test_compare_of_different_lengths_uses_the_common_span_and_says_so(client: httpx.Client) -> None:
     a = post_run(client, model([1, 2, 3, 4]))["runId"]
-    b = post_run(client, model([1, 2, 3]))["runId"]
+    b = post_run(client, model([1, 2, 5]))["runId"]
     resp = client.get("/v1/runs/compare", params={"a": a, "b": b})
-    assert resp.status_code == 409
-    assert "bins differ: A has 4, B has 3" in resp.json()["detail"]
+    assert resp.status_code == 200
+    demand = resp.json()["series"][0]
+    assert (demand["a"], demand["b"], demand["delta"]) == ([1, 2, 3], [1, 2, 5], [0, 0, -2])
+    assert resp.json()["resampling"]["resampled"] is True
+    assert "bins 0–2 of 4" in resp.json()["resampling"]["statement"]
     missing = client.get("/v1/runs/compare", params={"a": a, "b": "run_20200101T000000Z_00000000"})
     assert missing.status_code == 404
-    assert client.get("/v1/runs/compare", params={"a": a}).status_code == 422
+    assert client.get("/v1/runs/compare", params={"a": a}).status_code == 400
 
 
 # -- graph and validate ----------------------------------------------------------------

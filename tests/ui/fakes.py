@@ -125,13 +125,14 @@ def create_fake_sim() -> FastAPI:
                 "templateId": tid, "templateVersion": catalog[tid]["version"],
                 "templateTitle": catalog[tid]["title"], "parameters": params,
                 "generatedAt": "2025-01-01T00:00:00Z", "generator": "flowtime-sim/fake", "schemaVersion": "1"}
-        models[(tid, digest)] = {"model": text, "provenance": prov, "metadata": {"templateId": tid}}
+        quality = {"score": 0.9, "checks": [{"name": "outputs", "passed": True, "message": "ok"},
+                                            {"name": "units", "passed": False, "message": "no units"}]}
+        # As the real Sim's store: the stored model answers its quality and validation too.
+        models[(tid, digest)] = {"model": text, "provenance": prov, "metadata": {"templateId": tid},
+                                 "quality": quality, "validation": {"valid": True, "problems": []}}
         app.state.generated.append(prov)
         return {"model": text, "provenance": prov, "modelId": prov["modelId"], "path": f"/tmp/{digest}",
-                "hash": digest,
-                "quality": {"score": 0.9, "checks": [{"name": "outputs", "passed": True, "message": "ok"},
-                                                     {"name": "units", "passed": False, "message": "no units"}]},
-                "validation": {"valid": True, "problems": []}}
+                "hash": digest, "quality": quality, "validation": {"valid": True, "problems": []}}
 
     @app.get("/api/v1/models")
     async def list_models() -> dict[str, Any]:
@@ -227,7 +228,7 @@ def create_fake_engine(extra_runs: int = 0, token: str | None = None) -> FastAPI
         prov = r["provenance"] or {}
         return {"id": r["id"], "type": "run", "created": r["created"], "title": r["title"], "tags": ["run"],
                 "templateId": prov.get("templateId"), "modelId": prov.get("modelId"),
-                "scenarioHash": "sha256:ab", "seed": r["seed"], **r["grid"],
+                "parameters": prov.get("parameters"), "scenarioHash": "sha256:ab", "seed": r["seed"], **r["grid"],
                 "seriesCount": len(r["series"]), "totalSize": 1234}
 
     @app.get("/v1/artifacts")

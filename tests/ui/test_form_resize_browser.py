@@ -109,7 +109,7 @@ def test_a_form_posted_without_script_gets_its_untouched_arrays_fitted(services:
         hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
         form = {**hidden, "bins": "12", "binSize": "60", "demand": ", ".join(map(str, DEMAND)),
                 "trains_per_period": "2", "seats_per_train": "150"}
-        r = ui.post("/templates/commuter-rail/generate", data=form)
+        r = ui.post("/templates/commuter-rail/generate", data=form, follow_redirects=True)
         assert r.status_code == 200, r.text
         model_hash = re.search(r'name="hash" value="([^"]+)"', r.text)
         assert model_hash
@@ -154,8 +154,11 @@ def test_the_runs_list_filtered_by_template_shows_the_parameters_that_differ(pag
     assert cells(b) == ["6", "[120, 300, 450, … 6 values]", "150"]
     full = pg.get_attribute(f"#runs-table tr[data-run='{a}'] td.param[data-param=demand]", "title")
     assert full == "demand = " + ", ".join(map(str, DEMAND * 2))
-    titles = pg.eval_on_selector_all("#runs-table td.title", "els => els.map(e => e.textContent.trim())")
+    titles = pg.eval_on_selector_all("#runs-table td.title .muted", "els => els.map(e => e.textContent.trim())")
     assert sorted(titles) == ["Commuter Rail Line", "Commuter Rail Line (bins=12, seats_per_train=200)"]
+    # the run's own title: template and changed parameters (demand only followed bins: unchanged)
+    named = pg.eval_on_selector_all("#runs-table .run-title", "els => els.map(e => e.textContent.trim())")
+    assert sorted(named) == ["commuter-rail · bins=12, seats_per_train=200", "commuter-rail · defaults"]
     pg.screenshot(path=str(SHOTS / "resize-03-runs-parameters.png"), full_page=True)
 
     # Unfiltered, runs of different templates have no common parameters to compare.

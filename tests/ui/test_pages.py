@@ -44,7 +44,7 @@ def generate(stack: Stack, **params: str) -> str:
     """Generate a transport model through the UI; returns the stored model's hash."""
     form = {"bins": "4", "demand": "10, 15, 20, 25", "capacity": "18", "unit": "hours", "surge": "false",
             **params}
-    r = post(stack, "/templates/transport/generate", data=form)
+    r = post(stack, "/templates/transport/generate", data=form, follow_redirects=True)
     assert r.status_code == 200, r.text
     m = re.search(r'name="hash" value="([^"]+)"', r.text)
     assert m
@@ -155,8 +155,11 @@ def test_parameters_sim_rejects_are_shown_at_their_fields(stack: Stack) -> None:
 
 
 def test_generate_shows_yaml_graph_provenance_and_quality(stack: Stack) -> None:
-    r = post(stack, "/templates/transport/generate",
-                        data={"bins": "4", "demand": "1, 2, 3, 4", "capacity": "3", "unit": "hours"})
+    posted = post(stack, "/templates/transport/generate",
+                  data={"bins": "4", "demand": "1, 2, 3, 4", "capacity": "3", "unit": "hours"})
+    assert posted.status_code == 303  # post/redirect/get: the model page has its own URL
+    assert re.fullmatch(r"/models/transport/[0-9a-f]+", posted.headers["location"])
+    r = stack.http.get(posted.headers["location"])
     assert r.status_code == 200
     html = r.text
     assert '<span class="y-key">schemaVersion</span>' in html
@@ -171,6 +174,23 @@ def test_generate_shows_yaml_graph_provenance_and_quality(stack: Stack) -> None:
     assert "attachment" in dl.headers["content-disposition"]
     again = stack.http.get(f"/models/transport/{model_hash.group(1)}")
     assert again.status_code == 200 and 'data-node="unmet"' in again.text
+
+
+def test_runs_are_titled_by_template_and_changed_parameters(stack: Stack) -> None:
+    changed = run_generated(stack, generate(stack, capacity="12"))
+    plain = run_generated(stack, generate(stack))
+    html = stack.http.get("/runs").text
+    row = re.search(rf'data-run="{changed}">.*?</tr>', html, re.S)
+    assert row and '<span class="run-title">transport · capacity=12</span>' in row.group(0)
+    row = re.search(rf'data-run="{plain}">.*?</tr>', html, re.S)
+    assert row and '<span class="run-title">transport · defaults</span>' in row.group(0)
+
+
+def test_an_expired_generated_model_says_so_and_links_to_the_form(stack: Stack) -> None:
+    r = stack.http.get("/models/transport/0123456789ab")
+    assert r.status_code == 404
+    assert "This generated model has expired" in r.text
+    assert 'id="error-back" href="/templates/transport">Generate again<' in r.text
 
 
 # ---- running ------------------------------------------------------------------------------------
@@ -304,7 +324,7 @@ def test_compare_shows_ranking_deltas_and_differing_parameters(stack: Stack) -> 
     assert re.search(r'data-series="served@SERVED@DEFAULT">.*?<td class="num">6</td>', html, re.S)
     data = json.loads(re.search(r'id="compare-data">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
     served = next(s for s in data["series"] if s["label"] == "served")
-    assert served["delta"] == [0, 3, 6, 6]
+    assert served["deltas"] == {a: [0, 3, 6, 6]} and data["baseline"] == b
 
 
 def test_compare_pages_through_the_series_the_engine_caps(stack: Stack) -> None:

@@ -20,9 +20,12 @@ from pydantic import BeforeValidator
 
 from flowtime.api.engine_deps import get_registry
 from flowtime.api.problems import problem_responses
+from flowtime.artifacts.alignment import grid_with_start
 from flowtime.artifacts.compare import MAX_COMPARED_SERIES, compare_runs, json_values, model_diff
+from flowtime.artifacts.compare_many import MAX_COMPARED_RUNS, compare_many
 from flowtime.artifacts.export import export_run
 from flowtime.artifacts.registry import MAX_LIMIT, ArtifactQuery, Registry, parse_series_csv
+from flowtime.errors import QueryError
 
 router = APIRouter(tags=["runs"], responses=problem_responses(400, 401, 404, 409, 422))
 RunId = Annotated[str, "run id such as run_20250101T000000Z_ab12cd34"]
@@ -95,13 +98,25 @@ def list_runs(q: ArtifactQuery = Depends(artifact_query),
             "count": page.count, "limit": q.limit, "skip": q.skip}
 
 
-@router.get("/v1/runs/compare", summary="Compare two runs on the same grid: model differences, series deltas")
-def compare(a: Annotated[str, Query(description="Run A")],
-            b: Annotated[str, Query(description="Run B (deltas are A - B)")],
+@router.get("/v1/runs/compare", summary=(
+    "Compare runs: two (a, b) or several (run=..&run=..&baseline=..); different grids on their common span"))
+def compare(a: Annotated[str | None, Query(description="Run A (with b: the two-run answer)")] = None,
+            b: Annotated[str | None, Query(description="Run B (deltas are A - B)")] = None,
+            run: Annotated[list[str] | None, Query(description=(
+                f"Runs to compare (2 to {MAX_COMPARED_RUNS}; repeated, or comma-separated)."))] = None,
+            baseline: Annotated[str | None, Query(description="With run=: the run deltas are taken against "
+                                                              "(default: the first).")] = None,
             offset: Annotated[int, Query(ge=0, description="First common series of the page.")] = 0,
             limit: Annotated[int, Query(ge=1, le=MAX_COMPARED_SERIES, description=(
                 f"Series per page (at most {MAX_COMPARED_SERIES}; fewer on long grids)."))] = MAX_COMPARED_SERIES,
             registry: Registry = Depends(get_registry)) -> dict[str, Any]:
+    runs = [r.strip() for item in run or [] for r in item.split(",") if r.strip()]
+    if runs:
+        if a or b:
+            raise QueryError("run", "give either a and b, or run=...; not both")
+        return compare_many(registry, runs, baseline, offset=offset, limit=limit)
+    if not a or not b:
+        raise QueryError("b" if a else "a", "name the runs to compare: a and b, or run=...&run=... (two or more)")
     return compare_runs(registry, a, b, offset=offset, limit=limit).to_json()
 
 
@@ -114,7 +129,8 @@ def diff(a: Annotated[str, Query(description="Run A")],
 
 @router.get("/v1/runs/{run_id}", summary="run.json, manifest and provenance of a run")
 def get_run(run_id: RunId, registry: Registry = Depends(get_registry)) -> dict[str, Any]:
-    return registry.details(run_id)
+    # ``grid`` adds the start written in the spec to run.json's grid: clock-time axes need it
+    return {**registry.details(run_id), "grid": grid_with_start(registry, run_id)}
 
 
 @router.get("/v1/runs/{run_id}/index", summary="The series index of a run")

@@ -190,6 +190,7 @@ class RunComparison:
     page: ComparePage | None = None
     model_changes: list[Change] | None = None
     model_note: str | None = None
+    resampling: dict[str, Any] | None = None  # what was done to bring two grids together (alignment)
 
     def to_json(self) -> dict[str, Any]:
         c = self.comparison
@@ -204,6 +205,8 @@ class RunComparison:
             body["modelNote"] = self.model_note
         if self.page is not None:
             body["page"] = self.page.to_json()
+        if self.resampling is not None:
+            body["resampling"] = self.resampling
         return body
 
 
@@ -238,10 +241,11 @@ def model_diff(registry: Registry, a: str, b: str) -> dict[str, Any]:
     return out
 
 
-def _model_changes(registry: Registry, a: str, b: str) -> tuple[list[Change] | None, str | None]:
+def _model_changes(registry: Registry, a: str, b: str, model_a: Model | None = None,
+                   model_b: Model | None = None) -> tuple[list[Change] | None, str | None]:
     """What changed from B's model to A's (None and a note when one cannot be read)."""
     try:
-        return diff_models(stored_model(registry, b), stored_model(registry, a)), None
+        return diff_models(model_b or stored_model(registry, b), model_a or stored_model(registry, a)), None
     except (FlowTimeError, OSError, UnicodeDecodeError) as exc:  # a spec this engine no longer reads
         return None, f"the models could not be compared: {str(exc).splitlines()[0][:200]}"
 
@@ -264,14 +268,24 @@ def compare_runs(registry: Registry, a: str, b: str, *, offset: int = 0,
     """
     Compare runs ``a`` and ``b`` over one page of their common series (in A's
     index order); ``limit=None`` compares them all (for local callers such as
-    the CLI). ``ConflictError`` when their grids differ.
+    the CLI). Runs on different grids are compared on their common span, in
+    bins of the coarser size (``alignment``); ``ConflictError`` when they share none.
     """
+    from flowtime.artifacts.alignment import (
+        align_runs,
+        aligned,
+        how_of,
+        level_series,
+        resampling_json,
+        run_axis,
+        target_grid,
+    )
+    from flowtime.artifacts.state import utc_text
+
     run_a, run_b = registry.run_json(a), registry.run_json(b)
-    grid_a, grid_b = run_a.get("grid") or {}, run_b.get("grid") or {}
-    why = grid_mismatch(grid_a, grid_b)
-    if why:
-        raise ConflictError(f"runs {a} and {b} are on different grids and cannot be compared "
-                            f"bin by bin: {why}")
+    grid_a = run_a.get("grid") or {}
+    axes = [run_axis(registry, a), run_axis(registry, b)]
+    alignment, start = align_runs(axes)
 
     def who(run_id: str, run: dict[str, Any]) -> dict[str, Any]:
         return {"runId": run_id, "title": run.get("title"),
@@ -283,19 +297,35 @@ def compare_runs(registry: Registry, a: str, b: str, *, offset: int = 0,
     common = [sid for sid in entries_a if sid in entries_b]
     only_a = [sid for sid in entries_a if sid not in entries_b]
     only_b = [sid for sid in entries_b if sid not in entries_a]
-    bins = grid_a.get("bins")
-    count = series_limit(bins if isinstance(bins, int) else 1, limit)
-    start = max(0, offset)
-    chosen = common[start:] if count is None else common[start:start + count]
-    comparison = compare_series({sid: registry.series_values(a, entries_a[sid]) for sid in chosen},
-                                {sid: registry.series_values(b, entries_b[sid]) for sid in chosen})
+    count = series_limit(max(ax.axis.bins for ax in axes), limit)
+    start_at = max(0, offset)
+    chosen = common[start_at:] if count is None else common[start_at:start_at + count]
+    model_a, model_b = try_stored_model(registry, a), try_stored_model(registry, b)
+    levels = level_series(model_a) | level_series(model_b)
+    hows = {sid: how_of(entries_a[sid], levels) for sid in chosen}
+    comparison = compare_series(
+        {sid: aligned(registry.series_values(a, entries_a[sid]), alignment, 0, hows[sid]) for sid in chosen},
+        {sid: aligned(registry.series_values(b, entries_b[sid]), alignment, 1, hows[sid]) for sid in chosen})
     listed = MAX_LISTED_IDS if limit is not None else None
     comparison = Comparison(comparison.series, comparison.ranking, only_a[:listed], only_b[:listed])
-    page = ComparePage(start, count if count is not None else len(common), len(chosen), len(common),
+    page = ComparePage(start_at, count if count is not None else len(common), len(chosen), len(common),
                        len(only_a), len(only_b))
-    grid = {k: grid_a.get(k) for k in (*GRID_KEYS, "binMinutes") if k in grid_a}
-    changes, note = _model_changes(registry, a, b)
-    return RunComparison(who(a, run_a), who(b, run_b), grid, comparison, page, changes, note)
+    if alignment.resampled:
+        grid = target_grid(alignment, start)
+    else:
+        grid = {k: grid_a.get(k) for k in (*GRID_KEYS, "binMinutes") if k in grid_a}
+        grid["startTimeUtc"] = utc_text(start)
+    changes, note = _model_changes(registry, a, b, model_a, model_b)
+    resampling = resampling_json(axes, alignment, start, [sid for sid in chosen if hows[sid] == "mean"])
+    return RunComparison(who(a, run_a), who(b, run_b), grid, comparison, page, changes, note, resampling)
+
+
+def try_stored_model(registry: Registry, run_id: str) -> Model | None:
+    """A run's model, or None when this engine can no longer read its spec."""
+    try:
+        return stored_model(registry, run_id)
+    except (FlowTimeError, OSError, UnicodeDecodeError):
+        return None
 
 
 def _entries(registry: Registry, run_id: str) -> dict[str, dict[str, Any]]:

@@ -217,6 +217,11 @@ def grid_json(grid: Grid, spec: str) -> dict[str, Any]:
     return {**grid.to_json(), "binMinutes": grid.bin_minutes, "startTimeUtc": utc_text(_start_of(spec))}
 
 
+def grid_start(spec: str) -> datetime | None:
+    """The grid's start written in a model's text, as a UTC instant (None without one)."""
+    return _start_of(spec)
+
+
 def _start_of(spec: str) -> datetime | None:
     """``grid.start`` (or ``startTimeUtc``, or the window form's ``window.startTimeUtc``) as a UTC instant."""
     from flowtime.model.yamltext import parse_yaml

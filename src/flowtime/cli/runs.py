@@ -283,7 +283,7 @@ def compare(
     data_dir: DataDir = None,
     as_json: AsJson = False,
 ) -> None:
-    """Compare two runs on the same grid: per series, the change from B to A, most changed first."""
+    """Compare two runs (different grids on their common span): per series, the change from B to A, most changed."""
     from flowtime.artifacts.compare import compare_runs
 
     result = compare_runs(_registry(data_dir), a, b, limit=None)  # local: every series, no paging
@@ -294,6 +294,8 @@ def compare(
     typer.echo(f"A: {a}  {result.a.get('title') or ''}".rstrip())
     typer.echo(f"B: {b}  {result.b.get('title') or ''}".rstrip())
     typer.echo(f"grid: {g.get('bins')} bins of {g.get('binSize')} {g.get('binUnit')}")
+    if result.resampling and result.resampling.get("resampled"):
+        typer.echo(f"resampled: {result.resampling['statement']}")
     _print_model_changes(result.a, result.b, [c.to_json() for c in result.model_changes or []],
                          result.model_note)
     ranking = result.comparison.ranking

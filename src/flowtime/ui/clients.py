@@ -362,6 +362,16 @@ class EngineClient(ServiceClient):
         data: dict[str, Any] = await self.get_json("/v1/runs/compare", params=params)
         return data
 
+    async def compare_many(self, run_ids: list[str], baseline: str, *, offset: int = 0) -> dict[str, Any]:
+        """Several runs against ``baseline``, on their common span (the Engine resamples different grids)."""
+        for rid in run_ids:
+            path_id(rid)
+        params: list[tuple[str, Any]] = [("run", rid) for rid in run_ids] + [("baseline", baseline)]
+        if offset:
+            params.append(("offset", offset))
+        data: dict[str, Any] = await self.get_json("/v1/runs/compare", params=params)
+        return data
+
     # ---- experiments (/v1/experiments, decision 0036; the analysis pages, 0044) ------------------
     # Progress is read by polling ``experiment``; a push stream (SSE) can replace the poll in
     # ``static/analysis.js`` without changing these calls.

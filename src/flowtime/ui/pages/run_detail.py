@@ -101,12 +101,13 @@ async def run_page(request: Request, run_id: str, engine: Engine) -> HTMLRespons
     run = detail.get("run") or {}
     manifest = detail.get("manifest") or {}
     provenance = detail.get("provenance") or {}
-    grid = run.get("grid") or index.get("grid") or {}
+    # the Engine's detail grid carries the start (startTimeUtc) that clock-time axes need
+    grid = detail.get("grid") or run.get("grid") or index.get("grid") or {}
     chart_data = {
         "runId": run_id,
         "grid": grid,
         "series": [
-            {"id": str(s["id"]), "label": _label(s), "points": s.get("points"),
+            {"id": str(s["id"]), "label": _label(s), "points": s.get("points"), "unit": s.get("unit"),
              "values": loaded.get(str(s["id"]))}
             for s in shown
         ],

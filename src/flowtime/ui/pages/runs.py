@@ -18,7 +18,7 @@ from starlette.datastructures import FormData, QueryParams, UploadFile
 
 from flowtime.ui.clients import ServiceProblem, UpstreamProblem, path_id
 from flowtime.ui.deps import Engine, Sim
-from flowtime.ui.forms import fmt_number
+from flowtime.ui.forms import fmt_number, parameters_from_schema
 from flowtime.ui.pages.home import probe
 from flowtime.ui.render import is_fragment, page
 from flowtime.ui.yamlview import highlight
@@ -151,6 +151,72 @@ def parameter_columns(runs: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _canonical(value: Any) -> str:
+    """A value in one spelling, so that 12 and 12.0 (or [1, 2] and [1.0, 2.0]) compare equal."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            return v
+        if isinstance(v, int | float):
+            return float(v)
+        if isinstance(v, list | tuple):
+            return [norm(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): norm(x) for k, x in v.items()}
+        return str(v)
+    return json.dumps(norm(value), sort_keys=True)
+
+
+def _same(value: Any, default: Any) -> bool:
+    """
+    Whether a parameter is at its default; a per-bin array is when it is its default
+    repeated or cut to the grid (as Sim fits untouched arrays when bins change).
+
+    >>> _same([1, 2, 1, 2], [1, 2]), _same([1, 2, 3], [1, 2]), _same(12, 12.0)
+    (True, False, True)
+    """
+    if isinstance(value, list) and isinstance(default, list) and value and default:
+        return all(_canonical(v) == _canonical(default[i % len(default)]) for i, v in enumerate(value))
+    return _canonical(value) == _canonical(default)
+
+
+def run_title(run: dict[str, Any], defaults: dict[str, Any] | None, most: int = 3) -> str | None:
+    """
+    A run named by what made it: its template and the parameters changed from the
+    template's defaults (None without a template in its provenance).
+
+    >>> run_title({"templateId": "transportation-basic", "parameters": {"demandRate": 12, "bins": 6}},
+    ...           {"demandRate": 10, "bins": 6})
+    'transportation-basic · demandRate=12'
+    >>> run_title({"templateId": "t", "parameters": {"a": 1.0}}, {"a": 1})
+    't · defaults'
+    >>> run_title({"templateId": "t", "parameters": {"a": 2, "b": 3, "c": 4, "d": 5}}, {}, most=2)
+    't · a=2, b=3, +2 more'
+    """
+    template = run.get("templateId")
+    if not template:
+        return None
+    given = run.get("parameters")
+    params: dict[str, Any] = given if isinstance(given, dict) else {}
+    if defaults is None:  # the template's defaults are unknown (Sim down, or the template gone)
+        return str(template)
+    changed = [f"{k}={show_parameter(v)}" for k, v in params.items()
+               if k not in defaults or not _same(v, defaults[k])]
+    if not changed:
+        return f"{template} · defaults"
+    more = f", +{len(changed) - most} more" if len(changed) > most else ""
+    return f"{template} · {', '.join(changed[:most])}{more}"
+
+
+async def _defaults(sim: Sim, template_ids: set[str]) -> dict[str, dict[str, Any]]:
+    """Each template's parameter defaults (a template Sim cannot describe is left out)."""
+    found = await asyncio.gather(*(probe(sim.template(t)) for t in sorted(template_ids)))
+    out: dict[str, dict[str, Any]] = {}
+    for tid, (tpl, _) in zip(sorted(template_ids), found, strict=True):
+        if isinstance(tpl, dict):
+            out[tid] = {p.name: p.default for p in parameters_from_schema(tpl.get("parameters") or [])}
+    return out
+
+
 @router.get("/runs", response_class=HTMLResponse)
 async def runs_list(request: Request, engine: Engine, sim: Sim) -> HTMLResponse:
     query = RunQuery.from_params(request.query_params)
@@ -164,12 +230,14 @@ async def runs_list(request: Request, engine: Engine, sim: Sim) -> HTMLResponse:
     runs = [r for r in listing.get("artifacts", []) if isinstance(r, dict)]
     # Filtered by one template, the parameters that differ are what set its runs apart.
     columns = parameter_columns(runs) if query.template else []
+    defaults = await _defaults(sim, {str(r["templateId"]) for r in runs if r.get("templateId")})
     ctx = {
         "title": "Runs",
         "query": query,
         "runs": runs,
         "param_columns": columns,
         "param_cells": {str(r.get("id")): {name: _cell(r, name) for name in columns} for r in runs},
+        "run_titles": {str(r.get("id")): run_title(r, defaults.get(str(r.get("templateId")))) for r in runs},
         "total": total,
         "pages": pages,
         "template_ids": template_ids,

@@ -6,9 +6,10 @@ and the generated model's page (YAML, DAG, provenance, quality; Run / Download).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData, QueryParams
 
 from flowtime.model.parameters import Parameter
@@ -97,8 +98,8 @@ async def template_form(request: Request, template_id: str, sim: Sim) -> HTMLRes
     return _form_page(request, tpl, params, texts, {k: v for k, v in errors.items() if k in given})
 
 
-@router.post("/templates/{template_id}/generate", response_class=HTMLResponse)
-async def generate(request: Request, template_id: str, sim: Sim, engine: Engine) -> HTMLResponse:
+@router.post("/templates/{template_id}/generate", response_class=HTMLResponse, response_model=None)
+async def generate(request: Request, template_id: str, sim: Sim, engine: Engine) -> Response:
     tpl, params = await _template(sim, template_id)
     form = await request.form()
     # Per-bin fields still at their default follow bins here too, so the form works without script.
@@ -116,20 +117,38 @@ async def generate(request: Request, template_id: str, sim: Sim, engine: Engine)
         if not per_field and not general:
             general = [exc.detail or exc.title]
         return _form_page(request, tpl, params, texts, per_field, general, status=400)
-    return await _model_page(request, engine, template_id, result, tpl)
+    model_hash = str(result.get("hash") or "")
+    if not model_hash:  # a Sim that names no stored model: show the result once, as before
+        return await _model_page(request, engine, template_id, result, tpl)
+    # Post/redirect/get: the model's page has a stable URL that survives a reload and can be shared.
+    return RedirectResponse(f"/models/{quote(template_id, safe='')}/{quote(model_hash, safe=':')}", status_code=303)
 
 
 @router.get("/models/{template_id}/{model_hash}", response_class=HTMLResponse)
 async def model_view(request: Request, template_id: str, model_hash: str, sim: Sim,
                      engine: Engine) -> HTMLResponse:
-    stored = await sim.model(template_id, model_hash)
+    try:
+        stored = await sim.model(template_id, model_hash)
+    except ServiceProblem as exc:
+        if exc.status != 404:
+            raise
+        # Sim's store is temporary: an old link finds nothing. Say so and offer the way back.
+        return page(request, "error.html", {
+            "title": "This generated model has expired",
+            "message": f"Sim no longer holds model {model_hash} of template {template_id}: its store of "
+                       "generated models is temporary.",
+            "hint": "Generate it again from the template form (runs made from it are kept by the Engine).",
+            "back": f"/templates/{quote(template_id, safe='')}", "back_label": "Generate again",
+        }, status=404)
     metadata = stored.get("metadata") or {}
     result = {
         "model": stored.get("model", ""),
         "provenance": stored.get("provenance") or {},
         "hash": model_hash,
         "modelId": (stored.get("provenance") or {}).get("modelId") or metadata.get("modelId"),
-        "quality": stored.get("quality") or metadata.get("quality"),
+        "path": stored.get("path"),
+        # Sim's store keeps the quality report inside validation.json
+        "quality": stored.get("quality") or metadata.get("quality") or (stored.get("validation") or {}).get("quality"),
         "validation": stored.get("validation") or metadata.get("validation"),
     }
     tpl, _ = await probe(sim.template(template_id))

@@ -79,6 +79,7 @@
 
   // ---- run selection for Compare -------------------------------------------------------------
   const selOrder = [];
+  const MAX_COMPARED = 8; // the Engine compares at most 8 runs at once
   function refreshSelection() {
     const boxes = [...document.querySelectorAll(".run-select")];
     for (const b of boxes) b.closest("tr")?.classList.toggle("selected", b.checked);
@@ -86,10 +87,12 @@
     const btn = document.getElementById("compare-btn");
     const status = document.getElementById("sel-status");
     if (!btn || !status) return;
-    btn.disabled = picked.length !== 2;
-    status.textContent = picked.length === 0 ? "Tick two runs to compare them."
+    btn.disabled = picked.length < 2;
+    const order = selOrder.filter((id) => picked.includes(id));
+    status.textContent = picked.length === 0 ? "Tick two or more runs to compare them."
       : picked.length === 1 ? `1 run selected (${picked[0]}) — tick one more.`
-      : `Compare ${picked[0]} with ${picked[1]}.`;
+      : picked.length === 2 ? `Compare ${order[0] || picked[0]} with ${order[1] || picked[1]}.`
+      : `Compare ${picked.length} runs against ${order[0] || picked[0]} (the baseline; change it on the compare page).`;
   }
   document.addEventListener("change", (e) => {
     const box = e.target.closest(".run-select");
@@ -97,7 +100,7 @@
     const i = selOrder.indexOf(box.value);
     if (i >= 0) selOrder.splice(i, 1);
     if (box.checked) selOrder.push(box.value);
-    while (selOrder.length > 2) {
+    while (selOrder.length > MAX_COMPARED) {
       const drop = selOrder.shift();
       const other = document.querySelector(`.run-select[value="${CSS.escape(drop)}"]`);
       if (other) other.checked = false;
@@ -108,9 +111,11 @@
     compareForm.addEventListener("submit", (e) => {
       // A is the run ticked first, B the second (the delta is A - B).
       const picked = selOrder.filter((id) => document.querySelector(`.run-select[value="${CSS.escape(id)}"]`)?.checked);
-      if (picked.length !== 2) return;
+      if (picked.length < 2) return;
       e.preventDefault();
-      location.href = `/compare?a=${encodeURIComponent(picked[0])}&b=${encodeURIComponent(picked[1])}`;
+      // Several runs: deltas against the first ticked (the baseline, changeable on the page).
+      location.href = picked.length === 2 ? `/compare?a=${encodeURIComponent(picked[0])}&b=${encodeURIComponent(picked[1])}`
+        : "/compare?" + picked.map((id) => `run=${encodeURIComponent(id)}`).join("&") + `&baseline=${encodeURIComponent(picked[0])}`;
     });
   }
   });
