@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import flowtime
 from flowtime.analysis.findings import Finding
 from flowtime.analysis.metrics import derive
-from flowtime.analysis.windows import ALIASES, WINDOW_CODES, streaks, window_facts
+from flowtime.analysis.windows import ALIASES, WINDOW_CODES, long_runs, streaks, window_facts
 from flowtime.model.analysis_settings import AnalysisSettings
 from flowtime.model.load import load_model
 
@@ -123,3 +125,28 @@ def test_every_window_code_has_a_severity_and_a_hint() -> None:
                                  "backlog_age_risk"}
     assert {sev for sev, _ in WINDOW_CODES.values()} <= {"info", "warning", "error"}
     assert all(hint for _, hint in WINDOW_CODES.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.booleans(), min_size=0, max_size=40), min_size=1, max_size=6)
+       .filter(lambda rows: len({len(r) for r in rows}) == 1), st.integers(0, 8))
+def test_long_runs_keeps_exactly_the_bins_of_runs_at_least_that_long(rows: list[list[bool]], length: int) -> None:
+    # the plain definition: walk each row, measure every run of True, keep it when it is long enough
+    expected = []
+    for row in rows:
+        out, i = [False] * len(row), 0
+        while i < len(row):
+            if not row[i]:
+                i += 1
+                continue
+            j = i
+            while j < len(row) and row[j]:
+                j += 1
+            if j - i >= max(length, 1):
+                out[i:j] = [True] * (j - i)
+            i = j
+        expected.append(out)
+    mask = np.array(rows, dtype=bool).reshape(len(rows), -1)
+    assert long_runs(mask, length).tolist() == expected
+    for row, want in zip(mask, expected, strict=True):
+        assert streaks(row, length).tolist() == want

@@ -55,12 +55,23 @@ def streaks(mask: Mask, length: int) -> Mask:
     >>> streaks(np.array([1, 1, 0, 1, 1, 1, 0], dtype=bool), 3).astype(int).tolist()
     [0, 0, 0, 1, 1, 1, 0]
     """
-    starts, ends = _runs(mask)
-    keep = (ends - starts) >= max(length, 1)
-    marks = np.zeros(mask.size + 1, dtype=np.int64)
-    np.add.at(marks, starts[keep], 1)
-    np.add.at(marks, ends[keep], -1)
-    out: Mask = np.cumsum(marks[:-1]) > 0
+    out: Mask = long_runs(mask[None, :], length)[0]
+    return out
+
+
+def long_runs(mask: Mask, length: int) -> Mask:
+    """
+    ``streaks`` of every row of a 2-D mask at once: a True bin is kept when the
+    run around it (from the False before it to the False after it) is long enough.
+
+    >>> long_runs(np.array([[1, 1, 0, 1], [1, 1, 1, 0]], dtype=bool), 2).astype(int).tolist()
+    [[1, 1, 0, 0], [1, 1, 1, 0]]
+    """
+    n = mask.shape[1]
+    idx = np.arange(n)
+    before = np.maximum.accumulate(np.where(mask, -1, idx), axis=1)  # the last False at or before each bin
+    after = np.minimum.accumulate(np.where(mask, n, idx)[:, ::-1], axis=1)[:, ::-1]  # the first at or after
+    out: Mask = mask & (after - before - 1 >= max(length, 1))
     return out
 
 
@@ -76,54 +87,77 @@ def window_facts(model: Model, metrics: Mapping[str, NodeMetrics], settings: Ana
     bins = model.grid.bins
     end = bins if end is None else min(max(end, 0), bins)
     start = min(max(start, 0), end)
-    out: list[Finding] = []
+    nodes = [m for m in metrics.values() if "queueTimeMs" in m.series]
+    found: dict[int, list[Finding]] = {i: [] for i in range(len(nodes))}
+    # One array per fact over all the nodes that have its series: a what-if answer analyses every node
+    # each time a slider moves, and per-node NumPy calls on a few hundred bins cost more than the sums.
     with np.errstate(divide="ignore", invalid="ignore"):
-        for m in metrics.values():
-            if "queueTimeMs" not in m.series:
-                continue
-            out += _facts(m, settings, start, end)
+        for i, f in _facts(nodes, settings, start, end):
+            found[i].append(f)
+    out = [f for i in range(len(nodes)) for f in found[i]]
     return [f for f in out if f.code not in settings.ignore]
 
 
-def _facts(m: NodeMetrics, settings: AnalysisSettings, start: int, end: int) -> list[Finding]:
-    s = {k: v[start:end] for k, v in m.series.items()}
-    out: list[Finding] = []
-    arrivals = s.get("arrivals")
-    n = end - start
-    if arrivals is not None and n >= max(settings.non_stationary_min_bins, 2):
+def _rows(nodes: list[NodeMetrics], keys: tuple[str, ...], start: int, end: int
+          ) -> tuple[list[int], npt.NDArray[np.float64]]:
+    """The nodes having the first of ``keys`` they hold, and those series over the window, one row each."""
+    have, rows = [], []
+    for i, m in enumerate(nodes):
+        got = next((m.series[k] for k in keys if k in m.series), None)
+        if got is not None:
+            have.append(i)
+            rows.append(got[start:end])
+    return have, np.stack(rows) if rows else np.zeros((0, end - start))
+
+
+def _facts(nodes: list[NodeMetrics], settings: AnalysisSettings, start: int, end: int
+           ) -> list[tuple[int, Finding]]:
+    n, length = end - start, settings.streak_bins
+    out: list[tuple[int, Finding]] = []
+    have, arrivals = _rows(nodes, ("arrivals",), start, end)
+    if have and n >= max(settings.non_stationary_min_bins, 2):
         half = n // 2
-        first, second = float(np.mean(arrivals[:half])), float(np.mean(arrivals[half:]))
-        larger = max(abs(first), abs(second))
-        if larger > 0 and abs(first - second) > settings.non_stationary_ratio * larger:
-            change = abs(first - second) / larger
-            out.append(_finding("non_stationary", m, f"mean arrivals move from {first:g} (bins {start}-"
-                                f"{start + half - 1}) to {second:g} (bins {start + half}-{end - 1}), "
-                                f"{change:.0%} of the larger", (), 0, change))
-    queue = s.get("queue")
-    if queue is not None and n > 1:
-        rising = np.concatenate(([False], np.diff(queue) > settings.tolerance))
-        hit = streaks(rising, settings.streak_bins)
-        if hit.any():
+        first, second = np.mean(arrivals[:, :half], axis=1), np.mean(arrivals[:, half:], axis=1)
+        larger = np.maximum(np.abs(first), np.abs(second))
+        for r in np.flatnonzero((larger > 0) & (np.abs(first - second) > settings.non_stationary_ratio * larger)):
+            a, b = float(first[r]), float(second[r])
+            change = abs(a - b) / float(larger[r])
+            out.append((have[r], _finding("non_stationary", nodes[have[r]], f"mean arrivals move from {a:g} (bins "
+                                          f"{start}-{start + half - 1}) to {b:g} (bins {start + half}-{end - 1}), "
+                                          f"{change:.0%} of the larger", (), 0, change)))
+    qhave, queue = _rows(nodes, ("queue",), start, end)
+    if qhave and n > 1:
+        rising = np.concatenate((np.zeros((len(qhave), 1), dtype=bool), np.diff(queue, axis=1) > settings.tolerance),
+                                axis=1)
+        hits = long_runs(rising, length)
+        for r in np.flatnonzero(hits.any(axis=1)):
             # a streak's rise: the depth at its last bin less the depth before its first (never bin 0)
-            starts, ends = _runs(hit)
-            worst = float(np.max(queue[ends - 1] - queue[starts - 1]))
-            out.append(_streak("backlog_growth_streak", m, hit, start, worst,
-                               f"the queue grows in {settings.streak_bins} or more bins in a row"))
-    cap = s.get("effectiveCapacity", s.get("capacity"))
-    if arrivals is not None and cap is not None:
-        ratio = np.where(cap > 0, arrivals / cap, np.nan)
-        hit = streaks(ratio > 1, settings.streak_bins)
-        if hit.any():
-            out.append(_streak("backlog_overload_ratio", m, hit, start, float(np.max(ratio[hit])),
-                               f"arrivals exceed the effective capacity in {settings.streak_bins} or more bins "
-                               "in a row"))
-    latency = s.get("latencyMinutes")
-    if latency is not None and m.sla_min is not None:
-        hit = streaks(latency > m.sla_min, settings.streak_bins)
-        if hit.any():
-            out.append(_streak("backlog_age_risk", m, hit, start, float(np.max(latency[hit])),
-                               f"latency exceeds slaMin ({m.sla_min:g} min) in {settings.streak_bins} or more "
-                               "bins in a row"))
+            starts, ends = _runs(hits[r])
+            worst = float(np.max(queue[r, ends - 1] - queue[r, starts - 1]))
+            out.append((qhave[r], _streak("backlog_growth_streak", nodes[qhave[r]], hits[r], start, worst,
+                                          f"the queue grows in {length} or more bins in a row")))
+    chave, cap = _rows(nodes, ("effectiveCapacity", "capacity"), start, end)
+    both = sorted(set(have) & set(chave))
+    if both:
+        arr = arrivals[[have.index(i) for i in both]]
+        c = cap[[chave.index(i) for i in both]]
+        ratio = np.where(c > 0, arr / c, np.nan)
+        hits = long_runs(ratio > 1, length)
+        for r in np.flatnonzero(hits.any(axis=1)):
+            out.append((both[r], _streak("backlog_overload_ratio", nodes[both[r]], hits[r], start,
+                                         float(np.max(ratio[r][hits[r]])), f"arrivals exceed the effective "
+                                         f"capacity in {length} or more bins in a row")))
+    lhave, latency = _rows(nodes, ("latencyMinutes",), start, end)
+    keep = [r for r, i in enumerate(lhave) if nodes[i].sla_min is not None]
+    if keep:
+        sla = np.array([[nodes[lhave[r]].sla_min] for r in keep], dtype=np.float64)
+        lat = latency[keep]
+        hits = long_runs(lat > sla, length)
+        for k in np.flatnonzero(hits.any(axis=1)):
+            m = nodes[lhave[keep[k]]]
+            out.append((lhave[keep[k]], _streak("backlog_age_risk", m, hits[k], start, float(np.max(lat[k][hits[k]])),
+                                                f"latency exceeds slaMin ({m.sla_min:g} min) in {length} or more "
+                                                "bins in a row")))
     return out
 
 
