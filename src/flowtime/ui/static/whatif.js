@@ -188,14 +188,20 @@
     document.dispatchEvent(new CustomEvent("ft:state", { detail: { bin: { index: bin }, nodes, edges: [], findings: found } }));
   }
 
+  // The x values (clock time when the grid has a start), made once per length: the axis never changes.
+  let xsCache = null;
   function xs(n) {
     const g = (S.session && S.session.grid) || {};
     const minutes = g.binMinutes || 1;
     const meta = FT.view.data && FT.view.data.window && FT.view.data.window.metadata;
     const start = g.startTimeUtc || g.start || (meta && meta.grid && meta.grid.startTimeUtc);
+    const key = `${n}|${minutes}|${start}`;
+    if (xsCache && xsCache.key === key) return xsCache;
     const t0 = start ? Date.parse(start) : NaN;
-    return Array.from({ length: n }, (_, i) => (Number.isFinite(t0) ? new Date(t0 + i * minutes * 60000).toISOString()
+    xsCache = Array.from({ length: n }, (_, i) => (Number.isFinite(t0) ? new Date(t0 + i * minutes * 60000).toISOString()
       : i * minutes));
+    xsCache.key = key;
+    return xsCache;
   }
 
   function chart(m) {
@@ -219,20 +225,34 @@
     box.dataset.seq = String(m.seq);
   }
 
+  // Rebuilt only when the text changes: a slider often moves values without changing which findings hold,
+  // and re-creating a few hundred list items each answer costs the page a style and layout pass.
   function warnings(list) {
+    const text = (w) => {
+      const bins = (w.bins || []).slice(0, 8).join(", ") + ((w.binCount || 0) > 8 ? ", …" : "");
+      return `${w.severity || "info"}: ${w.code}${w.nodeId ? " at " + w.nodeId : ""}` +
+        `${bins ? " (bin" + ((w.binCount || 0) === 1 ? " " : "s ") + bins + ")" : ""} — ${w.message}`;
+    };
+    const texts = list.map(text);
+    const key = texts.join("\n");
     const ul = $("whatif-warnings");
-    ul.innerHTML = "";
-    for (const w of list) {
+    if (ul.dataset.key === key && ul.childElementCount) return;
+    ul.dataset.key = key;
+    const items = list.map((w, i) => {
       const li = document.createElement("li");
       li.className = `sev-${w.severity || "info"}`;
       li.dataset.code = w.code || "";
       li.dataset.node = w.nodeId || "";
-      const bins = (w.bins || []).slice(0, 8).join(", ") + ((w.binCount || 0) > 8 ? ", …" : "");
-      li.textContent = `${w.severity || "info"}: ${w.code}${w.nodeId ? " at " + w.nodeId : ""}` +
-        `${bins ? " (bin" + ((w.binCount || 0) === 1 ? " " : "s ") + bins + ")" : ""} — ${w.message}`;
-      ul.appendChild(li);
+      li.textContent = texts[i];
+      return li;
+    });
+    if (!list.length) {
+      const none = document.createElement("li");
+      none.className = "muted";
+      none.textContent = "None at this point.";
+      items.push(none);
     }
-    if (!list.length) ul.innerHTML = '<li class="muted">None at this point.</li>';
+    ul.replaceChildren(...items);
     $("whatif-warning-count").textContent = `(${list.length})`;
   }
 
