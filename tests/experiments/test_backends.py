@@ -271,51 +271,65 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         c.stop()
 
 
-def run_killing(backend: DaskBackend, batches: list[Batch], cluster: Cluster, victim: int,
-                after: int) -> tuple[list[Result], list[int]]:
+def run_killing(backend: DaskBackend, batches: list[Batch], cluster: Cluster,
+                after: int) -> tuple[list[Result], list[int], int]:
     """
-    Run ``batches``; once ``after`` of them have come back, SIGKILL worker ``victim`` (named w<victim>) at
-    the first batch arrival when it is computing a task. Cancelled past DEADLINE_S.
+    Run ``batches``; once ``after`` of them have come back, SIGKILL the first worker the scheduler says is
+    computing a task (so the kill loses work). Cancelled past DEADLINE_S. Answers the results, the batch
+    indexes in arrival order and which worker (w<k>, ``cluster.workers[k]``) was killed.
     """
     seen: list[int] = []
-    held: list[int] = []
-    stop = threading.Event()
+    killed: list[int] = []
+    stop, started = threading.Event(), threading.Event()
     timer = threading.Timer(DEADLINE_S, stop.set)
     timer.start()
     client = backend.client()
+    names = {a: int(str(w["name"])[1:]) for a, w in client.scheduler_info()["workers"].items()}
+
+    def killer() -> None:  # polls the scheduler: the victim dies holding work, never between two tasks
+        started.wait()
+        while not stop.is_set() and not killed and len(seen) < len(batches):
+            busy = [a for a, keys in client.processing().items() if keys and a in names]
+            if busy:
+                k = names[sorted(busy)[0]]
+                cluster.workers[k].send_signal(signal.SIGKILL)
+                killed.append(k)
+            time.sleep(0.002)
 
     def on_batch(i: int, result: Result) -> None:
         seen.append(i)
-        if len(seen) >= after and not held:  # killed while it computes (not in the gap between two tasks)
-            addresses = {str(w["name"]): a for a, w in client.scheduler_info()["workers"].items()}
-            busy = len(client.processing().get(addresses[f"w{victim}"], ()))
-            if busy:
-                held.append(busy)
-                cluster.workers[victim].send_signal(signal.SIGKILL)
+        if len(seen) >= after:
+            started.set()
 
+    watcher = threading.Thread(target=killer, daemon=True)
+    watcher.start()
     try:
         out = backend.run(MODEL, batches, on_batch=on_batch, cancel=stop)
     except ExperimentCancelled as e:
         pytest.fail(f"the run did not finish within {DEADLINE_S:.0f} s ({e}); a lost worker was not recovered")
     finally:
         timer.cancel()
-    assert held, "the victim was never seen computing before the run finished: it was not killed"
-    return out, seen
+        started.set()
+        stop.set()
+        watcher.join(timeout=30)
+    assert killed, "no worker was seen computing before the run finished: none was killed mid-run"
+    return out, seen, killed[0]
 
 
 def test_a_real_cluster_losing_a_worker_gives_the_in_process_results(cluster: Cluster) -> None:
     sweep, mc = sweep_batches(2000, 50), montecarlo_batches(1000, 25)
     with DaskBackend(cluster.address()) as backend:
         backend.client().wait_for_workers(2, timeout=60)
-        got, seen = run_killing(backend, sweep, cluster, 0, after=5)
-        assert cluster.workers[0].wait(timeout=30) == -signal.SIGKILL
+        got, seen, victim = run_killing(backend, sweep, cluster, after=5)
+        assert cluster.workers[victim].wait(timeout=30) == -signal.SIGKILL
         assert sorted(seen) == list(range(40))  # every batch came back exactly once
         assert same_bytes(got, InProcess().run(MODEL, sweep))
         assert sum(r["q"].shape[0] for r in got) == 2000
-        # A fresh worker joins; the other original one is killed during the Monte Carlo run.
+        # A fresh worker joins; a busy one is killed during the Monte Carlo run.
         cluster.add_worker()
         backend.client().wait_for_workers(2, timeout=60)
-        got, seen = run_killing(backend, mc, cluster, 1, after=8)
+        got, seen, second = run_killing(backend, mc, cluster, after=8)
+        assert second != victim and cluster.workers[second].wait(timeout=30) == -signal.SIGKILL
         assert sorted(seen) == list(range(40))
         assert same_bytes(got, InProcess().run(MODEL, mc))
         assert len({row.tobytes() for row in joined(got)["q"]}) > 500  # 1,000 distinct replications, mostly

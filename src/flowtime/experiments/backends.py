@@ -31,7 +31,7 @@ from flowtime.experiments.batch import Batch, Series, evaluate_batch, text_key, 
 Result = dict[str, Series]
 OnBatch = Callable[[int, Result], None]
 ENV_ADDRESS = "FLOWTIME_DASK_ADDRESS"
-POLL_S = 0.01  # how often a waiting run looks at its cancel event
+POLL_S = 0.002  # how often a waiting run looks for finished tasks and at its cancel event
 RETRIES = 3  # a task that fails (or whose worker is lost) is run again this many times
 # Dask: batches per task are chosen so each worker gets about this many tasks. A task costs the scheduler,
 # the worker and the client a few messages; on a machine whose cores all compute, that overhead was a third of
@@ -39,8 +39,17 @@ RETRIES = 3  # a task that fails (or whose worker is lost) is run again this man
 TASKS_PER_WORKER = 4
 # Per-worker features that take the GIL every few milliseconds to watch the task thread: the statistical
 # profiler (10 ms) and the GIL-contention monitor (1 ms). They slowed the task thread; FlowTime needs neither.
+# What a local cluster's processes do besides computing, on the cores the batches need (decision 0039):
+# the statistical profiler, the GIL monitor, a 20 ms event-loop watchdog, the memory monitor (a local
+# cluster's workers hold a few result blocks, never enough to spill), work stealing (tasks are even
+# runs of batches) and the system monitor's frequent samples.
 WORKER_QUIET = {"distributed.worker.profile.enabled": False,
-                "distributed.admin.system-monitor.gil.enabled": False}
+                "distributed.admin.system-monitor.gil.enabled": False,
+                "distributed.admin.tick.interval": "1s",
+                "distributed.scheduler.work-stealing": False,
+                "distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
+                "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": False,
+                "distributed.admin.system-monitor.interval": "5s"}
 
 
 class Backend(Protocol):
