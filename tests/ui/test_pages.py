@@ -51,6 +51,18 @@ def generate(stack: Stack, **params: str) -> str:
     return m.group(1)
 
 
+def test_a_generated_model_runs_and_opens_its_what_if(stack: Stack) -> None:
+    model_hash = generate(stack)
+    page_text = stack.http.get(f"/models/transport/{model_hash}").text
+    assert 'id="run-whatif"' in page_text and 'name="then" value="whatif"' in page_text
+    r = post(stack, "/runs/new", data={"templateId": "transport", "hash": model_hash, "then": "whatif"})
+    assert r.status_code == 303, r.text
+    location = str(r.headers["location"])
+    assert re.fullmatch(r"/runs/run_\w+/whatif", location), location
+    plain = post(stack, "/runs/new", data={"templateId": "transport", "hash": model_hash})
+    assert not str(plain.headers["location"]).endswith("/whatif")
+
+
 def run_generated(stack: Stack, model_hash: str, seed: str = "") -> str:
     r = post(stack, "/runs/new", data={"templateId": "transport", "hash": model_hash, "seed": seed})
     assert r.status_code == 303, r.text

@@ -273,7 +273,7 @@ def _flag(form: FormData, name: str) -> bool:
 
 @router.post("/runs/new")
 async def run_generated(request: Request, engine: Engine, sim: Sim) -> Response:
-    """Run a model from Sim's store: fetch model + provenance, post both to Engine."""
+    """Run a model from Sim's store: fetch model + provenance, post both to Engine (then its what-if if asked)."""
     form = await request.form()
     template_id = str(form.get("templateId") or "")
     model_hash = str(form.get("hash") or "")
@@ -285,7 +285,9 @@ async def run_generated(request: Request, engine: Engine, sim: Sim) -> Response:
     stored = await sim.model(template_id, model_hash)
     result = await engine.run(str(stored.get("model", "")), provenance=stored.get("provenance"),
                               seed=seed, sample_pmf=_flag(form, "samplePmf"))
-    return RedirectResponse(f"/runs/{path_id(str(result['runId']))}", status_code=303)
+    # A what-if moves a stored run's parameters (its colours and charts compare against that run).
+    then = "/whatif" if form.get("then") == "whatif" else ""
+    return RedirectResponse(f"/runs/{path_id(str(result['runId']))}{then}", status_code=303)
 
 
 @dataclass(frozen=True)
