@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import pickle
 import signal
@@ -167,6 +168,35 @@ def test_concurrent_runs_on_two_workers_all_succeed_and_are_listed_once(
     listed = [r["id"] for r in listing["runs"]]
     assert listing["total"] == 40
     assert sorted(listed) == sorted(ids)
+
+
+def test_what_if_sessions_on_one_socket_work_whichever_worker_answers(
+        two_workers: tuple[subprocess.Popen[bytes], int]) -> None:
+    """
+    A session lives in one worker's memory; POST /v1/whatif and a later socket may land on different
+    workers. The one-socket form (the first frame opens the session) keeps it on one connection: every
+    one of a dozen sessions opens, answers a move with the plan's numbers and saves a run any worker lists.
+    """
+    from websockets.sync.client import connect
+
+    _, port = two_workers
+    run_id = httpx.post(f"http://127.0.0.1:{port}/v1/run", content=MODEL.format(n=7), headers=YAML).json()["runId"]
+    saved = []
+    for k in range(12):
+        with connect(f"ws://127.0.0.1:{port}/v1/whatif", open_timeout=10) as ws:
+            ws.send(json.dumps({"runId": run_id}))
+            opened = json.loads(ws.recv(timeout=30))
+            assert opened["type"] == "session", opened
+            assert opened["result"]["series"]["served"] == [2.0, 2.0, 2.0]  # MIN(demand, 2), demand [7, 2, 3]
+            ws.send(json.dumps({"seq": 1, "set": {"demand": 0.5}}))  # a profile knob: scaled
+            moved = json.loads(ws.recv(timeout=30))
+            assert moved["seq"] == 1 and moved["series"]["served"] == [2.0, 1.0, 1.5], moved
+            ws.send(json.dumps({"seq": 2, "save": True}))
+            done = json.loads(ws.recv(timeout=30))
+            assert done["type"] == "saved" and done["seq"] == 2, done
+            saved.append(done["runId"])
+    listing = httpx.get(f"http://127.0.0.1:{port}/v1/runs", params={"limit": 100}).json()
+    assert set(saved) <= {r["id"] for r in listing["runs"]} and len(set(saved)) == 12
 
 
 # ---- start-up in several processes at once ----------------------------------------------------

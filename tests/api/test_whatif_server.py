@@ -96,3 +96,42 @@ def test_the_real_engine_refuses_a_handshake_without_the_token_or_from_another_s
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=10)
     assert ws.close_code == 4404
+
+
+def test_a_session_opened_by_the_sockets_first_frame_lives_as_long_as_the_socket(engine: str) -> None:
+    url = f"ws://{engine}/v1/whatif"
+    with connect(url, additional_headers=AUTH, open_timeout=10) as ws:
+        ws.send(json.dumps({"yaml": ROUTED}))
+        opened = json.loads(ws.recv(timeout=30))
+        assert opened["type"] == "session" and opened["result"]["series"]["served"] == [10.0, 20.0, 30.0, 30.0]
+        session = opened["sessionId"]
+        assert httpx.get(f"http://{engine}/v1/whatif/{session}").status_code == 200
+        m = ask(ws, {"seq": 1, "set": {"topology.Svc.capacity": 5}})
+        assert m["series"]["served"] == [10.0, 10.0, 10.0, 10.0]
+        bad = ask(ws, {"seq": 2, "save": "yes"})
+        assert bad["seq"] == 2 and [p["path"] for p in bad["error"]["errors"]] == ["save"]
+        saved = ask(ws, {"seq": 3, "save": True})
+        assert saved["type"] == "saved" and saved["overrides"] == {"cap": 5.0}
+        stored = httpx.get(f"http://{engine}/v1/runs/{saved['runId']}/series/served",
+                           headers={"accept": "application/json"}).json()
+        assert stored["values"] == [10.0, 10.0, 10.0, 10.0]
+    deadline = time.monotonic() + 10  # closed with the socket
+    while httpx.get(f"http://{engine}/v1/whatif/{session}").status_code != 404:
+        assert time.monotonic() < deadline, "the session outlived its socket"
+        time.sleep(0.02)
+
+
+def test_a_first_frame_that_opens_nothing_is_answered_and_closed(engine: str) -> None:
+    for frame, path in (("not json", "body"), (json.dumps({"runId": "run_20990101T000000Z_deadbeef"}), None),
+                        (json.dumps({"yaml": "schemaVersion: 1\ngrid: {bins: 0}\n"}), None)):
+        with connect(f"ws://{engine}/v1/whatif", additional_headers=AUTH, open_timeout=10) as ws:
+            ws.send(frame)
+            answer = json.loads(ws.recv(timeout=30))
+            assert 400 <= answer["error"]["status"] < 500, answer
+            if path is not None:
+                assert [p["path"] for p in answer["error"]["errors"]] == [path]
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=10)
+        assert ws.close_code == 4400
+    with pytest.raises(InvalidStatus), connect(f"ws://{engine}/v1/whatif", open_timeout=10):
+        pass  # no token: refused at the handshake

@@ -10,12 +10,20 @@ frames and answers each evaluated one with ``{"seq", "series", "state",
 evaluation runs are applied at once (their ``set`` merges into the point) but
 only the latest is evaluated; ``coalesced`` counts the ones it stands for. A bad
 message is answered ``{"seq", "error": <problem+json>}`` and the socket stays
-open. ``POST /v1/whatif/{id}/save`` stores the current point as a run.
+open. ``POST /v1/whatif/{id}/save`` (or ``{"seq": n, "save": true}`` on the socket) stores the current
+point as a run.
+
+``WS /v1/whatif`` is the same session on one connection: its first frame is the body ``POST /v1/whatif``
+takes (as JSON), answered ``{"type": "session", ...}`` with the first answer; the session lives as long
+as the socket. Sessions are held in one Engine process's memory, so an Engine serving with several
+worker processes can route ``POST`` and a later socket to different processes: clients of such an
+Engine (the UI) use this form.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -191,17 +199,18 @@ async def save_session(session_id: str, sessions: Sessions = Depends(get_session
                        settings: EngineSettings = Depends(get_settings),
                        registry: Registry = Depends(get_registry)) -> JSONResponse:
     session = sessions.get(session_id)
-
-    def save() -> dict[str, Any]:
-        with session.lock:
-            point = session.whatif.point()
-        record = save_point(point, session.base, session.id, settings.data_dir)
-        registry.register(record)
-        return {"runId": record.run_id, "location": f"/v1/runs/{record.run_id}", "whatif": record.run["whatif"],
-                "overrides": record.run.get("overrides") or {}, "modelHash": record.manifest["modelHash"]}
-
-    out = await run_in_threadpool(save)
+    out = await run_in_threadpool(_save, session, settings, registry)
     return JSONResponse(out, status_code=201, headers={"Location": out["location"]})
+
+
+def _save(session: Session, settings: EngineSettings, registry: Registry) -> dict[str, Any]:
+    """The session's current point stored as an ordinary run."""
+    with session.lock:
+        point = session.whatif.point()
+    record = save_point(point, session.base, session.id, settings.data_dir)
+    registry.register(record)
+    return {"runId": record.run_id, "location": f"/v1/runs/{record.run_id}", "whatif": record.run["whatif"],
+            "overrides": record.run.get("overrides") or {}, "modelHash": record.manifest["modelHash"]}
 
 
 # -- the WebSocket ---------------------------------------------------------------------------------
@@ -229,8 +238,10 @@ def _parse(raw: str) -> dict[str, Any]:
 def _message(data: dict[str, Any], whatif: WhatIf) -> dict[str, Any]:
     """The view one message changes (series and/or bin), its ``set`` applied."""
     seq = data.get("seq")
-    unknown = sorted(set(data) - {"seq", "set", "series", "bin", "reset"})
-    problems = [Problem(k, "unknown field; a message takes seq, set, series, bin and reset") for k in unknown]
+    unknown = sorted(set(data) - {"seq", "set", "series", "bin", "reset", "save"})
+    problems = [Problem(k, "unknown field; a message takes seq, set, series, bin, reset and save") for k in unknown]
+    if "save" in data and data["save"] is not True:
+        problems.append(Problem("save", "expected true (store the current point as a run)"))
     if isinstance(seq, bool) or not isinstance(seq, int):
         problems.append(Problem("seq", "expected an integer that numbers the message (answers carry it back)"))
     if problems:
@@ -249,7 +260,6 @@ def _message(data: dict[str, Any], whatif: WhatIf) -> dict[str, Any]:
 @router.websocket("/v1/whatif/{session_id}")
 async def whatif_socket(ws: WebSocket, session_id: str) -> None:
     sessions: Sessions = ws.app.state.whatif
-    settings: EngineSettings = ws.app.state.settings
     await ws.accept()
     try:
         session = sessions.get(session_id)
@@ -257,6 +267,55 @@ async def whatif_socket(ws: WebSocket, session_id: str) -> None:
         await ws.send_text(orjson.dumps(_error(None, exc)).decode())
         await ws.close(code=4404, reason="session not found")
         return
+    await _serve(ws, session)
+
+
+@router.websocket("/v1/whatif")
+async def whatif_open_socket(ws: WebSocket) -> None:
+    """A session opened by the socket's first frame and closed with the socket (one connection, one process)."""
+    sessions: Sessions = ws.app.state.whatif
+    settings: EngineSettings = ws.app.state.settings
+    await ws.accept()
+    try:
+        message = await ws.receive()
+    except WebSocketDisconnect:
+        return
+    text = message.get("text")
+
+    def build() -> tuple[Session, dict[str, Any]]:
+        if text is None:
+            raise WhatIfError([Problem("", "the first frame is the session's body as JSON text, e.g. "
+                                           '{"runId": "run_..."} or {"yaml": "..."}')])
+        if len(text) > settings.max_body_bytes:
+            raise LimitExceeded(f"the first frame is {len(text)} characters; the limit is "
+                                f"{settings.max_body_bytes} (FLOWTIME_MAX_BODY_BYTES)", limit_name="max_body_bytes")
+        whatif, base, series = _open("application/json", text.encode(), settings, ws.app.state.registry,
+                                     ws.app.state.state_cache)
+        first = whatif.result(series=series)
+        session = sessions.add(whatif, base, series)
+        return session, {"type": "session", **_describe(session, series), "result": first}
+
+    if message["type"] == "websocket.disconnect":
+        return
+    try:
+        session, described = await run_in_threadpool(build)
+    except FlowTimeError as exc:
+        await ws.send_text(orjson.dumps(_error(None, exc)).decode())
+        await ws.close(code=4400, reason="the session could not be opened")
+        return
+    try:
+        await ws.send_text(orjson.dumps(described, option=_JSON).decode())
+        await _serve(ws, session)
+    finally:
+        with contextlib.suppress(FlowTimeError):
+            sessions.remove(session.id)
+
+
+async def _serve(ws: WebSocket, session: Session) -> None:
+    """Answer a session's messages on ``ws`` until it closes: the latest point evaluated, saves in order."""
+    sessions: Sessions = ws.app.state.whatif
+    settings: EngineSettings = ws.app.state.settings
+    registry: Registry = ws.app.state.registry
     sessions.attach(session, +1)
     send_lock = asyncio.Lock()
     wake = asyncio.Event()
@@ -276,18 +335,26 @@ async def whatif_socket(ws: WebSocket, session_id: str) -> None:
         while True:
             await wake.wait()
             wake.clear()
-            seq, count = latest.pop("seq"), latest.pop("count")
-            try:
-                _series_cap(session.whatif, view["series"], settings)
-                body = await run_in_threadpool(evaluate, view["series"], view["bin"])
-            except FlowTimeError as exc:
-                await send(_error(seq, exc))
-                continue
-            except Exception:  # a bug must not end the session: say so, keep serving
-                log.exception("what-if evaluation failed in session %s", session.id)
-                await send(_error(seq, detail="the evaluation failed unexpectedly; the Engine's log has details"))
-                continue
-            await send({"seq": seq, **body, "coalesced": count - 1})
+            saves = latest.pop("saves", [])
+            if "seq" in latest:
+                seq, count = latest.pop("seq"), latest.pop("count")
+                try:
+                    _series_cap(session.whatif, view["series"], settings)
+                    body = await run_in_threadpool(evaluate, view["series"], view["bin"])
+                except FlowTimeError as exc:
+                    await send(_error(seq, exc))
+                except Exception:  # a bug must not end the session: say so, keep serving
+                    log.exception("what-if evaluation failed in session %s", session.id)
+                    await send(_error(seq, detail="the evaluation failed unexpectedly; the Engine's log has details"))
+                else:
+                    await send({"seq": seq, **body, "coalesced": count - 1})
+            for seq in saves:  # after the point they follow was applied (and answered)
+                try:
+                    saved = await run_in_threadpool(_save, session, settings, registry)
+                except FlowTimeError as exc:
+                    await send(_error(seq, exc))
+                else:
+                    await send({"type": "saved", "seq": seq, **saved})
 
     task = asyncio.create_task(worker())
     try:
@@ -309,6 +376,11 @@ async def whatif_socket(ws: WebSocket, session_id: str) -> None:
                 continue
             sessions.attach(session, 0)  # in use: its idle time restarts
             view.update(changes)
+            if data.get("save") is True:
+                latest.setdefault("saves", []).append(seq)
+                if set(data) <= {"seq", "save"}:  # a save alone: no evaluation to answer
+                    wake.set()
+                    continue
             latest["count"] = latest.get("count", 0) + 1
             latest["seq"] = seq
             wake.set()
@@ -317,4 +389,3 @@ async def whatif_socket(ws: WebSocket, session_id: str) -> None:
     finally:
         task.cancel()
         sessions.attach(session, -1)
-

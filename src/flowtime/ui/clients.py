@@ -411,25 +411,11 @@ class EngineClient(ServiceClient):
         return data
 
 
-    # ---- live what-if (/v1/whatif, decision 0043): the UI opens the session and relays its socket -----
-
-    async def open_whatif(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A what-if session on a stored run (``{"runId"}``) or model text (``{"yaml"}``)."""
-        resp = await self.request("POST", "/v1/whatif", json=body)
-        data: dict[str, Any] = await _json_off_loop(resp, self)
-        return data
-
-    async def save_whatif(self, session_id: str) -> dict[str, Any]:
-        resp = await self.request("POST", f"/v1/whatif/{path_id(session_id)}/save")
-        data: dict[str, Any] = _json(resp, self)
-        return data
-
-    async def close_whatif(self, session_id: str) -> None:
-        await self.request("DELETE", f"/v1/whatif/{path_id(session_id)}")
+    # ---- live what-if (decision 0043): the UI relays one socket to the Engine's /v1/whatif ---------
 
     def socket_target(self, path: str) -> tuple[str, dict[str, str]]:
         """The ``ws://`` (``wss://``) URL of one of the Engine's socket paths, and the headers it needs."""
-        if not path.startswith("/v1/whatif/"):
+        if path != "/v1/whatif" and not path.startswith("/v1/whatif/"):
             raise InvalidId(f"not an Engine what-if socket: {path[:80]!r}")
         base = re.sub(r"^http", "ws", self.base_url, count=1)
         return base + path, {"Authorization": self._token_header} if self._token_header else {}

@@ -2,14 +2,15 @@
 Run → What-if: sliders for the run's parameters, the topology, a chart and the warnings repainted live (issue 15).
 
 The browser talks to this server only. Its socket (``/runs/{id}/whatif/ws``)
-makes the UI open an Engine session on the stored run (``POST /v1/whatif``),
-tell the browser what it offers (``{"type": "session", ...}``: parameters, grid,
-nodes, the first answer), and relay text frames both ways to the Engine's
-socket untouched - the Engine checks every message and answers problems
-located at ``set.<id>``. One message the UI answers itself:
-``{"seq": n, "save": true}`` stores the current point as a run
-(``{"type": "saved", "seq", "runId", "url"}``). When either side closes, the
-other is closed and the Engine session deleted: a session lives as long as its page.
+makes the UI open one socket to the Engine (``WS /v1/whatif``) whose first frame
+opens a session on the stored run; the Engine's ``{"type": "session", ...}``
+(parameters, grid, nodes, the first answer) and every later frame go to the
+browser untouched, and the browser's frames to the Engine - which checks every
+message and answers problems located at ``set.<id>``. ``{"seq": n, "save": true}``
+stores the current point as a run; the UI adds the run page's ``url`` to the
+Engine's ``{"type": "saved", ...}``. The whole session is that one Engine
+connection (so one Engine process, when the Engine serves with several) and
+lives as long as the page: when either side closes, so does the other.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
 
 import websockets
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
 from websockets.asyncio.client import ClientConnection, connect
 
-from flowtime.ui.clients import EngineClient, ServiceError, ServiceProblem, path_id
+from flowtime.ui.clients import EngineClient, path_id
 from flowtime.ui.csrf import socket_refusal
 from flowtime.ui.deps import Engine
 from flowtime.ui.render import page
@@ -48,50 +48,36 @@ async def whatif_page(request: Request, run_id: str, engine: Engine) -> HTMLResp
     })
 
 
-def _problem(exc: ServiceError) -> dict[str, Any]:
-    """The Engine's problem (or why it could not be reached) as the browser's error message."""
-    if isinstance(exc, ServiceProblem):
-        return {"status": exc.status, "title": exc.title, "detail": exc.detail,
-                "errors": [{"path": e.path, "message": e.message} for e in exc.errors]}
-    return {"status": 503, "title": f"{exc.service} is not reachable", "detail": str(exc), "errors": []}
-
-
-async def _saved(engine: EngineClient, session_id: str, seq: Any) -> dict[str, Any]:
+def _saved(frame: str) -> str:
+    """The Engine's ``saved`` answer with the run page's URL added; every other frame as it came."""
+    if '"saved"' not in frame:  # the common case (an answer) is not parsed here
+        return frame
     try:
-        saved = await engine.save_whatif(session_id)
-    except ServiceError as exc:
-        return {"type": "error", "seq": seq, "error": _problem(exc)}
-    run_id = str(saved["runId"])
-    return {"type": "saved", "seq": seq, "runId": run_id, "url": f"/runs/{path_id(run_id)}",
-            "parameters": (saved.get("whatif") or {}).get("parameters") or {}}
-
-
-def _is_save(text: str) -> tuple[bool, Any]:
-    """Whether a browser frame is the UI's own save message (and its seq); anything else goes to the Engine."""
-    if '"save"' not in text:  # the common case (a slider move) is not parsed here
-        return False, None
-    try:
-        data = json.loads(text)
+        data = json.loads(frame)
     except ValueError:
-        return False, None
-    if isinstance(data, dict) and data.get("save") is True:
-        return True, data.get("seq")
-    return False, None
+        return frame
+    if isinstance(data, dict) and data.get("type") == "saved" and isinstance(data.get("runId"), str):
+        data["url"] = f"/runs/{path_id(data['runId'])}"
+        data["parameters"] = (data.get("whatif") or {}).get("parameters") or {}
+        return json.dumps(data)
+    return frame
 
 
-async def _pump_browser(ws: WebSocket, upstream: ClientConnection, engine: EngineClient, session_id: str) -> None:
+async def _pump_browser(ws: WebSocket, upstream: ClientConnection) -> None:
     while True:
-        text = await ws.receive_text()
-        save, seq = _is_save(text)
-        if save:
-            await ws.send_text(json.dumps(await _saved(engine, session_id, seq)))
-        else:
-            await upstream.send(text)
+        await upstream.send(await ws.receive_text())
 
 
 async def _pump_engine(ws: WebSocket, upstream: ClientConnection) -> None:
     async for frame in upstream:
-        await ws.send_text(frame if isinstance(frame, str) else frame.decode("utf-8", "replace"))
+        await ws.send_text(_saved(frame if isinstance(frame, str) else frame.decode("utf-8", "replace")))
+
+
+async def _refuse(ws: WebSocket, title: str, detail: str) -> None:
+    with contextlib.suppress(Exception):
+        await ws.send_text(json.dumps({"type": "error", "seq": None, "error": {
+            "status": 503, "title": title, "detail": detail, "errors": []}}))
+        await ws.close(code=CLOSE_UNAVAILABLE)
 
 
 @router.websocket("/runs/{run_id}/whatif/ws")
@@ -105,19 +91,25 @@ async def whatif_socket(ws: WebSocket, run_id: str) -> None:
     await ws.accept()
     series = [s for s in ws.query_params.getlist("series") if s]
     try:
-        session = await engine.open_whatif({"runId": run_id, "series": series})
-    except ServiceError as exc:
-        await ws.send_text(json.dumps({"type": "error", "seq": None, "error": _problem(exc)}))
-        await ws.close(code=CLOSE_UNAVAILABLE)
-        return
-    session_id = str(session["sessionId"])
-    try:
-        url, headers = engine.socket_target(str(session["websocket"]))
+        url, headers = engine.socket_target("/v1/whatif")
         async with connect(url, additional_headers=headers, proxy=None, compression=None,
                            max_size=UPSTREAM_MAX_BYTES, open_timeout=10) as upstream:
-            await ws.send_text(json.dumps({"type": "session", **session}))
-            pumps = [asyncio.create_task(_pump_browser(ws, upstream, engine, session_id)),
-                     asyncio.create_task(_pump_engine(ws, upstream))]
+            await upstream.send(json.dumps({"runId": run_id, "series": series}))
+            first = await upstream.recv()
+            first_text = first if isinstance(first, str) else first.decode("utf-8", "replace")
+            try:
+                opened = json.loads(first_text)
+            except ValueError:
+                opened = {}
+            if not isinstance(opened, dict) or opened.get("type") != "session":  # the Engine's problem: say it
+                error = opened.get("error") if isinstance(opened, dict) else None
+                await ws.send_text(json.dumps({"type": "error", "seq": None, "error": error or {
+                    "status": 502, "title": "The Engine did not open a session", "detail": first_text[:200],
+                    "errors": []}}))
+                await ws.close(code=CLOSE_UNAVAILABLE)
+                return
+            await ws.send_text(first_text)
+            pumps = [asyncio.create_task(_pump_browser(ws, upstream)), asyncio.create_task(_pump_engine(ws, upstream))]
             done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
@@ -126,18 +118,7 @@ async def whatif_socket(ws: WebSocket, run_id: str) -> None:
                 if failure is not None and not isinstance(failure, WebSocketDisconnect | websockets.ConnectionClosed):
                     raise failure
             if pumps[1] in done:  # the Engine ended the session's socket: say so, then close
-                with contextlib.suppress(Exception):
-                    await ws.send_text(json.dumps({"type": "error", "seq": None, "error": {
-                        "status": 503, "title": "The what-if session ended",
-                        "detail": "the Engine closed the session's socket (restarted or stopped?); reload the page",
-                        "errors": []}}))
-                    await ws.close(code=CLOSE_UNAVAILABLE)
-    except (OSError, websockets.InvalidHandshake, TimeoutError) as exc:
-        with contextlib.suppress(Exception):
-            await ws.send_text(json.dumps({"type": "error", "seq": None, "error": {
-                "status": 503, "title": "Engine socket not reachable", "detail": type(exc).__name__,
-                "errors": []}}))
-            await ws.close(code=CLOSE_UNAVAILABLE)
-    finally:
-        with contextlib.suppress(ServiceError):
-            await engine.close_whatif(session_id)
+                await _refuse(ws, "The what-if session ended",
+                              "the Engine closed the session's socket (restarted or stopped?); reload the page")
+    except (OSError, websockets.InvalidHandshake, websockets.ConnectionClosed, TimeoutError) as exc:
+        await _refuse(ws, "Engine socket not reachable", type(exc).__name__)
