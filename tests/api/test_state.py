@@ -276,3 +276,35 @@ def test_the_openapi_document_describes_classes_modes_and_filters(client: httpx.
     assert {p["name"] for p in state["parameters"]} >= {"mode", "classIds"}
     truth = state["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["nodes"]["items"]
     assert truth["properties"]["classTruth"]["properties"]["coverage"]["enum"] == ["full", "partial", "missing"]
+
+
+def test_a_run_just_made_is_opened_from_the_model_in_hand_with_the_same_answers(tmp_path: Path) -> None:
+    """
+    POST /v1/run opens the new run's state after answering, from the model it computed (its spec is not
+    parsed again); every state view then equals, byte for byte, what an Engine reading the folder answers.
+    """
+    import time
+
+    from tests.servers import serve
+
+    from flowtime.api.engine import create_engine_app
+
+    text = (EXAMPLES / "classes-router.yaml").read_text()
+    views = ["graph?mode=full", "state?bin=3&mode=full", "state_window", "metrics"]
+    app = create_engine_app(EngineSettings(data_dir=tmp_path))
+    with serve(app, "seeding-engine") as url, httpx.Client(base_url=url, timeout=30) as c:
+        r = c.post("/v1/run?series=false&set=hub_capacity=7", content=text, headers={"content-type": "text/yaml"})
+        assert r.status_code == 200, r.text
+        run_id = r.json()["runId"]
+        cache = app.state.state_cache
+        deadline = time.monotonic() + 20
+        while cache.seeded == 0:  # opened after the answer was sent
+            assert time.monotonic() < deadline, "the run's state was not opened after the run"
+            time.sleep(0.01)
+        seeded = [c.get(f"/v1/runs/{run_id}/{v}").content for v in views]
+        assert (cache.seeded, cache.loads) == (1, 0)  # every view was answered from the seeded state
+    fresh = create_engine_app(EngineSettings(data_dir=tmp_path))
+    with serve(fresh, "reading-engine") as url, httpx.Client(base_url=url, timeout=30) as c:
+        read = [c.get(f"/v1/runs/{run_id}/{v}").content for v in views]
+        assert fresh.state.state_cache.loads == 1
+    assert seeded == read

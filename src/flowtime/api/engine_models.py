@@ -15,6 +15,7 @@ never reaches the stored spec. CPU work runs in the threadpool.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -32,10 +34,12 @@ from flowtime.api.engine_deps import get_registry, get_settings
 from flowtime.api.problems import problem_responses
 from flowtime.artifacts.compare import json_values
 from flowtime.artifacts.registry import Registry
+from flowtime.artifacts.state import StateCache
 from flowtime.artifacts.writer import write_run
 from flowtime.engine import plan
 from flowtime.engine.validation import TIERS, Validation, analyse_run, strict_gate, tier_named, validate_model
 from flowtime.errors import (
+    FlowTimeError,
     LimitExceeded,
     ModelSyntaxError,
     ModelValidationError,
@@ -44,6 +48,7 @@ from flowtime.errors import (
 from flowtime.model.files import SeriesFiles
 from flowtime.model.load import load_model
 from flowtime.model.provenance import HEADER, Provenance, provenance_from_header
+from flowtime.model.schema import Model
 from flowtime.series_files import within
 from flowtime.settings import EngineSettings
 
@@ -171,6 +176,7 @@ def header_provenance(request: Request) -> Provenance | None:
     return provenance_from_header(value)
 
 
+log = logging.getLogger("flowtime.engine")
 router = APIRouter(tags=["models"], responses=problem_responses(400, 401, 413, 415, 422, 507))
 ProvenanceHeader = Annotated[str | None, Header(
     alias=HEADER, description="Provenance as a JSON object (camelCase or snake_case keys, "
@@ -224,8 +230,19 @@ async def post_run(
         req = replace(req, overrides={**(req.overrides or {}), **query_overrides(set_)})
     if strict:
         req = replace(req, strict=True)
-    body = await run_in_threadpool(_run, req, header, settings, registry, series, lenient)
-    return JSONResponse(body, status_code=200, headers={"Location": f"/v1/runs/{body['runId']}"})
+    body, computed = await run_in_threadpool(_run, req, header, settings, registry, series, lenient)
+    # After the answer is sent: the run's state opened from the model in hand, for its first view.
+    seed = BackgroundTask(_seed_state, request.app.state.state_cache, registry, str(body["runId"]), computed)
+    return JSONResponse(body, status_code=200, headers={"Location": f"/v1/runs/{body['runId']}"}, background=seed)
+
+
+def _seed_state(cache: StateCache, registry: Registry, run_id: str, model: Model) -> None:
+    try:
+        cache.seed(registry, run_id, model)
+    except (FlowTimeError, OSError) as exc:  # deleted meanwhile, say: the first view reads the folder
+        log.info("the state of run %s was not opened after writing it: %s", run_id, exc)
+    except Exception:  # a cache warm-up must never fail a run
+        log.exception("could not open the state of run %s after writing it", run_id)
 
 
 def telemetry(settings: EngineSettings) -> SeriesFiles | None:
@@ -234,7 +251,8 @@ def telemetry(settings: EngineSettings) -> SeriesFiles | None:
 
 
 def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
-         registry: Registry, with_series: bool, lenient: bool = False) -> dict[str, Any]:
+         registry: Registry, with_series: bool, lenient: bool = False) -> tuple[dict[str, Any], Model]:
+    """The run's answer, and the model it computed (overrides applied)."""
     t0 = time.perf_counter()
     loaded = load_model(req.text, SOURCE, limits=settings.limits(), series_files=telemetry(settings),
                         lenient_outputs=lenient)
@@ -292,7 +310,7 @@ def _run(req: ModelRequest, header: Provenance | None, settings: EngineSettings,
         "overrides": given,
         "warnings": [*extra, *record.run.get("warnings", [])],
     })
-    return out
+    return out, results.model or model
 
 
 @router.post("/v1/graph", openapi_extra=_body_doc(False),

@@ -105,8 +105,12 @@ def utc_text(dt: datetime | None) -> str | None:
 # -- reading ---------------------------------------------------------------------------------------
 
 
-def open_state(registry: Registry, run_id: str, settings: AnalysisSettings | None = None) -> RunState:
-    """Read one run folder (``RunNotFound`` when there is none) into a ``RunState``."""
+def open_state(registry: Registry, run_id: str, settings: AnalysisSettings | None = None, *,
+               model: Model | None = None) -> RunState:
+    """
+    Read one run folder (``RunNotFound`` when there is none) into a ``RunState``. ``model``: the model the
+    run computed, when the caller still holds it (the Engine just ran it): spec.yaml is then not parsed again.
+    """
     run = registry.run_json(run_id)
     prov = registry.manifest(run_id).get("provenance")
     if isinstance(prov, dict) and prov.get("templateId"):
@@ -120,13 +124,17 @@ def open_state(registry: Registry, run_id: str, settings: AnalysisSettings | Non
     spec = registry.file_path(run_id, layout.SPEC).read_text(encoding="utf-8-sig")
     grid = run.get("grid")
     grid_json: dict[str, Any] = grid if isinstance(grid, dict) else {}
-    return build_state(run_id, run, spec, ids, [parse_series_csv(t) for t in texts], grid_json, settings)
+    return build_state(run_id, run, spec, ids, [parse_series_csv(t) for t in texts], grid_json, settings,
+                       model=model)
 
 
 def build_state(run_id: str, run: dict[str, Any], spec: str, ids: tuple[str, ...], columns: list[Block],
-                grid_json: Mapping[str, Any], settings: AnalysisSettings | None = None) -> RunState:
+                grid_json: Mapping[str, Any], settings: AnalysisSettings | None = None, *,
+                model: Model | None = None) -> RunState:
     """A ``RunState`` from what a run folder holds (read by ``open_state``; no file is opened here)."""
-    model, note = _reload(run_id, spec, ids, columns, run)
+    note: str | None = None
+    if model is None:
+        model, note = _reload(run_id, spec, ids, columns, run)
     grid = model.grid if model is not None else _grid_of(grid_json, columns)
     values = _block(columns, grid.bins)
     rows = {sid: i for i, sid in enumerate(ids)}
@@ -302,6 +310,7 @@ class StateCache:
         self._lock = threading.Lock()
         self._opening: dict[str, threading.Lock] = {}
         self.loads = 0  # runs read from disk (tests and benchmarks watch it)
+        self.seeded = 0  # runs opened right after the Engine wrote them (``seed``)
 
     def get(self, registry: Registry, run_id: str, settings: AnalysisSettings | None = None) -> RunState:
         stamp = (registry.run_path(run_id) / layout.MANIFEST).stat().st_mtime_ns
@@ -320,6 +329,23 @@ class StateCache:
                 self._put(run_id, stamp, state)
                 self._opening.pop(run_id, None)
         return state
+
+    def seed(self, registry: Registry, run_id: str, model: Model) -> None:
+        """
+        Open a run the Engine has just written while it still holds the model (so its spec is not parsed
+        again): the first view of a fresh run then finds it here. A run already cached is left alone.
+        """
+        stamp = (registry.run_path(run_id) / layout.MANIFEST).stat().st_mtime_ns
+        with self._lock:
+            opening = self._opening.setdefault(run_id, threading.Lock())
+        with opening:
+            if self._hit(run_id, stamp, None) is None:
+                state = open_state(registry, run_id, model=model)
+                with self._lock:
+                    self.seeded += 1
+                    self._put(run_id, stamp, state)
+            with self._lock:
+                self._opening.pop(run_id, None)
 
     def _hit(self, run_id: str, stamp: int, settings: AnalysisSettings | None) -> RunState | None:
         with self._lock:
