@@ -166,7 +166,8 @@ def experiment_rows(quick: bool) -> list[Row]:
     replications = 200 if quick else 1000
     mc_text = pmf_model(50, 50)
     mc = {"kind": "montecarlo", "settings": {"replications": replications},
-          "capture": ["load_0", "load_1", "load_2"], "metrics": [{"name": "peak", "series": "load_0", "aggregate": "max"}]}
+          "capture": ["load_0", "load_1", "load_2"],
+          "metrics": [{"name": "peak", "series": "load_0", "aggregate": "max"}]}
     first = run_experiment(mc, mc_text)
     seeds = list(first.seeds)
     q = plan(load_model(mc_text).model)

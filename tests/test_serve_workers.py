@@ -182,7 +182,7 @@ def test_what_if_sessions_on_one_socket_work_whichever_worker_answers(
     _, port = two_workers
     run_id = httpx.post(f"http://127.0.0.1:{port}/v1/run", content=MODEL.format(n=7), headers=YAML).json()["runId"]
     saved = []
-    for k in range(12):
+    for _ in range(12):
         with connect(f"ws://127.0.0.1:{port}/v1/whatif", open_timeout=10) as ws:
             ws.send(json.dumps({"runId": run_id}))
             opened = json.loads(ws.recv(timeout=30))

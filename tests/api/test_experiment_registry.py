@@ -85,6 +85,7 @@ def test_listing_filters_and_pages_stored_and_running_experiments(tmp_path: Path
         assert ids(kind="montecarlo") == []
         assert ids(limit=1, skip=1) == [knobs]
         assert ids(limit=2, offset=1) == [knobs, wip]
+        assert ids(skip=3) == [] and ids(skip=2**80) == []  # past the end, even past SQLite's integers
         assert ids(sortBy="id", sortOrder="asc") == sorted(newest_first)
         assert ids(createdAfter=every["experiments"][1]["createdUtc"]) == [run_id, knobs]
 

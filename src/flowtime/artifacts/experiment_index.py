@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from flowtime.artifacts.index import FolderIndex, transaction
-from flowtime.artifacts.query import MAX_LIMIT, created_bound
+from flowtime.artifacts.query import MAX_LIMIT, MAX_SKIP, created_bound
 from flowtime.records import record
 
 SCHEMA_VERSION = "1"
@@ -238,7 +238,7 @@ def merged_page(q: ExperimentQuery, live: Sequence[StoredExperiment],
     >>> [e.id for e in merged_page(ExperimentQuery(limit=3, skip=2), live, window).experiments]
     ['x', 'e3', 'e2']
     """
-    limit, skip = max(0, min(q.limit, MAX_LIMIT)), max(0, q.skip)
+    limit, skip = max(0, min(q.limit, MAX_LIMIT)), min(max(0, q.skip), MAX_SKIP)
     desc = q.sort_order.lower() != "asc"
     live = sorted(live, key=lambda e: sort_key(e, q.sort_by), reverse=desc)
     if q.statuses and "done" not in q.statuses:  # stored experiments are all done

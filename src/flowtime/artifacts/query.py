@@ -17,6 +17,7 @@ from flowtime.artifacts.index import Artifact, transaction
 from flowtime.records import record
 
 MAX_LIMIT = 1000
+MAX_SKIP = 2**62  # SQLite's OFFSET is a signed 64-bit integer: past this every page is empty anyway
 SORT_KEYS = ("created", "id", "title", "size")
 _SORT_SQL = {"created": "created", "id": "id", "title": "title COLLATE NOCASE", "size": "total_size"}
 
@@ -166,6 +167,6 @@ def query_sql(q: ArtifactQuery) -> QuerySql:
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     merged = by_tag and len(tags) > 1
     return QuerySql(clause, tuple(params), order, max(0, min(q.limit, MAX_LIMIT)),
-                    min(max(0, q.skip), 2**62), scan=bool(q.search) or merged,
+                    min(max(0, q.skip), MAX_SKIP), scan=bool(q.search) or merged,
                     source="artifact_tags" if by_tag else "artifacts",
                     group=" GROUP BY created, id" if merged else "")
