@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 TEMPLATE_PREFIX = "template."
 ENGINE_TAKES_MODELS = ("the Engine takes models, not templates: the CLI (`flowtime sweep SPEC` with template: or "
-                       "--template) or the UI renders the template through Sim and sends the model")
+                       "--template) or flowtime.experiment() in Python renders the template through the Sim library; "
+                       "or send a model Sim rendered (the UI's Analyse on a generated model)")
 
 
 class TemplateRenderer(Protocol):
