@@ -263,8 +263,9 @@ class DaskBackend(_Closing):
         threads = client.nthreads()
         text = self._scattered(client, model_text, frozenset(threads)) if self.scatter else model_text
         runs = chunked(len(batches), max(1, sum(threads.values())))
-        futures = [client.submit(_tasks, text, [batches[i] for i in r], pure=False, retries=RETRIES)
-                   for r in runs]
+        # One graph for every task (one scheduler update, not one per task).
+        futures = client.map(_tasks, [text] * len(runs), [[batches[i] for i in r] for r in runs], pure=False,
+                             retries=RETRIES)
         pending: dict[Any, range] = dict(zip(futures, runs, strict=True))
         # with_results: fetched in the background as each finishes (one by one from here cost 6 ms a batch)
         finished = as_completed(futures, with_results=True)
