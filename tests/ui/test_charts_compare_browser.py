@@ -195,15 +195,17 @@ def test_a_generated_model_page_survives_a_reload(page: Page, services: Services
     page.wait_for_selector("#generate")
 
 
-@pytest.mark.parametrize("where", ["runs", "run", "compare", "topology"])
+@pytest.mark.parametrize("where", ["runs", "run", "compare", "topology", "whatif", "analysis", "experiments"])
 def test_pages_fit_a_390_pixel_screen(services: Services, spike: str, where: str) -> None:
     other = services.run((MODELS / "topology-spike.yaml").read_text().replace("values: 60}", "values: 70}"))
     url = {"runs": "/runs", "run": f"/runs/{spike}", "compare": f"/compare?a={other}&b={spike}",
-           "topology": f"/runs/{spike}/topology"}[where]
+           "topology": f"/runs/{spike}/topology", "whatif": f"/runs/{spike}/whatif",
+           "analysis": f"/analysis/new?run={spike}", "experiments": "/experiments"}[where]
     with chromium_page(width=390, height=844) as pg:
         pg.goto(services.ui + url)
         ready = {"run": "#chart[data-ready=true]", "compare": "#compare-charts .chart-sm[data-ready=true]",
-                 "topology": "#heatmap[data-painted]", "runs": "#runs-results"}[where]
+                 "topology": "#heatmap[data-painted]", "runs": "#runs-results",
+                 "whatif": "#whatif-app[data-ready=true]", "analysis": "form", "experiments": "h1"}[where]
         pg.wait_for_selector(ready)
         pg.wait_for_timeout(300)  # let plotly's responsive resize settle before measuring
         width = pg.evaluate("document.documentElement.scrollWidth")
