@@ -37,10 +37,9 @@ RETRIES = 3  # a task that fails (or whose worker is lost) is run again this man
 # the worker and the client a few messages; on a machine whose cores all compute, that overhead was a third of
 # a 12 ms batch (decision 0033). A few tasks per worker still balance the load and bound what a retry redoes.
 TASKS_PER_WORKER = 4
-# Per-worker features that take the GIL every few milliseconds to watch the task thread: the statistical
-# profiler (10 ms) and the GIL-contention monitor (1 ms). They slowed the task thread; FlowTime needs neither.
 # What a local cluster's processes do besides computing, on the cores the batches need (decision 0039):
-# the statistical profiler, the GIL monitor, a 20 ms event-loop watchdog, the memory monitor (a local
+# the statistical profiler (10 ms) and the GIL monitor (1 ms), which take the GIL to watch the task
+# thread, a 20 ms event-loop watchdog, the memory monitor (a local
 # cluster's workers hold a few result blocks, never enough to spill), work stealing (tasks are even
 # runs of batches) and the system monitor's frequent samples.
 WORKER_QUIET = {"distributed.worker.profile.enabled": False,
