@@ -99,15 +99,7 @@ def test_bad_fit_settings_are_errors() -> None:
     assert e.value.problems[0].path == "settings.observed"
 
 
-QUEUE = """\
-schemaVersion: 1
-grid: {bins: 6, binSize: 1, binUnit: hours}
-nodes:
-  - {id: arrivals, kind: const, values: [10, 10, 10, 10, 10, 10]}
-  - {id: capacity, kind: const, values: [8, 8, 8, 8, 8, 8]}
-  - {id: served, kind: expr, expr: "MIN(capacity, arrivals + SHIFT(backlog, 1))"}
-  - {id: backlog, kind: expr, expr: "MAX(0, SHIFT(backlog, 1) + arrivals - served)"}
-"""
+QUEUE = (Path(__file__).parent / "queue.yaml").read_text(encoding="utf-8")  # hand-checked queue
 
 
 def test_a_fit_recovers_the_capacity_that_made_a_backlog() -> None:

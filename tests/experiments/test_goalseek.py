@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -88,15 +90,7 @@ def test_goal_seek_varies_one_parameter_and_checks_its_settings() -> None:
     assert [p.path for p in e.value.problems] == ["settings.target"]
 
 
-QUEUE = """\
-schemaVersion: 1
-grid: {bins: 6, binSize: 1, binUnit: hours}
-nodes:
-  - {id: arrivals, kind: const, values: [10, 10, 10, 10, 10, 10]}
-  - {id: capacity, kind: const, values: [8, 8, 8, 8, 8, 8]}
-  - {id: served, kind: expr, expr: "MIN(capacity, arrivals + SHIFT(backlog, 1))"}
-  - {id: backlog, kind: expr, expr: "MAX(0, SHIFT(backlog, 1) + arrivals - served)"}
-"""
+QUEUE = (Path(__file__).parent / "queue.yaml").read_text(encoding="utf-8")  # hand-checked queue
 
 
 def test_the_capacity_that_gives_a_mean_backlog_of_7() -> None:

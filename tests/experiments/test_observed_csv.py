@@ -25,15 +25,7 @@ from flowtime.errors import ExperimentError
 from flowtime.experiments.observed import parse_observed_csv
 from flowtime.settings import EngineSettings
 
-QUEUE = """\
-schemaVersion: 1
-grid: {bins: 6, binSize: 1, binUnit: hours}
-nodes:
-  - {id: arrivals, kind: const, values: [10, 10, 10, 10, 10, 10]}
-  - {id: capacity, kind: const, values: [8, 8, 8, 8, 8, 8]}
-  - {id: served, kind: expr, expr: "MIN(capacity, arrivals + SHIFT(backlog, 1))"}
-  - {id: backlog, kind: expr, expr: "MAX(0, SHIFT(backlog, 1) + arrivals - served)"}
-"""
+QUEUE = (Path(__file__).parent / "queue.yaml").read_text(encoding="utf-8")  # hand-checked queue
 GOOD = "bin_index,value\n0,2.5\n1,5\n2,\n3,10\n4,12.5\n5,15\n"
 # (what is wrong, the CSV, line, column, words the message must hold)
 BAD = [

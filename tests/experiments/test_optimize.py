@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -146,15 +148,7 @@ def test_differential_evolution_polishes_a_feasible_constrained_result() -> None
     assert polished.constraints[0].slack >= -1e-6
 
 
-QUEUE = """\
-schemaVersion: 1
-grid: {bins: 6, binSize: 1, binUnit: hours}
-nodes:
-  - {id: arrivals, kind: const, values: [10, 10, 10, 10, 10, 10]}
-  - {id: capacity, kind: const, values: [8, 8, 8, 8, 8, 8]}
-  - {id: served, kind: expr, expr: "MIN(capacity, arrivals + SHIFT(backlog, 1))"}
-  - {id: backlog, kind: expr, expr: "MAX(0, SHIFT(backlog, 1) + arrivals - served)"}
-"""
+QUEUE = (Path(__file__).parent / "queue.yaml").read_text(encoding="utf-8")  # hand-checked queue
 
 
 @pytest.mark.parametrize("method", ["cobyla", "slsqp"])

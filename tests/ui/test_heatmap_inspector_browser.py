@@ -18,25 +18,16 @@ from typing import Any
 
 import httpx
 import pytest
+from live import EngineAndUi, engine_and_ui
 from playwright.sync_api import Page
 from tests.browser import SHOTS, chromium_page, marks
-from tests.servers import closed_port_url, serve
 
 pytestmark = marks
 MODELS = Path(__file__).parent / "models"
 PEAK_BIN = 5003  # not a multiple of any column width the heatmap picks: a stride would step over it
 
 
-class Services:
-    def __init__(self, engine: str, ui: str) -> None:
-        self.engine, self.ui = engine, ui
-
-    def run(self, text: str) -> str:
-        r = httpx.post(f"{self.engine}/v1/run?series=false", content=text.encode(),
-                       headers={"Content-Type": "text/yaml"}, timeout=120)
-        assert r.status_code == 200, r.text
-        return str(r.json()["runId"])
-
+class Services(EngineAndUi):
     def state(self, run_id: str, bin_: int) -> dict[str, Any]:
         r = httpx.get(f"{self.engine}/v1/runs/{run_id}/state", params={"bin": bin_, "mode": "full"})
         assert r.status_code == 200, r.text
@@ -45,13 +36,7 @@ class Services:
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    from flowtime.api.engine import create_engine_app
-    from flowtime.settings import EngineSettings, UiSettings
-    from flowtime.ui.app import create_ui_app
-
-    root = tmp_path_factory.mktemp("heatmap")
-    with serve(create_engine_app(EngineSettings(data_dir=root / "engine")), "engine") as engine, \
-            serve(create_ui_app(UiSettings(engine_url=engine, sim_url=closed_port_url())), "ui") as ui:
+    with engine_and_ui(tmp_path_factory.mktemp("heatmap") / "engine") as (engine, ui):
         yield Services(engine, ui)
 
 

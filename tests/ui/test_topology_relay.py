@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from live import closed_port_url, serve
+from live import EngineAndUi, closed_port_url, engine_and_ui, serve
 
-from flowtime.settings import EngineSettings, UiSettings
+from flowtime.settings import UiSettings
 from flowtime.ui.app import create_ui_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,24 +24,15 @@ QUEUE_MODEL = (ROOT / "examples" / "service-queue.yaml").read_text()
 PLAIN_MODEL = (ROOT / "examples" / "hello.yaml").read_text()
 
 
-class Services:
+class Services(EngineAndUi):
     def __init__(self, engine: str, ui: str) -> None:
-        self.engine, self.ui = engine, ui
+        super().__init__(engine, ui)
         self.http = httpx.Client(base_url=ui, timeout=30)
-
-    def run(self, text: str) -> str:
-        r = httpx.post(f"{self.engine}/v1/run", content=text.encode(), params={"series": "false"},
-                       headers={"Content-Type": "text/yaml"}, timeout=30)
-        assert r.status_code == 200, r.text
-        return str(r.json()["runId"])
 
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    from flowtime.api.engine import create_engine_app
-
-    with serve(create_engine_app(EngineSettings(data_dir=tmp_path_factory.mktemp("engine"))), "engine") as engine, \
-            serve(create_ui_app(UiSettings(engine_url=engine, sim_url=closed_port_url())), "ui") as ui:
+    with engine_and_ui(tmp_path_factory.mktemp("engine")) as (engine, ui):
         services = Services(engine, ui)
         yield services
         services.http.close()

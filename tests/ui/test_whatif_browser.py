@@ -21,14 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
-from live import closed_port_url, serve
+from live import EngineAndUi, engine_and_ui
 from playwright.sync_api import Page
 from tests.browser import SHOTS, chromium_page, marks
 
 from flowtime.engine import plan
 from flowtime.model.load import load_model
-from flowtime.settings import EngineSettings, UiSettings
-from flowtime.ui.app import create_ui_app
 
 pytestmark = marks
 
@@ -37,23 +35,12 @@ SPIKE = (Path(__file__).parent / "models" / "topology-spike.yaml").read_text()
 PACK = "input[data-knob='topology.Pack.capacity']"
 
 
-class Services:
-    def __init__(self, engine: str, ui: str) -> None:
-        self.engine, self.ui = engine, ui
-
-    def run(self, text: str) -> str:
-        r = httpx.post(f"{self.engine}/v1/run", content=text.encode(), params={"series": "false"},
-                       headers={"Content-Type": "text/yaml"}, timeout=600)
-        assert r.status_code == 200, r.text[:2000]
-        return str(r.json()["runId"])
+Services = EngineAndUi
 
 
 @contextmanager
 def _services(data_dir: Path) -> Iterator[Services]:
-    from flowtime.api.engine import create_engine_app
-
-    with serve(create_engine_app(EngineSettings(data_dir=data_dir)), "engine") as engine, \
-            serve(create_ui_app(UiSettings(engine_url=engine, sim_url=closed_port_url())), "ui") as ui:
+    with engine_and_ui(data_dir) as (engine, ui):
         yield Services(engine, ui)
 
 
