@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from tests.servers import closed_port_url, serve
 
-__all__ = ["EngineAndUi", "closed_port_url", "engine_and_ui", "serve"]
+S = TypeVar("S", bound="EngineAndUi")
+
+__all__ = ["EngineAndUi", "closed_port_url", "engine_and_ui", "serve", "started"]
 
 
 class EngineAndUi:
@@ -35,3 +38,10 @@ def engine_and_ui(data_dir: Path) -> Iterator[tuple[str, str]]:
     with serve(create_engine_app(EngineSettings(data_dir=data_dir)), "engine") as engine, \
             serve(create_ui_app(UiSettings(engine_url=engine, sim_url=closed_port_url())), "ui") as ui:
         yield engine, ui
+
+
+@contextmanager
+def started(data_dir: Path, kind: type[S]) -> Iterator[S]:
+    """``engine_and_ui`` as a ``kind`` (``EngineAndUi`` or a test's subclass of it)."""
+    with engine_and_ui(data_dir) as (engine, ui):
+        yield kind(engine, ui)

@@ -14,13 +14,12 @@ import json
 import statistics
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from live import EngineAndUi, engine_and_ui
+from live import EngineAndUi, started
 from playwright.sync_api import Page
 from tests.browser import SHOTS, chromium_page, marks
 
@@ -38,15 +37,9 @@ class Services(EngineAndUi):
         return body
 
 
-@contextmanager
-def _services(data_dir: Path) -> Iterator[Services]:
-    with engine_and_ui(data_dir) as (engine, ui):
-        yield Services(engine, ui)
-
-
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    with _services(tmp_path_factory.mktemp("engine")) as services:
+    with started(tmp_path_factory.mktemp("engine"), Services) as services:
         yield services
 
 
@@ -267,7 +260,7 @@ def test_first_paint_and_scrub_steps_on_a_year_of_hours_are_measured(tmp_path: P
     data = tmp_path / "engine"
     data.mkdir()
     build(data, 10_000)
-    with _services(data) as services:
+    with started(data, Services) as services:
         run_id = services.run(chain_model(50, 8760))
         assert httpx.get(f"{services.engine}/v1/runs", params={"limit": 1}).json()["total"] == 10_001
         with chromium_page() as pg:

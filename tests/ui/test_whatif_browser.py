@@ -15,13 +15,12 @@ import json
 import statistics
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from live import EngineAndUi, engine_and_ui
+from live import EngineAndUi, started
 from playwright.sync_api import Page
 from tests.browser import SHOTS, chromium_page, marks
 
@@ -38,15 +37,9 @@ PACK = "input[data-knob='topology.Pack.capacity']"
 Services = EngineAndUi
 
 
-@contextmanager
-def _services(data_dir: Path) -> Iterator[Services]:
-    with engine_and_ui(data_dir) as (engine, ui):
-        yield Services(engine, ui)
-
-
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    with _services(tmp_path_factory.mktemp("engine")) as services:
+    with started(tmp_path_factory.mktemp("engine"), Services) as services:
         yield services
 
 
