@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from flowtime.artifacts.compare import compare_series, delta_of, grid_mismatch, json_values
+from flowtime.artifacts.compare import compare_series, delta_of, json_values
 from flowtime.errors import ConflictError
 
 
@@ -53,9 +53,3 @@ def test_empty_series_compare_to_zero() -> None:
     d = delta_of("x", arr(), arr())
     assert (d.sum_delta, d.mean_delta, d.max_abs_delta) == (0, 0, 0)
 
-
-def test_grid_mismatch_names_each_difference() -> None:
-    g = {"bins": 4, "binSize": 1, "binUnit": "hours"}
-    assert grid_mismatch(g, dict(g)) is None
-    assert grid_mismatch(g, {"bins": 4, "binSize": 2, "binUnit": "days"}) == (
-        "binSize differs: A has 1, B has 2; binUnit differs: A has hours, B has days")

@@ -35,6 +35,16 @@ import numpy as np
 import numpy.typing as npt
 
 from flowtime.artifacts import layout
+from flowtime.artifacts.alignment import (
+    align_runs,
+    aligned,
+    how_of,
+    level_series,
+    resampling_json,
+    run_axis,
+    target_grid,
+)
+from flowtime.artifacts.state import utc_text
 from flowtime.errors import ConflictError, FlowTimeError
 from flowtime.model.diff import Change, diff_models
 from flowtime.model.schema import Model
@@ -134,19 +144,6 @@ def compare_series(a: Mapping[str, Series], b: Mapping[str, Series]) -> Comparis
         only_in_a=[sid for sid in a if sid not in b],
         only_in_b=[sid for sid in b if sid not in a],
     )
-
-
-def grid_mismatch(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
-    """
-    Why two grids cannot be compared bin by bin, or None when they match.
-
-    >>> grid_mismatch({"bins": 4, "binSize": 1, "binUnit": "hours"},
-    ...               {"bins": 6, "binSize": 1, "binUnit": "hours"})
-    'bins differ: A has 4, B has 6'
-    """
-    diffs = [f"{k} differ{'s' if k != 'bins' else ''}: A has {a.get(k)}, B has {b.get(k)}"
-             for k in GRID_KEYS if a.get(k) != b.get(k)]
-    return "; ".join(diffs) or None
 
 
 @record
@@ -271,17 +268,6 @@ def compare_runs(registry: Registry, a: str, b: str, *, offset: int = 0,
     the CLI). Runs on different grids are compared on their common span, in
     bins of the coarser size (``alignment``); ``ConflictError`` when they share none.
     """
-    from flowtime.artifacts.alignment import (
-        align_runs,
-        aligned,
-        how_of,
-        level_series,
-        resampling_json,
-        run_axis,
-        target_grid,
-    )
-    from flowtime.artifacts.state import utc_text
-
     run_a, run_b = registry.run_json(a), registry.run_json(b)
     grid_a = run_a.get("grid") or {}
     axes = [run_axis(registry, a), run_axis(registry, b)]
