@@ -9,7 +9,7 @@ event stops the run with ``ExperimentCancelled``. A batch's numbers depend only
 on the batch (its seeds and overrides), so every backend gives the same bytes.
 
 Dask is imported only when a ``DaskBackend`` starts (``pip install
-'flowtime[dask]'``); workers need FlowTime importable. Decision 0033.
+'flowtime[dask]'``); workers need FlowTime importable. Decisions 0033, 0039, 0045.
 """
 
 from __future__ import annotations
@@ -31,12 +31,9 @@ from flowtime.experiments.batch import Batch, Series, evaluate_batch, text_key, 
 Result = dict[str, Series]
 OnBatch = Callable[[int, Result], None]
 ENV_ADDRESS = "FLOWTIME_DASK_ADDRESS"
-POLL_S = 0.002  # how often a waiting run looks for finished tasks and at its cancel event
 RETRIES = 3  # a task that fails (or whose worker is lost) is run again this many times
-# Dask: batches per task are chosen so each worker gets about this many tasks. A task costs the scheduler,
-# the worker and the client a few messages; on a machine whose cores all compute, that overhead was a third of
-# a 12 ms batch (decision 0033). A few tasks per worker still balance the load and bound what a retry redoes.
-TASKS_PER_WORKER = 4
+# A waiting run wakes at least this often to look at its cancel event (a finished task wakes it at once).
+WAIT_S = 0.05
 # What a local cluster's processes do besides computing, on the cores the batches need (decision 0039):
 # the statistical profiler (10 ms) and the GIL monitor (1 ms), which take the GIL to watch the task
 # thread, a 20 ms event-loop watchdog, the memory monitor (a local
@@ -83,21 +80,29 @@ def _tasks(model_text: str, batches: Sequence[Batch]) -> list[tuple[int, Result]
 
 def chunked(count: int, workers: int) -> list[range]:
     """
-    Batch indexes ``0..count-1`` in consecutive runs, about ``TASKS_PER_WORKER``
-    per worker, as even as they divide.
+    Batch indexes ``0..count-1`` as runs of consecutive batches, one Dask task
+    each, by *factoring*: rounds of ``workers`` equal runs, each round's runs
+    together half of what is left. The first runs are long (few tasks, few
+    messages: a task costs the scheduler, a worker and the client a few
+    milliseconds of CPU on the cores that compute), the last are single
+    batches, so the workers finish within about one batch of each other
+    however fast each turned out to be (decision 0045).
 
-    >>> [list(r) for r in chunked(10, 1)]
-    [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]
-    >>> len(chunked(3, 2))
-    3
+    >>> [len(r) for r in chunked(32, 2)]
+    [8, 8, 4, 4, 2, 2, 1, 1, 1, 1]
+    >>> [list(r) for r in chunked(3, 2)]
+    [[0], [1], [2]]
     """
-    tasks = max(1, min(count, workers * TASKS_PER_WORKER))
-    size, extra = divmod(count, tasks)
     out, start = [], 0
-    for t in range(tasks):
-        n = size + (1 if t < extra else 0)
-        out.append(range(start, start + n))
-        start += n
+    workers = max(1, workers)
+    while start < count:
+        size = max(1, -(-(count - start) // (2 * workers)))
+        for _ in range(workers):
+            n = min(size, count - start)
+            if n <= 0:
+                break
+            out.append(range(start, start + n))
+            start += n
     return out
 
 
@@ -183,7 +188,7 @@ class ProcessPool(_Closing):
         pending: dict[Any, int] = {pool.submit(_task, model_text, b): i for i, b in enumerate(batches)}
 
         def next_done() -> Arrived:
-            finished, _ = wait(list(pending), timeout=POLL_S, return_when=FIRST_COMPLETED)
+            finished, _ = wait(list(pending), timeout=WAIT_S, return_when=FIRST_COMPLETED)
             return [(pending.pop(f), f.result()) for f in sorted(finished, key=pending.__getitem__)]
 
         def stop() -> None:
@@ -196,6 +201,22 @@ class ProcessPool(_Closing):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def _await(finished: Any) -> None:
+    """
+    Sleep until a task of ``finished`` (an ``as_completed``) is done, or
+    ``WAIT_S``. Its condition is notified as each result arrives; polling
+    instead took the client's GIL hundreds of times a second from the
+    cluster's own event loop, on the cores the workers compute on.
+    """
+    cond = getattr(finished, "thread_condition", None)
+    if cond is None:  # a Dask without it: poll
+        time.sleep(0.002)
+        return
+    with cond:
+        if not finished.has_ready():
+            cond.wait(WAIT_S)
 
 
 def _distributed() -> Any:
@@ -218,10 +239,11 @@ class DaskBackend(_Closing):
     """
     A Dask cluster at ``address`` (``tcp://host:port``), or ``"local"``: a
     ``LocalCluster`` of 2 worker processes, one thread each, started here and
-    closed by ``close()``. A few tasks per worker, each a run of batches
-    (``pure=False``, retried); the model text scattered to every worker once
-    and kept while the backend lives, so the many small runs of a goal seek or
-    an optimisation do not send it again.
+    closed by ``close()``. Each task is a run of batches (``chunked``: long
+    runs first, single batches last; ``pure=False``, retried); the model
+    text scattered to every worker once and kept while the backend lives, so
+    the many small runs of a goal seek or an optimisation do not send it
+    again.
     """
 
     name = "dask"
@@ -272,7 +294,8 @@ class DaskBackend(_Closing):
         def next_done() -> Arrived:
             got = finished.next_batch(block=False)
             if not got:
-                time.sleep(POLL_S)
+                _await(finished)
+                got = finished.next_batch(block=False)
             for _, parts in got:
                 if isinstance(parts, BaseException):  # a task cancelled by the cluster (not by us)
                     raise parts
@@ -285,7 +308,8 @@ class DaskBackend(_Closing):
         try:
             return _collect(batches, next_done, stop, on_batch, cancel)
         finally:
-            client.cancel(futures)
+            if pending:  # stopped early: nothing left running (finished tasks need no message)
+                client.cancel(list(pending))
 
     def _scattered(self, client: Any, model_text: str, workers: frozenset[str]) -> Any:
         """

@@ -2,7 +2,9 @@
 A batch of experiment points, and its evaluation in whatever process holds it.
 
 A ``Batch`` is the unit a backend ships: the per-point ``set=`` overrides and
-seeds, and which node series come back. ``evaluate_batch`` takes the model as
+seeds, which node series the engine must compute, and either those series
+come back whole or (``reduce``) only each point's metrics and the captured
+series (``experiments.reduce``). ``evaluate_batch`` takes the model as
 text (what travels cheaply to a worker) and keeps the planned model in a small
 per-process cache keyed by the text's SHA-256, so a worker loads and plans a
 model once however many batches it runs (decision 0033).
@@ -20,6 +22,7 @@ import numpy.typing as npt
 
 from flowtime.engine.plan import Plan, plan
 from flowtime.errors import ModelValidationError, Problem
+from flowtime.experiments.reduce import Reduction, reduced
 from flowtime.model.load import load_model
 from flowtime.records import record
 
@@ -31,7 +34,8 @@ CACHE_SIZE = 8  # plans kept per process: an experiment uses one model; a few mo
 class Batch:
     """
     Points ``start .. start + len(sets) - 1`` of an experiment: point i uses
-    ``sets[i]`` (node id -> number, or one number per bin) and ``seeds[i]``.
+    ``sets[i]`` (node id -> number, or one number per bin) and ``seeds[i]``;
+    ``outputs`` are the series the result holds, or (``reduce``) reads.
     """
 
     start: int
@@ -39,6 +43,7 @@ class Batch:
     seeds: tuple[int | None, ...]
     sample_pmf: bool
     outputs: tuple[str, ...]
+    reduce: Reduction | None = None
 
     @property
     def size(self) -> int:
@@ -80,7 +85,8 @@ def evaluate_batch(model_text: str, batch: Batch) -> dict[str, Series]:
     """
     The batch's points evaluated in one ``evaluate_many`` call: output node ->
     ``(points, bins)`` float64, C-contiguous and owned (the engine's result
-    blocks are pooled and reused, so they are copied out).
+    blocks are pooled and reused, so they are copied out) - or, with
+    ``reduce``, the points' metrics and captured series (``reduce.reduced``).
     """
     batch.check()
     p = plan_of(model_text)
@@ -89,6 +95,8 @@ def evaluate_batch(model_text: str, batch: Batch) -> dict[str, Series]:
         raise ModelValidationError([Problem("outputs", f"no node {n!r} in the model") for n in unknown])
     with _lock:  # a plan's pooled blocks are not shared between threads mid-evaluation
         many = p.evaluate_many(seeds=list(batch.seeds), sets=list(batch.sets), sample_pmf=batch.sample_pmf)
+        if batch.reduce is not None:
+            return reduced(p.model, {n: many[n] for n in batch.outputs}, batch.size, batch.reduce)
         return {n: np.array(many[n], dtype=np.float64, order="C", copy=True) for n in batch.outputs}
 
 

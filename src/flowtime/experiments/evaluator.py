@@ -6,7 +6,8 @@ Points -> batches -> backend -> series -> the metric matrix.
 ``evaluate(points, seeds)`` runs any ``(n, p)`` matrix of parameter values:
 points become ``set=`` overrides (``experiments.parameters``), are cut into
 batches of a few MB of series each and handed to the backend, and the series
-that come back are reduced to one row of metrics per point. Points whose
+are reduced to one row of metrics per point where each batch ran
+(``experiments.reduce``): only the metrics and the captured series come back. Points whose
 parameters edit the model's structure (a router weight...) are grouped by
 their edits: one edited model text, planned once, per group.
 
@@ -25,12 +26,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from flowtime.analysis.metrics import derive
 from flowtime.errors import ExperimentError, FlowTimeError, ModelError, Problem
 from flowtime.experiments.backends import Backend, InProcess
 from flowtime.experiments.batch import Batch, plan_of
-from flowtime.experiments.metric import CompiledMetric, compile_metrics, derived_names, evaluate_metric, nan_points
+from flowtime.experiments.metric import CompiledMetric, compile_metrics, derived_names, nan_points
 from flowtime.experiments.parameters import Target, edited_text, edits_of, resolve, to_sets
+from flowtime.experiments.reduce import METRICS_KEY, Reduction
 from flowtime.experiments.sources import ENGINE_TAKES_MODELS, TemplateRenderer
 from flowtime.experiments.spec import AnySpec
 from flowtime.expr.functions import suggest
@@ -246,16 +247,13 @@ class Evaluator:
             for i, e in enumerate(edits_of(targets, points[these])):
                 groups.setdefault(e, []).append(i)
             for e, local in groups.items():
-                text, model = self._group(key, e)
+                text, _ = self._group(key, e)
                 rows = [these[i] for i in local]
-                series = self._run(text, [sets[i] for i in local], [seed_list[k] for k in rows], sample)
+                got = self._run(text, [sets[i] for i in local], [seed_list[k] for k in rows], sample)
                 idx = np.asarray(rows)
-                if self.needs_derived:
-                    series = self._with_derived(model, series, len(rows))
-                for j, m in enumerate(self.metrics):
-                    metrics[idx, j] = evaluate_metric(m, series, len(rows))
+                metrics[idx] = got[METRICS_KEY]
                 for c in self.capture:
-                    captured[c][idx] = series[c]
+                    captured[c][idx] = got[c]
         self.evaluated += n if counted else 0
         warnings = tuple(Problem(f"metrics[{m.index}]", f"{m.label} is NaN at {nan_points(metrics[:, j])}",
                                  severity="warning")
@@ -265,7 +263,8 @@ class Evaluator:
     def _run(self, text: str, sets: list[dict[str, Any]], seeds: list[int | None],
              sample: bool) -> dict[str, Array]:
         size = self.batch_size
-        batches = [Batch(s, tuple(sets[s:s + size]), tuple(seeds[s:s + size]), sample, self.outputs)
+        reduction = self._reduction()
+        batches = [Batch(s, tuple(sets[s:s + size]), tuple(seeds[s:s + size]), sample, self.outputs, reduction)
                    for s in range(0, len(sets), size)]
         done = [0]
 
@@ -277,39 +276,15 @@ class Evaluator:
         results = self.backend.run(text, batches, on_batch=progress, cancel=self.cancel)
         if len(results) == 1:
             return results[0]
-        return {name: np.concatenate([r[name] for r in results], axis=0) for name in self.outputs}
+        return {name: np.concatenate([r[name] for r in results], axis=0) for name in results[0]}
 
-    def _with_derived(self, model: Model, series: dict[str, Array], n: int) -> dict[str, Array]:
-        """
-        The batch's series plus the derived metrics asked for. ``derive`` is element-wise over bins, so
-        it takes the ``(n, bins)`` blocks at once (7x faster than point by point on a 12-node topology,
-        same bits); a shape it cannot take falls back to one point at a time.
-        """
+    def _reduction(self) -> Reduction:
+        """What each batch reduces its series to where it runs: the metrics, and the captured series."""
         wanted = {r for m in self.metrics for r in m.refs} | set(self.capture)
-        asked = {name: self.derived[name] for name in wanted if name in self.derived and name not in self._ids}
-        bins = model.grid.bins
-        out = dict(series)
-        try:
-            whole = derive(model, series, model.analysis)
-            for name, (node, key) in asked.items():
-                got = whole.get(node)
-                values = got.series.get(key) if got is not None else None
-                block = np.full((n, bins), np.nan) if values is None else np.asarray(values, dtype=np.float64)
-                if block.shape != (n, bins):
-                    raise ValueError(f"{name}: shape {block.shape}")
-                out[name] = block
-            return out
-        except (ValueError, IndexError, TypeError):
-            pass
-        blocks = {name: np.full((n, bins), np.nan) for name in asked}
-        for k in range(n):
-            per = derive(model, {name: a[k] for name, a in series.items()}, model.analysis)
-            for name, (node, key) in asked.items():
-                got = per.get(node)
-                if got is not None and key in got.series:
-                    blocks[name][k] = got.series[key]
-        out.update(blocks)
-        return out
+        ids = self._ids
+        derived = tuple((name, *self.derived[name]) for name in sorted(wanted)
+                        if name in self.derived and name not in ids)
+        return Reduction(tuple(self.metrics), self.capture, derived)
 
     # -- for the numerical algorithms ----------------------------------------------------------
 
