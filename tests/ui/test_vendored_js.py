@@ -19,7 +19,7 @@ VENDOR = ROOT / "src" / "flowtime" / "ui" / "static" / "vendor"
 
 def test_every_vendored_file_matches_its_pin_and_the_check_says_so() -> None:
     pins = json.loads((VENDOR / "vendored.json").read_text())
-    assert "dagre" in pins
+    assert {"dagre", "uplot"} <= pins.keys()
     for spec in pins.values():
         for pin in spec["files"].values():
             assert hashlib.sha256((VENDOR / pin["to"]).read_bytes()).hexdigest() == pin["sha256"], pin["to"]
@@ -47,4 +47,4 @@ def test_a_tampered_tarball_or_file_is_refused(monkeypatch: pytest.MonkeyPatch) 
     assert vendor_js.extract(buf.getvalue(), members, verify=False) == {"dagre/dagre.min.js": data}
     monkeypatch.setattr(vendor_js, "VENDOR", Path("/nonexistent"))
     assert vendor_js.check_tree(json.loads((VENDOR / "vendored.json").read_text())) == [
-        "dagre/dagre.min.js", "dagre/LICENSE"]
+        "dagre/dagre.min.js", "dagre/LICENSE", "uplot/uPlot.iife.min.js", "uplot/uPlot.min.css", "uplot/LICENSE"]

@@ -114,7 +114,8 @@ def test_moving_pack_capacity_repaints_pack_with_the_engines_numbers_and_saves_t
         pg.select_option("#whatif-series", "pack_served")
         pg.wait_for_function("() => document.querySelector('#whatif-chart').dataset.series === 'pack_served'")
         seq = settle(pg)
-        ys = pg.evaluate("document.querySelector('#whatif-chart').data.find(t => t.name === 'this point').y")
+        ys = pg.evaluate("(() => { const u = document.querySelector('#whatif-chart').uplot; "
+                         "return u.data[u.series.findIndex(s => s.label === 'this point')]; })()")
         assert ys == want["pack_served"].tolist()
         codes = pg.eval_on_selector_all("#whatif-warnings li", "ls => ls.map(l => [l.dataset.code, l.dataset.node])")
         assert ["served_exceeds_capacity", "Ship"] in codes  # hour 8: Ship ships 55 with capacity 50

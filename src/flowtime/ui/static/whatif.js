@@ -188,7 +188,8 @@
     document.dispatchEvent(new CustomEvent("ft:state", { detail: { bin: { index: bin }, nodes, edges: [], findings: found } }));
   }
 
-  // The x values (clock time when the grid has a start), made once per length: the axis never changes.
+  // The x values, made once per length (the axis never changes): unix seconds from the grid's start when it
+  // has one (a UTC time axis), else minutes from the start.
   let xsCache = null;
   function xs(n) {
     const g = (S.session && S.session.grid) || {};
@@ -197,30 +198,71 @@
     const start = g.startTimeUtc || g.start || (meta && meta.grid && meta.grid.startTimeUtc);
     const key = `${n}|${minutes}|${start}`;
     if (xsCache && xsCache.key === key) return xsCache;
-    const t0 = start ? Date.parse(start) : NaN;
-    xsCache = Array.from({ length: n }, (_, i) => (Number.isFinite(t0) ? new Date(t0 + i * minutes * 60000).toISOString()
-      : i * minutes));
+    const t0 = start ? Date.parse(start) / 1000 : NaN;
+    const clock = Number.isFinite(t0);
+    xsCache = Array.from({ length: n }, (_, i) => (clock ? t0 + i * minutes * 60 : i * minutes));
     xsCache.key = key;
+    xsCache.clock = clock;
     return xsCache;
+  }
+
+  // uPlot, not Plotly, for this chart: a move repaints it, and Plotly's redraw of two 288-point lines took
+  // 11-14 ms of the page's ~17 ms per answer where uPlot's setData takes well under one (decision 0046).
+  // The chart is rebuilt only when what it shows changes (series, stored run, length); a resize resizes it.
+  const plot = { u: null, sig: "", bin: 0, observer: null };
+
+  function marker(u) {
+    const x = u.data[0];
+    if (!x || !x.length) return;
+    const at = u.valToPos(x[Math.min(x.length - 1, Math.max(0, plot.bin))], "x", true);
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.strokeStyle = "#c2312b";
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(at, u.bbox.top);
+    ctx.lineTo(at, u.bbox.top + u.bbox.height);
+    ctx.stroke();
+    ctx.restore();
   }
 
   function chart(m) {
     const box = $("whatif-chart");
     const ys = m.series && S.series ? m.series[S.series] : null;
-    if (!ys || !window.Plotly) return;
+    if (!ys || !window.uPlot) return;
     const x = xs(ys.length);
-    const traces = [];
     const base = S.base.get(S.series);
-    if (base) traces.push({ x, y: base, name: "stored run", type: "scatter", mode: "lines", line: { dash: "dot", color: "#98a2b3" } });
-    traces.push({ x, y: ys, name: "this point", type: "scatter", mode: "lines", line: { color: "#2f5bd3", width: 2 } });
-    const g = (S.session && S.session.grid) || {};
-    const at = x[Math.min(x.length - 1, FT.view.bin)];
-    window.Plotly.react(box, traces, {
-      margin: { l: 50, r: 10, t: 10, b: 40 }, height: 240, showlegend: true, legend: { orientation: "h", y: -0.25 },
-      xaxis: { title: { text: typeof x[0] === "string" ? `time, UTC (bins of ${g.binMinutes} min)` : "minutes from start" } },
-      yaxis: { title: { text: S.series } },
-      shapes: [{ type: "line", x0: at, x1: at, yref: "paper", y0: 0, y1: 1, line: { color: "#c2312b", width: 1 } }],
-    }, { displaylogo: false, responsive: true, staticPlot: false });
+    const width = Math.max(240, box.clientWidth || 600);
+    const sig = `${S.series}|${!!base}|${x.key}`;
+    plot.bin = FT.view.bin || 0;
+    const data = base ? [x, base, ys] : [x, ys];
+    if (plot.u && plot.sig === sig) {
+      plot.u.setData(data);
+    } else {
+      if (plot.u) plot.u.destroy();
+      const g = (S.session && S.session.grid) || {};
+      const series = [{ label: x.clock ? "time (UTC)" : "minutes" }];
+      if (base) series.push({ label: "stored run", stroke: "#98a2b3", dash: [4, 4], width: 1.5, spanGaps: false });
+      series.push({ label: "this point", stroke: "#2f5bd3", width: 2, spanGaps: false });
+      plot.u = new window.uPlot({
+        width, height: 240, series,
+        scales: { x: { time: x.clock } },
+        axes: [{ label: x.clock ? `time, UTC (bins of ${g.binMinutes} min)` : "minutes from start" },
+          { label: S.series, size: 60 }],
+        tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+        hooks: { draw: [marker] },
+      }, data, box);
+      plot.sig = sig;
+      if (!plot.observer && window.ResizeObserver) {
+        // A narrower window (or the 390 px layout) resizes the chart instead of overflowing it.
+        plot.observer = new ResizeObserver(() => {
+          const w = Math.max(240, box.clientWidth || 600);
+          if (plot.u && Math.abs(w - plot.u.width) > 1) plot.u.setSize({ width: w, height: 240 });
+        });
+        plot.observer.observe(box);
+      }
+    }
+    box.uplot = plot.u;
     box.dataset.series = S.series;
     box.dataset.seq = String(m.seq);
   }
