@@ -48,6 +48,7 @@ from flowtime.artifacts.registry import Registry
 from flowtime.artifacts.state import StateCache
 from flowtime.artifacts.writer import clean_temp_folders
 from flowtime.errors import StorageFull
+from flowtime.gcpause import settled
 from flowtime.settings import EngineSettings
 
 log = logging.getLogger("flowtime.engine")
@@ -63,7 +64,8 @@ def create_engine_app(settings: EngineSettings) -> FastAPI:
         await run_in_threadpool(_start_up, registry)
         # experiments left queued or running by the last process run again (decision 0037)
         await run_in_threadpool(experiments.start_up, engine_experiments.resume(settings))
-        yield
+        with settled():  # start-up done: later full collections skip what lives as long as the process
+            yield
         await run_in_threadpool(experiments.close)  # running experiments are cancelled: nothing half-written
 
     app = FastAPI(

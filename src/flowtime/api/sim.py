@@ -38,6 +38,7 @@ from flowtime._version import __version__
 from flowtime.api.bodies import UnusableJson, load_json
 from flowtime.api.guard import RequestGuard
 from flowtime.api.problems import install_problem_handlers, problem_responses
+from flowtime.gcpause import settled
 from flowtime.settings import SimSettings
 from flowtime.sim.catalog import Catalog
 from flowtime.sim.quality import ValidationReport
@@ -61,7 +62,8 @@ def create_sim_app(settings: SimSettings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(_sweep(workspace, settings.gc_interval_seconds))
         try:
-            yield
+            with settled():  # start-up done: later full collections skip what lives as long as the process
+                yield
         finally:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

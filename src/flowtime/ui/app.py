@@ -28,6 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flowtime.gcpause import settled
 from flowtime.settings import UiSettings
 from flowtime.ui import csrf
 from flowtime.ui.clients import EngineClient, InvalidId, ServiceProblem, ServiceUnavailable, SimClient, UpstreamProblem
@@ -95,7 +96,8 @@ def create_ui_app(settings: UiSettings, *,
         app.state.engine = EngineClient(settings.engine_url, transport=engine_transport, **common)
         app.state.sim = SimClient(settings.sim_url, transport=sim_transport, **common)
         try:
-            yield
+            with settled():  # start-up done: later full collections skip what lives as long as the process
+                yield
         finally:
             await app.state.engine.aclose()
             await app.state.sim.aclose()
